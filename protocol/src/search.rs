@@ -1,0 +1,133 @@
+//! Japanese-aware search terms: what a record is indexed under and what a
+//! query looks for.
+//!
+//! Text is normalised with NFKC (full-width Ｙｕｉ and half-width ｶﾀｶﾅ become
+//! their ordinary forms) and lowercased, then split into runs. A run of
+//! Latin letters or digits is one term (`dx`, `2024`). A run of any other
+//! script (kanji, kana, …) is indexed as its overlapping character bigrams
+//! plus its last character alone, so every substring of two or more
+//! characters is a phrase of adjacent bigrams and a single character is a
+//! prefix of some term. A word segmenter would miss compounds (水道 inside
+//! 下水道); bigrams do not.
+//!
+//! The terms are plain space-separated tokens, meant for an SQLite FTS5 table
+//! with the default `unicode61` tokenizer.
+
+use unicode_normalization::UnicodeNormalization;
+
+/// NFKC and lowercase, as index and query both see text.
+pub fn normalize(text: &str) -> String {
+    text.nfkc().flat_map(char::to_lowercase).collect()
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Class {
+    Latin,
+    Other,
+    Break,
+}
+
+fn class(c: char) -> Class {
+    if c.is_ascii_alphanumeric()
+        || (c.is_alphanumeric() && (c as u32) < 0x2000 && !('\u{0370}'..='\u{03ff}').contains(&c))
+    {
+        // ASCII plus Latin with diacritics; unicode61 folds the diacritics.
+        Class::Latin
+    } else if c.is_alphanumeric() || c == 'ー' || c == '々' {
+        Class::Other
+    } else {
+        Class::Break
+    }
+}
+
+/// Splits normalised text into runs of one class.
+fn runs(text: &str) -> Vec<(Class, Vec<char>)> {
+    let mut out: Vec<(Class, Vec<char>)> = Vec::new();
+    for c in text.chars() {
+        let k = class(c);
+        match out.last_mut() {
+            Some((last, chars)) if *last == k && k != Class::Break => chars.push(c),
+            _ if k == Class::Break => out.push((Class::Break, Vec::new())),
+            _ => out.push((k, vec![c])),
+        }
+    }
+    out.retain(|(k, chars)| *k != Class::Break && !chars.is_empty());
+    out
+}
+
+/// Appends the index terms of `text` to `out`, space-separated.
+pub fn index_terms(text: &str, out: &mut String) {
+    for (k, chars) in runs(&normalize(text)) {
+        match k {
+            Class::Latin => push(out, chars.iter().collect::<String>()),
+            Class::Other => {
+                for pair in chars.windows(2) {
+                    push(out, pair.iter().collect::<String>());
+                }
+                if let Some(last) = chars.last() {
+                    push(out, last.to_string());
+                }
+            }
+            Class::Break => {}
+        }
+    }
+}
+
+fn push(out: &mut String, term: String) {
+    if !out.is_empty() {
+        out.push(' ');
+    }
+    out.push_str(&term);
+}
+
+/// The FTS5 MATCH expression for a user's query, or `None` when the query has
+/// no searchable characters. All parts must match (AND); a Latin word matches
+/// as a prefix (`tele` finds `telework`); a run of kanji/kana matches as a
+/// substring.
+pub fn match_expression(query: &str) -> Option<String> {
+    let mut parts = Vec::new();
+    for (k, chars) in runs(&normalize(query)) {
+        match k {
+            Class::Latin => parts.push(format!("\"{}\"*", chars.iter().collect::<String>())),
+            Class::Other if chars.len() == 1 => parts.push(format!("\"{}\"*", chars[0])),
+            Class::Other => {
+                let bigrams: Vec<String> =
+                    chars.windows(2).map(|p| p.iter().collect()).collect();
+                parts.push(format!("\"{}\"", bigrams.join(" ")));
+            }
+            Class::Break => {}
+        }
+    }
+    // Terms hold only letters and digits, so no quote can reach FTS5 unescaped.
+    (!parts.is_empty()).then(|| parts.join(" AND "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn terms(s: &str) -> String {
+        let mut out = String::new();
+        index_terms(s, &mut out);
+        out
+    }
+
+    #[test]
+    fn japanese_runs_become_bigrams_and_latin_words_stay_whole() {
+        assert_eq!(terms("研修会"), "研修 修会 会");
+        assert_eq!(terms("DX推進、Telework!"), "dx 推進 進 telework");
+        assert_eq!(terms("ＤＸ　ｶﾀｶﾅ"), "dx カタ タカ カナ ナ");
+        assert_eq!(terms("人々"), "人々 々");
+    }
+
+    #[test]
+    fn queries() {
+        assert_eq!(match_expression("研修").as_deref(), Some("\"研修\""));
+        assert_eq!(match_expression("下水道").as_deref(), Some("\"下水 水道\""));
+        assert_eq!(match_expression("研").as_deref(), Some("\"研\"*"));
+        assert_eq!(match_expression("DX 推進").as_deref(), Some("\"dx\"* AND \"推進\""));
+        // Operators typed by a user are searched for as words, never obeyed.
+        assert_eq!(match_expression("\" OR *").as_deref(), Some("\"or\"*"));
+        assert_eq!(match_expression("、。！"), None);
+    }
+}
