@@ -1,1 +1,20 @@
-pub fn x(){}
+//! The Yui town node: storage, local API and command line.
+//!
+//! Module map: [`datadir`] (the data directory and `yui init`), [`store`]
+//! (SQLite: documents, change feed, search index), [`api`] (the local HTTP
+//! API), [`node`] (a running node and its server loop), [`cli`] (the `yui`
+//! commands). The protocol itself — records, schemas, validation, the
+//! Automerge mapping — lives in the `yui-protocol` crate, without I/O.
+
+pub mod api;
+pub mod cli;
+pub mod datadir;
+pub mod error;
+pub mod export;
+pub mod metrics;
+pub mod node;
+pub mod openapi;
+pub mod store;
+
+pub use error::{Error, Result};
+pub use node::{Node, run};

@@ -20,14 +20,14 @@
 use std::collections::BTreeMap;
 
 use automerge::transaction::{CommitOptions, Transactable};
-use automerge::{ActorId, AutoCommit, ObjId, ObjType, ReadDoc, ScalarValue, Value, ROOT};
+use automerge::{ActorId, AutoCommit, ObjId, ObjType, ROOT, ReadDoc, ScalarValue, Value};
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
 
 use crate::collection::Collection;
-use crate::record::{format_time, Millis, RecordId, RecordView};
+use crate::record::{Millis, RecordId, RecordView, format_time};
 use crate::schema::FieldKind;
-use crate::validate::{number_json, FieldValue, Fields, Patch};
+use crate::validate::{FieldValue, Fields, Patch, number_json};
 
 /// The document format this code writes and reads.
 pub const DOC_FORMAT: u64 = 1;
@@ -231,7 +231,8 @@ pub fn history(doc: &mut AutoCommit) -> Vec<HistoryEntry> {
                 town: note.as_ref().map_or_else(String::new, |n| n.town.clone()),
                 at: format_time(c.timestamp()),
                 hash: c.hash().to_string(),
-                summary: note.map_or_else(|| c.message().unwrap_or_default().to_owned(), |n| n.summary),
+                summary: note
+                    .map_or_else(|| c.message().unwrap_or_default().to_owned(), |n| n.summary),
             }
         })
         .collect()
@@ -338,7 +339,12 @@ fn read_scalar(doc: &AutoCommit, obj: &ObjId, name: &str, kind: &FieldKind) -> O
     read_value(doc, &value, &id, kind)
 }
 
-fn read_value(doc: &AutoCommit, value: &Value<'_>, id: &ObjId, kind: &FieldKind) -> Option<FieldValue> {
+fn read_value(
+    doc: &AutoCommit,
+    value: &Value<'_>,
+    id: &ObjId,
+    kind: &FieldKind,
+) -> Option<FieldValue> {
     match (kind, value) {
         (
             FieldKind::Str { .. }
@@ -352,7 +358,9 @@ fn read_value(doc: &AutoCommit, value: &Value<'_>, id: &ObjId, kind: &FieldKind)
             ScalarValue::Str(s) => Some(FieldValue::Str(s.to_string())),
             _ => None,
         },
-        (FieldKind::Text { .. }, Value::Object(ObjType::Text)) => doc.text(id).ok().map(FieldValue::Text),
+        (FieldKind::Text { .. }, Value::Object(ObjType::Text)) => {
+            doc.text(id).ok().map(FieldValue::Text)
+        }
         (FieldKind::Int { .. }, Value::Scalar(s)) => match s.as_ref() {
             ScalarValue::Int(i) => Some(FieldValue::Int(*i)),
             ScalarValue::Uint(u) => i64::try_from(*u).ok().map(FieldValue::Int),
@@ -395,11 +403,19 @@ fn read_value(doc: &AutoCommit, value: &Value<'_>, id: &ObjId, kind: &FieldKind)
     }
 }
 
-fn list_items<'a>(doc: &'a AutoCommit, list: &'a ObjId) -> impl Iterator<Item = (Value<'a>, ObjId)> + 'a {
+fn list_items<'a>(
+    doc: &'a AutoCommit,
+    list: &'a ObjId,
+) -> impl Iterator<Item = (Value<'a>, ObjId)> + 'a {
     (0..doc.length(list)).filter_map(move |i| doc.get(list, i).ok().flatten())
 }
 
-fn read_field(doc: &AutoCommit, obj: &ObjId, collection: Collection, name: &str) -> Option<FieldValue> {
+fn read_field(
+    doc: &AutoCommit,
+    obj: &ObjId,
+    collection: Collection,
+    name: &str,
+) -> Option<FieldValue> {
     let def = collection.field(name)?;
     read_scalar(doc, obj, name, &def.kind)
 }
@@ -430,8 +446,15 @@ mod tests {
             Collection::Knowledge,
             json!({"title": "進め方", "body": BODY, "category": "worker_management", "tags": ["研修", "DX"]}),
         );
-        let doc = create(actor(1), Collection::Knowledge, &id, "tateshina", 1_700_000_000_000, &f)
-            .expect("create");
+        let doc = create(
+            actor(1),
+            Collection::Knowledge,
+            &id,
+            "tateshina",
+            1_700_000_000_000,
+            &f,
+        )
+        .expect("create");
         (doc, id)
     }
 
@@ -459,10 +482,22 @@ mod tests {
         // different line.
         let t_body = BODY.replace("週次で", "毎週月曜に");
         let o_body = BODY.replace("月に一度", "隔週で");
-        update(&mut tateshina, Collection::Knowledge, "tateshina", 1, &patch(Collection::Knowledge, json!({"body": t_body})))
-            .expect("update");
-        update(&mut omachi, Collection::Knowledge, "omachi", 2, &patch(Collection::Knowledge, json!({"body": o_body})))
-            .expect("update");
+        update(
+            &mut tateshina,
+            Collection::Knowledge,
+            "tateshina",
+            1,
+            &patch(Collection::Knowledge, json!({"body": t_body})),
+        )
+        .expect("update");
+        update(
+            &mut omachi,
+            Collection::Knowledge,
+            "omachi",
+            2,
+            &patch(Collection::Knowledge, json!({"body": o_body})),
+        )
+        .expect("update");
 
         tateshina.merge(&mut omachi).expect("merge");
         omachi.merge(&mut tateshina).expect("merge");
@@ -479,8 +514,22 @@ mod tests {
         let (mut a, _) = knowledge();
         let mut b = AutoCommit::load(&a.save()).expect("load");
         b.set_actor(actor(2));
-        update(&mut a, Collection::Knowledge, "tateshina", 1, &patch(Collection::Knowledge, json!({"title": "A案"}))).expect("update");
-        update(&mut b, Collection::Knowledge, "omachi", 2, &patch(Collection::Knowledge, json!({"title": "B案"}))).expect("update");
+        update(
+            &mut a,
+            Collection::Knowledge,
+            "tateshina",
+            1,
+            &patch(Collection::Knowledge, json!({"title": "A案"})),
+        )
+        .expect("update");
+        update(
+            &mut b,
+            Collection::Knowledge,
+            "omachi",
+            2,
+            &patch(Collection::Knowledge, json!({"title": "B案"})),
+        )
+        .expect("update");
         a.merge(&mut b).expect("merge");
         let c = conflicts(&a).expect("conflicts");
         let mut titles = c["title"].clone();
@@ -492,8 +541,17 @@ mod tests {
     fn an_update_that_changes_nothing_commits_nothing() {
         let (mut doc, _) = knowledge();
         let heads = doc.get_heads();
-        let changed = update(&mut doc, Collection::Knowledge, "tateshina", 5, &patch(Collection::Knowledge, json!({"title": "進め方", "body": BODY})))
-            .expect("update");
+        let changed = update(
+            &mut doc,
+            Collection::Knowledge,
+            "tateshina",
+            5,
+            &patch(
+                Collection::Knowledge,
+                json!({"title": "進め方", "body": BODY}),
+            ),
+        )
+        .expect("update");
         assert!(changed.is_empty());
         assert_eq!(doc.get_heads(), heads);
     }
@@ -503,11 +561,21 @@ mod tests {
         let (mut doc, _) = knowledge();
         let mut other = AutoCommit::load(&doc.save()).expect("load");
         other.set_actor(actor(3));
-        update(&mut other, Collection::Knowledge, "itoigawa", 1_700_000_100_000, &patch(Collection::Knowledge, json!({"tags": null}))).expect("update");
+        update(
+            &mut other,
+            Collection::Knowledge,
+            "itoigawa",
+            1_700_000_100_000,
+            &patch(Collection::Knowledge, json!({"tags": null})),
+        )
+        .expect("update");
         delete(&mut other, "itoigawa", 1_700_000_200_000).expect("delete");
         doc.merge(&mut other).expect("merge");
         let h = history(&mut doc);
-        let got: Vec<_> = h.iter().map(|e| (e.town.as_str(), e.summary.as_str())).collect();
+        let got: Vec<_> = h
+            .iter()
+            .map(|e| (e.town.as_str(), e.summary.as_str()))
+            .collect();
         assert_eq!(
             got,
             [
@@ -534,6 +602,9 @@ mod tests {
         let doc = create(actor(1), Collection::Workers, &id, "tateshina", 1, &f).expect("create");
         let view = read(&doc).expect("read");
         assert_eq!(view.fields["hours_per_week"], json!(12.5));
-        assert_eq!(view.fields["skills"], json!([{"skill": "Excel", "level": 3, "assessed_on": "2024-05-01"}]));
+        assert_eq!(
+            view.fields["skills"],
+            json!([{"skill": "Excel", "level": 3, "assessed_on": "2024-05-01"}])
+        );
     }
 }

@@ -48,7 +48,10 @@ pub enum FieldKind {
     /// Short free-form labels.
     Tags { max_items: usize, max_chars: usize },
     /// A list of small objects with their own fields (skills, metrics).
-    Objects { fields: &'static [FieldDef], max_items: usize },
+    Objects {
+        fields: &'static [FieldDef],
+        max_items: usize,
+    },
 }
 
 /// One field of a collection.
@@ -202,11 +205,23 @@ const METRIC_FIELDS: &[FieldDef] = &[
         },
         false,
     ),
-    field("unit", "単位", "Unit", FieldKind::Str { max_chars: 20 }, false),
+    field(
+        "unit",
+        "単位",
+        "Unit",
+        FieldKind::Str { max_chars: 20 },
+        false,
+    ),
 ];
 
 const SKILL_FIELDS: &[FieldDef] = &[
-    field("skill", "スキル", "Skill", FieldKind::Str { max_chars: 60 }, true),
+    field(
+        "skill",
+        "スキル",
+        "Skill",
+        FieldKind::Str { max_chars: 60 },
+        true,
+    ),
     field(
         "level",
         "レベル",
@@ -214,7 +229,13 @@ const SKILL_FIELDS: &[FieldDef] = &[
         FieldKind::Int { min: 1, max: 5 },
         true,
     ),
-    field("assessed_on", "評価日", "Assessed on", FieldKind::Date, false),
+    field(
+        "assessed_on",
+        "評価日",
+        "Assessed on",
+        FieldKind::Date,
+        false,
+    ),
 ];
 
 const KNOWLEDGE: &[FieldDef] = &[
@@ -251,7 +272,13 @@ const PILOT_RESULTS: &[FieldDef] = &[
     TITLE,
     field("partner", "連携先", "Partner", SHORT, false),
     field("field", "分野", "Field", SHORT, false),
-    field("period_start", "開始日", "Period start", FieldKind::Date, false),
+    field(
+        "period_start",
+        "開始日",
+        "Period start",
+        FieldKind::Date,
+        false,
+    ),
     field("period_end", "終了日", "Period end", FieldKind::Date, false),
     field(
         "status",
@@ -324,7 +351,13 @@ const KPI_REPORTS: &[FieldDef] = &[
 ];
 
 const WORKERS: &[FieldDef] = &[
-    field("name", "氏名", "Name", FieldKind::Str { max_chars: 100 }, true),
+    field(
+        "name",
+        "氏名",
+        "Name",
+        FieldKind::Str { max_chars: 100 },
+        true,
+    ),
     field(
         "name_kana",
         "ふりがな",

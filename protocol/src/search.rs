@@ -91,8 +91,7 @@ pub fn match_expression(query: &str) -> Option<String> {
             Class::Latin => parts.push(format!("\"{}\"*", chars.iter().collect::<String>())),
             Class::Other if chars.len() == 1 => parts.push(format!("\"{}\"*", chars[0])),
             Class::Other => {
-                let bigrams: Vec<String> =
-                    chars.windows(2).map(|p| p.iter().collect()).collect();
+                let bigrams: Vec<String> = chars.windows(2).map(|p| p.iter().collect()).collect();
                 parts.push(format!("\"{}\"", bigrams.join(" ")));
             }
             Class::Break => {}
@@ -125,7 +124,10 @@ mod tests {
         assert_eq!(match_expression("研修").as_deref(), Some("\"研修\""));
         assert_eq!(match_expression("下水道").as_deref(), Some("\"下水 水道\""));
         assert_eq!(match_expression("研").as_deref(), Some("\"研\"*"));
-        assert_eq!(match_expression("DX 推進").as_deref(), Some("\"dx\"* AND \"推進\""));
+        assert_eq!(
+            match_expression("DX 推進").as_deref(),
+            Some("\"dx\"* AND \"推進\"")
+        );
         // Operators typed by a user are searched for as words, never obeyed.
         assert_eq!(match_expression("\" OR *").as_deref(), Some("\"or\"*"));
         assert_eq!(match_expression("、。！"), None);

@@ -159,7 +159,11 @@ pub fn validate_patch(
             None => errors.push(unknown_field(collection, name)),
             Some(def) if value.is_null() => {
                 if def.required {
-                    errors.push(err(name, "missing_field", "is required and cannot be removed"));
+                    errors.push(err(
+                        name,
+                        "missing_field",
+                        "is required and cannot be removed",
+                    ));
                 } else {
                     patch.insert(def.name, None);
                 }

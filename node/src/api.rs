@@ -1,0 +1,430 @@
+//! The local HTTP API (SPEC §8): records, search, history, status, health,
+//! metrics and the OpenAPI document.
+//!
+//! [`router`] builds the whole service, so tests can drive it over a real
+//! socket or with `oneshot`. Every `/api/` route sits behind the bearer-token
+//! check; every failure, including malformed JSON, oversize bodies and unknown
+//! routes, answers in the §8 error shape.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Router;
+use axum::body::{Body, Bytes};
+use axum::extract::{DefaultBodyLimit, FromRequest, MatchedPath, Path, Query, Request, State};
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Map, Value, json};
+use yui_protocol::schema::FieldKind;
+use yui_protocol::validate::{validate_create, validate_patch};
+use yui_protocol::{Collection, RecordId};
+
+use crate::error::{Error, Result};
+use crate::node::Node;
+
+/// Largest request body accepted, in bytes. Records are limited to
+/// `MAX_RECORD_BYTES` (128 KiB) of fields; the rest is headroom for JSON
+/// escapes. Larger bodies are refused with 413 before they are buffered.
+pub const MAX_BODY_BYTES: usize = 1024 * 1024;
+pub const DEFAULT_PAGE: usize = 50;
+pub const MAX_PAGE: usize = 500;
+
+type AppState = Arc<Node>;
+
+/// The whole HTTP service of the local API.
+pub fn router(node: Arc<Node>) -> Router {
+    let api = Router::new()
+        .route("/status", get(status))
+        .route("/openapi.json", get(openapi))
+        .route("/search", get(search))
+        .route(
+            "/records/{collection}",
+            get(list_records).post(create_record),
+        )
+        .route(
+            "/records/{collection}/{id}",
+            get(get_record).patch(update_record).delete(delete_record),
+        )
+        .route("/records/{collection}/{id}/history", get(history))
+        .route("/records/{collection}/{id}/conflicts", get(conflicts))
+        .route_layer(middleware::from_fn_with_state(node.clone(), require_token));
+    Router::new()
+        .nest("/api/v1", api)
+        .route("/healthz", get(healthz))
+        .route("/metrics", get(metrics))
+        .fallback(unknown_route)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(node.clone(), observe))
+        .with_state(node)
+}
+
+/// Counts and times every request, and logs it.
+async fn observe(State(node): State<AppState>, req: Request, next: Next) -> Response {
+    let start = Instant::now();
+    let method = req.method().clone();
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map_or_else(|| "unmatched".to_owned(), |p| p.as_str().to_owned());
+    let path = req.uri().path().to_owned();
+    let response = next.run(req).await;
+    let elapsed = start.elapsed();
+    node.metrics
+        .observe_request(method.as_str(), &route, response.status().as_u16(), elapsed);
+    tracing::debug!(%method, %path, status = response.status().as_u16(), micros = elapsed.as_micros() as u64, "request");
+    response
+}
+
+async fn require_token(State(node): State<AppState>, req: Request, next: Next) -> Response {
+    let header = req.headers().get(header::AUTHORIZATION);
+    let Some(value) = header else {
+        return Error::Unauthorized {
+            code: "missing_token",
+            message: format!(
+                "this request needs the header 'Authorization: Bearer TOKEN'; the token is in {}",
+                node.token_path.display()
+            ),
+        }
+        .into_response();
+    };
+    let presented = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .trim();
+    if !node.token_matches(presented) {
+        return Error::Unauthorized {
+            code: "invalid_token",
+            message: "the bearer token is not this node's API token".into(),
+        }
+        .into_response();
+    }
+    next.run(req).await
+}
+
+async fn unknown_route(req: Request) -> Error {
+    Error::NotFound(format!(
+        "no such endpoint: {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+async fn method_not_allowed(req: Request) -> Response {
+    let err = Error::bad_request(
+        "method_not_allowed",
+        format!("{} is not allowed on {}", req.method(), req.uri().path()),
+    );
+    let mut response = err.into_response();
+    *response.status_mut() = StatusCode::METHOD_NOT_ALLOWED;
+    response
+}
+
+/// A JSON body, with every failure in the §8 shape.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Error::BodyTooLarge {
+                    limit: MAX_BODY_BYTES,
+                }
+            } else {
+                Error::bad_request("unreadable_body", rejection.body_text())
+            }
+        })?;
+        if bytes.is_empty() {
+            return Err(Error::bad_request(
+                "malformed_json",
+                "the request body is empty; send a JSON object",
+            ));
+        }
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            if e.classify() == serde_json::error::Category::Data {
+                Error::bad_request(
+                    "invalid_body",
+                    format!("the JSON does not have the expected shape: {e}"),
+                )
+            } else {
+                Error::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+            }
+        })
+    }
+}
+
+/// A list of stored records, passed through without re-parsing them.
+#[derive(serde::Serialize)]
+struct Items<'a> {
+    items: &'a [Box<serde_json::value::RawValue>],
+    /// Present (possibly null) on paged lists, absent on search results.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    next_cursor: Option<Option<String>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RecordBody {
+    fields: Map<String, Value>,
+}
+
+fn collection(name: &str) -> Result<Collection> {
+    name.parse().map_err(|_| {
+        let known: Vec<_> = Collection::ALL.iter().map(|c| c.name()).collect();
+        Error::UnknownCollection(format!(
+            "{} (collections: {})",
+            name.chars().take(40).collect::<String>(),
+            known.join(", ")
+        ))
+    })
+}
+
+/// A record id from the path; a malformed one cannot name any record.
+fn record_id(collection: Collection, id: &str) -> Result<String> {
+    id.parse::<RecordId>()
+        .map(String::from)
+        .map_err(|_| Error::RecordNotFound {
+            collection: collection.name().to_owned(),
+            id: id.chars().take(60).collect(),
+        })
+}
+
+/// Serialises a value that is known to be JSON-safe.
+fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
+    match serde_json::to_vec(body) {
+        Ok(bytes) => (
+            status,
+            [(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("application/json"),
+            )],
+            Body::from(bytes),
+        )
+            .into_response(),
+        Err(e) => Error::Storage(format!("encoding the response: {e}")).into_response(),
+    }
+}
+
+async fn healthz(State(node): State<AppState>) -> Response {
+    json_response(
+        StatusCode::OK,
+        &json!({"status": "ok", "town": node.config.town}),
+    )
+}
+
+async fn metrics(State(node): State<AppState>) -> Result<Response> {
+    let counts = node.store.counts().await?;
+    let text = node.metrics.render(&counts, node.store.disk_bytes());
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        text,
+    )
+        .into_response())
+}
+
+async fn status(State(node): State<AppState>) -> Result<Response> {
+    Ok(json_response(StatusCode::OK, &node.status().await?))
+}
+
+async fn openapi() -> Response {
+    json_response(StatusCode::OK, &crate::openapi::document())
+}
+
+async fn create_record(
+    State(node): State<AppState>,
+    Path(name): Path<String>,
+    JsonBody(body): JsonBody<RecordBody>,
+) -> Result<Response> {
+    let collection = collection(&name)?;
+    let fields = validate_create(collection, &body.fields)?;
+    let record = node
+        .store
+        .create(collection, fields, crate::store::now_ms())
+        .await?;
+    node.metrics.record_write();
+    Ok(json_response(StatusCode::CREATED, &record))
+}
+
+#[derive(Deserialize)]
+struct GetParams {
+    #[serde(default)]
+    include_deleted: bool,
+}
+
+async fn get_record(
+    State(node): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+    Query(params): Query<GetParams>,
+) -> Result<Response> {
+    let collection = collection(&name)?;
+    let id = record_id(collection, &id)?;
+    let record = node
+        .store
+        .get(collection, id, params.include_deleted)
+        .await?;
+    Ok(json_response(StatusCode::OK, &record))
+}
+
+async fn update_record(
+    State(node): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+    JsonBody(body): JsonBody<RecordBody>,
+) -> Result<Response> {
+    let collection = collection(&name)?;
+    let id = record_id(collection, &id)?;
+    let patch = validate_patch(collection, &body.fields)?;
+    let record = node
+        .store
+        .update(collection, id, patch, crate::store::now_ms())
+        .await?;
+    node.metrics.record_write();
+    Ok(json_response(StatusCode::OK, &record))
+}
+
+async fn delete_record(
+    State(node): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<StatusCode> {
+    let collection = collection(&name)?;
+    let id = record_id(collection, &id)?;
+    node.store
+        .delete(collection, id, crate::store::now_ms())
+        .await?;
+    node.metrics.record_write();
+    Ok(StatusCode::NO_CONTENT)
+}
+
+async fn list_records(
+    State(node): State<AppState>,
+    Path(name): Path<String>,
+    Query(params): Query<HashMap<String, String>>,
+) -> Result<Response> {
+    let collection = collection(&name)?;
+    let mut q = crate::store::ListQuery {
+        limit: DEFAULT_PAGE,
+        ..Default::default()
+    };
+    for (key, value) in params {
+        match key.as_str() {
+            "limit" => {
+                q.limit = value
+                    .parse::<usize>()
+                    .ok()
+                    .filter(|n| (1..=MAX_PAGE).contains(n))
+                    .ok_or_else(|| {
+                        Error::bad_request(
+                            "invalid_query",
+                            format!("limit must be a whole number from 1 to {MAX_PAGE}"),
+                        )
+                    })?;
+            }
+            "cursor" => q.cursor = Some(value),
+            "include_deleted" => q.include_deleted = value == "true",
+            field => {
+                let def = collection
+                    .field(field)
+                    .filter(|d| d.kind.is_filterable())
+                    .ok_or_else(|| {
+                        let filterable: Vec<_> = collection
+                            .fields()
+                            .iter()
+                            .filter(|d| d.kind.is_filterable())
+                            .map(|d| d.name)
+                            .collect();
+                        Error::bad_request(
+                            "invalid_query",
+                            format!(
+                                "{field:?} is not a query parameter of {collection}; use limit, cursor, include_deleted or a filter on one of: {}",
+                                filterable.join(", ")
+                            ),
+                        )
+                    })?;
+                let value = match def.kind {
+                    FieldKind::Int { .. } => Value::from(value.parse::<i64>().map_err(|_| {
+                        Error::bad_request(
+                            "invalid_query",
+                            format!("{field} must be a whole number"),
+                        )
+                    })?),
+                    _ => Value::String(value),
+                };
+                q.filters.push((def.name, value));
+            }
+        }
+    }
+    let page = node.store.list(collection, q).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &Items {
+            items: &page.items,
+            next_cursor: Some(page.next_cursor),
+        },
+    ))
+}
+
+#[derive(Deserialize)]
+struct SearchParams {
+    q: Option<String>,
+    collection: Option<String>,
+    limit: Option<usize>,
+}
+
+async fn search(
+    State(node): State<AppState>,
+    Query(params): Query<SearchParams>,
+) -> Result<Response> {
+    let q = params.q.filter(|q| !q.trim().is_empty()).ok_or_else(|| {
+        Error::bad_request("invalid_query", "give the words to search for as ?q=…")
+    })?;
+    if q.chars().count() > 200 {
+        return Err(Error::bad_request(
+            "invalid_query",
+            "the search text is longer than 200 characters",
+        ));
+    }
+    let collection = params.collection.as_deref().map(collection).transpose()?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    let items = node.store.search(q, collection, limit).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &Items {
+            items: &items,
+            next_cursor: None,
+        },
+    ))
+}
+
+async fn history(
+    State(node): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Response> {
+    let collection = collection(&name)?;
+    let id = record_id(collection, &id)?;
+    let changes = node.store.history(collection, id).await?;
+    Ok(json_response(StatusCode::OK, &json!({"changes": changes})))
+}
+
+async fn conflicts(
+    State(node): State<AppState>,
+    Path((name, id)): Path<(String, String)>,
+) -> Result<Response> {
+    let collection = collection(&name)?;
+    let id = record_id(collection, &id)?;
+    let conflicts = node.store.conflicts(collection, id).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({"conflicts": conflicts}),
+    ))
+}

@@ -1,0 +1,304 @@
+//! The data directory: its layout, `yui init`, the config file, and the
+//! permission checks that keep keys and tokens private.
+//!
+//! ```text
+//! yui-data/            mode 0700
+//!   config.toml        town, listen addresses
+//!   yui.sqlite         records (plus -wal, -shm while open)
+//!   api-token          bearer token of the local API, mode 0600
+//!   node.key.pem       the node's private key, mode 0600; never leaves here
+//!   node.csr.pem       certificate signing request for the consortium CA
+//!   serve.lock         held by the running `yui serve`
+//! ```
+
+use std::fs;
+use std::io::Write;
+use std::net::SocketAddr;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+
+pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7480";
+pub const DEFAULT_PEER_LISTEN: &str = "0.0.0.0:7443";
+
+/// The node's configuration file, `config.toml`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    /// Town id, lowercase ASCII (`tateshina`). Fixed at init: records carry it.
+    pub town: String,
+    /// Display name (`立科町`).
+    #[serde(default)]
+    pub name: String,
+    /// Address of the local API and console.
+    pub api_listen: SocketAddr,
+    /// Address of the peer port (mutual TLS; used once the node has joined).
+    pub peer_listen: SocketAddr,
+}
+
+/// What `yui init` is told.
+#[derive(Debug, Clone)]
+pub struct InitOptions {
+    pub town: String,
+    pub name: String,
+    pub api_listen: SocketAddr,
+    pub peer_listen: SocketAddr,
+}
+
+/// A data directory, which may or may not exist yet.
+#[derive(Debug, Clone)]
+pub struct DataDir {
+    pub path: PathBuf,
+}
+
+impl DataDir {
+    pub fn new(path: impl Into<PathBuf>) -> DataDir {
+        DataDir { path: path.into() }
+    }
+    pub fn config_path(&self) -> PathBuf {
+        self.path.join("config.toml")
+    }
+    pub fn db_path(&self) -> PathBuf {
+        self.path.join("yui.sqlite")
+    }
+    pub fn token_path(&self) -> PathBuf {
+        self.path.join("api-token")
+    }
+    pub fn key_path(&self) -> PathBuf {
+        self.path.join("node.key.pem")
+    }
+    pub fn csr_path(&self) -> PathBuf {
+        self.path.join("node.csr.pem")
+    }
+    pub fn lock_path(&self) -> PathBuf {
+        self.path.join("serve.lock")
+    }
+
+    /// Whether `yui init` has run here.
+    pub fn is_initialised(&self) -> bool {
+        self.config_path().exists()
+    }
+
+    /// Creates the directory and everything in it. Refuses to touch a
+    /// directory that already holds a node.
+    pub fn init(&self, opts: &InitOptions) -> Result<String> {
+        yui_protocol::record::check_town_id(&opts.town).map_err(Error::Config)?;
+        if self.is_initialised() {
+            return Err(Error::Config(format!(
+                "{} already holds a node (config.toml exists); nothing was changed",
+                self.path.display()
+            )));
+        }
+        if self.path.exists()
+            && fs::read_dir(&self.path)
+                .map(|mut d| d.next().is_some())
+                .unwrap_or(true)
+        {
+            return Err(Error::Config(format!(
+                "{} exists and is not empty; choose an empty or new directory",
+                self.path.display()
+            )));
+        }
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&self.path)
+            .map_err(|e| io_error("creating", &self.path, e))?;
+        // A directory that already existed keeps its mode: make it private.
+        fs::set_permissions(&self.path, fs::Permissions::from_mode(0o700))
+            .map_err(|e| io_error("setting permissions of", &self.path, e))?;
+
+        let key = rcgen::KeyPair::generate()
+            .map_err(|e| Error::Config(format!("generating the node key: {e}")))?;
+        write_private(&self.key_path(), key.serialize_pem().as_bytes())?;
+        let node_id = node_id(&rcgen::PublicKeyData::subject_public_key_info(&key));
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
+            .map_err(|e| Error::Config(format!("building the certificate request: {e}")))?;
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, opts.town.clone());
+        if !opts.name.is_empty() {
+            params
+                .distinguished_name
+                .push(rcgen::DnType::OrganizationName, opts.name.clone());
+        }
+        let csr = params
+            .serialize_request(&key)
+            .and_then(|r| r.pem())
+            .map_err(|e| Error::Config(format!("writing the certificate request: {e}")))?;
+        write_file(&self.csr_path(), csr.as_bytes(), 0o644)?;
+
+        let mut token = [0u8; 32];
+        rand::rng().fill_bytes(&mut token);
+        let token: String = token.iter().map(|b| format!("{b:02x}")).collect();
+        write_private(&self.token_path(), format!("{token}\n").as_bytes())?;
+
+        crate::store::Store::create_database(&self.db_path(), &opts.town)?;
+
+        let config = Config {
+            town: opts.town.clone(),
+            name: opts.name.clone(),
+            api_listen: opts.api_listen,
+            peer_listen: opts.peer_listen,
+        };
+        let text = format!(
+            "# Yui node configuration. See docs/operations.md.\n{}",
+            toml::to_string(&config).map_err(|e| Error::Config(e.to_string()))?
+        );
+        // Written last: its presence marks a complete init.
+        write_file(&self.config_path(), text.as_bytes(), 0o600)?;
+        Ok(node_id)
+    }
+
+    /// Checks permissions and reads the config. Every later command starts here.
+    pub fn open(&self) -> Result<Config> {
+        if !self.path.exists() {
+            return Err(Error::Config(format!(
+                "no data directory at {}; create one with `yui init --town ID` (or run `yui serve`, which creates ./yui-data)",
+                self.path.display()
+            )));
+        }
+        if !self.is_initialised() {
+            return Err(Error::Config(format!(
+                "{} has no config.toml; it is not a Yui data directory (run `yui init --town ID`)",
+                self.path.display()
+            )));
+        }
+        self.check_permissions()?;
+        let text = fs::read_to_string(self.config_path())
+            .map_err(|e| io_error("reading", &self.config_path(), e))?;
+        let config: Config = toml::from_str(&text).map_err(|e| {
+            Error::Config(format!("{}: {}", self.config_path().display(), e.message()))
+        })?;
+        yui_protocol::record::check_town_id(&config.town)
+            .map_err(|e| Error::Config(format!("{}: {e}", self.config_path().display())))?;
+        Ok(config)
+    }
+
+    /// Secrets live here: refuse to run when other users can read them.
+    pub fn check_permissions(&self) -> Result<()> {
+        let loose = |path: &Path| -> Result<Option<u32>> {
+            let mode = fs::metadata(path)
+                .map_err(|e| io_error("reading", path, e))?
+                .permissions()
+                .mode()
+                & 0o777;
+            Ok((mode & 0o077 != 0).then_some(mode))
+        };
+        if let Some(mode) = loose(&self.path)? {
+            return Err(Error::Config(format!(
+                "data directory {} is open to other users (mode {mode:o}); it holds the node's key and API token. Fix it with: chmod 700 {}",
+                self.path.display(),
+                self.path.display()
+            )));
+        }
+        for secret in [self.token_path(), self.key_path()] {
+            if secret.exists()
+                && let Some(mode) = loose(&secret)?
+            {
+                return Err(Error::Config(format!(
+                    "{} is readable by other users (mode {mode:o}). Fix it with: chmod 600 {}",
+                    secret.display(),
+                    secret.display()
+                )));
+            }
+        }
+        // Root passes every permission check, so ask the file system directly.
+        let probe = self.path.join(".write-test");
+        fs::write(&probe, b"").map_err(|e| io_error("writing in", &self.path, e))?;
+        let _ = fs::remove_file(&probe);
+        Ok(())
+    }
+
+    pub fn read_token(&self) -> Result<String> {
+        let token = fs::read_to_string(self.token_path())
+            .map_err(|e| io_error("reading", &self.token_path(), e))?;
+        let token = token.trim().to_owned();
+        if token.len() < 32 {
+            return Err(Error::Config(format!(
+                "{} holds no usable token (fewer than 32 characters)",
+                self.token_path().display()
+            )));
+        }
+        Ok(token)
+    }
+
+    /// The node id: a fingerprint of the node's public key.
+    pub fn node_id(&self) -> Result<String> {
+        let pem = fs::read_to_string(self.key_path())
+            .map_err(|e| io_error("reading", &self.key_path(), e))?;
+        let key = rcgen::KeyPair::from_pem(&pem)
+            .map_err(|e| Error::Config(format!("{}: {e}", self.key_path().display())))?;
+        Ok(node_id(&rcgen::PublicKeyData::subject_public_key_info(
+            &key,
+        )))
+    }
+}
+
+/// Base32 of the SHA-256 of the public key (SubjectPublicKeyInfo DER), in
+/// groups of four like `ABCD-EFGH-…`, in the spirit of Syncthing's device ids.
+pub fn node_id(public_key_der: &[u8]) -> String {
+    let digest = ring::digest::digest(&ring::digest::SHA256, public_key_der);
+    let b32 = base32(digest.as_ref());
+    b32.as_bytes()
+        .chunks(4)
+        .map(|c| std::str::from_utf8(c).unwrap_or_default())
+        .collect::<Vec<_>>()
+        .join("-")
+}
+
+fn base32(bytes: &[u8]) -> String {
+    const ALPHABET: &[u8; 32] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ234567";
+    let mut out = String::new();
+    let (mut acc, mut bits) = (0u32, 0u32);
+    for &b in bytes {
+        acc = (acc << 8) | u32::from(b);
+        bits += 8;
+        while bits >= 5 {
+            out.push(ALPHABET[((acc >> (bits - 5)) & 31) as usize] as char);
+            bits -= 5;
+        }
+    }
+    if bits > 0 {
+        out.push(ALPHABET[((acc << (5 - bits)) & 31) as usize] as char);
+    }
+    out
+}
+
+fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
+    Error::Config(format!("{what} {}: {e}", path.display()))
+}
+
+/// Creates a file readable by its owner only, failing if it exists.
+pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+    write_file(path, data, 0o600)
+}
+
+fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<()> {
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(mode)
+        .open(path)
+        .map_err(|e| io_error("creating", path, e))?;
+    f.write_all(data)
+        .and_then(|()| f.sync_all())
+        .map_err(|e| io_error("writing", path, e))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn base32_matches_rfc4648() {
+        assert_eq!(base32(b"foobar"), "MZXW6YTBOI");
+        assert_eq!(base32(b""), "");
+        let id = node_id(b"key");
+        assert_eq!(id.len(), 52 + 12);
+    }
+}

@@ -1,0 +1,133 @@
+//! Prometheus metrics of the node, kept in memory and rendered as text.
+//!
+//! Hand-written rather than a metrics crate: a handful of counters and one
+//! latency histogram per route do not justify a dependency.
+
+use std::collections::BTreeMap;
+use std::fmt::Write;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use yui_protocol::Collection;
+
+/// Upper bounds of the request latency histogram, in seconds.
+const BUCKETS: [f64; 10] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0, 5.0];
+
+#[derive(Default)]
+struct Histogram {
+    counts: [u64; BUCKETS.len()],
+    count: u64,
+    sum: f64,
+}
+
+#[derive(Default)]
+pub struct Metrics {
+    /// (method, route, status) → requests.
+    requests: Mutex<BTreeMap<(String, String, u16), u64>>,
+    /// (method, route) → latency.
+    latency: Mutex<BTreeMap<(String, String), Histogram>>,
+    writes: AtomicU64,
+}
+
+impl Metrics {
+    pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let secs = elapsed.as_secs_f64();
+        *lock(&self.requests)
+            .entry((method.to_owned(), route.to_owned(), status))
+            .or_default() += 1;
+        let mut latency = lock(&self.latency);
+        let h = latency
+            .entry((method.to_owned(), route.to_owned()))
+            .or_default();
+        for (i, bound) in BUCKETS.iter().enumerate() {
+            if secs <= *bound {
+                h.counts[i] += 1;
+            }
+        }
+        h.count += 1;
+        h.sum += secs;
+    }
+
+    pub fn record_write(&self) {
+        self.writes.fetch_add(1, Ordering::Relaxed);
+    }
+
+    pub fn render(&self, counts: &BTreeMap<Collection, u64>, disk_bytes: u64) -> String {
+        let mut out = String::new();
+        let _ = writeln!(
+            out,
+            "# HELP yui_records Live (not deleted) records per collection."
+        );
+        let _ = writeln!(out, "# TYPE yui_records gauge");
+        for (c, n) in counts {
+            let _ = writeln!(
+                out,
+                "yui_records{{collection=\"{}\",scope=\"{}\"}} {n}",
+                c.name(),
+                c.scope().as_str()
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP yui_storage_bytes Size of the database files (main and WAL)."
+        );
+        let _ = writeln!(out, "# TYPE yui_storage_bytes gauge");
+        let _ = writeln!(out, "yui_storage_bytes {disk_bytes}");
+        let _ = writeln!(
+            out,
+            "# HELP yui_record_writes_total Records created, updated or deleted through the API."
+        );
+        let _ = writeln!(out, "# TYPE yui_record_writes_total counter");
+        let _ = writeln!(
+            out,
+            "yui_record_writes_total {}",
+            self.writes.load(Ordering::Relaxed)
+        );
+        let _ = writeln!(
+            out,
+            "# HELP yui_http_requests_total HTTP requests by method, route and status."
+        );
+        let _ = writeln!(out, "# TYPE yui_http_requests_total counter");
+        for ((method, route, status), n) in lock(&self.requests).iter() {
+            let _ = writeln!(
+                out,
+                "yui_http_requests_total{{method=\"{method}\",route=\"{route}\",status=\"{status}\"}} {n}"
+            );
+        }
+        let _ = writeln!(
+            out,
+            "# HELP yui_http_request_duration_seconds HTTP request latency."
+        );
+        let _ = writeln!(out, "# TYPE yui_http_request_duration_seconds histogram");
+        for ((method, route), h) in lock(&self.latency).iter() {
+            let labels = format!("method=\"{method}\",route=\"{route}\"");
+            for (bound, n) in BUCKETS.iter().zip(h.counts) {
+                let _ = writeln!(
+                    out,
+                    "yui_http_request_duration_seconds_bucket{{{labels},le=\"{bound}\"}} {n}"
+                );
+            }
+            let _ = writeln!(
+                out,
+                "yui_http_request_duration_seconds_bucket{{{labels},le=\"+Inf\"}} {}",
+                h.count
+            );
+            let _ = writeln!(
+                out,
+                "yui_http_request_duration_seconds_sum{{{labels}}} {}",
+                h.sum
+            );
+            let _ = writeln!(
+                out,
+                "yui_http_request_duration_seconds_count{{{labels}}} {}",
+                h.count
+            );
+        }
+        out
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}

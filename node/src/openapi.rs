@@ -1,0 +1,186 @@
+//! The OpenAPI 3.1 document of the local API, generated from the schemas in
+//! `yui_protocol::schema`, so it cannot drift from what the node validates.
+
+use serde_json::{Map, Value, json};
+use yui_protocol::Collection;
+use yui_protocol::schema::{FieldDef, FieldKind, MAX_RECORD_BYTES};
+
+fn kind_schema(kind: &FieldKind) -> Value {
+    match *kind {
+        FieldKind::Str { max_chars } => json!({"type": "string", "maxLength": max_chars}),
+        FieldKind::Email => json!({"type": "string", "format": "email", "maxLength": 254}),
+        FieldKind::Phone => json!({"type": "string", "maxLength": 32, "pattern": "^[0-9+() -]+$"}),
+        FieldKind::Text { max_chars } => json!({"type": "string", "maxLength": max_chars,
+            "description": "Long text (Automerge Text): an update is merged as a character diff."}),
+        FieldKind::Enum(options) => json!({"type": "string",
+            "enum": options.iter().map(|o| o.value).collect::<Vec<_>>()}),
+        FieldKind::Int { min, max } => json!({"type": "integer", "minimum": min, "maximum": max}),
+        FieldKind::Number { min, max } => json!({"type": "number", "minimum": min, "maximum": max}),
+        FieldKind::Date => json!({"type": "string", "format": "date"}),
+        FieldKind::Ref(to) => {
+            json!({"type": "string", "description": format!("id of a {to} record")})
+        }
+        FieldKind::Refs { to, max_items } => json!({"type": "array", "maxItems": max_items,
+            "items": {"type": "string", "description": format!("id of a {to} record")}}),
+        FieldKind::Tags {
+            max_items,
+            max_chars,
+        } => json!({"type": "array", "maxItems": max_items,
+            "items": {"type": "string", "maxLength": max_chars}}),
+        FieldKind::Objects { fields, max_items } => json!({"type": "array", "maxItems": max_items,
+            "items": object_schema(fields, true)}),
+    }
+}
+
+fn object_schema(fields: &[FieldDef], with_required: bool) -> Value {
+    let properties: Map<String, Value> = fields
+        .iter()
+        .map(|f| {
+            let mut s = kind_schema(&f.kind);
+            s["title"] = json!(format!("{} / {}", f.ja, f.en));
+            (f.name.to_owned(), s)
+        })
+        .collect();
+    let mut schema =
+        json!({"type": "object", "additionalProperties": false, "properties": properties});
+    if with_required {
+        let required: Vec<_> = fields
+            .iter()
+            .filter(|f| f.required)
+            .map(|f| f.name)
+            .collect();
+        schema["required"] = json!(required);
+    }
+    schema
+}
+
+pub fn document() -> Value {
+    let mut schemas = Map::new();
+    for c in Collection::ALL {
+        let name = c.name();
+        let mut fields = object_schema(c.fields(), true);
+        fields["description"] = json!(format!(
+            "{} / {} — scope: {}. At most {MAX_RECORD_BYTES} bytes of fields as JSON.",
+            c.label_ja(),
+            c.label_en(),
+            c.scope().as_str()
+        ));
+        schemas.insert(format!("{name}_fields"), fields);
+        schemas.insert(format!("{name}_patch"), object_schema(c.fields(), false));
+    }
+    schemas.insert("Record".into(), json!({
+        "type": "object",
+        "required": ["id", "collection", "town", "created_at", "updated_at", "deleted", "fields"],
+        "properties": {
+            "id": {"type": "string", "pattern": "^[0-9a-hjkmnp-tv-z]{26}$"},
+            "collection": {"type": "string", "enum": Collection::ALL.iter().map(|c| c.name()).collect::<Vec<_>>()},
+            "town": {"type": "string", "description": "town that created the record"},
+            "created_at": {"type": "string", "format": "date-time"},
+            "updated_at": {"type": "string", "format": "date-time"},
+            "deleted": {"type": "boolean"},
+            "fields": {"type": "object"}
+        }
+    }));
+    schemas.insert("Error".into(), json!({
+        "type": "object",
+        "required": ["error"],
+        "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
+            "code": {"type": "string", "description": "stable snake_case reason, e.g. validation_failed, record_not_found, unknown_collection, missing_token, invalid_token, malformed_json, invalid_body, body_too_large, record_deleted, conflict"},
+            "message": {"type": "string"},
+            "fields": {"type": "array", "items": {"type": "object", "properties": {
+                "field": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"}}}}
+        }}}
+    }));
+    let collection_param = json!({"name": "collection", "in": "path", "required": true,
+        "schema": {"type": "string", "enum": Collection::ALL.iter().map(|c| c.name()).collect::<Vec<_>>()}});
+    let id_param =
+        json!({"name": "id", "in": "path", "required": true, "schema": {"type": "string"}});
+    let error = |description: &str| {
+        json!({"description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}})
+    };
+    let record = |description: &str| {
+        json!({"description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Record"}}}})
+    };
+    let body = json!({"required": true, "content": {"application/json": {"schema": {
+        "type": "object", "required": ["fields"], "additionalProperties": false,
+        "properties": {"fields": {"type": "object", "description": "see the <collection>_fields schemas"}}}}}});
+    json!({
+        "openapi": "3.1.0",
+        "info": {
+            "title": "Yui local API",
+            "version": env!("CARGO_PKG_VERSION"),
+            "description": "The JSON API of one town's Yui node. Every /api/ request needs 'Authorization: Bearer <contents of DATA_DIR/api-token>'."
+        },
+        "components": {
+            "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
+            "schemas": schemas
+        },
+        "security": [{"token": []}],
+        "paths": {
+            "/api/v1/records/{collection}": {
+                "parameters": [collection_param],
+                "get": {"summary": "List records, newest first",
+                    "parameters": [
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": crate::api::MAX_PAGE}},
+                        {"name": "cursor", "in": "query", "schema": {"type": "string"}},
+                        {"name": "include_deleted", "in": "query", "schema": {"type": "boolean"}}
+                    ],
+                    "description": "Any other query parameter filters by equality on a field (e.g. ?status=active).",
+                    "responses": {"200": {"description": "a page", "content": {"application/json": {"schema": {
+                        "type": "object", "properties": {
+                            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Record"}},
+                            "next_cursor": {"type": ["string", "null"]}}}}}},
+                        "400": error("bad query"), "404": error("unknown collection")}},
+                "post": {"summary": "Create a record", "requestBody": body,
+                    "responses": {"201": record("created"), "400": error("malformed JSON"),
+                        "404": error("unknown collection"), "409": error("conflict"),
+                        "413": error("body too large"), "422": error("validation failed")}}
+            },
+            "/api/v1/records/{collection}/{id}": {
+                "parameters": [collection_param, id_param],
+                "get": {"summary": "Read a record",
+                    "parameters": [{"name": "include_deleted", "in": "query", "schema": {"type": "boolean"}}],
+                    "responses": {"200": record("the record"), "404": error("not found")}},
+                "patch": {"summary": "Update some fields (null removes an optional field)", "requestBody": body,
+                    "responses": {"200": record("updated"), "404": error("not found"),
+                        "410": error("record deleted"), "422": error("validation failed")}},
+                "delete": {"summary": "Delete (tombstone) a record",
+                    "responses": {"204": {"description": "deleted"}, "404": error("not found")}}
+            },
+            "/api/v1/records/{collection}/{id}/history": {
+                "parameters": [collection_param, id_param],
+                "get": {"summary": "Change history, oldest first",
+                    "responses": {"200": {"description": "changes", "content": {"application/json": {"schema": {
+                        "type": "object", "properties": {"changes": {"type": "array", "items": {"type": "object",
+                            "properties": {"town": {"type": "string"}, "at": {"type": "string", "format": "date-time"},
+                                "hash": {"type": "string"}, "summary": {"type": "string"}}}}}}}}},
+                        "404": error("not found")}}
+            },
+            "/api/v1/records/{collection}/{id}/conflicts": {
+                "parameters": [collection_param, id_param],
+                "get": {"summary": "Fields with concurrent competing values",
+                    "responses": {"200": {"description": "conflicts by field"}, "404": error("not found")}}
+            },
+            "/api/v1/search": {
+                "get": {"summary": "Japanese-aware full-text search",
+                    "parameters": [
+                        {"name": "q", "in": "query", "required": true, "schema": {"type": "string", "maxLength": 200}},
+                        {"name": "collection", "in": "query", "schema": {"type": "string"}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer"}}
+                    ],
+                    "responses": {"200": {"description": "matches, best first", "content": {"application/json": {"schema": {
+                        "type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Record"}}}}}}},
+                        "400": error("no query")}}
+            },
+            "/api/v1/status": {"get": {"summary": "Node, membership, peers and record counts",
+                "responses": {"200": {"description": "status"}}}},
+            "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}},
+            "/healthz": {"get": {"summary": "Liveness (no token needed)", "security": [],
+                "responses": {"200": {"description": "ok"}}}},
+            "/metrics": {"get": {"summary": "Prometheus metrics (no token needed)", "security": [],
+                "responses": {"200": {"description": "text exposition format"}}}}
+        }
+    })
+}

@@ -1,0 +1,1034 @@
+//! The record store: every record's Automerge document in SQLite.
+//!
+//! **Architecture invariant:** only this module names rusqlite.
+//!
+//! One writer thread owns the write connection and commits in groups: it
+//! takes every write waiting in its queue, runs each in its own savepoint
+//! inside one transaction, commits once (`synchronous=FULL`, so the commit is
+//! on disk, WAL and all), and only then answers the callers. A write the API
+//! acknowledged has therefore survived `kill -9` and power loss, and eight
+//! concurrent clients share one fsync. Reads run on a small pool of read-only
+//! connections in `spawn_blocking`, so SQLite never blocks an async worker.
+//!
+//! Per record: `records.doc` holds a compacted `save()` of the document and
+//! `doc_chunks` the incremental changes since, compacted every
+//! [`COMPACT_AFTER`] chunks. `records.view` is the record's API JSON,
+//! materialised at write time, so reads and lists never load a document and
+//! start-up loads none. Every write gives the record the next value of a
+//! node-wide sequence (`records.seq`): the change feed that sync reads. The
+//! search index (`search`, FTS5 over bigram terms) is updated in the same
+//! transaction as the record.
+
+use std::collections::BTreeMap;
+use std::panic::AssertUnwindSafe;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, mpsc};
+use std::thread;
+
+use automerge::{ActorId, AutoCommit};
+use rand::RngCore;
+use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
+use serde_json::value::RawValue;
+use tokio::sync::{Semaphore, oneshot, watch};
+use yui_protocol::doc::{self, HistoryEntry};
+use yui_protocol::schema::FieldKind;
+use yui_protocol::validate::{self, Fields, Patch};
+use yui_protocol::{Collection, Millis, RecordId, RecordView, search};
+
+use crate::error::{Error, Result};
+
+/// `PRAGMA application_id` of a Yui database ("YUI1").
+const APPLICATION_ID: i32 = 0x5955_4931;
+/// `PRAGMA user_version`: the schema below.
+const SCHEMA_VERSION: i32 = 1;
+/// Incremental chunks a document may gather before it is saved whole again.
+pub const COMPACT_AFTER: i64 = 16;
+const READERS: usize = 4;
+/// Most writes committed in one transaction.
+const MAX_GROUP: usize = 256;
+
+const SCHEMA: &str = "
+CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL) STRICT;
+CREATE TABLE records (
+    rowid INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    collection TEXT NOT NULL,
+    shared INTEGER NOT NULL,
+    town TEXT NOT NULL,
+    deleted INTEGER NOT NULL,
+    seq INTEGER NOT NULL UNIQUE,
+    doc BLOB NOT NULL,
+    chunks INTEGER NOT NULL DEFAULT 0,
+    view TEXT NOT NULL
+) STRICT;
+CREATE INDEX records_by_collection ON records (collection, deleted, id);
+CREATE INDEX records_shared_feed ON records (shared, seq);
+CREATE TABLE doc_chunks (
+    record INTEGER NOT NULL REFERENCES records (rowid),
+    n INTEGER NOT NULL,
+    data BLOB NOT NULL,
+    PRIMARY KEY (record, n)
+) STRICT, WITHOUT ROWID;
+CREATE VIRTUAL TABLE search USING fts5 (terms, content = '', contentless_delete = 1);
+";
+
+/// Milliseconds since the epoch, now. The node's one clock.
+pub fn now_ms() -> Millis {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}
+
+type Done = Box<dyn FnOnce(Result<(), String>) + Send>;
+type Job = Box<dyn FnOnce(&Connection, &mut WriterState) -> (bool, Done) + Send>;
+
+/// What the writer thread keeps between transactions.
+struct WriterState {
+    next_seq: i64,
+    town: String,
+    actor: ActorId,
+}
+
+/// One entry of the change feed: a record whose latest write has sequence `seq`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FeedEntry {
+    pub seq: i64,
+    pub id: RecordId,
+    pub collection: Collection,
+}
+
+/// How to list a collection.
+#[derive(Debug, Clone, Default)]
+pub struct ListQuery {
+    pub limit: usize,
+    /// The id of the last record of the previous page.
+    pub cursor: Option<String>,
+    pub include_deleted: bool,
+    /// Equality filters on fields (`status = active`).
+    pub filters: Vec<(&'static str, serde_json::Value)>,
+}
+
+/// A page of records, newest first.
+pub struct Page {
+    pub items: Vec<Box<RawValue>>,
+    pub next_cursor: Option<String>,
+}
+
+/// Handle to the store; cheap to clone.
+#[derive(Clone)]
+pub struct Store {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    path: PathBuf,
+    town: String,
+    actor: ActorId,
+    writer: Mutex<Option<mpsc::Sender<Job>>>,
+    writer_thread: Mutex<Option<thread::JoinHandle<()>>>,
+    readers: Mutex<Vec<Connection>>,
+    reader_slots: Semaphore,
+    last_seq: watch::Sender<i64>,
+}
+
+fn corrupt(path: &Path, e: impl std::fmt::Display) -> Error {
+    Error::CorruptDatabase {
+        path: path.display().to_string(),
+        detail: e.to_string(),
+    }
+}
+
+fn configure(conn: &Connection) -> rusqlite::Result<()> {
+    conn.busy_timeout(std::time::Duration::from_secs(10))?;
+    conn.pragma_update(None, "foreign_keys", true)?;
+    Ok(())
+}
+
+fn get_meta(conn: &Connection, key: &str) -> rusqlite::Result<Option<String>> {
+    conn.query_row("SELECT value FROM meta WHERE key = ?1", [key], |r| r.get(0))
+        .optional()
+}
+
+fn set_meta(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
+    conn.execute(
+        "INSERT INTO meta (key, value) VALUES (?1, ?2)
+         ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+        [key, value],
+    )?;
+    Ok(())
+}
+
+fn new_actor_hex() -> String {
+    let mut actor = [0u8; 16];
+    rand::rng().fill_bytes(&mut actor);
+    actor.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn parse_hex(s: &str) -> Option<Vec<u8>> {
+    if s.len() % 2 != 0 {
+        return None;
+    }
+    (0..s.len())
+        .step_by(2)
+        .map(|i| u8::from_str_radix(s.get(i..i + 2)?, 16).ok())
+        .collect()
+}
+
+/// Checks that `conn` is a Yui database and returns its (town, actor).
+fn identify(conn: &Connection, path: &Path) -> Result<(String, ActorId)> {
+    let app_id: i32 = conn
+        .pragma_query_value(None, "application_id", |r| r.get(0))
+        .map_err(|e| corrupt(path, e))?;
+    if app_id != APPLICATION_ID {
+        return Err(corrupt(path, "it is an SQLite database, but not Yui's"));
+    }
+    let version: i32 = conn
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(|e| corrupt(path, e))?;
+    if version != SCHEMA_VERSION {
+        return Err(Error::Config(format!(
+            "{} has schema version {version}; this yui reads version {SCHEMA_VERSION}",
+            path.display()
+        )));
+    }
+    let town = get_meta(conn, "town")
+        .map_err(|e| corrupt(path, e))?
+        .ok_or_else(|| corrupt(path, "no town in meta"))?;
+    let actor = get_meta(conn, "actor")
+        .map_err(|e| corrupt(path, e))?
+        .and_then(|h| parse_hex(&h))
+        .filter(|b| b.len() == 16)
+        .ok_or_else(|| corrupt(path, "no actor id in meta"))?;
+    Ok((town, ActorId::from(actor.as_slice())))
+}
+
+impl Store {
+    /// Creates a new, empty database. Fails if the file exists.
+    pub fn create_database(path: &Path, town: &str) -> Result<()> {
+        if path.exists() {
+            return Err(Error::Config(format!("{} already exists", path.display())));
+        }
+        let conn = Connection::open(path)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.execute_batch(SCHEMA)?;
+        set_meta(&conn, "town", town)?;
+        set_meta(&conn, "actor", &new_actor_hex())?;
+        // Written last, so a half-made file is not taken for a Yui database.
+        conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+        conn.pragma_update(None, "application_id", APPLICATION_ID)?;
+        Ok(())
+    }
+
+    /// Opens an existing database and starts the writer thread. Reads no
+    /// document: start-up costs the same at 10 or 100,000 records.
+    pub fn open(path: &Path, expected_town: &str) -> Result<Store> {
+        if !path.exists() {
+            return Err(Error::Config(format!(
+                "database {} is missing; restore it with `yui restore BACKUP_FILE`",
+                path.display()
+            )));
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let conn = Connection::open_with_flags(path, flags).map_err(|e| corrupt(path, e))?;
+        configure(&conn)?;
+        let (town, actor) = identify(&conn, path)?;
+        if town != expected_town {
+            return Err(Error::Config(format!(
+                "{} belongs to town {town:?} but config.toml says {expected_town:?}",
+                path.display()
+            )));
+        }
+        conn.pragma_update(None, "journal_mode", "WAL")
+            .map_err(|e| corrupt(path, e))?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        let next_seq: i64 = conn
+            .query_row("SELECT coalesce(max(seq), 0) + 1 FROM records", [], |r| {
+                r.get(0)
+            })
+            .map_err(|e| corrupt(path, e))?;
+
+        let mut readers = Vec::with_capacity(READERS);
+        for _ in 0..READERS {
+            readers.push(open_reader(path)?);
+        }
+        let (tx, rx) = mpsc::channel::<Job>();
+        let state = WriterState {
+            next_seq,
+            town: town.clone(),
+            actor: actor.clone(),
+        };
+        let (last_seq, _) = watch::channel(next_seq - 1);
+        let notify = last_seq.clone();
+        let writer_thread = thread::Builder::new()
+            .name("yui-store-writer".into())
+            .spawn(move || run_writer(conn, state, rx, notify))
+            .map_err(|e| Error::Storage(format!("starting the writer thread: {e}")))?;
+        Ok(Store {
+            inner: Arc::new(Inner {
+                path: path.to_owned(),
+                town,
+                actor,
+                writer: Mutex::new(Some(tx)),
+                writer_thread: Mutex::new(Some(writer_thread)),
+                readers: Mutex::new(readers),
+                reader_slots: Semaphore::new(READERS),
+                last_seq,
+            }),
+        })
+    }
+
+    pub fn town(&self) -> &str {
+        &self.inner.town
+    }
+
+    /// This node's Automerge actor id, hex.
+    pub fn actor_hex(&self) -> String {
+        self.inner.actor.to_hex_string()
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.inner.path
+    }
+
+    /// The sequence number of the latest committed write; changes whenever a
+    /// write commits (sync waits on it).
+    pub fn watch_seq(&self) -> watch::Receiver<i64> {
+        self.inner.last_seq.subscribe()
+    }
+
+    /// Finishes the writes already queued, then stops the writer thread.
+    pub fn close(&self) {
+        drop(lock(&self.inner.writer).take());
+        if let Some(handle) = lock(&self.inner.writer_thread).take() {
+            let _ = handle.join();
+        }
+    }
+
+    async fn write<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection, &mut WriterState) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let (reply, answer) = oneshot::channel();
+        let job: Job = Box::new(move |conn, state| {
+            let result = f(conn, state);
+            let ok = result.is_ok();
+            let done: Done = Box::new(move |commit| {
+                let _ = reply.send(match commit {
+                    Ok(()) => result,
+                    Err(e) => Err(Error::Storage(e)),
+                });
+            });
+            (ok, done)
+        });
+        lock(&self.inner.writer)
+            .as_ref()
+            .ok_or(Error::ShuttingDown)?
+            .send(job)
+            .map_err(|_| Error::ShuttingDown)?;
+        answer
+            .await
+            .map_err(|_| Error::Storage("the write was not run; see the log".into()))?
+    }
+
+    async fn read<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Connection) -> Result<T> + Send + 'static,
+    ) -> Result<T> {
+        let _slot = self
+            .inner
+            .reader_slots
+            .acquire()
+            .await
+            .map_err(|_| Error::ShuttingDown)?;
+        let inner = self.inner.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = match lock(&inner.readers).pop() {
+                Some(c) => c,
+                None => open_reader(&inner.path)?,
+            };
+            let result = f(&conn);
+            lock(&inner.readers).push(conn);
+            result
+        })
+        .await
+        .map_err(|e| Error::Storage(format!("read task failed: {e}")))?
+    }
+
+    /// Creates a record and returns it as the API shows it.
+    pub async fn create(
+        &self,
+        collection: Collection,
+        fields: Fields,
+        now: Millis,
+    ) -> Result<Box<RawValue>> {
+        let mut random = [0u8; 10];
+        rand::rng().fill_bytes(&mut random);
+        let id = RecordId::generate(now, random);
+        let (actor, town) = (self.inner.actor.clone(), self.inner.town.clone());
+        // The Automerge work runs in parallel on the blocking pool; only the
+        // inserts queue for the writer.
+        let prepared = tokio::task::spawn_blocking(move || -> Result<_> {
+            let mut d = doc::create(actor, collection, &id, &town, now, &fields)?;
+            let view = doc::read(&d)?;
+            let terms = index_terms(&view);
+            let bytes = d.save();
+            let refs = validate::references(collection, fields.iter());
+            Ok((id, bytes, view, terms, refs))
+        })
+        .await
+        .map_err(|e| Error::Storage(format!("create task failed: {e}")))??;
+        let (id, bytes, view, terms, refs) = prepared;
+        let json = serde_json::to_string(&view).map_err(|e| Error::Storage(e.to_string()))?;
+        self.write(move |conn, state| {
+            check_references(conn, &refs)?;
+            if collection == Collection::KpiReports {
+                check_one_kpi_report_per_year(conn, &state.town, &view, None)?;
+            }
+            let seq = state.next_seq;
+            conn.execute(
+                "INSERT INTO records (id, collection, shared, town, deleted, seq, doc, chunks, view)
+                 VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, 0, ?7)",
+                params![
+                    id.as_str(),
+                    collection.name(),
+                    collection.is_shared(),
+                    view.town,
+                    seq,
+                    bytes,
+                    json
+                ],
+            )?;
+            conn.execute(
+                "INSERT INTO search (rowid, terms) VALUES (last_insert_rowid(), ?1)",
+                [&terms],
+            )?;
+            state.next_seq += 1;
+            raw(json)
+        })
+        .await
+    }
+
+    /// A record by id; a deleted one only when `include_deleted`.
+    pub async fn get(
+        &self,
+        collection: Collection,
+        id: String,
+        include_deleted: bool,
+    ) -> Result<Box<RawValue>> {
+        self.read(move |conn| {
+            let row: Option<(bool, String)> = conn
+                .query_row(
+                    "SELECT deleted, view FROM records WHERE id = ?1 AND collection = ?2",
+                    params![id, collection.name()],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            match row {
+                Some((deleted, view)) if !deleted || include_deleted => raw(view),
+                _ => Err(not_found(collection, &id)),
+            }
+        })
+        .await
+    }
+
+    /// A page of a collection, newest first.
+    pub async fn list(&self, collection: Collection, q: ListQuery) -> Result<Page> {
+        self.read(move |conn| {
+            let mut sql = String::from("SELECT id, view FROM records WHERE collection = ?");
+            let mut args: Vec<rusqlite::types::Value> = vec![collection.name().to_owned().into()];
+            if !q.include_deleted {
+                sql.push_str(" AND deleted = 0");
+            }
+            if let Some(cursor) = &q.cursor {
+                sql.push_str(" AND id < ?");
+                args.push(cursor.clone().into());
+            }
+            for (field, value) in &q.filters {
+                // Field names come from the schema, never from the request.
+                sql.push_str(&format!(" AND json_extract(view, '$.fields.{field}') = ?"));
+                args.push(match value {
+                    serde_json::Value::Number(n) if n.is_i64() => n.as_i64().unwrap_or(0).into(),
+                    serde_json::Value::Number(n) => n.as_f64().unwrap_or(0.0).into(),
+                    serde_json::Value::String(s) => s.clone().into(),
+                    other => other.to_string().into(),
+                });
+            }
+            sql.push_str(" ORDER BY id DESC LIMIT ?");
+            args.push((q.limit as i64 + 1).into());
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows: Vec<(String, String)> = stmt
+                .query_map(rusqlite::params_from_iter(args), |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })?
+                .collect::<rusqlite::Result<_>>()?;
+            let next_cursor = if rows.len() > q.limit {
+                rows.truncate(q.limit);
+                rows.last().map(|(id, _)| id.clone())
+            } else {
+                None
+            };
+            let items = rows
+                .into_iter()
+                .map(|(_, v)| raw(v))
+                .collect::<Result<_>>()?;
+            Ok(Page { items, next_cursor })
+        })
+        .await
+    }
+
+    /// Applies a partial update and returns the record after it.
+    pub async fn update(
+        &self,
+        collection: Collection,
+        id: String,
+        patch: Patch,
+        now: Millis,
+    ) -> Result<Box<RawValue>> {
+        let refs = validate::references(
+            collection,
+            patch.iter().filter_map(|(k, v)| Some((k, v.as_ref()?))),
+        );
+        self.write(move |conn, state| {
+            check_references(conn, &refs)?;
+            let mut loaded = load_doc(conn, collection, &id)?;
+            loaded.doc.set_actor(state.actor.clone());
+            if loaded.deleted {
+                return Err(Error::RecordDeleted {
+                    collection: collection.name().to_owned(),
+                    id,
+                });
+            }
+            let before = loaded.doc.get_heads();
+            let changed = doc::update(&mut loaded.doc, collection, &state.town, now, &patch)?;
+            if changed.is_empty() {
+                return raw(loaded.view_json);
+            }
+            let view = doc::read(&loaded.doc)?;
+            validate::check_merged(collection, &view.fields)?;
+            if collection == Collection::KpiReports && patch.contains_key("fiscal_year") {
+                check_one_kpi_report_per_year(conn, &view.town, &view, Some(&id))?;
+            }
+            store_change(conn, state, &mut loaded, &before, &view)
+        })
+        .await
+    }
+
+    /// Marks a record deleted. Deleting a deleted record changes nothing.
+    pub async fn delete(&self, collection: Collection, id: String, now: Millis) -> Result<()> {
+        self.write(move |conn, state| {
+            let mut loaded = load_doc(conn, collection, &id)?;
+            loaded.doc.set_actor(state.actor.clone());
+            if loaded.deleted {
+                return Err(not_found(collection, &id));
+            }
+            let before = loaded.doc.get_heads();
+            doc::delete(&mut loaded.doc, &state.town, now)?;
+            let view = doc::read(&loaded.doc)?;
+            store_change(conn, state, &mut loaded, &before, &view)?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Full-text search, best match first.
+    pub async fn search(
+        &self,
+        query: String,
+        collection: Option<Collection>,
+        limit: usize,
+    ) -> Result<Vec<Box<RawValue>>> {
+        let Some(expr) = search::match_expression(&query) else {
+            return Ok(Vec::new());
+        };
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT r.view FROM search s JOIN records r ON r.rowid = s.rowid
+                 WHERE search MATCH ?1 AND r.deleted = 0 AND (?2 IS NULL OR r.collection = ?2)
+                 ORDER BY s.rank LIMIT ?3",
+            )?;
+            let rows = stmt
+                .query_map(
+                    params![expr, collection.map(Collection::name), limit as i64],
+                    |r| r.get::<_, String>(0),
+                )?
+                .map(|v| raw(v?))
+                .collect::<Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// The change history of a record, oldest first.
+    pub async fn history(&self, collection: Collection, id: String) -> Result<Vec<HistoryEntry>> {
+        self.read(move |conn| {
+            let mut loaded = load_doc(conn, collection, &id)?;
+            Ok(doc::history(&mut loaded.doc))
+        })
+        .await
+    }
+
+    /// Fields of a record with concurrent competing values.
+    pub async fn conflicts(
+        &self,
+        collection: Collection,
+        id: String,
+    ) -> Result<BTreeMap<String, Vec<serde_json::Value>>> {
+        self.read(move |conn| {
+            let loaded = load_doc(conn, collection, &id)?;
+            Ok(doc::conflicts(&loaded.doc)?)
+        })
+        .await
+    }
+
+    /// Live records per collection (every collection listed, zeros included).
+    pub async fn counts(&self) -> Result<BTreeMap<Collection, u64>> {
+        self.read(|conn| {
+            let mut out: BTreeMap<Collection, u64> =
+                Collection::ALL.into_iter().map(|c| (c, 0)).collect();
+            let mut stmt = conn.prepare_cached(
+                "SELECT collection, count(*) FROM records WHERE deleted = 0 GROUP BY collection",
+            )?;
+            let rows = stmt.query_map([], |r| Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?)))?;
+            for row in rows {
+                let (name, n) = row?;
+                if let Ok(c) = name.parse::<Collection>() {
+                    out.insert(c, n as u64);
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Shared records written after `after`, oldest first. **The only way the
+    /// change feed is read**, and it can only return shared collections: a
+    /// local record never reaches the sync layer.
+    pub async fn shared_feed(&self, after: i64, limit: usize) -> Result<Vec<FeedEntry>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT seq, id, collection FROM records WHERE shared = 1 AND seq > ?1
+                 ORDER BY seq LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after, limit as i64], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (seq, id, collection) = row?;
+                let (Ok(id), Ok(collection)) = (id.parse(), collection.parse::<Collection>())
+                else {
+                    continue;
+                };
+                if collection.is_shared() {
+                    out.push(FeedEntry {
+                        seq,
+                        id,
+                        collection,
+                    });
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Every record's id, for export, in id order, `batch` at a time.
+    pub async fn export_page(
+        &self,
+        after: Option<String>,
+        batch: usize,
+    ) -> Result<Vec<(Collection, RecordView)>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT collection, view FROM records WHERE id > ?1 ORDER BY id LIMIT ?2",
+            )?;
+            let rows = stmt.query_map(params![after.unwrap_or_default(), batch as i64], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?))
+            })?;
+            let mut out = Vec::new();
+            for row in rows {
+                let (c, view) = row?;
+                let c: Collection = c
+                    .parse()
+                    .map_err(|e: yui_protocol::UnknownCollection| Error::Storage(e.to_string()))?;
+                let view: RecordView = serde_json::from_str(&view)
+                    .map_err(|e| Error::Storage(format!("record view: {e}")))?;
+                out.push((c, view));
+            }
+            Ok(out)
+        })
+        .await
+    }
+
+    /// Size of the database files in bytes (main file plus WAL).
+    pub fn disk_bytes(&self) -> u64 {
+        let wal = PathBuf::from(format!("{}-wal", self.inner.path.display()));
+        [self.inner.path.as_path(), wal.as_path()]
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum()
+    }
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        drop(lock(&self.writer).take());
+        if let Some(handle) = lock(&self.writer_thread).take() {
+            let _ = handle.join();
+        }
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    // A panic while holding these locks leaves no half-made state behind.
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn raw(json: String) -> Result<Box<RawValue>> {
+    RawValue::from_string(json).map_err(|e| Error::Storage(format!("stored record view: {e}")))
+}
+
+fn not_found(collection: Collection, id: &str) -> Error {
+    Error::RecordNotFound {
+        collection: collection.name().to_owned(),
+        id: id.chars().take(60).collect(),
+    }
+}
+
+fn open_reader(path: &Path) -> Result<Connection> {
+    let flags = OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX;
+    let conn = Connection::open_with_flags(path, flags).map_err(|e| corrupt(path, e))?;
+    configure(&conn)?;
+    Ok(conn)
+}
+
+fn run_writer(
+    conn: Connection,
+    mut state: WriterState,
+    jobs: mpsc::Receiver<Job>,
+    notify: watch::Sender<i64>,
+) {
+    while let Ok(first) = jobs.recv() {
+        let mut group = vec![first];
+        while group.len() < MAX_GROUP {
+            match jobs.try_recv() {
+                Ok(job) => group.push(job),
+                Err(_) => break,
+            }
+        }
+        let mut done = Vec::with_capacity(group.len());
+        if let Err(e) = conn.execute_batch("BEGIN IMMEDIATE") {
+            // Dropping the jobs unanswered tells each caller its write was not run.
+            tracing::error!(error = %e, "could not begin a write transaction");
+            continue;
+        }
+        for job in group {
+            if conn.execute_batch("SAVEPOINT job").is_err() {
+                break;
+            }
+            let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| job(&conn, &mut state)));
+            match outcome {
+                Ok((true, d)) => {
+                    let _ = conn.execute_batch("RELEASE job");
+                    done.push(d);
+                }
+                Ok((false, d)) => {
+                    let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                    done.push(d);
+                }
+                Err(_) => {
+                    tracing::error!("a write panicked; it was rolled back");
+                    let _ = conn.execute_batch("ROLLBACK TO job; RELEASE job");
+                }
+            }
+        }
+        match conn.execute_batch("COMMIT") {
+            Ok(()) => {
+                notify.send_replace(state.next_seq - 1);
+                for d in done {
+                    d(Ok(()));
+                }
+            }
+            Err(e) => {
+                tracing::error!(error = %e, "commit failed; the writes in this group were not stored");
+                let _ = conn.execute_batch("ROLLBACK");
+                for d in done {
+                    d(Err(format!("commit failed: {e}")));
+                }
+            }
+        }
+    }
+    // The queue is closed and drained: leave the WAL folded into the database.
+    let _ = conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+}
+
+struct LoadedDoc {
+    rowid: i64,
+    deleted: bool,
+    chunks: i64,
+    doc: AutoCommit,
+    view_json: String,
+}
+
+fn load_doc(conn: &Connection, collection: Collection, id: &str) -> Result<LoadedDoc> {
+    let row: Option<(i64, bool, i64, Vec<u8>, String)> = conn
+        .query_row(
+            "SELECT rowid, deleted, chunks, doc, view FROM records WHERE id = ?1 AND collection = ?2",
+            params![id, collection.name()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()?;
+    let (rowid, deleted, chunks, bytes, view_json) =
+        row.ok_or_else(|| not_found(collection, id))?;
+    let mut doc =
+        AutoCommit::load(&bytes).map_err(|e| Error::Storage(format!("loading {id}: {e}")))?;
+    if chunks > 0 {
+        let mut stmt =
+            conn.prepare_cached("SELECT data FROM doc_chunks WHERE record = ?1 ORDER BY n")?;
+        let rows = stmt.query_map([rowid], |r| r.get::<_, Vec<u8>>(0))?;
+        for chunk in rows {
+            doc.load_incremental(&chunk?)
+                .map_err(|e| Error::Storage(format!("loading {id}: {e}")))?;
+        }
+    }
+    Ok(LoadedDoc {
+        rowid,
+        deleted,
+        chunks,
+        doc,
+        view_json,
+    })
+}
+
+/// Persists a change to a loaded document: an appended chunk, or a fresh
+/// compacted save once enough chunks have gathered. Returns the new view.
+fn store_change(
+    conn: &Connection,
+    state: &mut WriterState,
+    loaded: &mut LoadedDoc,
+    before: &[automerge::ChangeHash],
+    view: &RecordView,
+) -> Result<Box<RawValue>> {
+    let json = serde_json::to_string(view).map_err(|e| Error::Storage(e.to_string()))?;
+    let seq = state.next_seq;
+    if loaded.chunks + 1 >= COMPACT_AFTER {
+        let bytes = loaded.doc.save();
+        conn.execute("DELETE FROM doc_chunks WHERE record = ?1", [loaded.rowid])?;
+        conn.execute(
+            "UPDATE records SET doc = ?1, chunks = 0, seq = ?2, view = ?3, deleted = ?4 WHERE rowid = ?5",
+            params![bytes, seq, json, view.deleted, loaded.rowid],
+        )?;
+    } else {
+        let chunk = loaded.doc.save_after(before);
+        conn.execute(
+            "INSERT INTO doc_chunks (record, n, data) VALUES (?1, ?2, ?3)",
+            params![loaded.rowid, loaded.chunks, chunk],
+        )?;
+        conn.execute(
+            "UPDATE records SET chunks = chunks + 1, seq = ?1, view = ?2, deleted = ?3 WHERE rowid = ?4",
+            params![seq, json, view.deleted, loaded.rowid],
+        )?;
+    }
+    conn.execute("DELETE FROM search WHERE rowid = ?1", [loaded.rowid])?;
+    if !view.deleted {
+        conn.execute(
+            "INSERT INTO search (rowid, terms) VALUES (?1, ?2)",
+            params![loaded.rowid, index_terms(view)],
+        )?;
+    }
+    state.next_seq += 1;
+    raw(json)
+}
+
+/// The search terms of a record: its words, titles, texts and tags.
+fn index_terms(view: &RecordView) -> String {
+    let mut terms = String::new();
+    let Some(collection) = view.collection() else {
+        return terms;
+    };
+    for def in collection.fields() {
+        let Some(value) = view.fields.get(def.name) else {
+            continue;
+        };
+        match def.kind {
+            FieldKind::Str { .. }
+            | FieldKind::Text { .. }
+            | FieldKind::Email
+            | FieldKind::Phone => {
+                if let Some(s) = value.as_str() {
+                    search::index_terms(s, &mut terms);
+                }
+            }
+            FieldKind::Tags { .. } => {
+                for tag in value
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|t| t.as_str())
+                {
+                    search::index_terms(tag, &mut terms);
+                }
+            }
+            FieldKind::Objects { .. } => {
+                for obj in value
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .filter_map(|o| o.as_object())
+                {
+                    for s in obj.values().filter_map(|v| v.as_str()) {
+                        search::index_terms(s, &mut terms);
+                    }
+                }
+            }
+            _ => {}
+        }
+    }
+    terms
+}
+
+fn check_references(conn: &Connection, refs: &[(&'static str, Collection, String)]) -> Result<()> {
+    let mut errors = Vec::new();
+    for (field, to, id) in refs {
+        let found: Option<(String, bool)> = conn
+            .query_row(
+                "SELECT collection, deleted FROM records WHERE id = ?1",
+                [id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let problem = match found {
+            None => Some(format!("no {to} record has id {id}")),
+            Some((c, _)) if c != to.name() => {
+                Some(format!("{id} is a {c} record, not a {to} record"))
+            }
+            Some((_, true)) => Some(format!("{to} record {id} is deleted")),
+            Some(_) => None,
+        };
+        if let Some(message) = problem {
+            errors.push(yui_protocol::FieldError {
+                field: (*field).to_owned(),
+                code: "invalid_reference",
+                message,
+            });
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(Error::Validation(yui_protocol::ValidationErrors(errors)))
+    }
+}
+
+fn check_one_kpi_report_per_year(
+    conn: &Connection,
+    town: &str,
+    view: &RecordView,
+    except: Option<&str>,
+) -> Result<()> {
+    let Some(year) = view.fields.get("fiscal_year").and_then(|v| v.as_i64()) else {
+        return Ok(());
+    };
+    let existing: Option<String> = conn
+        .query_row(
+            "SELECT id FROM records WHERE collection = 'kpi_reports' AND town = ?1 AND deleted = 0
+             AND json_extract(view, '$.fields.fiscal_year') = ?2 AND id != ?3",
+            params![town, year, except.unwrap_or("")],
+            |r| r.get(0),
+        )
+        .optional()?;
+    match existing {
+        Some(id) => Err(Error::Conflict(format!(
+            "town {town} already has a KPI report for fiscal year {year} (record {id}); update that one instead"
+        ))),
+        None => Ok(()),
+    }
+}
+
+/// Writes a consistent copy of the database to `dest` (which must not exist),
+/// readable by its owner only. Safe while the node is serving: the copy is one
+/// read transaction's snapshot.
+pub fn backup(db: &Path, dest: &Path) -> Result<u64> {
+    if dest.exists() {
+        return Err(Error::Config(format!(
+            "{} already exists; choose a new file name",
+            dest.display()
+        )));
+    }
+    let conn = open_reader(db)?;
+    identify(&conn, db)?;
+    // Created first with mode 0600: a backup holds personal data.
+    crate::datadir::write_private(dest, b"")?;
+    let target = dest
+        .to_str()
+        .ok_or_else(|| Error::Config("backup path is not UTF-8".into()))?;
+    if let Err(e) = conn.execute("VACUUM INTO ?1", [target]) {
+        let _ = std::fs::remove_file(dest);
+        return Err(e.into());
+    }
+    Ok(std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0))
+}
+
+/// Replaces the database at `db` with the backup at `src`. The node must be
+/// stopped. The restored database gets a **new actor id**: the old one may
+/// have written changes after the backup was taken, and reusing it would fork
+/// documents for good. The database it replaces is kept beside it.
+pub fn restore(db: &Path, src: &Path, town: &str, now: Millis) -> Result<PathBuf> {
+    let check = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| corrupt(src, e))?;
+    let (backup_town, _) = identify(&check, src)?;
+    if backup_town != town {
+        return Err(Error::Config(format!(
+            "{} is a backup of town {backup_town:?}, but this node is {town:?}; nothing was changed",
+            src.display()
+        )));
+    }
+    let verdict: String = check
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .map_err(|e| corrupt(src, e))?;
+    if verdict != "ok" {
+        return Err(corrupt(src, format!("integrity check: {verdict}")));
+    }
+    drop(check);
+
+    let staged = db.with_extension("sqlite.restoring");
+    let _ = std::fs::remove_file(&staged);
+    std::fs::copy(src, &staged)
+        .map_err(|e| Error::Config(format!("copying {}: {e}", src.display())))?;
+    {
+        let conn = Connection::open(&staged)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        set_meta(&conn, "actor", &new_actor_hex())?;
+        set_meta(&conn, "restored_at", &now.to_string())?;
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+    }
+    let kept = db.with_extension(format!("sqlite.before-restore-{now}"));
+    if db.exists() {
+        // Fold the old WAL into the old file, so the file kept is complete and
+        // no stale WAL is left to be replayed into the restored one.
+        if let Ok(old) = Connection::open(db) {
+            let _ = old.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+        }
+        std::fs::rename(db, &kept)
+            .map_err(|e| Error::Config(format!("keeping the old database: {e}")))?;
+    }
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        let _ = std::fs::remove_file(format!("{}{suffix}", staged.display()));
+    }
+    std::fs::rename(&staged, db)
+        .map_err(|e| Error::Config(format!("installing the restored database: {e}")))?;
+    Ok(kept)
+}
+
+/// The actor id stored in a database, hex (for `status` and tests).
+pub fn stored_actor(db: &Path) -> Result<String> {
+    let conn = open_reader(db)?;
+    let (_, actor) = identify(&conn, db)?;
+    Ok(actor.to_hex_string())
+}
