@@ -129,6 +129,8 @@ struct Inner {
     readers: Mutex<Vec<Connection>>,
     reader_slots: Semaphore,
     last_seq: watch::Sender<i64>,
+    /// The last id this process made, so ids sort in creation order.
+    last_id: Mutex<Option<RecordId>>,
 }
 
 fn corrupt(path: &Path, e: impl std::fmt::Display) -> Error {
@@ -273,6 +275,7 @@ impl Store {
                 readers: Mutex::new(readers),
                 reader_slots: Semaphore::new(READERS),
                 last_seq,
+                last_id: Mutex::new(None),
             }),
         })
     }
@@ -363,7 +366,12 @@ impl Store {
     ) -> Result<Box<RawValue>> {
         let mut random = [0u8; 10];
         rand::rng().fill_bytes(&mut random);
-        let id = RecordId::generate(now, random);
+        let id = {
+            let mut last = lock(&self.inner.last_id);
+            let id = RecordId::generate_after(now, random, last.as_ref());
+            *last = Some(id.clone());
+            id
+        };
         let (actor, town) = (self.inner.actor.clone(), self.inner.town.clone());
         // The Automerge work runs in parallel on the blocking pool; only the
         // inserts queue for the writer.

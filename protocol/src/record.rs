@@ -31,13 +31,38 @@ impl RecordId {
         for b in random {
             rand = (rand << 8) | u128::from(b);
         }
-        let mut n = (time << 80) | rand;
+        RecordId::from_u128((time << 80) | rand)
+    }
+
+    /// A new id that sorts after `previous`: ids made by one node then sort
+    /// in the order they were made, even within one millisecond.
+    pub fn generate_after(now: Millis, random: [u8; 10], previous: Option<&RecordId>) -> RecordId {
+        let id = RecordId::generate(now, random);
+        match previous {
+            Some(prev) if id <= *prev => prev.successor(),
+            _ => id,
+        }
+    }
+
+    fn to_u128(&self) -> u128 {
+        self.0.bytes().fold(0u128, |n, b| {
+            let digit = CROCKFORD.iter().position(|&c| c == b).unwrap_or(0) as u128;
+            (n << 5) | digit
+        })
+    }
+
+    fn from_u128(mut n: u128) -> RecordId {
         let mut out = [0u8; ID_LEN];
         for slot in out.iter_mut().rev() {
             *slot = CROCKFORD[(n & 31) as usize];
             n >>= 5;
         }
         RecordId(out.iter().map(|&b| b as char).collect())
+    }
+
+    /// The next id in sort order (wrapping only after 2^128 ids).
+    fn successor(&self) -> RecordId {
+        RecordId::from_u128(self.to_u128().wrapping_add(1))
     }
 
     pub fn as_str(&self) -> &str {
@@ -148,6 +173,16 @@ mod tests {
         assert!("not-an-id".parse::<RecordId>().is_err());
         assert!("8zzzzzzzzzzzzzzzzzzzzzzzzz".parse::<RecordId>().is_err());
         assert!("0123456789abcdefghjkmnpqri".parse::<RecordId>().is_err());
+    }
+
+    #[test]
+    fn ids_made_in_one_millisecond_still_sort_in_order() {
+        let first = RecordId::generate_after(5, [0xff; 10], None);
+        let second = RecordId::generate_after(5, [0; 10], Some(&first));
+        assert!(second > first);
+        assert_eq!(second.as_str().parse::<RecordId>(), Ok(second.clone()));
+        let later = RecordId::generate_after(6, [0; 10], Some(&second));
+        assert_eq!(later, RecordId::generate(6, [0; 10]));
     }
 
     #[test]
