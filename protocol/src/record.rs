@@ -181,8 +181,8 @@ mod tests {
         let second = RecordId::generate_after(5, [0; 10], Some(&first));
         assert!(second > first);
         assert_eq!(second.as_str().parse::<RecordId>(), Ok(second.clone()));
-        let later = RecordId::generate_after(6, [0; 10], Some(&second));
-        assert_eq!(later, RecordId::generate(6, [0; 10]));
+        let later = RecordId::generate_after(7, [0; 10], Some(&second));
+        assert_eq!(later, RecordId::generate(7, [0; 10]));
     }
 
     #[test]
