@@ -769,3 +769,43 @@ async fn status_metrics_and_openapi() {
     );
     n.stop().await;
 }
+
+#[tokio::test]
+async fn the_change_feed_yields_shared_records_only() {
+    let n = TestNode::start().await;
+    let shared = n.create("knowledge", knowledge("共有", "本文")).await;
+    let local = n
+        .create("workers", json!({"name": "山田 花子", "status": "active"}))
+        .await;
+    n.create(
+        "customers",
+        json!({"organisation": "A社", "stage": "prospect"}),
+    )
+    .await;
+    // An edit of a local record moves it to the head of the feed; it must
+    // still not appear.
+    n.patch(
+        &format!(
+            "/api/v1/records/workers/{}",
+            local["id"].as_str().expect("id")
+        ),
+        json!({"fields": {"status": "paused"}}),
+    )
+    .await;
+    let (dir, data) = n.stop().await;
+    let node = Node::open(data, false).expect("open");
+    let feed = node.store.shared_feed(0, 1000).await.expect("feed");
+    let ids: Vec<_> = feed.iter().map(|e| e.id.to_string()).collect();
+    assert_eq!(ids, [shared["id"].as_str().expect("id")]);
+    assert!(feed.iter().all(|e| e.collection.is_shared()));
+    // A cursor past the last entry yields nothing: an idle round is empty.
+    assert!(
+        node.store
+            .shared_feed(feed[0].seq, 1000)
+            .await
+            .expect("feed")
+            .is_empty()
+    );
+    node.store.close();
+    drop(dir);
+}
