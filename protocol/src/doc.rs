@@ -226,7 +226,7 @@ pub fn history(doc: &mut AutoCommit) -> Vec<HistoryEntry> {
     doc.get_changes(&[])
         .iter()
         .map(|c| {
-            let note = c.message().and_then(|m| ChangeNote::parse(m));
+            let note = c.message().and_then(ChangeNote::parse);
             HistoryEntry {
                 town: note.as_ref().map_or_else(String::new, |n| n.town.clone()),
                 at: format_time(c.timestamp()),
