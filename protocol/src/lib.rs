@@ -12,6 +12,7 @@ pub mod record;
 pub mod schema;
 pub mod search;
 pub mod validate;
+pub mod wire;
 
 pub use automerge;
 pub use collection::{Collection, Scope, UnknownCollection};
