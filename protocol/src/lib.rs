@@ -8,9 +8,11 @@
 
 pub mod collection;
 pub mod doc;
+pub mod memory;
 pub mod record;
 pub mod schema;
 pub mod search;
+pub mod sync;
 pub mod validate;
 pub mod wire;
 

@@ -59,6 +59,9 @@ pub struct DocUpdate {
     /// or change chunks (the changes after what the receiver has).
     #[prost(bytes = "vec", tag = "4")]
     pub changes: Vec<u8>,
+    /// The position of this record in the sender's change feed.
+    #[prost(uint64, tag = "5")]
+    pub seq: u64,
     #[prost(message, repeated, tag = "15")]
     pub extensions: Vec<Extension>,
 }
@@ -88,6 +91,10 @@ pub struct SyncRequest {
     /// the server's number is lower.
     #[prost(bytes = "vec", optional, tag = "7")]
     pub revocations: Option<Vec<u8>>,
+    /// Documents of the server's last answer that the client could not
+    /// apply: send them again from these heads.
+    #[prost(message, repeated, tag = "8")]
+    pub needs: Vec<Need>,
     #[prost(message, repeated, tag = "15")]
     pub extensions: Vec<Extension>,
 }

@@ -1,0 +1,183 @@
+//! An in-memory [`Replica`]: one node's records without SQLite, for tests of
+//! the sync logic and for the deterministic simulation.
+
+use std::collections::{BTreeMap, HashMap};
+
+use automerge::{ActorId, AutoCommit};
+
+use crate::collection::Collection;
+use crate::doc;
+use crate::record::{Millis, RecordId, RecordView};
+use crate::sync::{FeedItem, Hash, Replica, SharedCollection, Stored, to_hashes};
+use crate::validate::{Fields, Patch};
+
+#[derive(Clone)]
+struct MemRecord {
+    collection: Collection,
+    bytes: Vec<u8>,
+    heads: Vec<Hash>,
+    seq: u64,
+}
+
+/// One node's records, in memory.
+#[derive(Clone)]
+pub struct MemoryReplica {
+    pub town: String,
+    actor: ActorId,
+    next_seq: u64,
+    records: BTreeMap<RecordId, MemRecord>,
+    peer_heads: HashMap<(String, RecordId), Vec<Hash>>,
+}
+
+impl MemoryReplica {
+    pub fn new(town: &str, actor: ActorId) -> MemoryReplica {
+        MemoryReplica {
+            town: town.to_owned(),
+            actor,
+            next_seq: 1,
+            records: BTreeMap::new(),
+            peer_heads: HashMap::new(),
+        }
+    }
+
+    fn put(&mut self, id: &RecordId, collection: Collection, doc: &mut AutoCommit) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let heads = to_hashes(&doc.get_heads());
+        self.records.insert(
+            id.clone(),
+            MemRecord {
+                collection,
+                bytes: doc.save_nocompress(),
+                heads,
+                seq,
+            },
+        );
+    }
+
+    /// A local write: creates a record of any collection.
+    pub fn create(
+        &mut self,
+        collection: Collection,
+        fields: &Fields,
+        now: Millis,
+        random: [u8; 10],
+    ) -> RecordId {
+        let id = RecordId::generate(now, random);
+        let mut d = doc::create(self.actor.clone(), collection, &id, &self.town, now, fields)
+            .expect("a validated record always maps to a document");
+        self.put(&id, collection, &mut d);
+        id
+    }
+
+    /// A local edit. Returns false if there is no such record.
+    pub fn update(&mut self, id: &RecordId, patch: &Patch, now: Millis) -> bool {
+        let Some(mut d) = self.load(id) else {
+            return false;
+        };
+        let collection = self.records[id].collection;
+        d.set_actor(self.actor.clone());
+        let town = self.town.clone();
+        if doc::update(&mut d, collection, &town, now, patch).is_ok_and(|c| !c.is_empty()) {
+            self.put(id, collection, &mut d);
+        }
+        true
+    }
+
+    pub fn load(&self, id: &RecordId) -> Option<AutoCommit> {
+        AutoCommit::load(&self.records.get(id)?.bytes).ok()
+    }
+
+    pub fn view(&self, id: &RecordId) -> Option<RecordView> {
+        doc::read(&self.load(id)?).ok()
+    }
+
+    /// Every record id held, local ones included.
+    pub fn ids(&self) -> impl Iterator<Item = &RecordId> {
+        self.records.keys()
+    }
+
+    /// Every record's id and heads, for comparing replicas.
+    pub fn shared_state(&self) -> BTreeMap<RecordId, Vec<Hash>> {
+        self.records
+            .iter()
+            .filter(|(_, r)| r.collection.is_shared())
+            .map(|(id, r)| {
+                let mut heads = r.heads.clone();
+                heads.sort_unstable();
+                (id.clone(), heads)
+            })
+            .collect()
+    }
+
+    pub fn collection_of(&self, id: &RecordId) -> Option<Collection> {
+        self.records.get(id).map(|r| r.collection)
+    }
+}
+
+impl Replica for MemoryReplica {
+    type Error = std::convert::Infallible;
+
+    fn shared_feed(&mut self, after: u64, limit: usize) -> Result<Vec<FeedItem>, Self::Error> {
+        let mut items: Vec<FeedItem> = self
+            .records
+            .iter()
+            .filter(|(_, r)| r.seq > after)
+            .filter_map(|(id, r)| {
+                Some(FeedItem {
+                    seq: r.seq,
+                    id: id.clone(),
+                    collection: SharedCollection::new(r.collection)?,
+                    heads: r.heads.clone(),
+                })
+            })
+            .collect();
+        items.sort_by_key(|i| i.seq);
+        items.truncate(limit);
+        Ok(items)
+    }
+
+    fn stored(&mut self, id: &RecordId) -> Result<Stored, Self::Error> {
+        Ok(match self.records.get(id) {
+            None => Stored::Missing,
+            Some(r) => match SharedCollection::new(r.collection) {
+                None => Stored::Local,
+                Some(collection) => Stored::Shared {
+                    collection,
+                    bytes: r.bytes.clone(),
+                    heads: r.heads.clone(),
+                },
+            },
+        })
+    }
+
+    fn store_shared(
+        &mut self,
+        id: &RecordId,
+        collection: SharedCollection,
+        doc: &mut AutoCommit,
+        _view: &RecordView,
+    ) -> Result<(), Self::Error> {
+        self.put(id, collection.get(), doc);
+        Ok(())
+    }
+
+    fn peer_heads(&mut self, peer: &str, id: &RecordId) -> Result<Vec<Hash>, Self::Error> {
+        Ok(self
+            .peer_heads
+            .get(&(peer.to_owned(), id.clone()))
+            .cloned()
+            .unwrap_or_default())
+    }
+
+    fn set_peer_heads(
+        &mut self,
+        peer: &str,
+        id: &RecordId,
+        heads: &[Hash],
+    ) -> Result<(), Self::Error> {
+        self.peer_heads
+            .insert((peer.to_owned(), id.clone()), heads.to_vec());
+        Ok(())
+    }
+}

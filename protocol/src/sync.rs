@@ -1,0 +1,758 @@
+//! The sync logic, without I/O: what to send a peer, and what to accept
+//! from one.
+//!
+//! Each node numbers its writes (its change feed). A peer's news is "the
+//! shared records in its feed after the point I have seen", so a round with
+//! nothing new costs a cursor, whatever the number of records. For each
+//! record, each side remembers the heads the other is known to have
+//! ([`Replica::peer_heads`]) and sends only the Automerge changes after them:
+//! a round after one edit costs about that edit. A record whose known heads
+//! equal its current heads is skipped without loading it, which is what keeps
+//! echoes (a record just received being "news" in the receiver's own feed)
+//! free.
+//!
+//! Nothing here trusts the peer. Every update passes [`DocUpdate::check`]
+//! (framing, shared scope, limits) and is applied to a *copy* of the stored
+//! document under `catch_unwind`; it is stored only if the result is a
+//! complete, well-formed Yui record of the collection it claims. If the
+//! sender's idea of our heads was wrong (we restored a backup, a response was
+//! lost), the changes will lack dependencies: we answer with a [`Need`]
+//! carrying our real heads and the sender starts again from those. No state
+//! is kept in flight between rounds, so a failed exchange leaves nothing to
+//! rebuild: the next round starts from what both sides have persisted.
+//!
+//! **Architecture invariant:** a local-scope record cannot be expressed here.
+//! Feeds yield [`SharedCollection`]s, which can only be made from shared
+//! collections, and [`Replica::stored`] never returns a local record's bytes.
+
+use std::panic::AssertUnwindSafe;
+
+use automerge::{AutoCommit, ChangeHash};
+
+use crate::collection::Collection;
+use crate::doc;
+use crate::record::{RecordId, RecordView};
+use crate::validate::validate_create;
+use crate::wire::{DocUpdate, Need, Refusal};
+
+/// A change hash, as bytes.
+pub type Hash = [u8; 32];
+
+/// A collection known to be shared. The only kind of collection the sync
+/// layer can name.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct SharedCollection(Collection);
+
+impl SharedCollection {
+    /// `None` for a local collection.
+    pub fn new(c: Collection) -> Option<SharedCollection> {
+        c.is_shared().then_some(SharedCollection(c))
+    }
+
+    pub fn get(self) -> Collection {
+        self.0
+    }
+}
+
+/// One entry of a replica's change feed.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct FeedItem {
+    pub seq: u64,
+    pub id: RecordId,
+    pub collection: SharedCollection,
+    pub heads: Vec<Hash>,
+}
+
+/// What a replica holds under an id.
+pub enum Stored {
+    Missing,
+    /// A local record has this id: a peer may not touch it (and learns
+    /// nothing of it beyond the refusal).
+    Local,
+    /// A shared record: its uncompressed Automerge bytes and heads.
+    Shared {
+        collection: SharedCollection,
+        bytes: Vec<u8>,
+        heads: Vec<Hash>,
+    },
+}
+
+/// The storage the sync logic reads and writes. The node implements it over
+/// SQLite; the simulation over memory.
+pub trait Replica {
+    type Error: std::fmt::Display;
+
+    /// Shared records written after `after`, oldest first, at most `limit`.
+    fn shared_feed(&mut self, after: u64, limit: usize) -> Result<Vec<FeedItem>, Self::Error>;
+
+    fn stored(&mut self, id: &RecordId) -> Result<Stored, Self::Error>;
+
+    /// Stores a merged shared document (new or updated).
+    fn store_shared(
+        &mut self,
+        id: &RecordId,
+        collection: SharedCollection,
+        doc: &mut AutoCommit,
+        view: &RecordView,
+    ) -> Result<(), Self::Error>;
+
+    /// The heads `peer` is known to have of a record (empty if unknown).
+    fn peer_heads(&mut self, peer: &str, id: &RecordId) -> Result<Vec<Hash>, Self::Error>;
+
+    fn set_peer_heads(
+        &mut self,
+        peer: &str,
+        id: &RecordId,
+        heads: &[Hash],
+    ) -> Result<(), Self::Error>;
+}
+
+/// Updates to send, and how far through the feed they reach.
+#[derive(Debug, Default)]
+pub struct Batch {
+    pub docs: Vec<DocUpdate>,
+    /// The feed position of each doc in `docs`.
+    pub seqs: Vec<u64>,
+    /// Everything in the feed up to here is in `docs` or already known to
+    /// the peer.
+    pub cursor: u64,
+    /// The feed has more after `cursor`.
+    pub more: bool,
+}
+
+impl Batch {
+    pub fn bytes(&self) -> usize {
+        self.docs.iter().map(|d| d.changes.len()).sum()
+    }
+}
+
+/// How much one batch may hold.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub max_docs: usize,
+    pub max_bytes: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_docs: 2_000,
+            max_bytes: 8 * 1024 * 1024,
+        }
+    }
+}
+
+fn same_set(a: &[Hash], b: &[Hash]) -> bool {
+    a.len() == b.len() && a.iter().all(|h| b.contains(h))
+}
+
+pub fn to_hashes(heads: &[ChangeHash]) -> Vec<Hash> {
+    heads.iter().map(|h| h.0).collect()
+}
+
+fn from_hashes(heads: &[Hash]) -> Vec<ChangeHash> {
+    heads.iter().map(|h| ChangeHash(*h)).collect()
+}
+
+/// The raw (uncompressed) change chunks of `doc` after `known`.
+fn changes_after(doc: &mut AutoCommit, known: &[ChangeHash]) -> Vec<u8> {
+    doc.get_changes(known)
+        .iter()
+        .flat_map(|c| c.raw_bytes().to_vec())
+        .collect()
+}
+
+/// Chooses what `peer` lacks among the shared records written after `after`.
+pub fn prepare_updates<R: Replica>(
+    replica: &mut R,
+    peer: &str,
+    after: u64,
+    limits: Limits,
+) -> Result<Batch, R::Error> {
+    let mut batch = Batch {
+        cursor: after,
+        ..Batch::default()
+    };
+    const PAGE: usize = 512;
+    loop {
+        let items = replica.shared_feed(batch.cursor, PAGE)?;
+        let exhausted = items.len() < PAGE;
+        for item in items {
+            if batch.docs.len() >= limits.max_docs || batch.bytes() >= limits.max_bytes {
+                batch.more = true;
+                return Ok(batch);
+            }
+            let known = replica.peer_heads(peer, &item.id)?;
+            if !same_set(&known, &item.heads) {
+                if let Some(update) = update_for(replica, &item, &known)? {
+                    batch.docs.push(update);
+                    batch.seqs.push(item.seq);
+                }
+            }
+            batch.cursor = item.seq;
+        }
+        if exhausted {
+            return Ok(batch);
+        }
+    }
+}
+
+fn update_for<R: Replica>(
+    replica: &mut R,
+    item: &FeedItem,
+    known: &[Hash],
+) -> Result<Option<DocUpdate>, R::Error> {
+    let Stored::Shared {
+        collection,
+        bytes,
+        heads,
+    } = replica.stored(&item.id)?
+    else {
+        return Ok(None);
+    };
+    let changes = if known.is_empty() {
+        // The stored bytes are already uncompressed chunks: send them as is.
+        bytes
+    } else {
+        let Ok(mut doc) = AutoCommit::load(&bytes) else {
+            return Ok(None);
+        };
+        let mut known: Vec<ChangeHash> = from_hashes(known);
+        known.retain(|h| doc.get_change_by_hash(h).is_some());
+        if known.is_empty() {
+            bytes
+        } else {
+            changes_after(&mut doc, &known)
+        }
+    };
+    if changes.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(DocUpdate {
+        id: item.id.to_string(),
+        collection: collection.get().name().to_owned(),
+        heads: heads.iter().map(|h| h.to_vec()).collect(),
+        changes,
+        seq: item.seq,
+        extensions: Vec::new(),
+    }))
+}
+
+/// What became of a batch of updates from a peer.
+#[derive(Debug, Default)]
+pub struct Outcome {
+    /// Documents created or changed.
+    pub stored: Vec<RecordId>,
+    /// Documents we already had in full.
+    pub unchanged: usize,
+    /// Documents that need resending from our heads.
+    pub needs: Vec<Need>,
+    /// Documents refused for good.
+    pub refused: Vec<Refusal>,
+}
+
+fn refusal(id: &str, code: &str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        id: id.chars().take(40).collect(),
+        code: code.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Applies updates from `peer`: each on a copy, stored only if whole and valid.
+pub fn accept_updates<R: Replica>(
+    replica: &mut R,
+    peer: &str,
+    updates: Vec<DocUpdate>,
+) -> Result<Outcome, R::Error> {
+    let mut outcome = Outcome::default();
+    for update in updates {
+        let raw_id = update.id.clone();
+        let checked = match update.check() {
+            Ok(c) => c,
+            Err(e) => {
+                outcome
+                    .refused
+                    .push(refusal(&raw_id, e.code(), e.to_string()));
+                continue;
+            }
+        };
+        let Some(collection) = SharedCollection::new(checked.collection) else {
+            continue; // check() already refused local collections
+        };
+        let (mut doc, before) = match replica.stored(&checked.id)? {
+            Stored::Local => {
+                outcome.refused.push(refusal(
+                    &raw_id,
+                    "id_conflict",
+                    "this id belongs to another record",
+                ));
+                continue;
+            }
+            Stored::Shared {
+                collection: have, ..
+            } if have != collection => {
+                outcome.refused.push(refusal(
+                    &raw_id,
+                    "collection_mismatch",
+                    format!("record is in {}, not {}", have.get(), collection.get()),
+                ));
+                continue;
+            }
+            Stored::Shared { bytes, heads, .. } => match AutoCommit::load(&bytes) {
+                Ok(doc) => (doc, heads),
+                Err(_) => continue, // our own copy is unreadable: leave it alone
+            },
+            Stored::Missing => (AutoCommit::new(), Vec::new()),
+        };
+        let sender_heads = from_hashes(&checked.heads);
+        if !sender_heads.is_empty()
+            && sender_heads
+                .iter()
+                .all(|h| doc.get_change_by_hash(h).is_some())
+        {
+            outcome.unchanged += 1;
+            replica.set_peer_heads(peer, &checked.id, &checked.heads)?;
+            continue;
+        }
+        // Automerge may panic on crafted input: apply to our copy only.
+        let applied =
+            std::panic::catch_unwind(AssertUnwindSafe(|| doc.load_incremental(&checked.changes)));
+        match applied {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                outcome
+                    .refused
+                    .push(refusal(&raw_id, "invalid_changes", e.to_string()));
+                continue;
+            }
+            Err(_) => {
+                outcome.refused.push(refusal(
+                    &raw_id,
+                    "invalid_changes",
+                    "the changes could not be applied",
+                ));
+                continue;
+            }
+        }
+        let complete = doc.get_missing_deps(&[]).is_empty()
+            && sender_heads
+                .iter()
+                .all(|h| doc.get_change_by_hash(h).is_some());
+        if !complete {
+            outcome.needs.push(Need {
+                id: checked.id.to_string(),
+                have: before.iter().map(|h| h.to_vec()).collect(),
+            });
+            continue;
+        }
+        let view = match doc::read(&doc) {
+            Ok(v) => v,
+            Err(e) => {
+                outcome
+                    .refused
+                    .push(refusal(&raw_id, "invalid_document", e.to_string()));
+                continue;
+            }
+        };
+        if view.id != checked.id || view.collection != collection.get().name() {
+            outcome.refused.push(refusal(
+                &raw_id,
+                "document_mismatch",
+                format!(
+                    "the document says it is {} record {}",
+                    view.collection, view.id
+                ),
+            ));
+            continue;
+        }
+        if !view.deleted
+            && let Err(e) = validate_create(collection.get(), &view.fields)
+        {
+            outcome
+                .refused
+                .push(refusal(&raw_id, "schema_violation", e.to_string()));
+            continue;
+        }
+        replica.store_shared(&checked.id, collection, &mut doc, &view)?;
+        replica.set_peer_heads(peer, &checked.id, &checked.heads)?;
+        outcome.stored.push(checked.id);
+    }
+    Ok(outcome)
+}
+
+/// A peer told us it lacks changes we assumed it had: forget what we assumed.
+pub fn apply_needs<R: Replica>(
+    replica: &mut R,
+    peer: &str,
+    needs: &[Need],
+) -> Result<(), R::Error> {
+    for need in needs {
+        let Ok(id) = need.id.parse::<RecordId>() else {
+            continue;
+        };
+        let have: Vec<Hash> = need
+            .have
+            .iter()
+            .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+            .take(crate::wire::MAX_HEADS)
+            .collect();
+        replica.set_peer_heads(peer, &id, &have)?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::memory::MemoryReplica;
+    use crate::validate::{validate_create, validate_patch};
+    use automerge::ActorId;
+    use serde_json::json;
+
+    fn town(name: &str, n: u8) -> MemoryReplica {
+        MemoryReplica::new(name, ActorId::from([n; 16].as_slice()))
+    }
+
+    fn fields(c: Collection, v: serde_json::Value) -> crate::validate::Fields {
+        validate_create(c, v.as_object().expect("object")).expect("valid")
+    }
+
+    /// Cursors a client keeps for one server.
+    #[derive(Default)]
+    struct Cursors {
+        push: u64,
+        pull: u64,
+    }
+
+    /// One full round, client ⇄ server, as the node does it over HTTP.
+    /// Returns the bytes of Automerge data that crossed.
+    fn round(client: &mut MemoryReplica, server: &mut MemoryReplica, c: &mut Cursors) -> usize {
+        let (cid, sid) = (client.town.clone(), server.town.clone());
+        let push = prepare_updates(client, &sid, c.push, Limits::default()).expect("prepare");
+        let mut bytes = push.bytes();
+        let got = accept_updates(server, &cid, push.docs.clone()).expect("accept");
+        assert!(got.refused.is_empty(), "{:?}", got.refused);
+        apply_needs(client, &sid, &got.needs).expect("needs");
+        c.push = match push
+            .seqs
+            .iter()
+            .zip(&push.docs)
+            .find(|(_, d)| got.needs.iter().any(|n| n.id == d.id))
+        {
+            Some((seq, _)) => seq - 1,
+            None => push.cursor,
+        };
+        for d in &push.docs {
+            if !got.needs.iter().any(|n| n.id == d.id) {
+                let id: RecordId = d.id.parse().expect("id");
+                let heads: Vec<Hash> = d
+                    .heads
+                    .iter()
+                    .map(|h| h.as_slice().try_into().expect("32"))
+                    .collect();
+                client.set_peer_heads(&sid, &id, &heads).expect("heads");
+            }
+        }
+        let pull = prepare_updates(server, &cid, c.pull, Limits::default()).expect("prepare");
+        bytes += pull.bytes();
+        // The server assumes the client will have what it sent.
+        for d in &pull.docs {
+            let id: RecordId = d.id.parse().expect("id");
+            let heads: Vec<Hash> = d
+                .heads
+                .iter()
+                .map(|h| h.as_slice().try_into().expect("32"))
+                .collect();
+            server.set_peer_heads(&cid, &id, &heads).expect("heads");
+        }
+        let got = accept_updates(client, &sid, pull.docs.clone()).expect("accept");
+        assert!(got.refused.is_empty(), "{:?}", got.refused);
+        apply_needs(server, &cid, &got.needs).expect("needs");
+        c.pull = match pull
+            .seqs
+            .iter()
+            .zip(&pull.docs)
+            .find(|(_, d)| got.needs.iter().any(|n| n.id == d.id))
+        {
+            Some((seq, _)) => seq - 1,
+            None => pull.cursor,
+        };
+        bytes
+    }
+
+    const BODY: &str = "住民ワーカーの研修は月に一度行う。\n顧客とのやりとりは必ず記録に残す。\n広報は住民向けと顧客向けに分ける。";
+
+    #[test]
+    fn records_travel_a_chain_and_local_records_stay_home() {
+        let (mut a, mut b, mut c) = (town("tateshina", 1), town("omachi", 2), town("itoigawa", 3));
+        let shared = a.create(
+            Collection::Knowledge,
+            &fields(
+                Collection::Knowledge,
+                json!({"title": "研修", "body": BODY, "category": "training"}),
+            ),
+            1,
+            [1; 10],
+        );
+        let local = a.create(
+            Collection::Workers,
+            &fields(
+                Collection::Workers,
+                json!({"name": "山田 花子", "status": "active"}),
+            ),
+            2,
+            [2; 10],
+        );
+        let (mut ab, mut bc) = (Cursors::default(), Cursors::default());
+        round(&mut a, &mut b, &mut ab);
+        round(&mut b, &mut c, &mut bc);
+        assert_eq!(c.view(&shared).expect("arrived")["title"], json!("研修"));
+        assert_eq!(
+            c.view(&shared).expect("arrived").town,
+            "tateshina",
+            "provenance survives the relay"
+        );
+        for node in [&b, &c] {
+            assert!(
+                node.collection_of(&local).is_none(),
+                "a local record crossed a town boundary"
+            );
+            assert!(
+                node.ids()
+                    .all(|id| node.collection_of(id).is_some_and(Collection::is_shared))
+            );
+        }
+        // Converged: an idle round moves no Automerge data at all.
+        assert_eq!(round(&mut a, &mut b, &mut ab), 0);
+        assert_eq!(round(&mut b, &mut c, &mut bc), 0);
+        assert_eq!(a.shared_state(), c.shared_state());
+    }
+
+    impl std::ops::Index<&'static str> for RecordView {
+        type Output = serde_json::Value;
+        fn index(&self, key: &'static str) -> &serde_json::Value {
+            &self.fields[key]
+        }
+    }
+
+    #[test]
+    fn a_round_after_one_edit_carries_about_that_edit() {
+        let (mut a, mut b) = (town("tateshina", 1), town("omachi", 2));
+        let mut ids = Vec::new();
+        for i in 0..50u8 {
+            ids.push(a.create(
+                Collection::Knowledge,
+                &fields(
+                    Collection::Knowledge,
+                    json!({"title": format!("記事{i}"), "body": BODY, "category": "pr"}),
+                ),
+                i64::from(i),
+                [i; 10],
+            ));
+        }
+        let mut cur = Cursors::default();
+        let initial = round(&mut a, &mut b, &mut cur);
+        let patch = validate_patch(
+            Collection::Knowledge,
+            json!({"title": "記事0（改訂）"}).as_object().expect("obj"),
+        )
+        .expect("valid");
+        assert!(a.update(&ids[0], &patch, 100));
+        let after_edit = round(&mut a, &mut b, &mut cur);
+        assert!(
+            after_edit > 0 && after_edit < 400,
+            "one small edit cost {after_edit} bytes (initial {initial})"
+        );
+        assert_eq!(
+            b.view(&ids[0]).expect("view")["title"],
+            json!("記事0（改訂）")
+        );
+        assert_eq!(round(&mut a, &mut b, &mut cur), 0, "and then nothing");
+    }
+
+    #[test]
+    fn concurrent_text_edits_in_two_towns_both_survive() {
+        let (mut a, mut b) = (town("tateshina", 1), town("omachi", 2));
+        let id = a.create(
+            Collection::Knowledge,
+            &fields(
+                Collection::Knowledge,
+                json!({"title": "t", "body": BODY, "category": "pr"}),
+            ),
+            1,
+            [1; 10],
+        );
+        let mut cur = Cursors::default();
+        round(&mut a, &mut b, &mut cur);
+        let edit = |body: String| {
+            validate_patch(
+                Collection::Knowledge,
+                json!({ "body": body }).as_object().expect("obj"),
+            )
+            .expect("valid")
+        };
+        a.update(&id, &edit(BODY.replace("月に一度", "隔週で")), 2);
+        b.update(&id, &edit(BODY.replace("必ず", "その日のうちに")), 3);
+        round(&mut a, &mut b, &mut cur);
+        round(&mut a, &mut b, &mut cur);
+        let merged = a.view(&id).expect("view")["body"]
+            .as_str()
+            .expect("text")
+            .to_owned();
+        assert_eq!(merged, b.view(&id).expect("view")["body"]);
+        assert!(
+            merged.contains("隔週で") && merged.contains("その日のうちに"),
+            "{merged}"
+        );
+    }
+
+    #[test]
+    fn a_peer_that_lost_changes_is_repaired_through_needs() {
+        let (mut a, mut b) = (town("tateshina", 1), town("omachi", 2));
+        let id = a.create(
+            Collection::Knowledge,
+            &fields(
+                Collection::Knowledge,
+                json!({"title": "t", "body": BODY, "category": "pr"}),
+            ),
+            1,
+            [1; 10],
+        );
+        let mut cur = Cursors::default();
+        round(&mut a, &mut b, &mut cur);
+        let backup = b.clone();
+        let patch = validate_patch(
+            Collection::Knowledge,
+            json!({"title": "v2"}).as_object().expect("obj"),
+        )
+        .expect("ok");
+        a.update(&id, &patch, 2);
+        round(&mut a, &mut b, &mut cur);
+        // Omachi restores yesterday's backup: Tateshina still believes it has v2.
+        b = backup;
+        let patch = validate_patch(
+            Collection::Knowledge,
+            json!({"title": "v3"}).as_object().expect("obj"),
+        )
+        .expect("ok");
+        a.update(&id, &patch, 3);
+        round(&mut a, &mut b, &mut cur); // the delta lacks v2: Omachi asks again
+        round(&mut a, &mut b, &mut cur);
+        assert_eq!(b.view(&id).expect("view")["title"], json!("v3"));
+        assert_eq!(a.shared_state(), b.shared_state());
+    }
+
+    #[test]
+    fn hostile_updates_are_refused_and_change_nothing() {
+        let (mut a, mut b) = (town("tateshina", 1), town("omachi", 2));
+        let good = a.create(
+            Collection::Knowledge,
+            &fields(
+                Collection::Knowledge,
+                json!({"title": "t", "body": BODY, "category": "pr"}),
+            ),
+            1,
+            [1; 10],
+        );
+        let local = b.create(
+            Collection::Workers,
+            &fields(
+                Collection::Workers,
+                json!({"name": "佐藤", "status": "active"}),
+            ),
+            1,
+            [9; 10],
+        );
+        let batch = prepare_updates(&mut a, "omachi", 0, Limits::default()).expect("prepare");
+        let base = batch.docs[0].clone();
+        let before = b.shared_state();
+        let mut garbage = base.clone();
+        garbage.changes = b"\x85\x6f\x4a\x83garbagegarbage".to_vec();
+        let mut as_local = base.clone();
+        as_local.collection = "workers".into();
+        let mut onto_local = base.clone();
+        onto_local.id = local.to_string();
+        let mut mislabelled = base.clone();
+        mislabelled.collection = "failure_cases".into();
+        let mut bad_heads = base.clone();
+        bad_heads.heads = vec![vec![1, 2, 3]];
+        // A document that is a valid Automerge doc but not a valid record.
+        let mut bogus_doc = AutoCommit::new();
+        automerge::transaction::Transactable::put(&mut bogus_doc, automerge::ROOT, "format", 1u64)
+            .expect("put");
+        let mut not_a_record = base.clone();
+        not_a_record.changes = bogus_doc.save_nocompress();
+        not_a_record.heads = to_hashes(&bogus_doc.get_heads())
+            .iter()
+            .map(|h| h.to_vec())
+            .collect();
+        // A valid record that breaks the schema (an unknown category).
+        let bad_id = RecordId::generate(5, [5; 10]);
+        let mut bad = doc::create(
+            ActorId::from([7; 16].as_slice()),
+            Collection::Knowledge,
+            &bad_id,
+            "evil",
+            5,
+            &fields(
+                Collection::Knowledge,
+                json!({"title": "t", "body": "b", "category": "pr"}),
+            ),
+        )
+        .expect("doc");
+        let f = match automerge::ReadDoc::get(&bad, automerge::ROOT, "fields").expect("get") {
+            Some((_, f)) => f,
+            None => panic!("fields"),
+        };
+        automerge::transaction::Transactable::put(&mut bad, &f, "category", "gossip").expect("put");
+        bad.commit();
+        let schema_violation = DocUpdate {
+            id: bad_id.to_string(),
+            collection: "knowledge".into(),
+            heads: to_hashes(&bad.get_heads())
+                .iter()
+                .map(|h| h.to_vec())
+                .collect(),
+            changes: bad.save_nocompress(),
+            ..Default::default()
+        };
+
+        let out = accept_updates(
+            &mut b,
+            "tateshina",
+            vec![
+                garbage,
+                as_local,
+                onto_local,
+                mislabelled,
+                bad_heads,
+                not_a_record,
+                schema_violation,
+            ],
+        )
+        .expect("accept");
+        let codes: Vec<&str> = out.refused.iter().map(|r| r.code.as_str()).collect();
+        assert_eq!(
+            codes,
+            [
+                "invalid_changes",
+                "local_collection",
+                "id_conflict",
+                "document_mismatch",
+                "invalid_changes",
+                "invalid_document",
+                "schema_violation"
+            ]
+        );
+        assert!(out.stored.is_empty());
+        assert_eq!(b.shared_state(), before);
+        assert_eq!(
+            b.view(&local).expect("local record intact")["name"],
+            json!("佐藤")
+        );
+        // The honest update still goes through afterwards.
+        let out = accept_updates(&mut b, "tateshina", vec![base]).expect("accept");
+        assert_eq!(out.stored, [good]);
+    }
+}
