@@ -52,7 +52,8 @@ pub fn router(node: Arc<Node>) -> Router {
         )
         .route("/records/{collection}/{id}/history", get(history))
         .route("/records/{collection}/{id}/conflicts", get(conflicts))
-        .route_layer(middleware::from_fn_with_state(node.clone(), require_token));
+        .fallback(unknown_route)
+        .layer(middleware::from_fn_with_state(node.clone(), require_token));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
@@ -127,6 +128,20 @@ async fn method_not_allowed(req: Request) -> Response {
     response
 }
 
+/// Query parameters, with a malformed query string answered in the §8 shape.
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for QueryParams<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(t)| QueryParams(t))
+            .map_err(|rejection| Error::bad_request("invalid_query", rejection.body_text()))
+    }
+}
+
 /// A JSON body, with every failure in the §8 shape.
 pub struct JsonBody<T>(pub T);
 
@@ -178,13 +193,9 @@ struct RecordBody {
 }
 
 fn collection(name: &str) -> Result<Collection> {
-    name.parse().map_err(|_| {
-        let known: Vec<_> = Collection::ALL.iter().map(|c| c.name()).collect();
-        Error::UnknownCollection(format!(
-            "{} (collections: {})",
-            name.chars().take(40).collect::<String>(),
-            known.join(", ")
-        ))
+    name.parse().map_err(|_| Error::UnknownCollection {
+        name: name.chars().take(40).collect(),
+        known: Collection::ALL.map(|c| c.name()).join(", "),
     })
 }
 
@@ -214,11 +225,21 @@ fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
     }
 }
 
+/// Alive, and the database answers a query.
 async fn healthz(State(node): State<AppState>) -> Response {
-    json_response(
-        StatusCode::OK,
-        &json!({"status": "ok", "town": node.config.town}),
-    )
+    match node.store.check_readable().await {
+        Ok(()) => json_response(
+            StatusCode::OK,
+            &json!({"status": "ok", "town": node.config.town}),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: the database does not answer");
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "unavailable", "town": node.config.town, "error": {"code": e.code(), "message": "the database does not answer; see the node's log"}}),
+            )
+        }
+    }
 }
 
 async fn metrics(State(node): State<AppState>) -> Result<Response> {
@@ -266,7 +287,7 @@ struct GetParams {
 async fn get_record(
     State(node): State<AppState>,
     Path((name, id)): Path<(String, String)>,
-    Query(params): Query<GetParams>,
+    QueryParams(params): QueryParams<GetParams>,
 ) -> Result<Response> {
     let collection = collection(&name)?;
     let id = record_id(collection, &id)?;
@@ -309,7 +330,7 @@ async fn delete_record(
 async fn list_records(
     State(node): State<AppState>,
     Path(name): Path<String>,
-    Query(params): Query<HashMap<String, String>>,
+    QueryParams(params): QueryParams<HashMap<String, String>>,
 ) -> Result<Response> {
     let collection = collection(&name)?;
     let mut q = crate::store::ListQuery {
@@ -383,7 +404,7 @@ struct SearchParams {
 
 async fn search(
     State(node): State<AppState>,
-    Query(params): Query<SearchParams>,
+    QueryParams(params): QueryParams<SearchParams>,
 ) -> Result<Response> {
     let q = params.q.filter(|q| !q.trim().is_empty()).ok_or_else(|| {
         Error::bad_request("invalid_query", "give the words to search for as ?q=…")

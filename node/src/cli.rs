@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
@@ -98,6 +98,7 @@ pub enum Command {
     /// Export every live record to DIR, one JSON file per collection or one
     /// Markdown file per record.
     Export {
+        /// json: one file per collection; markdown: one file per record and an index.
         #[arg(long, value_enum, default_value = "json")]
         format: ExportFormat,
         /// Also export deleted records.
@@ -216,12 +217,9 @@ async fn wait_for_signal() {
 async fn status(data_dir: DataDir, json: bool) -> Result<()> {
     let node = Node::open(data_dir, false)?;
     let status = node.status().await?;
-    let serving = is_serving(&node.data_dir);
     node.store.close();
     if json {
-        let mut v = serde_json::to_value(&status)?;
-        v["serving"] = serving.into();
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(());
     }
     println!("town:        {} {}", status.town, status.name);
@@ -229,8 +227,8 @@ async fn status(data_dir: DataDir, json: bool) -> Result<()> {
     println!("version:     {}", status.version);
     println!(
         "running:     {}",
-        if serving {
-            format!("yes, API at http://{}/api/v1/", status.api_listen)
+        if let Some(api) = &status.api {
+            format!("yes, API at {api}api/v1/")
         } else {
             "no (start with `yui serve`)".to_owned()
         }
@@ -247,37 +245,24 @@ async fn status(data_dir: DataDir, json: bool) -> Result<()> {
     Ok(())
 }
 
-fn is_serving(data_dir: &DataDir) -> bool {
-    std::fs::File::options()
-        .write(true)
-        .open(data_dir.lock_path())
-        .map(|f| f.try_lock().is_err())
-        .unwrap_or(false)
-}
-
 fn restore(data_dir: DataDir, file: &Path) -> Result<()> {
     let config = data_dir.open()?;
-    if is_serving(&data_dir) {
-        bail!(
+    // Held until the restore is done, so no `yui serve` can start halfway.
+    let _lock = data_dir.lock().map_err(|_| {
+        anyhow::anyhow!(
             "the node is running on {}; stop `yui serve` first, then restore",
             data_dir.path.display()
-        );
+        )
+    })?;
+    let db = data_dir.db_path();
+    let kept = crate::store::restore(&db, file, &config.town, crate::store::now_ms())?;
+    println!("Restored {} from {}.", db.display(), file.display());
+    if let Some(kept) = kept {
+        println!("The previous database is kept as {}.", kept.display());
     }
-    let kept = crate::store::restore(
-        &data_dir.db_path(),
-        file,
-        &config.town,
-        crate::store::now_ms(),
-    )?;
-    println!(
-        "Restored {} from {}.",
-        data_dir.db_path().display(),
-        file.display()
-    );
-    println!("The previous database is kept as {}.", kept.display());
     println!(
         "New Automerge actor id: {}",
-        crate::store::stored_actor(&data_dir.db_path())?
+        crate::store::stored_actor(&db)?
     );
     Ok(())
 }

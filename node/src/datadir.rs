@@ -158,7 +158,7 @@ impl DataDir {
     pub fn open(&self) -> Result<Config> {
         if !self.path.exists() {
             return Err(Error::Config(format!(
-                "no data directory at {}; create one with `yui init --town ID` (or run `yui serve`, which creates ./yui-data)",
+                "no data directory at {}; create one with `yui init --town ID` (or run `yui serve`, which creates it)",
                 self.path.display()
             )));
         }
@@ -179,6 +179,39 @@ impl DataDir {
         Ok(config)
     }
 
+    /// Takes the serve lock: one `yui serve` (or `yui restore`) at a time.
+    pub fn lock(&self) -> Result<ServeLock> {
+        let path = self.lock_path();
+        let file = fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .mode(0o600)
+            .open(&path)
+            .map_err(|e| io_error("opening", &path, e))?;
+        file.try_lock().map_err(|_| {
+            Error::Config(format!(
+                "another yui is already serving {}; stop it first",
+                self.path.display()
+            ))
+        })?;
+        Ok(ServeLock(file))
+    }
+
+    /// The API URL of the `yui serve` running on this directory, if one is.
+    pub fn serving_api(&self) -> Option<String> {
+        let file = fs::File::open(self.lock_path()).ok()?;
+        if file.try_lock_shared().is_ok() {
+            return None; // nobody holds it
+        }
+        Some(
+            fs::read_to_string(self.lock_path())
+                .unwrap_or_default()
+                .trim()
+                .to_owned(),
+        )
+    }
+
     /// Secrets live here: refuse to run when other users can read them.
     pub fn check_permissions(&self) -> Result<()> {
         let loose = |path: &Path| -> Result<Option<u32>> {
@@ -196,7 +229,7 @@ impl DataDir {
                 self.path.display()
             )));
         }
-        for secret in [self.token_path(), self.key_path()] {
+        for secret in [self.token_path(), self.key_path(), self.db_path()] {
             if secret.exists()
                 && let Some(mode) = loose(&secret)?
             {
@@ -236,6 +269,21 @@ impl DataDir {
         Ok(node_id(&rcgen::PublicKeyData::subject_public_key_info(
             &key,
         )))
+    }
+}
+
+/// Held while a node serves (or a restore runs); its content is the URL of
+/// the running API, for `yui status`.
+pub struct ServeLock(fs::File);
+
+impl ServeLock {
+    pub fn announce(&self, api_url: &str) {
+        let mut f = &self.0;
+        let _ = f.set_len(0).and_then(|()| {
+            use std::io::Seek;
+            f.seek(std::io::SeekFrom::Start(0))?;
+            f.write_all(api_url.as_bytes())
+        });
     }
 }
 

@@ -13,8 +13,8 @@ use yui_protocol::{FieldError, ValidationErrors};
 pub enum Error {
     #[error("{0}")]
     Validation(#[from] ValidationErrors),
-    #[error("unknown collection {0:?}")]
-    UnknownCollection(String),
+    #[error("unknown collection {name:?}; the collections are: {known}")]
+    UnknownCollection { name: String, known: String },
     #[error("no {collection} record with id {id:?}")]
     RecordNotFound { collection: String, id: String },
     #[error("{collection} record {id} is deleted; deleted records cannot be changed")]
@@ -43,12 +43,6 @@ pub enum Error {
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        Error::Storage(e.to_string())
-    }
-}
-
 impl From<yui_protocol::doc::DocError> for Error {
     fn from(e: yui_protocol::doc::DocError) -> Self {
         Error::Storage(format!("record document: {e}"))
@@ -59,7 +53,7 @@ impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
             Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::UnknownCollection(_) | Error::RecordNotFound { .. } | Error::NotFound(_) => {
+            Error::UnknownCollection { .. } | Error::RecordNotFound { .. } | Error::NotFound(_) => {
                 StatusCode::NOT_FOUND
             }
             Error::RecordDeleted { .. } => StatusCode::GONE,
@@ -78,7 +72,7 @@ impl Error {
     pub fn code(&self) -> &'static str {
         match self {
             Error::Validation(_) => "validation_failed",
-            Error::UnknownCollection(_) => "unknown_collection",
+            Error::UnknownCollection { .. } => "unknown_collection",
             Error::RecordNotFound { .. } => "record_not_found",
             Error::RecordDeleted { .. } => "record_deleted",
             Error::Conflict(_) => "conflict",

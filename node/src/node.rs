@@ -5,15 +5,14 @@
 //! an already-bound listener (tests bind `127.0.0.1:0`) and a cancellation
 //! token for graceful shutdown.
 
-use std::fs::File;
 use std::path::PathBuf;
-use std::sync::Arc;
+use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::datadir::{Config, DataDir};
+use crate::datadir::{Config, DataDir, ServeLock};
 use crate::error::{Error, Result};
 use crate::metrics::Metrics;
 use crate::store::Store;
@@ -28,7 +27,9 @@ pub struct Node {
     token: String,
     started: std::time::Instant,
     /// Held while serving, so `restore` cannot swap the database underneath.
-    _lock: Option<File>,
+    lock: Option<ServeLock>,
+    /// The URL the API is served at, once bound.
+    api_url: OnceLock<String>,
 }
 
 #[derive(Serialize)]
@@ -44,7 +45,10 @@ pub struct Status {
     pub name: String,
     pub node_id: String,
     pub version: &'static str,
-    pub api_listen: String,
+    /// Whether a `yui serve` is running on this data directory.
+    pub serving: bool,
+    /// The URL of the running API, when serving.
+    pub api: Option<String>,
     pub membership: Membership,
     pub peers: Vec<serde_json::Value>,
     pub collections: std::collections::BTreeMap<&'static str, CollectionStatus>,
@@ -71,21 +75,7 @@ impl Node {
     pub fn open(data_dir: DataDir, serving: bool) -> Result<Node> {
         let config = data_dir.open()?;
         let lock = if serving {
-            let file = File::options()
-                .create(true)
-                .truncate(false)
-                .write(true)
-                .open(data_dir.lock_path())
-                .map_err(|e| {
-                    Error::Config(format!("opening {}: {e}", data_dir.lock_path().display()))
-                })?;
-            file.try_lock().map_err(|_| {
-                Error::Config(format!(
-                    "another yui is already serving {}; stop it first",
-                    data_dir.path.display()
-                ))
-            })?;
-            Some(file)
+            Some(data_dir.lock()?)
         } else {
             None
         };
@@ -101,7 +91,8 @@ impl Node {
             node_id,
             token,
             started: std::time::Instant::now(),
-            _lock: lock,
+            lock,
+            api_url: OnceLock::new(),
         })
     }
 
@@ -112,6 +103,10 @@ impl Node {
     }
 
     pub async fn status(&self) -> Result<Status> {
+        let api = match self.api_url.get() {
+            Some(url) => Some(url.clone()),
+            None => self.data_dir.serving_api(),
+        };
         let counts = self.store.counts().await?;
         let collections = counts
             .iter()
@@ -130,7 +125,8 @@ impl Node {
             name: self.config.name.clone(),
             node_id: self.node_id.clone(),
             version: env!("CARGO_PKG_VERSION"),
-            api_listen: self.config.api_listen.to_string(),
+            serving: self.lock.is_some() || api.is_some(),
+            api,
             membership: Membership {
                 joined: false,
                 hint: format!(
@@ -157,10 +153,19 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<()> {
+    if let Ok(addr) = listener.local_addr() {
+        let url = format!("http://{addr}/");
+        if let Some(lock) = &node.lock {
+            lock.announce(&url);
+        }
+        let _ = node.api_url.set(url);
+    }
     let app = crate::api::router(node.clone());
     let result = axum::serve(listener, app)
         .with_graceful_shutdown(shutdown.cancelled_owned())
         .await;
-    node.store.close();
+    // Joining the writer thread blocks: keep it off the async workers.
+    let store = node.store.clone();
+    let _ = tokio::task::spawn_blocking(move || store.close()).await;
     result.map_err(|e| Error::Config(format!("serving the API: {e}")))
 }

@@ -133,6 +133,20 @@ struct Inner {
     last_id: Mutex<Option<RecordId>>,
 }
 
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        match e.sqlite_error_code() {
+            Some(rusqlite::ErrorCode::DatabaseCorrupt | rusqlite::ErrorCode::NotADatabase) => {
+                Error::CorruptDatabase {
+                    path: "yui.sqlite".into(),
+                    detail: e.to_string(),
+                }
+            }
+            _ => Error::Storage(e.to_string()),
+        }
+    }
+}
+
 fn corrupt(path: &Path, e: impl std::fmt::Display) -> Error {
     Error::CorruptDatabase {
         path: path.display().to_string(),
@@ -210,6 +224,9 @@ impl Store {
         if path.exists() {
             return Err(Error::Config(format!("{} already exists", path.display())));
         }
+        // Owner-only from the start: the database holds personal data, and
+        // SQLite gives its -wal and -shm files the same mode.
+        crate::datadir::write_private(path, b"")?;
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.execute_batch(SCHEMA)?;
@@ -584,6 +601,15 @@ impl Store {
         self.read(move |conn| {
             let loaded = load_doc(conn, collection, &id)?;
             Ok(doc::conflicts(&loaded.doc)?)
+        })
+        .await
+    }
+
+    /// Fails if the database does not answer a trivial query.
+    pub async fn check_readable(&self) -> Result<()> {
+        self.read(|conn| {
+            conn.query_row("SELECT count(*) FROM meta", [], |r| r.get::<_, i64>(0))?;
+            Ok(())
         })
         .await
     }
@@ -985,11 +1011,27 @@ pub fn backup(db: &Path, dest: &Path) -> Result<u64> {
 /// Replaces the database at `db` with the backup at `src`. The node must be
 /// stopped. The restored database gets a **new actor id**: the old one may
 /// have written changes after the backup was taken, and reusing it would fork
-/// documents for good. The database it replaces is kept beside it.
-pub fn restore(db: &Path, src: &Path, town: &str, now: Millis) -> Result<PathBuf> {
+/// documents for good. The database it replaces is kept beside it (returned).
+pub fn restore(db: &Path, src: &Path, town: &str, now: Millis) -> Result<Option<PathBuf>> {
+    let unusable = |e: Error| {
+        let detail = match e {
+            Error::CorruptDatabase { detail, .. } => detail,
+            other => other.to_string(),
+        };
+        Error::Config(format!(
+            "{} is not a usable Yui backup ({detail}); nothing was changed",
+            src.display()
+        ))
+    };
+    if !src.is_file() {
+        return Err(Error::Config(format!(
+            "backup file {} does not exist",
+            src.display()
+        )));
+    }
     let check = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_ONLY)
-        .map_err(|e| corrupt(src, e))?;
-    let (backup_town, _) = identify(&check, src)?;
+        .map_err(|e| unusable(corrupt(src, e)))?;
+    let (backup_town, _) = identify(&check, src).map_err(unusable)?;
     if backup_town != town {
         return Err(Error::Config(format!(
             "{} is a backup of town {backup_town:?}, but this node is {town:?}; nothing was changed",
@@ -998,16 +1040,23 @@ pub fn restore(db: &Path, src: &Path, town: &str, now: Millis) -> Result<PathBuf
     }
     let verdict: String = check
         .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .map_err(|e| corrupt(src, e))?;
+        .map_err(|e| unusable(corrupt(src, e)))?;
     if verdict != "ok" {
-        return Err(corrupt(src, format!("integrity check: {verdict}")));
+        return Err(unusable(corrupt(
+            src,
+            format!("integrity check: {verdict}"),
+        )));
     }
     drop(check);
 
     let staged = db.with_extension("sqlite.restoring");
     let _ = std::fs::remove_file(&staged);
+    crate::datadir::write_private(&staged, b"")?;
     std::fs::copy(src, &staged)
         .map_err(|e| Error::Config(format!("copying {}: {e}", src.display())))?;
+    // fs::copy takes the backup's mode; the database is owner-only.
+    std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| Error::Config(format!("setting permissions: {e}")))?;
     {
         let conn = Connection::open(&staged)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
@@ -1015,15 +1064,17 @@ pub fn restore(db: &Path, src: &Path, town: &str, now: Millis) -> Result<PathBuf
         set_meta(&conn, "restored_at", &now.to_string())?;
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
     }
-    let kept = db.with_extension(format!("sqlite.before-restore-{now}"));
+    let mut kept = None;
     if db.exists() {
         // Fold the old WAL into the old file, so the file kept is complete and
         // no stale WAL is left to be replayed into the restored one.
         if let Ok(old) = Connection::open(db) {
             let _ = old.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
         }
-        std::fs::rename(db, &kept)
+        let keep = db.with_extension(format!("sqlite.before-restore-{now}"));
+        std::fs::rename(db, &keep)
             .map_err(|e| Error::Config(format!("keeping the old database: {e}")))?;
+        kept = Some(keep);
     }
     for suffix in ["-wal", "-shm"] {
         let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
@@ -1031,6 +1082,12 @@ pub fn restore(db: &Path, src: &Path, town: &str, now: Millis) -> Result<PathBuf
     }
     std::fs::rename(&staged, db)
         .map_err(|e| Error::Config(format!("installing the restored database: {e}")))?;
+    // Make the renames themselves durable.
+    if let Some(dir) = db.parent()
+        && let Ok(d) = std::fs::File::open(dir)
+    {
+        let _ = d.sync_all();
+    }
     Ok(kept)
 }
 

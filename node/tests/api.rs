@@ -254,6 +254,14 @@ async fn token_is_required_and_checked() {
     // Nothing was written by the refused requests.
     let (_, list) = n.get("/api/v1/records/knowledge").await;
     assert_eq!(list["items"], json!([]));
+    // Unknown /api paths reveal nothing without a token.
+    let resp = n
+        .client
+        .get(n.url("/api/v1/nothing-here"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     // Health needs no token.
     let resp = n.client.get(n.url("/healthz")).send().await.expect("send");
     assert_eq!(resp.status(), StatusCode::OK);
@@ -384,6 +392,16 @@ async fn bad_bodies_get_clear_errors() {
     let (status, body) = n.get("/api/v1/nothing-here").await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&body), "not_found");
+
+    // A malformed query string gets the same JSON error shape.
+    for path in [
+        "/api/v1/records/knowledge/01m7zyx6g1bzpzn2dc2jxvxpdn?include_deleted=yes",
+        "/api/v1/search?q=a&limit=many",
+    ] {
+        let (status, body) = n.get(path).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
+        assert_eq!(error_code(&body), "invalid_query", "{path}");
+    }
 
     // After all of that, nothing was stored and the node still serves.
     let (_, list) = n.get("/api/v1/records/knowledge").await;

@@ -100,10 +100,10 @@ fn restore_refuses_garbage_and_other_towns() {
     let garbage = dir.path().join("garbage");
     std::fs::write(&garbage, vec![7u8; 8192]).expect("write");
     let err = yui_fails(&tateshina, &["restore", garbage.to_str().expect("utf8")]);
-    assert!(
-        err.contains("damaged") || err.contains("not a Yui"),
-        "{err}"
-    );
+    assert!(err.contains("not a usable Yui backup"), "{err}");
+    assert!(err.contains("nothing was changed"), "{err}");
+    let err = yui_fails(&tateshina, &["restore", "/nonexistent/backup"]);
+    assert!(err.contains("does not exist"), "{err}");
 
     let omachi_backup = dir.path().join("omachi.backup");
     yui_ok(&omachi, &["backup", omachi_backup.to_str().expect("utf8")]);

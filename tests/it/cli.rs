@@ -98,6 +98,16 @@ fn status_works_with_the_node_stopped_and_running() {
     server.create("knowledge", knowledge("大町の事例"));
     let json: Value = serde_json::from_str(&yui_ok(&data, &["status", "--json"])).expect("json");
     assert_eq!(json["serving"], true);
+    assert_eq!(
+        json["api"],
+        format!("{}/", server.base),
+        "the address actually bound"
+    );
+    let text = yui_ok(&data, &["status"]);
+    assert!(
+        text.contains(&format!("running:     yes, API at {}/api/v1/", server.base)),
+        "{text}"
+    );
     assert_eq!(json["collections"]["knowledge"]["count"], 1);
     assert_eq!(json["town"], "omachi");
     // A second server on the same data directory is refused.

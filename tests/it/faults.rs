@@ -54,6 +54,7 @@ fn a_database_of_another_program_is_refused() {
     let _ = std::fs::remove_file(data.join("yui.sqlite-shm"));
     // An empty file and a missing file.
     std::fs::write(&db, b"").expect("write");
+    std::fs::set_permissions(&db, std::fs::Permissions::from_mode(0o600)).expect("chmod");
     let err = yui_fails(&data, &["serve", "--api-listen", "127.0.0.1:0"]);
     assert!(
         err.contains("not a Yui database") || err.contains("damaged"),
