@@ -14,6 +14,7 @@ pub mod export;
 pub mod metrics;
 pub mod node;
 pub mod openapi;
+pub mod pki;
 pub mod store;
 
 pub use error::{Error, Result};

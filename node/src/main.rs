@@ -9,6 +9,7 @@ use yui_node::cli::{Cli, LogFormat};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
+    yui_node::pki::install_crypto_provider();
     let filter = EnvFilter::try_from_env("YUI_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

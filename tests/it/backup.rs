@@ -26,7 +26,7 @@ fn backup_is_consistent_while_serving_and_restore_gets_a_new_actor() {
         let base = server.base.clone();
         let token = server.token.clone();
         std::thread::spawn(move || {
-            let client = reqwest::blocking::Client::new();
+            let client = yui_tests::client_builder().build().expect("client");
             for i in 0..100 {
                 let r = client
                     .post(format!("{base}/api/v1/records/knowledge"))

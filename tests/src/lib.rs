@@ -108,7 +108,7 @@ impl Server {
             .expect("token")
             .trim()
             .to_owned();
-        let client = reqwest::blocking::Client::builder()
+        let client = client_builder()
             .timeout(Duration::from_secs(20))
             .build()
             .expect("client");
@@ -206,6 +206,12 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A blocking HTTP client (reqwest needs a TLS provider even for http://).
+pub fn client_builder() -> reqwest::blocking::ClientBuilder {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    reqwest::blocking::Client::builder()
 }
 
 pub fn mode(path: &Path) -> u32 {
