@@ -10,9 +10,13 @@
 //! concurrent clients share one fsync. Reads run on a small pool of read-only
 //! connections in `spawn_blocking`, so SQLite never blocks an async worker.
 //!
-//! Per record: `records.doc` holds a compacted `save()` of the document and
-//! `doc_chunks` the incremental changes since, compacted every
-//! [`COMPACT_AFTER`] chunks. `records.view` is the record's API JSON,
+//! Per record: `records.doc` holds an uncompressed save of the document and
+//! `doc_chunks` the raw change chunks since, compacted every
+//! [`COMPACT_AFTER`] chunks. Uncompressed, because these bytes are exactly
+//! what a peer is sent (the transport compresses whole messages), so an
+//! initial sync reads blobs and loads no document. `records.heads` holds the
+//! document's heads (sorted 32-byte hashes), so sync can tell whether a peer
+//! already has a record without loading it. `records.view` is the record's API JSON,
 //! materialised at write time, so reads and lists never load a document and
 //! start-up loads none. Every write gives the record the next value of a
 //! node-wide sequence (`records.seq`): the change feed that sync reads. The
@@ -32,7 +36,9 @@ use serde_json::value::RawValue;
 use tokio::sync::{Semaphore, oneshot, watch};
 use yui_protocol::doc::{self, HistoryEntry};
 use yui_protocol::schema::FieldKind;
+use yui_protocol::sync::{self, Batch, FeedItem, Hash, Limits, SharedCollection, Stored};
 use yui_protocol::validate::{self, Fields, Patch};
+use yui_protocol::wire::{DocUpdate, Need};
 use yui_protocol::{Collection, Millis, RecordId, RecordView, search};
 
 use crate::error::{Error, Result};
@@ -57,6 +63,7 @@ CREATE TABLE records (
     town TEXT NOT NULL,
     deleted INTEGER NOT NULL,
     seq INTEGER NOT NULL UNIQUE,
+    heads BLOB NOT NULL,
     doc BLOB NOT NULL,
     chunks INTEGER NOT NULL DEFAULT 0,
     view TEXT NOT NULL
@@ -70,6 +77,29 @@ CREATE TABLE doc_chunks (
     PRIMARY KEY (record, n)
 ) STRICT, WITHOUT ROWID;
 CREATE VIRTUAL TABLE search USING fts5 (terms, content = '', contentless_delete = 1);
+CREATE TABLE peers (
+    url TEXT PRIMARY KEY,
+    node_id TEXT,
+    town TEXT,
+    push_cursor INTEGER NOT NULL DEFAULT 0,
+    pull_cursor INTEGER NOT NULL DEFAULT 0,
+    added_at INTEGER NOT NULL,
+    last_attempt_at INTEGER,
+    last_success_at INTEGER,
+    last_error TEXT,
+    failures INTEGER NOT NULL DEFAULT 0,
+    rounds INTEGER NOT NULL DEFAULT 0,
+    bytes_in INTEGER NOT NULL DEFAULT 0,
+    bytes_out INTEGER NOT NULL DEFAULT 0,
+    docs_in INTEGER NOT NULL DEFAULT 0,
+    docs_out INTEGER NOT NULL DEFAULT 0
+) STRICT;
+CREATE TABLE peer_heads (
+    peer TEXT NOT NULL,
+    record_id TEXT NOT NULL,
+    heads BLOB NOT NULL,
+    PRIMARY KEY (peer, record_id)
+) STRICT, WITHOUT ROWID;
 ";
 
 /// Milliseconds since the epoch, now. The node's one clock.
@@ -89,12 +119,39 @@ struct WriterState {
     actor: ActorId,
 }
 
-/// One entry of the change feed: a record whose latest write has sequence `seq`.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct FeedEntry {
-    pub seq: i64,
-    pub id: RecordId,
-    pub collection: Collection,
+/// A peer this node dials, as `status` and the API show it.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct PeerInfo {
+    pub url: String,
+    pub node_id: Option<String>,
+    pub town: Option<String>,
+    pub push_cursor: u64,
+    pub pull_cursor: u64,
+    pub added_at: Millis,
+    pub last_attempt_at: Option<Millis>,
+    pub last_success_at: Option<Millis>,
+    pub last_error: Option<String>,
+    pub failures: i64,
+    pub rounds: i64,
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+    pub docs_in: i64,
+    pub docs_out: i64,
+    /// Shared records this peer is not yet known to have.
+    pub pending: u64,
+}
+
+/// The outcome of one exchange, for [`Store::peer_round`].
+#[derive(Debug, Clone, Default)]
+pub struct PeerRound {
+    pub at: Millis,
+    pub error: Option<String>,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub docs_in: u64,
+    pub docs_out: u64,
+    pub push_cursor: Option<u64>,
+    pub pull_cursor: Option<u64>,
 }
 
 /// How to list a collection.
@@ -396,13 +453,14 @@ impl Store {
             let mut d = doc::create(actor, collection, &id, &town, now, &fields)?;
             let view = doc::read(&d)?;
             let terms = index_terms(&view);
-            let bytes = d.save();
+            let bytes = d.save_nocompress();
+            let heads = pack_heads(&d.get_heads());
             let refs = validate::references(collection, fields.iter());
-            Ok((id, bytes, view, terms, refs))
+            Ok((id, bytes, heads, view, terms, refs))
         })
         .await
         .map_err(|e| Error::Storage(format!("create task failed: {e}")))??;
-        let (id, bytes, view, terms, refs) = prepared;
+        let (id, bytes, heads, view, terms, refs) = prepared;
         let json = serde_json::to_string(&view).map_err(|e| Error::Storage(e.to_string()))?;
         self.write(move |conn, state| {
             check_references(conn, &refs)?;
@@ -411,14 +469,15 @@ impl Store {
             }
             let seq = state.next_seq;
             conn.execute(
-                "INSERT INTO records (id, collection, shared, town, deleted, seq, doc, chunks, view)
-                 VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, 0, ?7)",
+                "INSERT INTO records (id, collection, shared, town, deleted, seq, heads, doc, chunks, view)
+                 VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, 0, ?8)",
                 params![
                     id.as_str(),
                     collection.name(),
                     collection.is_shared(),
                     view.town,
                     seq,
+                    heads,
                     bytes,
                     json
                 ],
@@ -634,38 +693,167 @@ impl Store {
         .await
     }
 
-    /// Shared records written after `after`, oldest first. **The only way the
-    /// change feed is read**, and it can only return shared collections: a
-    /// local record never reaches the sync layer.
-    pub async fn shared_feed(&self, after: i64, limit: usize) -> Result<Vec<FeedEntry>> {
+    /// Shared records written after `after`, oldest first: the change feed
+    /// as sync reads it. Only shared collections can come out of it.
+    pub async fn shared_feed(&self, after: u64, limit: usize) -> Result<Vec<FeedItem>> {
+        self.read(move |conn| read_shared_feed(conn, after, limit))
+            .await
+    }
+
+    /// What `peer` lacks among the shared records after `after` (a read).
+    pub async fn sync_prepare(&self, peer: String, after: u64, limits: Limits) -> Result<Batch> {
         self.read(move |conn| {
+            let mut replica = SqlReplica { conn, state: None };
+            sync::prepare_updates(&mut replica, &peer, after, limits)
+        })
+        .await
+    }
+
+    /// One write transaction of a sync exchange with `peer`: forget heads the
+    /// peer says it lacks (`needs`), record heads it now has (`delivered`),
+    /// and apply its updates (`docs`).
+    pub async fn sync_apply(
+        &self,
+        peer: String,
+        needs: Vec<Need>,
+        delivered: Vec<(RecordId, Vec<Hash>)>,
+        docs: Vec<DocUpdate>,
+    ) -> Result<sync::Outcome> {
+        self.write(move |conn, state| {
+            let mut replica = SqlReplica {
+                conn,
+                state: Some(state),
+            };
+            sync::apply_needs(&mut replica, &peer, &needs)?;
+            for (id, heads) in &delivered {
+                sync::Replica::set_peer_heads(&mut replica, &peer, id, heads)?;
+            }
+            sync::accept_updates(&mut replica, &peer, docs)
+        })
+        .await
+    }
+
+    /// The peers this node dials, with their sync state.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>> {
+        self.read(|conn| {
             let mut stmt = conn.prepare_cached(
-                "SELECT seq, id, collection FROM records WHERE shared = 1 AND seq > ?1
-                 ORDER BY seq LIMIT ?2",
+                "SELECT url, node_id, town, push_cursor, pull_cursor, added_at, last_attempt_at,
+                        last_success_at, last_error, failures, rounds, bytes_in, bytes_out, docs_in, docs_out
+                 FROM peers ORDER BY added_at, url",
             )?;
-            let rows = stmt.query_map(params![after, limit as i64], |r| {
-                Ok((
-                    r.get::<_, i64>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, String>(2)?,
-                ))
-            })?;
-            let mut out = Vec::new();
-            for row in rows {
-                let (seq, id, collection) = row?;
-                let (Ok(id), Ok(collection)) = (id.parse(), collection.parse::<Collection>())
-                else {
-                    continue;
-                };
-                if collection.is_shared() {
-                    out.push(FeedEntry {
-                        seq,
-                        id,
-                        collection,
-                    });
+            let mut peers = stmt
+                .query_map([], |r| {
+                    Ok(PeerInfo {
+                        url: r.get(0)?,
+                        node_id: r.get(1)?,
+                        town: r.get(2)?,
+                        push_cursor: r.get::<_, i64>(3)? as u64,
+                        pull_cursor: r.get::<_, i64>(4)? as u64,
+                        added_at: r.get(5)?,
+                        last_attempt_at: r.get(6)?,
+                        last_success_at: r.get(7)?,
+                        last_error: r.get(8)?,
+                        failures: r.get(9)?,
+                        rounds: r.get(10)?,
+                        bytes_in: r.get(11)?,
+                        bytes_out: r.get(12)?,
+                        docs_in: r.get(13)?,
+                        docs_out: r.get(14)?,
+                        pending: 0,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            for p in &mut peers {
+                // Shared records written since the last push that this peer
+                // is not known to have.
+                p.pending = conn.query_row(
+                    "SELECT count(*) FROM records r
+                     LEFT JOIN peer_heads h ON h.peer = ?1 AND h.record_id = r.id
+                     WHERE r.shared = 1 AND r.seq > ?2 AND (h.heads IS NULL OR h.heads != r.heads)",
+                    params![p.node_id.clone().unwrap_or_default(), p.push_cursor as i64],
+                    |r| r.get::<_, i64>(0),
+                )? as u64;
+            }
+            Ok(peers)
+        })
+        .await
+    }
+
+    /// Adds a peer to dial. Refuses a URL that is already a peer.
+    pub async fn add_peer(&self, url: String, node_id: Option<String>, now: Millis) -> Result<()> {
+        self.write(move |conn, _| {
+            let inserted = conn.execute(
+                "INSERT INTO peers (url, node_id, added_at) VALUES (?1, ?2, ?3) ON CONFLICT (url) DO NOTHING",
+                params![url, node_id, now],
+            )?;
+            if inserted == 0 {
+                return Err(Error::Conflict(format!("{url} is already a peer")));
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    /// Removes a peer by URL or node id, with what this node remembered of
+    /// it. Returns the URLs removed.
+    pub async fn remove_peer(&self, key: String) -> Result<Vec<String>> {
+        self.write(move |conn, _| {
+            let mut stmt = conn
+                .prepare_cached("SELECT url, node_id FROM peers WHERE url = ?1 OR node_id = ?1")?;
+            let hits: Vec<(String, Option<String>)> = stmt
+                .query_map([&key], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            for (url, node_id) in &hits {
+                conn.execute("DELETE FROM peers WHERE url = ?1", [url])?;
+                if let Some(node_id) = node_id {
+                    conn.execute("DELETE FROM peer_heads WHERE peer = ?1", [node_id])?;
                 }
             }
-            Ok(out)
+            Ok(hits.into_iter().map(|(url, _)| url).collect())
+        })
+        .await
+    }
+
+    /// Records who a peer turned out to be (from its certificate).
+    pub async fn peer_identified(&self, url: String, node_id: String, town: String) -> Result<()> {
+        self.write(move |conn, _| {
+            conn.execute(
+                "UPDATE peers SET node_id = ?2, town = ?3 WHERE url = ?1",
+                params![url, node_id, town],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    /// Records the outcome of one exchange with a peer.
+    pub async fn peer_round(&self, url: String, round: PeerRound) -> Result<()> {
+        self.write(move |conn, _| {
+            match &round.error {
+                None => conn.execute(
+                    "UPDATE peers SET last_attempt_at = ?2, last_success_at = ?2, last_error = NULL, failures = 0,
+                        rounds = rounds + 1, bytes_in = bytes_in + ?3, bytes_out = bytes_out + ?4,
+                        docs_in = docs_in + ?5, docs_out = docs_out + ?6,
+                        push_cursor = coalesce(?7, push_cursor), pull_cursor = coalesce(?8, pull_cursor)
+                     WHERE url = ?1",
+                    params![
+                        url,
+                        round.at,
+                        round.bytes_in as i64,
+                        round.bytes_out as i64,
+                        round.docs_in as i64,
+                        round.docs_out as i64,
+                        round.push_cursor.map(|c| c as i64),
+                        round.pull_cursor.map(|c| c as i64)
+                    ],
+                )?,
+                Some(error) => conn.execute(
+                    "UPDATE peers SET last_attempt_at = ?2, last_error = ?3, failures = failures + 1,
+                        bytes_out = bytes_out + ?4 WHERE url = ?1",
+                    params![url, round.at, error, round.bytes_out as i64],
+                )?,
+            };
+            Ok(())
         })
         .await
     }
@@ -850,22 +1038,25 @@ fn store_change(
 ) -> Result<Box<RawValue>> {
     let json = serde_json::to_string(view).map_err(|e| Error::Storage(e.to_string()))?;
     let seq = state.next_seq;
+    let heads = pack_heads(&loaded.doc.get_heads());
     if loaded.chunks + 1 >= COMPACT_AFTER {
-        let bytes = loaded.doc.save();
+        let bytes = loaded.doc.save_nocompress();
         conn.execute("DELETE FROM doc_chunks WHERE record = ?1", [loaded.rowid])?;
         conn.execute(
-            "UPDATE records SET doc = ?1, chunks = 0, seq = ?2, view = ?3, deleted = ?4 WHERE rowid = ?5",
-            params![bytes, seq, json, view.deleted, loaded.rowid],
+            "UPDATE records SET doc = ?1, chunks = 0, seq = ?2, view = ?3, deleted = ?4, heads = ?5
+             WHERE rowid = ?6",
+            params![bytes, seq, json, view.deleted, heads, loaded.rowid],
         )?;
     } else {
-        let chunk = loaded.doc.save_after(before);
+        let chunk = raw_changes_after(&mut loaded.doc, before);
         conn.execute(
             "INSERT INTO doc_chunks (record, n, data) VALUES (?1, ?2, ?3)",
             params![loaded.rowid, loaded.chunks, chunk],
         )?;
         conn.execute(
-            "UPDATE records SET chunks = chunks + 1, seq = ?1, view = ?2, deleted = ?3 WHERE rowid = ?4",
-            params![seq, json, view.deleted, loaded.rowid],
+            "UPDATE records SET chunks = chunks + 1, seq = ?1, view = ?2, deleted = ?3, heads = ?4
+             WHERE rowid = ?5",
+            params![seq, json, view.deleted, heads, loaded.rowid],
         )?;
     }
     conn.execute("DELETE FROM search WHERE rowid = ?1", [loaded.rowid])?;
@@ -1096,4 +1287,211 @@ pub fn stored_actor(db: &Path) -> Result<String> {
     let conn = open_reader(db)?;
     let (_, actor) = identify(&conn, db)?;
     Ok(actor.to_hex_string())
+}
+
+/// Heads as stored: sorted 32-byte hashes, so equal sets are equal blobs.
+fn pack_heads(heads: &[automerge::ChangeHash]) -> Vec<u8> {
+    let mut hashes: Vec<Hash> = heads.iter().map(|h| h.0).collect();
+    pack_hashes(&mut hashes)
+}
+
+fn pack_hashes(hashes: &mut [Hash]) -> Vec<u8> {
+    hashes.sort_unstable();
+    hashes.concat()
+}
+
+fn unpack_heads(blob: &[u8]) -> Vec<Hash> {
+    blob.chunks_exact(32)
+        .filter_map(|c| <[u8; 32]>::try_from(c).ok())
+        .collect()
+}
+
+/// The raw (uncompressed) change chunks of `doc` after `before`.
+fn raw_changes_after(doc: &mut AutoCommit, before: &[automerge::ChangeHash]) -> Vec<u8> {
+    doc.get_changes(before)
+        .iter()
+        .flat_map(|c| c.raw_bytes().to_vec())
+        .collect()
+}
+
+fn read_shared_feed(conn: &Connection, after: u64, limit: usize) -> Result<Vec<FeedItem>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT seq, id, collection, heads FROM records WHERE shared = 1 AND seq > ?1
+         ORDER BY seq LIMIT ?2",
+    )?;
+    let rows = stmt.query_map(params![after as i64, limit as i64], |r| {
+        Ok((
+            r.get::<_, i64>(0)?,
+            r.get::<_, String>(1)?,
+            r.get::<_, String>(2)?,
+            r.get::<_, Vec<u8>>(3)?,
+        ))
+    })?;
+    let mut out = Vec::new();
+    for row in rows {
+        let (seq, id, collection, heads) = row?;
+        let (Ok(id), Some(collection)) = (
+            id.parse(),
+            collection
+                .parse::<Collection>()
+                .ok()
+                .and_then(SharedCollection::new),
+        ) else {
+            continue;
+        };
+        out.push(FeedItem {
+            seq: seq as u64,
+            id,
+            collection,
+            heads: unpack_heads(&heads),
+        });
+    }
+    Ok(out)
+}
+
+/// The store seen by the sync logic: `protocol::sync::Replica` over one
+/// connection. Writes need the writer's state (the feed sequence), so only a
+/// replica built inside a write job can store.
+pub struct SqlReplica<'c> {
+    conn: &'c Connection,
+    state: Option<&'c mut WriterState>,
+}
+
+impl yui_protocol::sync::Replica for SqlReplica<'_> {
+    type Error = Error;
+
+    fn shared_feed(&mut self, after: u64, limit: usize) -> Result<Vec<FeedItem>> {
+        read_shared_feed(self.conn, after, limit)
+    }
+
+    fn stored(&mut self, id: &RecordId) -> Result<Stored> {
+        let row: Option<(i64, String, bool, Vec<u8>, i64, Vec<u8>)> = self
+            .conn
+            .query_row(
+                "SELECT rowid, collection, shared, doc, chunks, heads FROM records WHERE id = ?1",
+                [id.as_str()],
+                |r| {
+                    Ok((
+                        r.get(0)?,
+                        r.get(1)?,
+                        r.get(2)?,
+                        r.get(3)?,
+                        r.get(4)?,
+                        r.get(5)?,
+                    ))
+                },
+            )
+            .optional()?;
+        let Some((rowid, collection, shared, mut bytes, chunks, heads)) = row else {
+            return Ok(Stored::Missing);
+        };
+        let Some(collection) = collection
+            .parse::<Collection>()
+            .ok()
+            .and_then(SharedCollection::new)
+            .filter(|_| shared)
+        else {
+            // A local record's bytes never leave this function.
+            return Ok(Stored::Local);
+        };
+        if chunks > 0 {
+            let mut stmt = self
+                .conn
+                .prepare_cached("SELECT data FROM doc_chunks WHERE record = ?1 ORDER BY n")?;
+            for chunk in stmt.query_map([rowid], |r| r.get::<_, Vec<u8>>(0))? {
+                bytes.extend(chunk?);
+            }
+        }
+        Ok(Stored::Shared {
+            collection,
+            bytes,
+            heads: unpack_heads(&heads),
+        })
+    }
+
+    fn store_shared(
+        &mut self,
+        id: &RecordId,
+        collection: SharedCollection,
+        doc: &mut AutoCommit,
+        view: &RecordView,
+    ) -> Result<()> {
+        let state = self
+            .state
+            .as_deref_mut()
+            .ok_or_else(|| Error::Storage("store_shared outside a write".into()))?;
+        let json = serde_json::to_string(view).map_err(|e| Error::Storage(e.to_string()))?;
+        let bytes = doc.save_nocompress();
+        let heads = pack_heads(&doc.get_heads());
+        let seq = state.next_seq;
+        let existing: Option<i64> = self
+            .conn
+            .query_row(
+                "SELECT rowid FROM records WHERE id = ?1",
+                [id.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let rowid = match existing {
+            Some(rowid) => {
+                self.conn
+                    .execute("DELETE FROM doc_chunks WHERE record = ?1", [rowid])?;
+                self.conn.execute(
+                    "UPDATE records SET doc = ?1, chunks = 0, seq = ?2, view = ?3, deleted = ?4, heads = ?5
+                     WHERE rowid = ?6 AND shared = 1",
+                    params![bytes, seq, json, view.deleted, heads, rowid],
+                )?;
+                self.conn
+                    .execute("DELETE FROM search WHERE rowid = ?1", [rowid])?;
+                rowid
+            }
+            None => {
+                self.conn.execute(
+                    "INSERT INTO records (id, collection, shared, town, deleted, seq, heads, doc, chunks, view)
+                     VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7, 0, ?8)",
+                    params![
+                        id.as_str(),
+                        collection.get().name(),
+                        view.town,
+                        view.deleted,
+                        seq,
+                        heads,
+                        bytes,
+                        json
+                    ],
+                )?;
+                self.conn.last_insert_rowid()
+            }
+        };
+        if !view.deleted {
+            self.conn.execute(
+                "INSERT INTO search (rowid, terms) VALUES (?1, ?2)",
+                params![rowid, index_terms(view)],
+            )?;
+        }
+        state.next_seq += 1;
+        Ok(())
+    }
+
+    fn peer_heads(&mut self, peer: &str, id: &RecordId) -> Result<Vec<Hash>> {
+        let blob: Option<Vec<u8>> = self
+            .conn
+            .query_row(
+                "SELECT heads FROM peer_heads WHERE peer = ?1 AND record_id = ?2",
+                params![peer, id.as_str()],
+                |r| r.get(0),
+            )
+            .optional()?;
+        Ok(blob.map(|b| unpack_heads(&b)).unwrap_or_default())
+    }
+
+    fn set_peer_heads(&mut self, peer: &str, id: &RecordId, heads: &[Hash]) -> Result<()> {
+        let mut heads = heads.to_vec();
+        self.conn.execute(
+            "INSERT INTO peer_heads (peer, record_id, heads) VALUES (?1, ?2, ?3)
+             ON CONFLICT (peer, record_id) DO UPDATE SET heads = excluded.heads",
+            params![peer, id.as_str(), pack_hashes(&mut heads)],
+        )?;
+        Ok(())
+    }
 }

@@ -815,7 +815,7 @@ async fn the_change_feed_yields_shared_records_only() {
     let feed = node.store.shared_feed(0, 1000).await.expect("feed");
     let ids: Vec<_> = feed.iter().map(|e| e.id.to_string()).collect();
     assert_eq!(ids, [shared["id"].as_str().expect("id")]);
-    assert!(feed.iter().all(|e| e.collection.is_shared()));
+    assert!(feed.iter().all(|e| e.collection.get().is_shared()));
     // A cursor past the last entry yields nothing: an idle round is empty.
     assert!(
         node.store
