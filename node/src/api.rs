@@ -52,6 +52,10 @@ pub fn router(node: Arc<Node>) -> Router {
         )
         .route("/records/{collection}/{id}/history", get(history))
         .route("/records/{collection}/{id}/conflicts", get(conflicts))
+        .route("/sync", axum::routing::post(sync_now))
+        .route("/peers", get(list_peers).post(add_peer))
+        .route("/peers/{key}", axum::routing::delete(remove_peer))
+        .route("/revocations", axum::routing::post(import_revocations))
         .fallback(unknown_route)
         .layer(middleware::from_fn_with_state(node.clone(), require_token));
     Router::new()
@@ -447,5 +451,74 @@ async fn conflicts(
     Ok(json_response(
         StatusCode::OK,
         &json!({"conflicts": conflicts}),
+    ))
+}
+
+async fn sync_now(State(node): State<AppState>) -> Result<Response> {
+    if node.peering.is_none() {
+        return Err(not_joined());
+    }
+    let peers = crate::peer::Peering::sync_all(&node).await?;
+    Ok(json_response(StatusCode::OK, &json!({ "peers": peers })))
+}
+
+fn not_joined() -> Error {
+    Error::Conflict(
+        "this node has not joined a consortium yet: install its certificate with `yui cert install`".into(),
+    )
+}
+
+async fn list_peers(State(node): State<AppState>) -> Result<Response> {
+    let peers = node.status().await?.peers;
+    Ok(json_response(StatusCode::OK, &json!({ "peers": peers })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPeer {
+    url: String,
+    #[serde(default)]
+    node_id: Option<String>,
+}
+
+async fn add_peer(
+    State(node): State<AppState>,
+    JsonBody(body): JsonBody<NewPeer>,
+) -> Result<Response> {
+    crate::peer::add_peer(&node, &body.url, body.node_id, node.shutdown.get()).await?;
+    tracing::info!(url = %body.url, "peer added");
+    let peers = node.status().await?.peers;
+    let peer = peers.into_iter().find(|p| p.url == body.url);
+    Ok(json_response(StatusCode::CREATED, &json!({ "peer": peer })))
+}
+
+async fn remove_peer(State(node): State<AppState>, Path(key): Path<String>) -> Result<StatusCode> {
+    let removed = crate::peer::remove_peer(&node, &key).await?;
+    if removed.is_empty() {
+        return Err(Error::NotFound(format!(
+            "no peer has the node id or URL {key:?}"
+        )));
+    }
+    tracing::info!(peers = ?removed, "peer removed");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body: a revocation list in PEM, as `yui ca revoke` writes it.
+async fn import_revocations(State(node): State<AppState>, body: Bytes) -> Result<Response> {
+    let peering = node.peering.as_ref().ok_or_else(not_joined)?;
+    let text = std::str::from_utf8(&body).map_err(|_| {
+        Error::bad_request(
+            "invalid_revocations",
+            "send the revocation list as PEM text",
+        )
+    })?;
+    let der = crate::pki::parse_crl_pem(text)
+        .map_err(|e| Error::bad_request("invalid_revocations", e.to_string()))?;
+    let newer = peering
+        .install_revocations(&node.data_dir, &der)
+        .map_err(|e| Error::bad_request("invalid_revocations", e.to_string()))?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "installed": newer, "number": peering.trust.revocation_number() }),
     ))
 }

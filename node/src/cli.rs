@@ -70,10 +70,32 @@ pub enum Command {
         /// Listen here instead of the address in config.toml (port 0 picks a free port).
         #[arg(long)]
         api_listen: Option<SocketAddr>,
+        /// Serve the peer port here instead of the address in config.toml
+        /// (only once the node has joined a consortium).
+        #[arg(long)]
+        peer_listen: Option<SocketAddr>,
+        /// Do not open the peer port at all: only dial out (e.g. behind NAT).
+        #[arg(long)]
+        no_peer_port: bool,
         /// Town id to use if serve has to create the data directory.
         #[arg(long, default_value = "town")]
         town: String,
     },
+    /// Manage the consortium's certificate authority (for the secretariat).
+    #[command(subcommand)]
+    Ca(CaCommand),
+    /// Install this node's certificate once the secretariat has signed it.
+    #[command(subcommand)]
+    Cert(CertCommand),
+    /// Install a revocation list from the secretariat.
+    #[command(subcommand)]
+    Revocations(RevocationsCommand),
+    /// Add, list or remove the peers this node syncs with. Works whether or
+    /// not the node is running; a running node acts at once.
+    #[command(subcommand)]
+    Peer(PeerCommand),
+    /// Sync with every peer now, both ways, and report.
+    Sync,
     /// Show this node's town, node id, membership and record counts. Works
     /// whether or not the node is running.
     Status {
@@ -109,6 +131,82 @@ pub enum Command {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum CaCommand {
+    /// Create a consortium certificate authority in a new directory. Keep
+    /// that directory off the nodes: its key can admit anyone.
+    Init {
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// The consortium's name (e.g. 信州テレワークコンソーシアム).
+        #[arg(long)]
+        name: String,
+    },
+    /// Sign a node's certificate request (node.csr.pem from `yui init`),
+    /// binding its town id. Send the certificate and ca.cert.pem back.
+    Issue {
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// The node's node.csr.pem.
+        #[arg(long)]
+        csr: PathBuf,
+        /// Where to write the signed certificate.
+        #[arg(long)]
+        out: PathBuf,
+        /// How long the certificate is valid, in days.
+        #[arg(long, default_value_t = crate::pki::DEFAULT_CERT_DAYS)]
+        days: i64,
+    },
+    /// Revoke a member town (all its certificates) or one node, and write a
+    /// new signed revocation list (revocations.pem in the CA directory).
+    Revoke {
+        #[arg(long)]
+        ca_dir: PathBuf,
+        #[arg(long, conflicts_with = "node", required_unless_present = "node")]
+        town: Option<String>,
+        #[arg(long)]
+        node: Option<String>,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum CertCommand {
+    /// Install the signed node certificate and the consortium CA certificate.
+    /// Restart the node afterwards to open the peer port.
+    Install {
+        #[arg(long)]
+        cert: PathBuf,
+        #[arg(long)]
+        ca_cert: PathBuf,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum RevocationsCommand {
+    /// Install a revocation list (revocations.pem from `yui ca revoke`). It
+    /// must be signed by the consortium CA and newer than the one installed;
+    /// it also spreads to the peers by sync.
+    Import { file: PathBuf },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum PeerCommand {
+    /// Add a peer by its peer-port URL, e.g. https://192.0.2.10:7443.
+    Add {
+        url: String,
+        /// The peer's node id, if known: then only that node is accepted there.
+        #[arg(long)]
+        node_id: Option<String>,
+    },
+    /// List the peers and their sync state.
+    List {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a peer by URL or node id.
+    Remove { peer: String },
+}
+
 #[derive(Copy, Clone, Debug, ValueEnum)]
 pub enum ExportFormat {
     Json,
@@ -139,7 +237,21 @@ pub async fn run(cli: Cli) -> Result<()> {
             );
             Ok(())
         }
-        Command::Serve { api_listen, town } => serve(data_dir, api_listen, town).await,
+        Command::Serve {
+            api_listen,
+            peer_listen,
+            no_peer_port,
+            town,
+        } => serve(data_dir, api_listen, peer_listen, no_peer_port, town).await,
+        Command::Ca(cmd) => ca(cmd),
+        Command::Cert(CertCommand::Install { cert, ca_cert }) => {
+            cert_install(&data_dir, &cert, &ca_cert)
+        }
+        Command::Revocations(RevocationsCommand::Import { file }) => {
+            revocations_import(data_dir, &file).await
+        }
+        Command::Peer(cmd) => peer(data_dir, cmd).await,
+        Command::Sync => sync(data_dir).await,
         Command::Status { json } => status(data_dir, json).await,
         Command::Backup { file } => {
             data_dir.open()?;
@@ -156,7 +268,13 @@ pub async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn serve(data_dir: DataDir, api_listen: Option<SocketAddr>, town: String) -> Result<()> {
+async fn serve(
+    data_dir: DataDir,
+    api_listen: Option<SocketAddr>,
+    peer_listen: Option<SocketAddr>,
+    no_peer_port: bool,
+    town: String,
+) -> Result<()> {
     if !data_dir.path.exists() {
         let node_id = data_dir.init(&InitOptions {
             town: town.clone(),
@@ -178,6 +296,23 @@ async fn serve(data_dir: DataDir, api_listen: Option<SocketAddr>, town: String) 
     println!("Yui node for town {} is running.", node.config.town);
     println!("API:       http://{local}/api/v1/  (status: http://{local}/api/v1/status)");
     println!("API token: {}", node.token_path.display());
+    let peer_listener = if node.peering.is_none() {
+        println!("Peers:     none (not a consortium member yet; see `yui status`)");
+        None
+    } else if no_peer_port {
+        println!("Peers:     dialling out only (no peer port)");
+        None
+    } else {
+        let addr = peer_listen.unwrap_or(node.config.peer_listen);
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("listening for peers on {addr}"))?;
+        println!(
+            "Peers:     https://{}/ (mutual TLS)",
+            listener.local_addr()?
+        );
+        Some(listener)
+    };
     println!("Stop with Ctrl-C.");
     tracing::info!(town = %node.config.town, node_id = %node.node_id, api = %local, "serving");
 
@@ -188,7 +323,7 @@ async fn serve(data_dir: DataDir, api_listen: Option<SocketAddr>, town: String) 
         tracing::info!("shutting down: finishing requests and writes in flight");
         signal.cancel();
     });
-    crate::node::run(Arc::new(node), listener, shutdown).await?;
+    crate::node::serve(Arc::new(node), listener, peer_listener, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -278,5 +413,313 @@ async fn export(
     node.store.close();
     let written = written?;
     println!("Exported {written} records to {}.", dir.display());
+    Ok(())
+}
+
+fn ca(cmd: CaCommand) -> Result<()> {
+    let now = time::OffsetDateTime::now_utc();
+    match cmd {
+        CaCommand::Init { ca_dir, name } => {
+            let ca = crate::pki::CaDir::new(&ca_dir);
+            ca.init(&name, now)?;
+            println!("Created the consortium CA {name} in {}.", ca_dir.display());
+            println!(
+                "Give every node {} (it is public).",
+                ca.cert_path().display()
+            );
+            println!("Keep {} secret and off the nodes.", ca.key_path().display());
+        }
+        CaCommand::Issue {
+            ca_dir,
+            csr,
+            out,
+            days,
+        } => {
+            let ca = crate::pki::CaDir::new(&ca_dir);
+            let request = std::fs::read_to_string(&csr)
+                .with_context(|| format!("reading {}", csr.display()))?;
+            let (pem, id) = ca.issue(&request, days, now)?;
+            if out.exists() {
+                anyhow::bail!("{} already exists; choose a new file name", out.display());
+            }
+            std::fs::write(&out, pem).with_context(|| format!("writing {}", out.display()))?;
+            println!(
+                "Issued a certificate for town {} (node {}), valid {days} days.",
+                id.town, id.node_id
+            );
+            println!(
+                "Send {} and {} to the town.",
+                out.display(),
+                ca.cert_path().display()
+            );
+        }
+        CaCommand::Revoke { ca_dir, town, node } => {
+            let ca = crate::pki::CaDir::new(&ca_dir);
+            let revoked = ca.revoke(town.as_deref(), node.as_deref(), now)?;
+            for r in &revoked {
+                println!("Revoked {r}.");
+            }
+            println!(
+                "Wrote {}. Import it on any member node with `yui revocations import`; it spreads to the others by sync.",
+                ca.crl_path().display()
+            );
+        }
+    }
+    Ok(())
+}
+
+fn cert_install(data_dir: &DataDir, cert: &Path, ca_cert: &Path) -> Result<()> {
+    let config = data_dir.open()?;
+    let cert_der = crate::pki::read_pem_file(cert, "node certificate")?;
+    let ca_der = crate::pki::read_pem_file(ca_cert, "CA certificate")?;
+    let node_id = data_dir.node_id()?;
+    let now = crate::store::now_ms() / 1000;
+    let id = crate::pki::check_node_cert(&cert_der, &ca_der, &node_id, &config.town, now)?;
+    let cert_text = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+    let ca_text =
+        std::fs::read(ca_cert).with_context(|| format!("reading {}", ca_cert.display()))?;
+    crate::pki::replace_file(&data_dir.ca_cert_path(), &ca_text, 0o644)?;
+    crate::pki::replace_file(&data_dir.cert_path(), &cert_text, 0o644)?;
+    let days = (id.not_after - now) / 86_400;
+    println!(
+        "Installed the certificate of town {} (node {}), valid for {days} more days.",
+        id.town, id.node_id
+    );
+    if data_dir.serving_api().is_some() {
+        println!("Restart `yui serve` to open the peer port.");
+    } else {
+        println!("Next: add peers with `yui peer add https://HOST:7443`, then `yui serve`.");
+    }
+    Ok(())
+}
+
+/// The API of the `yui serve` running on this data directory, if any.
+fn running_api(data_dir: &DataDir) -> Result<Option<(String, String)>> {
+    match data_dir.serving_api() {
+        Some(url) if !url.is_empty() => Ok(Some((url, data_dir.read_token()?))),
+        _ => Ok(None),
+    }
+}
+
+async fn call_api(
+    (base, token): &(String, String),
+    method: reqwest::Method,
+    path: &str,
+    body: Option<reqwest::Body>,
+    json: bool,
+) -> Result<serde_json::Value> {
+    crate::pki::install_crypto_provider();
+    let client = reqwest::Client::builder().no_proxy().build()?;
+    let mut req = client
+        .request(method, format!("{}{path}", base.trim_end_matches('/')))
+        .bearer_auth(token)
+        .timeout(std::time::Duration::from_secs(600));
+    if let Some(body) = body {
+        req = req.body(body);
+        if json {
+            req = req.header(reqwest::header::CONTENT_TYPE, "application/json");
+        }
+    }
+    let resp = req
+        .send()
+        .await
+        .with_context(|| format!("calling the running node at {base}"))?;
+    let status = resp.status();
+    let text = resp.text().await?;
+    let value: serde_json::Value = if text.is_empty() {
+        serde_json::Value::Null
+    } else {
+        serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
+    };
+    if !status.is_success() {
+        let message = value["error"]["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| value.to_string());
+        anyhow::bail!("{message}");
+    }
+    Ok(value)
+}
+
+async fn revocations_import(data_dir: DataDir, file: &Path) -> Result<()> {
+    let text =
+        std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
+    if let Some(api) = running_api(&data_dir)? {
+        let v = call_api(
+            &api,
+            reqwest::Method::POST,
+            "/api/v1/revocations",
+            Some(text.into()),
+            false,
+        )
+        .await?;
+        report_revocations(
+            v["installed"].as_bool().unwrap_or(false),
+            v["number"].as_u64().unwrap_or(0),
+        );
+        return Ok(());
+    }
+    let node = Node::open(data_dir, false)?;
+    let result = (|| -> Result<(bool, u64)> {
+        let peering = node.peering.as_ref().ok_or_else(|| {
+            anyhow::anyhow!("this node has not joined a consortium yet (`yui cert install` first)")
+        })?;
+        let der = crate::pki::parse_crl_pem(&text)?;
+        let newer = peering.install_revocations(&node.data_dir, &der)?;
+        Ok((newer, peering.trust.revocation_number()))
+    })();
+    node.store.close();
+    let (newer, number) = result?;
+    report_revocations(newer, number);
+    Ok(())
+}
+
+fn report_revocations(newer: bool, number: u64) {
+    if newer {
+        println!(
+            "Installed revocation list number {number}. Revoked nodes are refused from now on."
+        );
+    } else {
+        println!(
+            "Revocation list number {number} is already installed (this one is not newer); nothing changed."
+        );
+    }
+}
+
+async fn peer(data_dir: DataDir, cmd: PeerCommand) -> Result<()> {
+    if let Some(api) = running_api(&data_dir)? {
+        match cmd {
+            PeerCommand::Add { url, node_id } => {
+                let body = serde_json::json!({"url": url, "node_id": node_id}).to_string();
+                call_api(
+                    &api,
+                    reqwest::Method::POST,
+                    "/api/v1/peers",
+                    Some(body.into()),
+                    true,
+                )
+                .await?;
+                println!("Added peer {url}; the running node is syncing with it.");
+            }
+            PeerCommand::Remove { peer } => {
+                let path = format!("/api/v1/peers/{}", percent_encode(&peer));
+                call_api(&api, reqwest::Method::DELETE, &path, None, false).await?;
+                println!("Removed peer {peer}.");
+            }
+            PeerCommand::List { json } => {
+                let v = call_api(&api, reqwest::Method::GET, "/api/v1/peers", None, false).await?;
+                print_peers(&v["peers"], json)?;
+            }
+        }
+        return Ok(());
+    }
+    let node = Arc::new(Node::open(data_dir, false)?);
+    let result = async {
+        match cmd {
+            PeerCommand::Add { url, node_id } => {
+                crate::peer::add_peer(&node, &url, node_id, None).await?;
+                println!("Added peer {url}. The node syncs with it when it runs (`yui serve`).");
+            }
+            PeerCommand::Remove { peer } => {
+                let removed = crate::peer::remove_peer(&node, &peer).await?;
+                if removed.is_empty() {
+                    anyhow::bail!("no peer has the URL or node id {peer:?}");
+                }
+                println!("Removed peer {}.", removed.join(", "));
+            }
+            PeerCommand::List { json } => {
+                let peers = serde_json::to_value(node.status().await?.peers)?;
+                print_peers(&peers, json)?;
+            }
+        }
+        Ok(())
+    }
+    .await;
+    node.store.close();
+    result
+}
+
+fn print_peers(peers: &serde_json::Value, json: bool) -> Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(peers)?);
+        return Ok(());
+    }
+    let list = peers.as_array().cloned().unwrap_or_default();
+    if list.is_empty() {
+        println!("No peers. Add one with `yui peer add https://HOST:7443`.");
+    }
+    for p in list {
+        let s = |k: &str| p[k].as_str().unwrap_or("-").to_owned();
+        println!(
+            "{}  town={} state={} last_sync={} pending={}",
+            s("url"),
+            s("town"),
+            s("state"),
+            s("last_sync_at"),
+            p["pending"]
+        );
+        if let Some(e) = p["last_error"].as_str() {
+            println!("    last error: {e}");
+        }
+    }
+    Ok(())
+}
+
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+async fn sync(data_dir: DataDir) -> Result<()> {
+    let results = if let Some(api) = running_api(&data_dir)? {
+        let v = call_api(&api, reqwest::Method::POST, "/api/v1/sync", None, false).await?;
+        serde_json::from_value::<Vec<serde_json::Value>>(v["peers"].clone())?
+    } else {
+        let node = Arc::new(Node::open(data_dir, false)?);
+        let r = if node.peering.is_none() {
+            Err(anyhow::anyhow!(
+                "this node has not joined a consortium yet (`yui cert install` first)"
+            ))
+        } else {
+            crate::peer::Peering::sync_all(&node)
+                .await
+                .map_err(anyhow::Error::from)
+                .and_then(|r| Ok(serde_json::from_value(serde_json::to_value(r)?)?))
+        };
+        node.store.close();
+        r?
+    };
+    if results.is_empty() {
+        println!("No peers to sync with.");
+    }
+    let mut failed = 0;
+    for r in &results {
+        let town = r["town"].as_str().unwrap_or("?");
+        if r["ok"].as_bool() == Some(true) {
+            println!(
+                "{} ({town}): ok, {} received, {} sent",
+                r["url"].as_str().unwrap_or(""),
+                r["docs_in"],
+                r["docs_out"]
+            );
+        } else {
+            failed += 1;
+            println!(
+                "{} ({town}): FAILED: {}",
+                r["url"].as_str().unwrap_or(""),
+                r["error"].as_str().unwrap_or("")
+            );
+        }
+    }
+    if failed > 0 {
+        anyhow::bail!("{failed} of {} peers failed", results.len());
+    }
     Ok(())
 }

@@ -8,6 +8,9 @@
 //!   api-token          bearer token of the local API, mode 0600
 //!   node.key.pem       the node's private key, mode 0600; never leaves here
 //!   node.csr.pem       certificate signing request for the consortium CA
+//!   node.cert.pem      the node certificate, once joined (`yui cert install`)
+//!   ca.cert.pem        the consortium CA certificate, once joined
+//!   revocations.pem    the newest revocation list, signed by the CA
 //!   serve.lock         held by the running `yui serve`
 //! ```
 
@@ -24,6 +27,7 @@ use crate::error::{Error, Result};
 
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7480";
 pub const DEFAULT_PEER_LISTEN: &str = "0.0.0.0:7443";
+pub const DEFAULT_PEER_PORT: u16 = 7443;
 
 /// The node's configuration file, `config.toml`.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -76,6 +80,16 @@ impl DataDir {
     }
     pub fn lock_path(&self) -> PathBuf {
         self.path.join("serve.lock")
+    }
+    /// The node certificate signed by the consortium CA (`yui cert install`).
+    pub fn cert_path(&self) -> PathBuf {
+        self.path.join("node.cert.pem")
+    }
+    pub fn ca_cert_path(&self) -> PathBuf {
+        self.path.join("ca.cert.pem")
+    }
+    pub fn revocations_path(&self) -> PathBuf {
+        self.path.join("revocations.pem")
     }
 
     /// Whether `yui init` has run here.

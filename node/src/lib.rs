@@ -14,6 +14,7 @@ pub mod export;
 pub mod metrics;
 pub mod node;
 pub mod openapi;
+pub mod peer;
 pub mod pki;
 pub mod store;
 

@@ -24,6 +24,10 @@ pub struct Node {
     pub metrics: Metrics,
     pub node_id: String,
     pub token_path: PathBuf,
+    /// Federation, once the node has joined a consortium.
+    pub peering: Option<Arc<crate::peer::Peering>>,
+    /// Cancelled when the node shuts down (set by `serve`).
+    pub shutdown: OnceLock<CancellationToken>,
     token: String,
     started: std::time::Instant,
     /// Held while serving, so `restore` cannot swap the database underneath.
@@ -50,7 +54,11 @@ pub struct Status {
     /// The URL of the running API, when serving.
     pub api: Option<String>,
     pub membership: Membership,
-    pub peers: Vec<serde_json::Value>,
+    pub peers: Vec<PeerStatus>,
+    /// Nodes that dialled this one since it started.
+    pub inbound: Vec<InboundStatus>,
+    /// Connection attempts the peer port refused recently.
+    pub refused_connections: Vec<crate::peer::RefusedAttempt>,
     pub collections: std::collections::BTreeMap<&'static str, CollectionStatus>,
     pub storage: StorageStatus,
     pub uptime_seconds: u64,
@@ -59,7 +67,36 @@ pub struct Status {
 #[derive(Serialize)]
 pub struct Membership {
     pub joined: bool,
+    /// Days until the node certificate expires.
+    pub certificate_expires_in_days: Option<i64>,
+    pub revocation_list_number: Option<u64>,
+    /// Problems an administrator should act on.
+    pub warnings: Vec<String>,
     pub hint: String,
+}
+
+/// A peer this node dials (SPEC §8 names: url, town, node_id, state, last_sync_at).
+#[derive(Serialize)]
+pub struct PeerStatus {
+    pub url: String,
+    pub town: Option<String>,
+    pub node_id: Option<String>,
+    /// `ok`, `failing` or `new` (never tried).
+    pub state: &'static str,
+    pub last_sync_at: Option<String>,
+    pub last_error: Option<String>,
+    pub failures: i64,
+    pub pending: u64,
+    pub rounds: i64,
+    pub bytes_in: i64,
+    pub bytes_out: i64,
+}
+
+#[derive(Serialize)]
+pub struct InboundStatus {
+    pub node_id: String,
+    #[serde(flatten)]
+    pub stats: crate::peer::InboundStats,
 }
 
 #[derive(Serialize)]
@@ -83,6 +120,19 @@ impl Node {
         let token = data_dir.read_token()?;
         let node_id = data_dir.node_id()?;
         let store = Store::open(&data_dir.db_path(), &config.town)?;
+        let peering = match crate::peer::Trust::load(&data_dir)? {
+            Some(trust) => {
+                if trust.own.node_id != node_id {
+                    return Err(Error::Config(format!(
+                        "{} is not this node's certificate (it is for node {}); install the one issued for {node_id}",
+                        data_dir.cert_path().display(),
+                        trust.own.node_id
+                    )));
+                }
+                Some(Arc::new(crate::peer::Peering::new(trust)?))
+            }
+            None => None,
+        };
         Ok(Node {
             token_path: data_dir.token_path(),
             data_dir,
@@ -90,11 +140,50 @@ impl Node {
             store,
             metrics: Metrics::default(),
             node_id,
+            peering,
+            shutdown: OnceLock::new(),
             token,
             started: std::time::Instant::now(),
             lock,
             api_url: OnceLock::new(),
         })
+    }
+
+    fn membership(&self) -> Membership {
+        let Some(peering) = &self.peering else {
+            return Membership {
+                joined: false,
+                certificate_expires_in_days: None,
+                revocation_list_number: None,
+                warnings: Vec::new(),
+                hint: format!(
+                    "not a consortium member yet: send {} to the consortium secretariat, then install the certificate it returns with `yui cert install --cert FILE --ca-cert FILE`",
+                    self.data_dir.csr_path().display()
+                ),
+            };
+        };
+        let days = (peering.trust.own.not_after - crate::store::now_ms() / 1000).div_euclid(86_400);
+        let mut warnings = Vec::new();
+        if days < 0 {
+            warnings.push("the node certificate has expired: peers refuse this node; ask the secretariat for a new one".to_owned());
+        } else if days < crate::pki::EXPIRY_WARNING_DAYS {
+            warnings.push(format!(
+                "the node certificate expires in {days} days: ask the secretariat for a new one (yui ca issue) and install it (yui cert install)"
+            ));
+        }
+        if peering.trust.is_revoked(&peering.trust.own.serial) {
+            warnings.push("this node's own certificate is revoked: peers refuse it".to_owned());
+        }
+        Membership {
+            joined: true,
+            certificate_expires_in_days: Some(days),
+            revocation_list_number: Some(peering.trust.revocation_number()),
+            warnings,
+            hint: format!(
+                "member of the consortium as town {}",
+                peering.trust.own.town
+            ),
+        }
     }
 
     /// Compares in constant time, so response timing reveals nothing of the token.
@@ -128,14 +217,41 @@ impl Node {
             version: env!("CARGO_PKG_VERSION"),
             serving: self.lock.is_some() || api.is_some(),
             api,
-            membership: Membership {
-                joined: false,
-                hint: format!(
-                    "not a consortium member yet: send {} to the consortium secretariat, then install the certificate it returns with `yui cert install`",
-                    self.data_dir.csr_path().display()
-                ),
-            },
-            peers: Vec::new(),
+            membership: self.membership(),
+            peers: self
+                .store
+                .peers()
+                .await?
+                .into_iter()
+                .map(|p| PeerStatus {
+                    state: match (&p.last_error, p.last_success_at) {
+                        (Some(_), _) => "failing",
+                        (None, Some(_)) => "ok",
+                        (None, None) => "new",
+                    },
+                    last_sync_at: p.last_success_at.map(yui_protocol::record::format_time),
+                    url: p.url,
+                    town: p.town,
+                    node_id: p.node_id,
+                    last_error: p.last_error,
+                    failures: p.failures,
+                    pending: p.pending,
+                    rounds: p.rounds,
+                    bytes_in: p.bytes_in,
+                    bytes_out: p.bytes_out,
+                })
+                .collect(),
+            inbound: self
+                .peering
+                .iter()
+                .flat_map(|p| p.inbound())
+                .map(|(node_id, stats)| InboundStatus { node_id, stats })
+                .collect(),
+            refused_connections: self
+                .peering
+                .iter()
+                .flat_map(|p| p.refused_attempts())
+                .collect(),
             collections,
             storage: StorageStatus {
                 database: self.store.path().display().to_string(),
@@ -154,17 +270,48 @@ pub async fn run(
     listener: TcpListener,
     shutdown: CancellationToken,
 ) -> Result<()> {
-    if let Ok(addr) = listener.local_addr() {
+    serve(node, listener, None, shutdown).await
+}
+
+/// Serves the local API, and on a joined node the peer port (when given a
+/// listener) and outbound sync with every peer, until `shutdown`.
+pub async fn serve(
+    node: Arc<Node>,
+    api: TcpListener,
+    peers: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let _ = node.shutdown.set(shutdown.clone());
+    if let Ok(addr) = api.local_addr() {
         let url = format!("http://{addr}/");
         if let Some(lock) = &node.lock {
             lock.announce(&url);
         }
         let _ = node.api_url.set(url);
     }
+    let mut background = Vec::new();
+    if node.peering.is_some() {
+        if let Some(listener) = peers {
+            background.push(tokio::spawn(crate::peer::server::serve(
+                node.clone(),
+                listener,
+                shutdown.clone(),
+            )));
+        }
+        crate::peer::Peering::start_all(&node, &shutdown).await?;
+        let warnings = node.membership().warnings;
+        for w in warnings {
+            tracing::warn!("{w}");
+        }
+    }
     let app = crate::api::router(node.clone());
-    let result = axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown.cancelled_owned())
+    let result = axum::serve(api, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
         .await;
+    shutdown.cancel();
+    for task in background {
+        let _ = task.await;
+    }
     // Joining the writer thread blocks: keep it off the async workers.
     let store = node.store.clone();
     let _ = tokio::task::spawn_blocking(move || store.close()).await;

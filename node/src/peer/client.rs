@@ -1,0 +1,339 @@
+//! Outbound peering: one long-lived HTTPS client for every peer, and one
+//! exchange (push and/or pull) with one peer.
+//!
+//! Peers are dialled by whatever the administrator gave — an IP address or a
+//! name that may not be in DNS. The request goes to a synthetic host name
+//! carrying the expected node id (see `tls`), which our resolver maps back to
+//! the real address, so the TLS verifier knows which node must answer. Per-peer
+//! state (cursors, known heads) is written only after an exchange succeeded:
+//! a failed exchange leaves nothing to rebuild.
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use prost::Message;
+use yui_protocol::sync::{Hash, Limits};
+use yui_protocol::wire::{PROTOCOL_VERSION, SyncRequest, SyncResponse};
+
+use super::codec;
+use super::tls::{self, Trust};
+use crate::error::{Error, Result};
+use crate::pki::PeerIdentity;
+
+/// Maps synthetic peer host names to the host to really dial.
+#[derive(Default, Clone)]
+struct Hosts(Arc<RwLock<HashMap<String, String>>>);
+
+impl reqwest::dns::Resolve for Hosts {
+    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
+        let real = self
+            .0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .get(name.as_str())
+            .cloned()
+            .unwrap_or_else(|| name.as_str().to_owned());
+        Box::pin(async move {
+            let addrs: Vec<SocketAddr> = match real.parse::<std::net::IpAddr>() {
+                Ok(ip) => vec![SocketAddr::new(ip, 0)],
+                Err(_) => tokio::net::lookup_host((real.as_str(), 0)).await?.collect(),
+            };
+            Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs)
+        })
+    }
+}
+
+pub struct PeerClient {
+    http: reqwest::Client,
+    hosts: Hosts,
+}
+
+/// A peer's address as the administrator gave it.
+#[derive(Debug, Clone)]
+pub struct PeerUrl {
+    pub host: String,
+    pub port: u16,
+}
+
+/// Checks a peer URL: `https://HOST:PORT` with nothing after the port.
+pub fn parse_peer_url(url: &str) -> Result<PeerUrl> {
+    let bad = |why: &str| {
+        Error::bad_request(
+            "invalid_peer_url",
+            format!("{url:?} is not a peer URL ({why}); use https://HOST:PORT"),
+        )
+    };
+    let parsed = reqwest::Url::parse(url).map_err(|_| bad("unreadable"))?;
+    if parsed.scheme() != "https" {
+        return Err(bad("the scheme must be https"));
+    }
+    if !(parsed.path().is_empty() || parsed.path() == "/")
+        || parsed.query().is_some()
+        || !parsed.username().is_empty()
+    {
+        return Err(bad("give only the host and port"));
+    }
+    let host = parsed.host_str().ok_or_else(|| bad("no host"))?;
+    let host = host
+        .trim_start_matches('[')
+        .trim_end_matches(']')
+        .to_owned();
+    Ok(PeerUrl {
+        host,
+        port: parsed.port().unwrap_or(crate::datadir::DEFAULT_PEER_PORT),
+    })
+}
+
+/// What one exchange did.
+#[derive(Debug, Default, Clone)]
+pub struct Exchange {
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+    pub docs_out: u64,
+    pub docs_in: u64,
+    pub more: bool,
+    pub push_cursor: Option<u64>,
+    pub pull_cursor: Option<u64>,
+    /// Needs we could not satisfy from the peer's answer, to send next time.
+    pub needs: Vec<yui_protocol::wire::Need>,
+    /// The server's revocation-list number.
+    pub server_revocations: u64,
+    /// Whether a request was sent at all (a push with nothing new sends none).
+    pub sent: bool,
+}
+
+impl PeerClient {
+    pub fn new(trust: &Arc<Trust>) -> Result<PeerClient> {
+        let hosts = Hosts::default();
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(trust.client_config()?)
+            .dns_resolver(hosts.clone())
+            // A town's HTTPS proxy must not reroute federation traffic.
+            .no_proxy()
+            .tls_info(true)
+            .connect_timeout(Duration::from_secs(5))
+            .pool_idle_timeout(Duration::from_secs(90))
+            .build()
+            .map_err(|e| Error::Config(format!("building the peer client: {e}")))?;
+        Ok(PeerClient { http, hosts })
+    }
+
+    fn base(&self, url: &PeerUrl, node_id: Option<&str>, index: usize) -> String {
+        let synthetic = match node_id {
+            Some(id) => tls::host_for_node(id),
+            None => tls::host_for_unknown(index),
+        };
+        self.hosts
+            .0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .insert(synthetic.clone(), url.host.clone());
+        format!("https://{synthetic}:{}", url.port)
+    }
+
+    /// Asks a peer who it is. Any consortium node passes the TLS check; the
+    /// answer's certificate says which one it is.
+    pub async fn hello(&self, url: &PeerUrl, index: usize) -> Result<PeerIdentity> {
+        let resp = self
+            .http
+            .get(format!("{}/yui/v1/hello", self.base(url, None, index)))
+            .timeout(Duration::from_secs(15))
+            .send()
+            .await
+            .map_err(describe)?;
+        let cert = resp
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|t| t.peer_certificate())
+            .map(<[u8]>::to_vec)
+            .ok_or_else(|| Error::Config("the peer presented no certificate".into()))?;
+        if !resp.status().is_success() {
+            return Err(Error::Config(format!(
+                "the peer answered {}",
+                resp.status()
+            )));
+        }
+        crate::pki::identity(&cert)
+    }
+
+    /// Sends one sync request and returns the decoded answer and the bytes
+    /// that crossed (request body, response body).
+    pub async fn sync(
+        &self,
+        url: &PeerUrl,
+        node_id: &str,
+        req: &SyncRequest,
+    ) -> Result<(SyncResponse, u64, u64)> {
+        let (body, gzipped) = codec::compress(req.encode_to_vec());
+        let sent = body.len() as u64;
+        let mut request = self
+            .http
+            .post(format!("{}/yui/v1/sync", self.base(url, Some(node_id), 0)))
+            .header(reqwest::header::CONTENT_TYPE, codec::CONTENT_TYPE)
+            .header(reqwest::header::ACCEPT_ENCODING, "gzip")
+            .timeout(Duration::from_millis(u64::from(req.wait_ms)) + Duration::from_secs(60))
+            .body(body);
+        if gzipped {
+            request = request.header(reqwest::header::CONTENT_ENCODING, "gzip");
+        }
+        let resp = request.send().await.map_err(describe)?;
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        let bytes = resp.bytes().await.map_err(describe)?;
+        if !status.is_success() {
+            let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
+            return Err(Error::Config(format!(
+                "the peer refused the exchange ({status}): {text}"
+            )));
+        }
+        let mut map = axum::http::HeaderMap::new();
+        if let Some(enc) = headers.get(reqwest::header::CONTENT_ENCODING)
+            && let Ok(v) = axum::http::HeaderValue::from_bytes(enc.as_bytes())
+        {
+            map.insert(axum::http::header::CONTENT_ENCODING, v);
+        }
+        let raw = codec::decode_body(&map, &bytes).map_err(Error::Config)?;
+        let answer = SyncResponse::decode_checked(&raw)
+            .map_err(|e| Error::Config(format!("the peer's answer: {e}")))?;
+        Ok((answer, sent, bytes.len() as u64))
+    }
+}
+
+/// An error of the HTTPS layer, in words an administrator can act on.
+fn describe(e: reqwest::Error) -> Error {
+    let mut msg = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(s) = source {
+        msg.push_str(": ");
+        msg.push_str(&s.to_string());
+        source = s.source();
+    }
+    let hint = if e.is_connect() {
+        " (is the peer running and reachable?)"
+    } else if e.is_timeout() {
+        " (timed out)"
+    } else {
+        ""
+    };
+    Error::Config(format!("{msg}{hint}"))
+}
+
+/// Runs one exchange with a peer: push what it lacks, pull what we lack.
+#[allow(clippy::too_many_arguments)]
+pub async fn exchange(
+    node: &crate::node::Node,
+    client: &PeerClient,
+    url: &PeerUrl,
+    node_id: &str,
+    cursors: (u64, u64),
+    push: bool,
+    pull: bool,
+    wait_ms: u32,
+    needs: Vec<yui_protocol::wire::Need>,
+    server_revocations: u64,
+) -> Result<Exchange> {
+    let trust = &node
+        .peering
+        .as_ref()
+        .ok_or_else(|| Error::Config("not joined".into()))?
+        .trust;
+    let (push_cursor, pull_cursor) = cursors;
+    let batch = if push {
+        node.store
+            .sync_prepare(node_id.to_owned(), push_cursor, Limits::default())
+            .await?
+    } else {
+        yui_protocol::sync::Batch {
+            cursor: push_cursor,
+            ..Default::default()
+        }
+    };
+    let mut report = Exchange::default();
+    if !pull && batch.docs.is_empty() {
+        // Nothing to send: at most, skip the cursor past echoes.
+        report.push_cursor = (batch.cursor != push_cursor).then_some(batch.cursor);
+        report.more = batch.more;
+        return Ok(report);
+    }
+    let own_revocations = trust.revocation_number();
+    let pushed: Vec<(String, Vec<Hash>, u64)> = batch
+        .docs
+        .iter()
+        .zip(&batch.seqs)
+        .map(|(d, seq)| (d.id.clone(), hashes(&d.heads), *seq))
+        .collect();
+    let req = SyncRequest {
+        version: PROTOCOL_VERSION,
+        since: pull_cursor,
+        pull,
+        wait_ms,
+        push: batch.docs,
+        revocation_number: own_revocations,
+        revocations: (own_revocations > server_revocations).then(|| trust.revocations_der()),
+        needs,
+        extensions: Vec::new(),
+    };
+    let (resp, bytes_out, bytes_in) = client.sync(url, node_id, &req).await?;
+    report.sent = true;
+    report.bytes_out = bytes_out;
+    report.bytes_in = bytes_in;
+    report.docs_out = pushed.len() as u64;
+    report.docs_in = resp.docs.len() as u64;
+    report.server_revocations = resp.revocation_number;
+    if let Some(der) = &resp.revocations
+        && let Some(peering) = &node.peering
+        && let Err(e) = peering.install_revocations(&node.data_dir, der)
+    {
+        tracing::warn!(error = %e, "a peer sent a revocation list that does not verify");
+    }
+    for r in &resp.refused {
+        tracing::warn!(peer = %node_id, id = %r.id, code = %r.code, reason = %r.message, "the peer refused a document");
+    }
+    // The peer now has what it did not refuse or ask again for.
+    let redo: Vec<&str> = resp.needs.iter().map(|n| n.id.as_str()).collect();
+    let delivered: Vec<_> = pushed
+        .iter()
+        .filter(|(id, _, _)| !redo.contains(&id.as_str()))
+        .filter(|(id, _, _)| !resp.refused.iter().any(|r| &r.id == id))
+        .filter_map(|(id, heads, _)| Some((id.parse().ok()?, heads.clone())))
+        .collect();
+    let pulled_seqs: Vec<(String, u64)> = resp.docs.iter().map(|d| (d.id.clone(), d.seq)).collect();
+    let outcome = node
+        .store
+        .sync_apply(node_id.to_owned(), resp.needs.clone(), delivered, resp.docs)
+        .await?;
+    for r in &outcome.refused {
+        tracing::warn!(peer = %node_id, id = %r.id, code = %r.code, reason = %r.message, "refused a document from a peer");
+    }
+    if push {
+        // Resend from the first document the peer could not apply.
+        report.push_cursor = Some(
+            pushed
+                .iter()
+                .filter(|(id, _, _)| redo.contains(&id.as_str()))
+                .map(|(_, _, seq)| seq.saturating_sub(1))
+                .min()
+                .unwrap_or(batch.cursor),
+        );
+    }
+    if pull {
+        let first_needed = pulled_seqs
+            .iter()
+            .filter(|(id, _)| outcome.needs.iter().any(|n| &n.id == id))
+            .map(|(_, seq)| seq.saturating_sub(1))
+            .min();
+        report.pull_cursor = Some(first_needed.unwrap_or(resp.cursor).min(resp.cursor));
+        report.needs = outcome.needs;
+    }
+    report.more = batch.more || resp.more;
+    Ok(report)
+}
+
+fn hashes(heads: &[Vec<u8>]) -> Vec<Hash> {
+    heads
+        .iter()
+        .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+        .collect()
+}

@@ -1,0 +1,495 @@
+//! Federation: the peer port, outbound peering, and the tasks that keep each
+//! peer in sync.
+//!
+//! Each peer this node dials gets two tasks. The *puller* holds a long poll
+//! open (the peer answers as soon as it has news, or after
+//! [`LONG_POLL_MS`]), so a node that can only dial out still hears of changes
+//! at once. The *pusher* wakes on every committed write (debounced by
+//! [`PUSH_DEBOUNCE`]) and sends what the peer lacks. Failures back off from
+//! one second to a minute; "sync now" cuts any wait short. Every exchange's
+//! outcome is persisted per peer (cursors, last success, last error) and
+//! shown by `status` and `/metrics`.
+
+pub mod client;
+pub mod codec;
+pub mod server;
+pub mod tls;
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use serde::Serialize;
+use tokio::sync::Notify;
+use tokio_util::sync::CancellationToken;
+
+use crate::datadir::DataDir;
+use crate::error::{Error, Result};
+use crate::node::Node;
+use crate::pki::PeerIdentity;
+use crate::store::{PeerInfo, PeerRound};
+use client::PeerClient;
+pub use tls::Trust;
+
+/// Longest a pull waits at the peer for news.
+pub const LONG_POLL_MS: u32 = 25_000;
+/// Writes closer together than this go out in one push.
+pub const PUSH_DEBOUNCE: Duration = Duration::from_millis(5);
+const BACKOFF_MIN: Duration = Duration::from_secs(1);
+const BACKOFF_MAX: Duration = Duration::from_secs(60);
+/// A pusher also wakes this often, to retry what failed.
+const PUSH_RETRY: Duration = Duration::from_secs(30);
+
+/// A connection attempt the peer port refused.
+#[derive(Debug, Clone, Serialize)]
+pub struct RefusedAttempt {
+    pub at: String,
+    pub from: String,
+    pub reason: String,
+}
+
+/// Traffic from nodes that dial us.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct InboundStats {
+    pub town: String,
+    pub rounds: u64,
+    pub bytes_in: u64,
+    pub bytes_out: u64,
+    pub docs_in: u64,
+    pub docs_out: u64,
+    pub bad_messages: u64,
+    pub last_seen_at: String,
+}
+
+struct PeerTask {
+    cancel: CancellationToken,
+    kick: Notify,
+    push_lock: tokio::sync::Mutex<()>,
+    pull_lock: tokio::sync::Mutex<()>,
+    /// Documents of the last answer we could not apply (sent next time).
+    needs: Mutex<Vec<yui_protocol::wire::Need>>,
+    server_revocations: AtomicU64,
+    index: usize,
+}
+
+/// Federation state of a node that has joined the consortium.
+pub struct Peering {
+    pub trust: Arc<Trust>,
+    client: PeerClient,
+    tasks: Mutex<HashMap<String, Arc<PeerTask>>>,
+    refused: Mutex<VecDeque<RefusedAttempt>>,
+    inbound: Mutex<HashMap<String, InboundStats>>,
+    next_index: AtomicU64,
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
+}
+
+fn now_text() -> String {
+    yui_protocol::record::format_time(crate::store::now_ms())
+}
+
+/// The result of syncing with one peer now (`POST /api/v1/sync`).
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncResult {
+    pub url: String,
+    pub town: Option<String>,
+    pub ok: bool,
+    pub error: Option<String>,
+    pub docs_in: u64,
+    pub docs_out: u64,
+}
+
+impl Peering {
+    pub fn new(trust: Trust) -> Result<Peering> {
+        let trust = Arc::new(trust);
+        Ok(Peering {
+            client: PeerClient::new(&trust)?,
+            trust,
+            tasks: Mutex::new(HashMap::new()),
+            refused: Mutex::new(VecDeque::new()),
+            inbound: Mutex::new(HashMap::new()),
+            next_index: AtomicU64::new(1),
+        })
+    }
+
+    /// Logs and remembers a refused connection attempt.
+    pub fn refused(&self, from: String, reason: String) {
+        tracing::warn!(%from, %reason, "peer port refused a connection");
+        let mut list = lock(&self.refused);
+        if list.len() >= 100 {
+            list.pop_front();
+        }
+        list.push_back(RefusedAttempt {
+            at: now_text(),
+            from,
+            reason,
+        });
+    }
+
+    pub fn refused_attempts(&self) -> Vec<RefusedAttempt> {
+        lock(&self.refused).iter().cloned().collect()
+    }
+
+    pub fn bad_message(&self, peer: &PeerIdentity, error: &str) {
+        tracing::warn!(peer = %peer.town, node_id = %peer.node_id, %error, "refused a malformed message from a peer");
+        let mut inbound = lock(&self.inbound);
+        let s = inbound.entry(peer.node_id.clone()).or_default();
+        s.town.clone_from(&peer.town);
+        s.bad_messages += 1;
+    }
+
+    pub fn served(
+        &self,
+        peer: &PeerIdentity,
+        bytes_in: u64,
+        bytes_out: u64,
+        docs_in: u64,
+        docs_out: u64,
+    ) {
+        let mut inbound = lock(&self.inbound);
+        let s = inbound.entry(peer.node_id.clone()).or_default();
+        s.town.clone_from(&peer.town);
+        s.rounds += 1;
+        s.bytes_in += bytes_in;
+        s.bytes_out += bytes_out;
+        s.docs_in += docs_in;
+        s.docs_out += docs_out;
+        s.last_seen_at = now_text();
+    }
+
+    pub fn inbound(&self) -> Vec<(String, InboundStats)> {
+        let mut v: Vec<_> = lock(&self.inbound)
+            .iter()
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect();
+        v.sort_by(|a, b| a.0.cmp(&b.0));
+        v
+    }
+
+    pub fn install_revocations(&self, data_dir: &DataDir, der: &[u8]) -> Result<bool> {
+        self.trust.install_revocations(data_dir, der)
+    }
+
+    /// Starts the tasks of every stored peer.
+    pub async fn start_all(node: &Arc<Node>, shutdown: &CancellationToken) -> Result<()> {
+        for peer in node.store.peers().await? {
+            Peering::start(node, &peer.url, shutdown);
+        }
+        Ok(())
+    }
+
+    /// Starts (or keeps) the tasks of one peer.
+    pub fn start(node: &Arc<Node>, url: &str, shutdown: &CancellationToken) {
+        let Some(peering) = node.peering.clone() else {
+            return;
+        };
+        let task = {
+            let mut tasks = lock(&peering.tasks);
+            if tasks.contains_key(url) {
+                return;
+            }
+            let task = Arc::new(PeerTask {
+                cancel: shutdown.child_token(),
+                kick: Notify::new(),
+                push_lock: tokio::sync::Mutex::new(()),
+                pull_lock: tokio::sync::Mutex::new(()),
+                needs: Mutex::new(Vec::new()),
+                server_revocations: AtomicU64::new(0),
+                index: peering.next_index.fetch_add(1, Ordering::Relaxed) as usize,
+            });
+            tasks.insert(url.to_owned(), task.clone());
+            task
+        };
+        tokio::spawn(pull_loop(node.clone(), url.to_owned(), task.clone()));
+        tokio::spawn(push_loop(node.clone(), url.to_owned(), task));
+    }
+
+    /// Stops the tasks of a removed peer.
+    pub fn stop(&self, url: &str) {
+        if let Some(task) = lock(&self.tasks).remove(url) {
+            task.cancel.cancel();
+        }
+    }
+
+    fn task(&self, url: &str) -> Option<Arc<PeerTask>> {
+        lock(&self.tasks).get(url).cloned()
+    }
+
+    /// Syncs with every peer now, both ways, until each has nothing more.
+    pub async fn sync_all(node: &Arc<Node>) -> Result<Vec<SyncResult>> {
+        let peers = node.store.peers().await?;
+        let mut jobs = Vec::new();
+        for peer in peers {
+            let node = node.clone();
+            jobs.push(tokio::spawn(async move {
+                let mut result = SyncResult {
+                    url: peer.url.clone(),
+                    town: peer.town.clone(),
+                    ok: true,
+                    error: None,
+                    docs_in: 0,
+                    docs_out: 0,
+                };
+                for _ in 0..1000 {
+                    match run_exchange(&node, &peer.url, true, true, 0, true).await {
+                        Ok(x) => {
+                            result.docs_in += x.docs_in;
+                            result.docs_out += x.docs_out;
+                            if !x.more {
+                                break;
+                            }
+                        }
+                        Err(e) => {
+                            result.ok = false;
+                            result.error = Some(e.to_string());
+                            break;
+                        }
+                    }
+                }
+                if result.town.is_none() {
+                    result.town = node
+                        .store
+                        .peers()
+                        .await
+                        .ok()
+                        .and_then(|p| p.into_iter().find(|p| p.url == peer.url)?.town);
+                }
+                result
+            }));
+        }
+        let mut out = Vec::new();
+        for job in jobs {
+            out.push(
+                job.await
+                    .map_err(|e| Error::Storage(format!("sync task: {e}")))?,
+            );
+        }
+        Ok(out)
+    }
+}
+
+/// One exchange with the peer at `url`, with its state read before and
+/// written after. `interrupt` cuts the puller's long poll short first.
+async fn run_exchange(
+    node: &Arc<Node>,
+    url: &str,
+    push: bool,
+    pull: bool,
+    wait_ms: u32,
+    interrupt: bool,
+) -> Result<client::Exchange> {
+    let peering = node.peering.clone().ok_or_else(not_joined)?;
+    let ephemeral;
+    let task = match peering.task(url) {
+        Some(t) => t,
+        None => {
+            // `yui sync` without a running node: no background tasks exist.
+            ephemeral = Arc::new(PeerTask {
+                cancel: CancellationToken::new(),
+                kick: Notify::new(),
+                push_lock: tokio::sync::Mutex::new(()),
+                pull_lock: tokio::sync::Mutex::new(()),
+                needs: Mutex::new(Vec::new()),
+                server_revocations: AtomicU64::new(0),
+                index: 0,
+            });
+            ephemeral.clone()
+        }
+    };
+    if interrupt {
+        task.kick.notify_waiters();
+    }
+    let _push = if push {
+        Some(task.push_lock.lock().await)
+    } else {
+        None
+    };
+    let _pull = if pull {
+        Some(task.pull_lock.lock().await)
+    } else {
+        None
+    };
+    let info = peer_info(node, url).await?;
+    let target = client::parse_peer_url(url)?;
+    let node_id = match &info.node_id {
+        Some(id) => id.clone(),
+        None => {
+            let id = peering.client.hello(&target, task.index).await?;
+            if id.node_id == peering.trust.own.node_id {
+                return Err(Error::Config(format!("{url} is this node itself")));
+            }
+            node.store
+                .peer_identified(url.to_owned(), id.node_id.clone(), id.town.clone())
+                .await?;
+            tracing::info!(%url, town = %id.town, node_id = %id.node_id, "identified peer");
+            id.node_id
+        }
+    };
+    let needs = std::mem::take(&mut *lock(&task.needs));
+    let result = client::exchange(
+        node,
+        &peering.client,
+        &target,
+        &node_id,
+        (info.push_cursor, info.pull_cursor),
+        push,
+        pull,
+        wait_ms,
+        needs,
+        task.server_revocations.load(Ordering::Relaxed),
+    )
+    .await;
+    let at = crate::store::now_ms();
+    match &result {
+        Ok(x) => {
+            task.server_revocations
+                .store(x.server_revocations, Ordering::Relaxed);
+            lock(&task.needs).clone_from(&x.needs);
+            if x.sent || x.push_cursor.is_some() {
+                node.store
+                    .peer_round(
+                        url.to_owned(),
+                        PeerRound {
+                            at,
+                            error: None,
+                            bytes_in: x.bytes_in,
+                            bytes_out: x.bytes_out,
+                            docs_in: x.docs_in,
+                            docs_out: x.docs_out,
+                            push_cursor: x.push_cursor,
+                            pull_cursor: x.pull_cursor,
+                        },
+                    )
+                    .await?;
+            }
+        }
+        Err(e) => {
+            node.store
+                .peer_round(
+                    url.to_owned(),
+                    PeerRound {
+                        at,
+                        error: Some(e.to_string()),
+                        ..Default::default()
+                    },
+                )
+                .await?;
+        }
+    }
+    result
+}
+
+fn not_joined() -> Error {
+    Error::Config("this node has not joined a consortium (no certificate installed)".into())
+}
+
+async fn peer_info(node: &Node, url: &str) -> Result<PeerInfo> {
+    node.store
+        .peers()
+        .await?
+        .into_iter()
+        .find(|p| p.url == url)
+        .ok_or_else(|| Error::NotFound(format!("{url} is not a peer")))
+}
+
+async fn pull_loop(node: Arc<Node>, url: String, task: Arc<PeerTask>) {
+    let mut backoff = BACKOFF_MIN;
+    let mut more = false;
+    loop {
+        let wait = if more { 0 } else { LONG_POLL_MS };
+        let result = tokio::select! {
+            _ = task.cancel.cancelled() => return,
+            _ = task.kick.notified() => continue,
+            r = run_exchange(&node, &url, false, true, wait, false) => r,
+        };
+        match result {
+            Ok(x) => {
+                backoff = BACKOFF_MIN;
+                more = x.more;
+            }
+            Err(e) => {
+                tracing::info!(peer = %url, error = %e, retry_in = ?backoff, "pull failed");
+                tokio::select! {
+                    _ = task.cancel.cancelled() => return,
+                    _ = task.kick.notified() => {}
+                    _ = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(BACKOFF_MAX);
+                more = false;
+            }
+        }
+    }
+}
+
+async fn push_loop(node: Arc<Node>, url: String, task: Arc<PeerTask>) {
+    let mut seq = node.store.watch_seq();
+    let mut backoff = BACKOFF_MIN;
+    loop {
+        let mut more = true;
+        while more {
+            match run_exchange(&node, &url, true, false, 0, false).await {
+                Ok(x) => {
+                    backoff = BACKOFF_MIN;
+                    more = x.more;
+                }
+                Err(e) => {
+                    tracing::info!(peer = %url, error = %e, retry_in = ?backoff, "push failed");
+                    tokio::select! {
+                        _ = task.cancel.cancelled() => return,
+                        _ = tokio::time::sleep(backoff) => {}
+                    }
+                    backoff = (backoff * 2).min(BACKOFF_MAX);
+                }
+            }
+        }
+        tokio::select! {
+            _ = task.cancel.cancelled() => return,
+            changed = seq.changed() => if changed.is_err() { return },
+            _ = tokio::time::sleep(PUSH_RETRY) => {}
+        }
+        // Let a burst of writes finish, then send them together.
+        tokio::time::sleep(PUSH_DEBOUNCE).await;
+        seq.borrow_and_update();
+    }
+}
+
+/// Adds a peer and, on a running node, starts syncing with it at once.
+pub async fn add_peer(
+    node: &Arc<Node>,
+    url: &str,
+    node_id: Option<String>,
+    shutdown: Option<&CancellationToken>,
+) -> Result<()> {
+    client::parse_peer_url(url)?;
+    node.store
+        .add_peer(url.to_owned(), node_id, crate::store::now_ms())
+        .await?;
+    if let Some(shutdown) = shutdown {
+        Peering::start(node, url, shutdown);
+    }
+    Ok(())
+}
+
+/// Removes a peer by URL or node id and stops its tasks.
+pub async fn remove_peer(node: &Arc<Node>, key: &str) -> Result<Vec<String>> {
+    let removed = node.store.remove_peer(key.to_owned()).await?;
+    if let Some(peering) = &node.peering {
+        for url in &removed {
+            peering.stop(url);
+        }
+    }
+    Ok(removed)
+}
+
+impl Trust {
+    pub fn revocations_der(&self) -> Vec<u8> {
+        self.revocations
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .der
+            .clone()
+    }
+}

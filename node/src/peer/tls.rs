@@ -1,0 +1,276 @@
+//! TLS for the peer port: what a joined node trusts and presents, the server
+//! configuration (mutual TLS, no session resumption), and the client-side
+//! check that the server is a consortium node — the expected one when its
+//! node id is known — whatever address it was dialled at.
+//!
+//! **Architecture invariant:** only `node::peer` names rustls and reqwest.
+
+use std::fs;
+use std::sync::{Arc, RwLock};
+
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::crypto::CryptoProvider;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+
+use crate::datadir::DataDir;
+use crate::error::{Error, Result};
+use crate::pki::{self, NODE_DNS_NAME, PeerIdentity, Revocations};
+
+/// Hostnames the client dials carry the expected node id:
+/// `n-<node id, lowercase, no dashes>.yui.invalid`. Others (`u-….yui.invalid`)
+/// accept any consortium node.
+const SYNTHETIC_SUFFIX: &str = ".yui.invalid";
+
+/// Installs ring as the process's rustls crypto provider (idempotent).
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+pub fn provider() -> Arc<CryptoProvider> {
+    Arc::new(rustls::crypto::ring::default_provider())
+}
+
+/// The synthetic hostname under which a peer with `node_id` is dialled.
+pub fn host_for_node(node_id: &str) -> String {
+    format!(
+        "n-{}{SYNTHETIC_SUFFIX}",
+        node_id.replace('-', "").to_lowercase()
+    )
+}
+
+/// The synthetic hostname for a peer whose node id is not known yet.
+pub fn host_for_unknown(index: usize) -> String {
+    format!("u-{index}{SYNTHETIC_SUFFIX}")
+}
+
+fn expected_node(server_name: &ServerName<'_>) -> Option<String> {
+    let ServerName::DnsName(name) = server_name else {
+        return None;
+    };
+    let label = name
+        .as_ref()
+        .strip_suffix(SYNTHETIC_SUFFIX)?
+        .strip_prefix("n-")?;
+    Some(label.to_uppercase())
+}
+
+/// What a node that has joined the consortium holds.
+pub struct Trust {
+    pub ca_der: Vec<u8>,
+    pub own: PeerIdentity,
+    pub cert_der: Vec<u8>,
+    key_der: Vec<u8>,
+    pub revocations: RwLock<Revocations>,
+}
+
+impl Trust {
+    /// Loads the node's certificate, key, CA and revocation list. `None`
+    /// when the node has not joined (no certificate installed).
+    pub fn load(data_dir: &DataDir) -> Result<Option<Trust>> {
+        if !data_dir.cert_path().exists() {
+            return Ok(None);
+        }
+        let cert_der = pki::read_pem_file(&data_dir.cert_path(), "node certificate")?;
+        let ca_der = pki::read_pem_file(&data_dir.ca_cert_path(), "CA certificate")?;
+        let key_pem = fs::read_to_string(data_dir.key_path()).map_err(|e| {
+            Error::Config(format!("reading {}: {e}", data_dir.key_path().display()))
+        })?;
+        let key_der = rcgen::KeyPair::from_pem(&key_pem)
+            .map_err(|e| Error::Config(format!("reading the node key: {e}")))?
+            .serialize_der();
+        let own = pki::identity(&cert_der)?;
+        let revocations = match fs::read_to_string(data_dir.revocations_path()) {
+            Ok(text) => Revocations::verify(&pki::parse_crl_pem(&text)?, &ca_der)?,
+            Err(_) => Revocations::default(),
+        };
+        Ok(Some(Trust {
+            ca_der,
+            own,
+            cert_der,
+            key_der,
+            revocations: RwLock::new(revocations),
+        }))
+    }
+
+    fn roots(&self) -> Result<Arc<RootCertStore>> {
+        let mut roots = RootCertStore::empty();
+        roots
+            .add(CertificateDer::from(self.ca_der.clone()))
+            .map_err(|e| Error::Config(format!("the CA certificate is unusable: {e}")))?;
+        Ok(Arc::new(roots))
+    }
+
+    fn chain(&self) -> Vec<CertificateDer<'static>> {
+        vec![CertificateDer::from(self.cert_der.clone())]
+    }
+
+    fn key(&self) -> PrivateKeyDer<'static> {
+        PrivateKeyDer::Pkcs8(self.key_der.clone().into())
+    }
+
+    pub fn is_revoked(&self, serial: &[u8]) -> bool {
+        self.revocations
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .is_revoked(serial)
+    }
+
+    pub fn revocation_number(&self) -> u64 {
+        self.revocations
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .number
+    }
+
+    /// Installs a newer revocation list after checking its signature.
+    /// Returns whether it was newer.
+    pub fn install_revocations(&self, data_dir: &DataDir, der: &[u8]) -> Result<bool> {
+        let list = Revocations::verify(der, &self.ca_der)?;
+        let mut current = self
+            .revocations
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if list.number <= current.number {
+            return Ok(false);
+        }
+        pki::replace_file(&data_dir.revocations_path(), list.pem().as_bytes(), 0o644)?;
+        tracing::warn!(
+            number = list.number,
+            revoked = list.serials.len(),
+            "installed a new revocation list"
+        );
+        *current = list;
+        Ok(true)
+    }
+
+    /// The peer port's TLS configuration: a client certificate from the
+    /// consortium CA is mandatory, and sessions are never resumed (a resumed
+    /// session would skip the certificate check, and with it revocation).
+    pub fn server_config(&self) -> Result<ServerConfig> {
+        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider())
+            .build()
+            .map_err(|e| Error::Config(format!("client verifier: {e}")))?;
+        let mut config = ServerConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Config(format!("TLS: {e}")))?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(self.chain(), self.key())
+            .map_err(|e| Error::Config(format!("the node certificate and key do not fit: {e}")))?;
+        config.session_storage = Arc::new(NoServerSessionStorage {});
+        config.send_tls13_tickets = 0;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+
+    /// The TLS configuration of outbound peering.
+    pub fn client_config(self: &Arc<Self>) -> Result<ClientConfig> {
+        let inner =
+            rustls::client::WebPkiServerVerifier::builder_with_provider(self.roots()?, provider())
+                .build()
+                .map_err(|e| Error::Config(format!("server verifier: {e}")))?;
+        let verifier = NodeVerifier {
+            inner,
+            trust: self.clone(),
+        };
+        let mut config = ClientConfig::builder_with_provider(provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Config(format!("TLS: {e}")))?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(verifier))
+            .with_client_auth_cert(self.chain(), self.key())
+            .map_err(|e| Error::Config(format!("the node certificate and key do not fit: {e}")))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(config)
+    }
+}
+
+/// Accepts a server only if its certificate chains to the consortium CA (with
+/// `serverAuth`), is not revoked, and — when the dialled name says which node
+/// is expected — belongs to that node. The dialled address plays no part: a
+/// member can pose as another only by holding its key.
+#[derive(Debug)]
+struct NodeVerifier {
+    inner: Arc<rustls::client::WebPkiServerVerifier>,
+    trust: Arc<Trust>,
+}
+
+impl std::fmt::Debug for Trust {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Trust")
+            .field("own", &self.own)
+            .finish_non_exhaustive()
+    }
+}
+
+impl ServerCertVerifier for NodeVerifier {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp_response: &[u8],
+        now: UnixTime,
+    ) -> std::result::Result<ServerCertVerified, rustls::Error> {
+        let node_name = ServerName::try_from(NODE_DNS_NAME)
+            .map_err(|e| rustls::Error::General(e.to_string()))?;
+        self.inner
+            .verify_server_cert(end_entity, intermediates, &node_name, ocsp_response, now)?;
+        let id = pki::identity(end_entity).map_err(|e| rustls::Error::General(e.to_string()))?;
+        if self.trust.is_revoked(&id.serial) {
+            return Err(rustls::Error::InvalidCertificate(
+                rustls::CertificateError::Revoked,
+            ));
+        }
+        if let Some(expected) = expected_node(server_name)
+            && expected != id.node_id.replace('-', "")
+        {
+            return Err(rustls::Error::General(format!(
+                "the server is node {} of {}, not the expected node",
+                id.node_id, id.town
+            )));
+        }
+        Ok(ServerCertVerified::assertion())
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn synthetic_names_carry_the_node_id() {
+        let id = "ABCD-EFGH-2345";
+        let host = host_for_node(id);
+        assert_eq!(host, "n-abcdefgh2345.yui.invalid");
+        let name = ServerName::try_from(host).expect("dns name");
+        assert_eq!(expected_node(&name).as_deref(), Some("ABCDEFGH2345"));
+        let any = ServerName::try_from(host_for_unknown(3)).expect("dns name");
+        assert_eq!(expected_node(&any), None);
+        let ip = ServerName::try_from("127.0.0.1").expect("ip");
+        assert_eq!(expected_node(&ip), None);
+    }
+}
