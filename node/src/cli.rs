@@ -369,6 +369,30 @@ async fn status(data_dir: DataDir, json: bool) -> Result<()> {
         }
     );
     println!("consortium:  {}", status.membership.hint);
+    if let Some(days) = status.membership.certificate_expires_in_days {
+        println!("certificate: expires in {days} days");
+    }
+    for w in &status.membership.warnings {
+        println!("WARNING:     {w}");
+    }
+    if status.membership.joined {
+        if status.peers.is_empty() {
+            println!("peers:       none (add one with `yui peer add https://HOST:7443`)");
+        }
+        for p in &status.peers {
+            println!(
+                "peer:        {} town={} state={} last_sync={} pending={}",
+                p.url,
+                p.town.as_deref().unwrap_or("?"),
+                p.state,
+                p.last_sync_at.as_deref().unwrap_or("never"),
+                p.pending
+            );
+            if let Some(e) = &p.last_error {
+                println!("             last error: {e}");
+            }
+        }
+    }
     println!(
         "database:    {} ({} bytes)",
         status.storage.database, status.storage.bytes

@@ -142,7 +142,7 @@ impl PeerClient {
             .timeout(Duration::from_secs(15))
             .send()
             .await
-            .map_err(describe)?;
+            .map_err(|e| describe(e, url))?;
         let cert = resp
             .extensions()
             .get::<reqwest::tls::TlsInfo>()
@@ -178,10 +178,10 @@ impl PeerClient {
         if gzipped {
             request = request.header(reqwest::header::CONTENT_ENCODING, "gzip");
         }
-        let resp = request.send().await.map_err(describe)?;
+        let resp = request.send().await.map_err(|e| describe(e, url))?;
         let status = resp.status();
         let headers = resp.headers().clone();
-        let bytes = resp.bytes().await.map_err(describe)?;
+        let bytes = resp.bytes().await.map_err(|e| describe(e, url))?;
         if !status.is_success() {
             let text = String::from_utf8_lossy(&bytes[..bytes.len().min(300)]).into_owned();
             return Err(Error::Config(format!(
@@ -201,15 +201,26 @@ impl PeerClient {
     }
 }
 
-/// An error of the HTTPS layer, in words an administrator can act on.
-fn describe(e: reqwest::Error) -> Error {
-    let mut msg = e.to_string();
+/// An error of the HTTPS layer, in words an administrator can act on, naming
+/// the address they gave rather than the synthetic host name.
+fn describe(e: reqwest::Error, url: &PeerUrl) -> Error {
+    let mut msg = format!("https://{}:{}: ", url.host, url.port);
     let mut source = std::error::Error::source(&e);
+    let mut parts = Vec::new();
     while let Some(s) = source {
-        msg.push_str(": ");
-        msg.push_str(&s.to_string());
+        parts.push(s.to_string());
         source = s.source();
     }
+    // The innermost causes say what happened; reqwest's outer text repeats the URL.
+    parts.retain(|p| !p.contains(".yui.invalid"));
+    if parts.is_empty() {
+        parts.push(if e.is_timeout() {
+            "request timed out".to_owned()
+        } else {
+            "request failed".to_owned()
+        });
+    }
+    msg.push_str(&parts.join(": "));
     let hint = if e.is_connect() {
         " (is the peer running and reachable?)"
     } else if e.is_timeout() {
