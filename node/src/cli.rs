@@ -96,6 +96,15 @@ pub enum Command {
     Peer(PeerCommand),
     /// Sync with every peer now, both ways, and report.
     Sync,
+    /// Start three example towns (立科町, 大町市, 糸魚川市) on this machine with
+    /// a fresh consortium, fill them with example records, and show shared
+    /// records crossing towns while personal data stays home. Ctrl-C stops it.
+    Demo {
+        /// Keep the towns' data here instead of a temporary directory
+        /// (which is removed on exit).
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Show this node's town, node id, membership and record counts. Works
     /// whether or not the node is running.
     Status {
@@ -252,6 +261,7 @@ pub async fn run(cli: Cli) -> Result<()> {
         }
         Command::Peer(cmd) => peer(data_dir, cmd).await,
         Command::Sync => sync(data_dir).await,
+        Command::Demo { dir } => crate::demo::run(dir, wait_for_signal()).await,
         Command::Status { json } => status(data_dir, json).await,
         Command::Backup { file } => {
             data_dir.open()?;
@@ -328,7 +338,7 @@ async fn serve(
     Ok(())
 }
 
-async fn wait_for_signal() {
+pub async fn wait_for_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
@@ -494,16 +504,11 @@ fn ca(cmd: CaCommand) -> Result<()> {
 
 fn cert_install(data_dir: &DataDir, cert: &Path, ca_cert: &Path) -> Result<()> {
     let config = data_dir.open()?;
-    let cert_der = crate::pki::read_pem_file(cert, "node certificate")?;
-    let ca_der = crate::pki::read_pem_file(ca_cert, "CA certificate")?;
-    let node_id = data_dir.node_id()?;
-    let now = crate::store::now_ms() / 1000;
-    let id = crate::pki::check_node_cert(&cert_der, &ca_der, &node_id, &config.town, now)?;
-    let cert_text = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
-    let ca_text =
+    let cert_pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
+    let ca_pem =
         std::fs::read(ca_cert).with_context(|| format!("reading {}", ca_cert.display()))?;
-    crate::pki::replace_file(&data_dir.ca_cert_path(), &ca_text, 0o644)?;
-    crate::pki::replace_file(&data_dir.cert_path(), &cert_text, 0o644)?;
+    let now = crate::store::now_ms() / 1000;
+    let id = crate::pki::install(data_dir, &config.town, &cert_pem, &ca_pem, now)?;
     let days = (id.not_after - now) / 86_400;
     println!(
         "Installed the certificate of town {} (node {}), valid for {days} more days.",

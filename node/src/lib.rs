@@ -9,6 +9,7 @@
 pub mod api;
 pub mod cli;
 pub mod datadir;
+pub mod demo;
 pub mod error;
 pub mod export;
 pub mod metrics;

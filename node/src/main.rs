@@ -10,7 +10,13 @@ use yui_node::cli::{Cli, LogFormat};
 async fn main() -> ExitCode {
     let cli = Cli::parse();
     yui_node::pki::install_crypto_provider();
-    let filter = EnvFilter::try_from_env("YUI_LOG").unwrap_or_else(|_| EnvFilter::new("info"));
+    // The demo prints its own story; its logs would drown it.
+    let default = if matches!(cli.command, yui_node::cli::Command::Demo { .. }) {
+        "warn"
+    } else {
+        "info"
+    };
+    let filter = EnvFilter::try_from_env("YUI_LOG").unwrap_or_else(|_| EnvFilter::new(default));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr);

@@ -473,6 +473,24 @@ pub fn check_node_cert(
     Ok(id)
 }
 
+/// `yui cert install`: checks a signed certificate against this node and
+/// installs it with the CA certificate into the data directory.
+pub fn install(
+    data_dir: &crate::datadir::DataDir,
+    town: &str,
+    cert_pem: &[u8],
+    ca_pem: &[u8],
+    now: i64,
+) -> Result<PeerIdentity> {
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let cert_der = parse_pem(&text(cert_pem), "node certificate")?;
+    let ca_der = parse_pem(&text(ca_pem), "CA certificate")?;
+    let id = check_node_cert(&cert_der, &ca_der, &data_dir.node_id()?, town, now)?;
+    replace_file(&data_dir.ca_cert_path(), ca_pem, 0o644)?;
+    replace_file(&data_dir.cert_path(), cert_pem, 0o644)?;
+    Ok(id)
+}
+
 fn hex(b: &[u8]) -> String {
     b.iter().map(|x| format!("{x:02x}")).collect()
 }
