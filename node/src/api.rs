@@ -248,7 +248,16 @@ async fn healthz(State(node): State<AppState>) -> Response {
 
 async fn metrics(State(node): State<AppState>) -> Result<Response> {
     let counts = node.store.counts().await?;
-    let text = node.metrics.render(&counts, node.store.disk_bytes());
+    let mut text = node.metrics.render(&counts, node.store.disk_bytes());
+    if let Some(peering) = &node.peering {
+        let peers = node.store.peers().await?;
+        crate::metrics::render_peers(
+            &mut text,
+            &peers,
+            &peering.inbound(),
+            peering.refused_attempts().len(),
+        );
+    }
     Ok((
         [(
             header::CONTENT_TYPE,

@@ -24,6 +24,21 @@ async fn main() -> ExitCode {
         LogFormat::Json => builder.json().init(),
         LogFormat::Text => builder.init(),
     }
+    // Automerge panics on some hostile input; the node contains those panics
+    // (a copy is discarded), so log them as one line, not a backtrace.
+    std::panic::set_hook(Box::new(|info| {
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_default();
+        let message = info
+            .payload()
+            .downcast_ref::<&str>()
+            .map(|s| (*s).to_owned())
+            .or_else(|| info.payload().downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        tracing::error!(%location, %message, "panic (contained if it came from peer input)");
+    }));
     match yui_node::cli::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -131,3 +131,116 @@ impl Metrics {
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+/// Sync metrics: per dialled peer (persisted state) and per node that dials us.
+pub fn render_peers(
+    out: &mut String,
+    peers: &[crate::store::PeerInfo],
+    inbound: &[(String, crate::peer::InboundStats)],
+    refused: usize,
+) {
+    let label = |p: &crate::store::PeerInfo| {
+        format!(
+            "peer=\"{}\",town=\"{}\"",
+            p.url.replace('"', ""),
+            p.town.as_deref().unwrap_or("").replace('"', "")
+        )
+    };
+    let series: [(&str, &str, &str, fn(&crate::store::PeerInfo) -> f64); 9] = [
+        (
+            "yui_peer_rounds_total",
+            "counter",
+            "Successful sync exchanges with a peer this node dials.",
+            |p| p.rounds as f64,
+        ),
+        (
+            "yui_peer_failures",
+            "gauge",
+            "Consecutive failed exchanges (0 when the last one succeeded).",
+            |p| p.failures as f64,
+        ),
+        (
+            "yui_peer_bytes_in_total",
+            "counter",
+            "Bytes received from a peer (message bodies).",
+            |p| p.bytes_in as f64,
+        ),
+        (
+            "yui_peer_bytes_out_total",
+            "counter",
+            "Bytes sent to a peer (message bodies).",
+            |p| p.bytes_out as f64,
+        ),
+        (
+            "yui_peer_docs_in_total",
+            "counter",
+            "Document updates received from a peer.",
+            |p| p.docs_in as f64,
+        ),
+        (
+            "yui_peer_docs_out_total",
+            "counter",
+            "Document updates sent to a peer.",
+            |p| p.docs_out as f64,
+        ),
+        (
+            "yui_peer_pending_documents",
+            "gauge",
+            "Shared records the peer is not yet known to have.",
+            |p| p.pending as f64,
+        ),
+        (
+            "yui_peer_last_success_timestamp_seconds",
+            "gauge",
+            "Time of the last successful exchange (0 = never).",
+            |p| p.last_success_at.unwrap_or(0) as f64 / 1000.0,
+        ),
+        (
+            "yui_peer_up",
+            "gauge",
+            "1 if the last exchange succeeded.",
+            |p| {
+                f64::from(u8::from(
+                    p.last_error.is_none() && p.last_success_at.is_some(),
+                ))
+            },
+        ),
+    ];
+    for (name, kind, help, value) in series {
+        let _ = writeln!(out, "# HELP {name} {help}");
+        let _ = writeln!(out, "# TYPE {name} {kind}");
+        for p in peers {
+            let _ = writeln!(out, "{name}{{{}}} {}", label(p), value(p));
+        }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP yui_inbound_rounds_total Sync requests served to a node that dials this one."
+    );
+    let _ = writeln!(out, "# TYPE yui_inbound_rounds_total counter");
+    for (node_id, s) in inbound {
+        let _ = writeln!(
+            out,
+            "yui_inbound_rounds_total{{node_id=\"{node_id}\",town=\"{}\"}} {}",
+            s.town, s.rounds
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP yui_inbound_bad_messages_total Malformed messages refused from a node."
+    );
+    let _ = writeln!(out, "# TYPE yui_inbound_bad_messages_total counter");
+    for (node_id, s) in inbound {
+        let _ = writeln!(
+            out,
+            "yui_inbound_bad_messages_total{{node_id=\"{node_id}\",town=\"{}\"}} {}",
+            s.town, s.bad_messages
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP yui_peer_port_refused_recent Connection attempts the peer port refused (last 100 kept)."
+    );
+    let _ = writeln!(out, "# TYPE yui_peer_port_refused_recent gauge");
+    let _ = writeln!(out, "yui_peer_port_refused_recent {refused}");
+}

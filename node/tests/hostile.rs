@@ -1,0 +1,360 @@
+//! A hostile consortium member, over a real mutual-TLS connection to a real
+//! peer port: garbage bodies, Automerge sync messages of the kinds measured to
+//! crash or stall automerge 0.12, mutated documents that get past Automerge's
+//! checksum, local-collection pushes, oversize and inflating bodies. The node
+//! must answer each quickly, keep serving, and keep its stored records intact.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use prost::Message;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_util::sync::CancellationToken;
+use yui_node::datadir::{DataDir, InitOptions};
+use yui_node::node::Node;
+use yui_node::pki::CaDir;
+use yui_protocol::wire::{DocUpdate, PROTOCOL_VERSION, SyncRequest, SyncResponse};
+use yui_protocol::{Collection, RecordId};
+
+struct Town {
+    node: Arc<Node>,
+    _dir: tempfile::TempDir,
+}
+
+fn make_town(ca: &CaDir, town: &str) -> Town {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = DataDir::new(dir.path().join(town));
+    data.init(&InitOptions {
+        town: town.into(),
+        name: String::new(),
+        api_listen: "127.0.0.1:0".parse().expect("addr"),
+        peer_listen: "127.0.0.1:0".parse().expect("addr"),
+    })
+    .expect("init");
+    let now = time::OffsetDateTime::now_utc();
+    let csr = std::fs::read_to_string(data.csr_path()).expect("csr");
+    let (cert, _) = ca.issue(&csr, 30, now).expect("issue");
+    let ca_pem = std::fs::read(ca.cert_path()).expect("ca");
+    yui_node::pki::install(&data, town, cert.as_bytes(), &ca_pem, now.unix_timestamp())
+        .expect("install");
+    Town {
+        node: Arc::new(Node::open(data, true).expect("open")),
+        _dir: dir,
+    }
+}
+
+/// One HTTP/1.1 request over a fresh mutual-TLS connection, as the attacker.
+async fn post(
+    addr: std::net::SocketAddr,
+    config: Arc<rustls::ClientConfig>,
+    headers: &str,
+    body: &[u8],
+) -> (u16, Vec<u8>) {
+    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
+    let name = rustls::pki_types::ServerName::try_from("node.yui.invalid").expect("name");
+    let mut tls = tokio_rustls::TlsConnector::from(config)
+        .connect(name, tcp)
+        .await
+        .expect("mutual TLS handshake as a member");
+    let head = format!(
+        "POST /yui/v1/sync HTTP/1.1\r\nHost: victim\r\nContent-Type: application/x-protobuf\r\n{headers}Content-Length: {}\r\nConnection: close\r\n\r\n",
+        body.len()
+    );
+    tls.write_all(head.as_bytes()).await.expect("head");
+    // The server may answer and close before reading a large body.
+    let _ = tls.write_all(body).await;
+    let mut answer = Vec::new();
+    let _ = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut answer)).await;
+    let split = answer
+        .windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .unwrap_or_else(|| panic!("no HTTP answer: {:?}", String::from_utf8_lossy(&answer)));
+    let status = String::from_utf8_lossy(&answer[..split])
+        .split_whitespace()
+        .nth(1)
+        .and_then(|s| s.parse().ok())
+        .expect("status");
+    (status, answer[split + 4..].to_vec())
+}
+
+fn push(docs: Vec<DocUpdate>) -> Vec<u8> {
+    SyncRequest {
+        version: PROTOCOL_VERSION,
+        push: docs,
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+fn refusals(body: &[u8]) -> Vec<String> {
+    SyncResponse::decode(body)
+        .expect("a sync response")
+        .refused
+        .into_iter()
+        .map(|r| r.code)
+        .collect()
+}
+
+/// Rewrites a chunk's checksum after its body was changed, the way Automerge
+/// computes it, so the mutation reaches Automerge's parser.
+fn fix_checksum(chunk: &mut [u8]) {
+    let mut pos = 9;
+    let mut len = 0usize;
+    let mut shift = 0;
+    loop {
+        let b = chunk[pos];
+        len |= usize::from(b & 0x7f) << shift;
+        pos += 1;
+        shift += 7;
+        if b & 0x80 == 0 {
+            break;
+        }
+    }
+    let mut hashed = vec![chunk[8]];
+    hashed.extend_from_slice(&chunk[9..pos]);
+    hashed.extend_from_slice(&chunk[pos..(pos + len).min(chunk.len())]);
+    let digest = ring::digest::digest(&ring::digest::SHA256, &hashed);
+    chunk[4..8].copy_from_slice(&digest.as_ref()[..4]);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_hostile_member_cannot_crash_stall_or_corrupt_the_node() {
+    let ca_dir = tempfile::tempdir().expect("tempdir");
+    let ca = CaDir::new(ca_dir.path().join("ca"));
+    ca.init("テスト", time::OffsetDateTime::now_utc())
+        .expect("ca");
+    let victim = make_town(&ca, "omachi");
+    let attacker = make_town(&ca, "evil");
+
+    // The victim holds a record that must come through intact.
+    let fields = yui_protocol::validate::validate_create(
+        Collection::Knowledge,
+        serde_json::json!({"title": "守るべき記録", "body": "本文", "category": "security"})
+            .as_object()
+            .expect("obj"),
+    )
+    .expect("valid");
+    let kept = victim
+        .node
+        .store
+        .create(Collection::Knowledge, fields, yui_node::store::now_ms())
+        .await
+        .expect("create");
+    let kept: serde_json::Value = serde_json::from_str(kept.get()).expect("json");
+    let kept_id = kept["id"].as_str().expect("id").to_owned();
+
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let api_addr = api.local_addr().expect("addr");
+    let peers = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let peer_addr = peers.local_addr().expect("addr");
+    let shutdown = CancellationToken::new();
+    let server = tokio::spawn(yui_node::node::serve(
+        victim.node.clone(),
+        api,
+        Some(peers),
+        shutdown.clone(),
+    ));
+    let config = Arc::new(
+        attacker
+            .node
+            .peering
+            .as_ref()
+            .expect("joined")
+            .trust
+            .client_config()
+            .expect("config"),
+    );
+
+    // 1. Bodies that are not messages.
+    for garbage in [&b"\x00\x01\x02garbage"[..], &[0xff; 64], b""] {
+        let (status, _) = post(peer_addr, config.clone(), "", garbage).await;
+        // An empty body decodes as version 0: refused as another version.
+        assert!(status == 400 || status == 426, "garbage answered {status}");
+    }
+    // 2. Automerge sync messages: a 10-byte one of the shape that divides by
+    //    zero in automerge's bloom filter, and a 14-byte one whose probe count
+    //    burns minutes of CPU — sent raw, and as a document's changes.
+    let sync_zero = vec![0x42, 0, 0, 1, 0, 0, 0, 0, 0, 0];
+    let sync_probes = vec![
+        0x42, 0, 0, 1, 0x01, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01, 0x01, 0x00, 0x00,
+    ];
+    let id = RecordId::generate(1, [1; 10]).to_string();
+    for msg in [&sync_zero, &sync_probes] {
+        let start = Instant::now();
+        let (status, _) = post(peer_addr, config.clone(), "", msg).await;
+        assert!(status == 400 || status == 426, "{status}");
+        let doc = DocUpdate {
+            id: id.clone(),
+            collection: "knowledge".into(),
+            changes: msg.clone(),
+            ..Default::default()
+        };
+        let (status, body) = post(peer_addr, config.clone(), "", &push(vec![doc])).await;
+        assert_eq!(status, 200);
+        assert_eq!(refusals(&body), ["invalid_changes"]);
+        assert!(
+            start.elapsed() < Duration::from_secs(2),
+            "answered in {:?}",
+            start.elapsed()
+        );
+    }
+
+    // 3. Mutated documents that pass Automerge's checksum: many make
+    //    automerge's `load` panic. Count them here, then send them all.
+    let mut doc = yui_protocol::doc::create(
+        automerge::ActorId::from([9u8; 16].as_slice()),
+        Collection::Knowledge,
+        &RecordId::generate(2, [2; 10]),
+        "evil",
+        2,
+        &yui_protocol::validate::validate_create(
+            Collection::Knowledge,
+            serde_json::json!({"title": "t", "body": "悪意のある本文", "category": "pr", "tags": ["a", "b"]})
+                .as_object()
+                .expect("obj"),
+        )
+        .expect("valid"),
+    )
+    .expect("doc");
+    let valid = doc.save_nocompress();
+    let mut rng = 0x2545_f491_4f6c_dd1du64;
+    let mut mutated = Vec::new();
+    let mut panics_locally = 0;
+    std::panic::set_hook(Box::new(|_| {})); // the panics below are expected
+    for _ in 0..600 {
+        let mut m = valid.clone();
+        for _ in 0..3 {
+            rng ^= rng << 13;
+            rng ^= rng >> 7;
+            rng ^= rng << 17;
+            let at = 12 + (rng as usize) % (m.len() - 12);
+            m[at] = (rng >> 32) as u8;
+        }
+        fix_checksum(&mut m);
+        if std::panic::catch_unwind(|| automerge::AutoCommit::load(&m)).is_err() {
+            panics_locally += 1;
+        }
+        mutated.push(m);
+    }
+    let _ = std::panic::take_hook();
+    let start = Instant::now();
+    let mut codes = std::collections::BTreeMap::<String, usize>::new();
+    for chunk in mutated.chunks(100) {
+        let docs = chunk
+            .iter()
+            .enumerate()
+            .map(|(i, m)| DocUpdate {
+                id: RecordId::generate(3, [i as u8; 10]).to_string(),
+                collection: "knowledge".into(),
+                changes: m.clone(),
+                ..Default::default()
+            })
+            .collect();
+        let (status, body) = post(peer_addr, config.clone(), "", &push(docs)).await;
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        for code in refusals(&body) {
+            *codes.entry(code).or_default() += 1;
+        }
+    }
+    eprintln!(
+        "600 mutated documents ({panics_locally} panic automerge's load here) answered in {:?}: {codes:?}",
+        start.elapsed()
+    );
+
+    // 4. A local collection, an oversize update, an oversize body, a gzip bomb.
+    let local = DocUpdate {
+        id: RecordId::generate(4, [4; 10]).to_string(),
+        collection: "workers".into(),
+        changes: valid.clone(),
+        ..Default::default()
+    };
+    let huge = DocUpdate {
+        id: RecordId::generate(5, [5; 10]).to_string(),
+        collection: "knowledge".into(),
+        changes: vec![0; 5 * 1024 * 1024],
+        ..Default::default()
+    };
+    let (status, body) = post(peer_addr, config.clone(), "", &push(vec![local, huge])).await;
+    assert_eq!(status, 200);
+    assert_eq!(refusals(&body), ["local_collection", "invalid_changes"]);
+    let (status, _) = post(peer_addr, config.clone(), "", &vec![0u8; 33 * 1024 * 1024]).await;
+    assert_eq!(status, 413);
+    let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
+    std::io::Write::write_all(&mut bomb, &vec![0u8; 40 * 1024 * 1024]).expect("write");
+    let bomb = bomb.finish().expect("gzip");
+    let (status, _) = post(
+        peer_addr,
+        config.clone(),
+        "Content-Encoding: gzip\r\n",
+        &bomb,
+    )
+    .await;
+    assert_eq!(status, 400);
+    let (status, _) = post(
+        peer_addr,
+        config.clone(),
+        "",
+        &SyncRequest {
+            version: 2,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    )
+    .await;
+    assert_eq!(status, 426, "another protocol version is refused");
+
+    // Afterwards: the node answers, its record is intact, nothing was stored.
+    let http = reqwest::Client::new();
+    let token = victim.node.data_dir.read_token().expect("token");
+    let health = http
+        .get(format!("http://{api_addr}/healthz"))
+        .send()
+        .await
+        .expect("health");
+    assert_eq!(health.status(), 200);
+    let got: serde_json::Value = http
+        .get(format!(
+            "http://{api_addr}/api/v1/records/knowledge/{kept_id}"
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("get")
+        .json()
+        .await
+        .expect("json");
+    assert_eq!(got, kept);
+    let counts = victim.node.store.counts().await.expect("counts");
+    assert_eq!(
+        counts[&Collection::Knowledge],
+        1,
+        "no hostile document was stored"
+    );
+    assert_eq!(counts[&Collection::Workers], 0);
+    // And an honest exchange still works.
+    let (status, body) = post(
+        peer_addr,
+        config.clone(),
+        "",
+        &SyncRequest {
+            version: PROTOCOL_VERSION,
+            pull: true,
+            ..Default::default()
+        }
+        .encode_to_vec(),
+    )
+    .await;
+    assert_eq!(status, 200);
+    let answer = SyncResponse::decode(&body[..]).expect("response");
+    assert_eq!(
+        answer.docs.len(),
+        1,
+        "the kept record is offered to a member"
+    );
+    shutdown.cancel();
+    server.await.expect("join").expect("serve");
+}
