@@ -5,3 +5,4 @@ mod backup;
 mod cli;
 mod crash;
 mod faults;
+mod federation;
