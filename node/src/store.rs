@@ -36,9 +36,10 @@ use serde_json::value::RawValue;
 use tokio::sync::{Semaphore, oneshot, watch};
 use yui_protocol::doc::{self, HistoryEntry};
 use yui_protocol::schema::FieldKind;
+use yui_protocol::session;
 use yui_protocol::sync::{self, Batch, FeedItem, Hash, Limits, SharedCollection, Stored};
 use yui_protocol::validate::{self, Fields, Patch};
-use yui_protocol::wire::{DocUpdate, Need};
+use yui_protocol::wire::{Need, SyncRequest, SyncResponse};
 use yui_protocol::{Collection, Millis, RecordId, RecordView, search};
 
 use crate::error::{Error, Result};
@@ -700,35 +701,84 @@ impl Store {
             .await
     }
 
-    /// What `peer` lacks among the shared records after `after` (a read).
+    /// Server side, a read: what `peer` lacks among the shared records
+    /// after `after`.
     pub async fn sync_prepare(&self, peer: String, after: u64, limits: Limits) -> Result<Batch> {
         self.read(move |conn| {
             let mut replica = SqlReplica { conn, state: None };
-            sync::prepare_updates(&mut replica, &peer, after, limits)
+            session::server_prepare(&mut replica, &peer, after, limits)
         })
         .await
     }
 
-    /// One write transaction of a sync exchange with `peer`: forget heads the
-    /// peer says it lacks (`needs`), record heads it now has (`delivered`),
-    /// and apply its updates (`docs`).
-    pub async fn sync_apply(
+    /// Server side, a write: apply a client's needs and pushed documents.
+    pub async fn sync_accept(
         &self,
         peer: String,
-        needs: Vec<Need>,
-        delivered: Vec<(RecordId, Vec<Hash>)>,
-        docs: Vec<DocUpdate>,
+        mut request: SyncRequest,
     ) -> Result<sync::Outcome> {
         self.write(move |conn, state| {
             let mut replica = SqlReplica {
                 conn,
                 state: Some(state),
             };
-            sync::apply_needs(&mut replica, &peer, &needs)?;
-            for (id, heads) in &delivered {
-                sync::Replica::set_peer_heads(&mut replica, &peer, id, heads)?;
-            }
-            sync::accept_updates(&mut replica, &peer, docs)
+            session::server_accept(&mut replica, &peer, &mut request)
+        })
+        .await
+    }
+
+    /// Server side, a write: record what the answer delivers. Returns the batch.
+    pub async fn sync_delivered(&self, peer: String, batch: Batch) -> Result<Batch> {
+        self.write(move |conn, state| {
+            let mut replica = SqlReplica {
+                conn,
+                state: Some(state),
+            };
+            session::server_delivered(&mut replica, &peer, &batch)?;
+            Ok(batch)
+        })
+        .await
+    }
+
+    /// Client side, a read: the request of one exchange with `peer`.
+    pub async fn sync_request(
+        &self,
+        peer: String,
+        cursors: session::Cursors,
+        push: bool,
+        pull: bool,
+        wait_ms: u32,
+        needs: Vec<Need>,
+    ) -> Result<session::ClientStep> {
+        self.read(move |conn| {
+            let mut replica = SqlReplica { conn, state: None };
+            session::client_request(
+                &mut replica,
+                &peer,
+                cursors,
+                push,
+                pull,
+                wait_ms,
+                needs,
+                Limits::default(),
+            )
+        })
+        .await
+    }
+
+    /// Client side, one write: apply `peer`'s answer to `sent`.
+    pub async fn sync_apply(
+        &self,
+        peer: String,
+        sent: session::Outgoing,
+        response: SyncResponse,
+    ) -> Result<session::ClientOutcome> {
+        self.write(move |conn, state| {
+            let mut replica = SqlReplica {
+                conn,
+                state: Some(state),
+            };
+            session::client_apply(&mut replica, &peer, &sent, response)
         })
         .await
     }

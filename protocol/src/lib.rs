@@ -12,6 +12,7 @@ pub mod memory;
 pub mod record;
 pub mod schema;
 pub mod search;
+pub mod session;
 pub mod sync;
 pub mod validate;
 pub mod wire;

@@ -14,8 +14,8 @@ use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use prost::Message;
-use yui_protocol::sync::{Hash, Limits};
-use yui_protocol::wire::{PROTOCOL_VERSION, SyncRequest, SyncResponse};
+use yui_protocol::session;
+use yui_protocol::wire::{SyncRequest, SyncResponse};
 
 use super::codec;
 use super::tls::{self, Trust};
@@ -238,113 +238,63 @@ pub async fn exchange(
     client: &PeerClient,
     url: &PeerUrl,
     node_id: &str,
-    cursors: (u64, u64),
+    cursors: session::Cursors,
     push: bool,
     pull: bool,
     wait_ms: u32,
     needs: Vec<yui_protocol::wire::Need>,
     server_revocations: u64,
 ) -> Result<Exchange> {
-    let trust = &node
+    let peering = node
         .peering
         .as_ref()
-        .ok_or_else(|| Error::Config("not joined".into()))?
-        .trust;
-    let (push_cursor, pull_cursor) = cursors;
-    let batch = if push {
-        node.store
-            .sync_prepare(node_id.to_owned(), push_cursor, Limits::default())
-            .await?
-    } else {
-        yui_protocol::sync::Batch {
-            cursor: push_cursor,
-            ..Default::default()
+        .ok_or_else(|| Error::Config("not joined".into()))?;
+    let step = node
+        .store
+        .sync_request(node_id.to_owned(), cursors, push, pull, wait_ms, needs)
+        .await?;
+    let mut sent = match step {
+        session::ClientStep::Skip { push_cursor, more } => {
+            return Ok(Exchange {
+                push_cursor,
+                more,
+                ..Exchange::default()
+            });
         }
+        session::ClientStep::Send(sent) => *sent,
     };
-    let mut report = Exchange::default();
-    if !pull && batch.docs.is_empty() {
-        // Nothing to send: at most, skip the cursor past echoes.
-        report.push_cursor = (batch.cursor != push_cursor).then_some(batch.cursor);
-        report.more = batch.more;
-        return Ok(report);
+    let own = peering.trust.revocation_number();
+    sent.request.revocation_number = own;
+    if own > server_revocations {
+        sent.request.revocations = Some(peering.trust.revocations_der());
     }
-    let own_revocations = trust.revocation_number();
-    let pushed: Vec<(String, Vec<Hash>, u64)> = batch
-        .docs
-        .iter()
-        .zip(&batch.seqs)
-        .map(|(d, seq)| (d.id.clone(), hashes(&d.heads), *seq))
-        .collect();
-    let req = SyncRequest {
-        version: PROTOCOL_VERSION,
-        since: pull_cursor,
-        pull,
-        wait_ms,
-        push: batch.docs,
-        revocation_number: own_revocations,
-        revocations: (own_revocations > server_revocations).then(|| trust.revocations_der()),
-        needs,
-        extensions: Vec::new(),
-    };
-    let (resp, bytes_out, bytes_in) = client.sync(url, node_id, &req).await?;
-    report.sent = true;
-    report.bytes_out = bytes_out;
-    report.bytes_in = bytes_in;
-    report.docs_out = pushed.len() as u64;
-    report.docs_in = resp.docs.len() as u64;
-    report.server_revocations = resp.revocation_number;
+    let (resp, bytes_out, bytes_in) = client.sync(url, node_id, &sent.request).await?;
+    let server_revocations = resp.revocation_number;
     if let Some(der) = &resp.revocations
-        && let Some(peering) = &node.peering
         && let Err(e) = peering.install_revocations(&node.data_dir, der)
     {
         tracing::warn!(error = %e, "a peer sent a revocation list that does not verify");
     }
-    for r in &resp.refused {
-        tracing::warn!(peer = %node_id, id = %r.id, code = %r.code, reason = %r.message, "the peer refused a document");
-    }
-    // The peer now has what it did not refuse or ask again for.
-    let redo: Vec<&str> = resp.needs.iter().map(|n| n.id.as_str()).collect();
-    let delivered: Vec<_> = pushed
-        .iter()
-        .filter(|(id, _, _)| !redo.contains(&id.as_str()))
-        .filter(|(id, _, _)| !resp.refused.iter().any(|r| &r.id == id))
-        .filter_map(|(id, heads, _)| Some((id.parse().ok()?, heads.clone())))
-        .collect();
-    let pulled_seqs: Vec<(String, u64)> = resp.docs.iter().map(|d| (d.id.clone(), d.seq)).collect();
     let outcome = node
         .store
-        .sync_apply(node_id.to_owned(), resp.needs.clone(), delivered, resp.docs)
+        .sync_apply(node_id.to_owned(), sent, resp)
         .await?;
-    for r in &outcome.refused {
+    for r in &outcome.refused_by_peer {
+        tracing::warn!(peer = %node_id, id = %r.id, code = %r.code, reason = %r.message, "the peer refused a document");
+    }
+    for r in &outcome.refused_here {
         tracing::warn!(peer = %node_id, id = %r.id, code = %r.code, reason = %r.message, "refused a document from a peer");
     }
-    if push {
-        // Resend from the first document the peer could not apply.
-        report.push_cursor = Some(
-            pushed
-                .iter()
-                .filter(|(id, _, _)| redo.contains(&id.as_str()))
-                .map(|(_, _, seq)| seq.saturating_sub(1))
-                .min()
-                .unwrap_or(batch.cursor),
-        );
-    }
-    if pull {
-        let first_needed = pulled_seqs
-            .iter()
-            .filter(|(id, _)| outcome.needs.iter().any(|n| &n.id == id))
-            .map(|(_, seq)| seq.saturating_sub(1))
-            .min();
-        report.pull_cursor = Some(first_needed.unwrap_or(resp.cursor).min(resp.cursor));
-        report.needs = outcome.needs;
-    }
-    report.more = batch.more || resp.more;
-    Ok(report)
-}
-
-fn hashes(heads: &[Vec<u8>]) -> Vec<Hash> {
-    heads
-        .iter()
-        .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
-        .collect()
+    Ok(Exchange {
+        bytes_out,
+        bytes_in,
+        docs_out: outcome.docs_out as u64,
+        docs_in: outcome.docs_in as u64,
+        more: outcome.more,
+        push_cursor: outcome.push_cursor,
+        pull_cursor: outcome.pull_cursor,
+        needs: outcome.needs,
+        server_revocations,
+        sent: true,
+    })
 }

@@ -334,7 +334,10 @@ async fn run_exchange(
         &peering.client,
         &target,
         &node_id,
-        (info.push_cursor, info.pull_cursor),
+        yui_protocol::session::Cursors {
+            push: info.push_cursor,
+            pull: info.pull_cursor,
+        },
         push,
         pull,
         wait_ms,

@@ -23,7 +23,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use yui_protocol::sync::Limits;
-use yui_protocol::wire::{self, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, SyncRequest, SyncResponse};
+use yui_protocol::wire::{self, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, SyncRequest};
 
 use super::codec;
 use crate::node::Node;
@@ -226,16 +226,9 @@ async fn sync(
         tracing::warn!(peer = %peer.town, error = %e, "a peer sent a revocation list that does not verify");
     }
     let pushed = req.push.len();
-    let outcome = match node
-        .store
-        .sync_apply(
-            peer.node_id.clone(),
-            req.needs.clone(),
-            Vec::new(),
-            req.push,
-        )
-        .await
-    {
+    let (pull, since, wait_ms, client_revocations) =
+        (req.pull, req.since, req.wait_ms, req.revocation_number);
+    let accepted = match node.store.sync_accept(peer.node_id.clone(), req).await {
         Ok(o) => o,
         Err(e) => {
             tracing::error!(peer = %peer.town, error = %e, "storing a peer's updates failed");
@@ -245,20 +238,13 @@ async fn sync(
             );
         }
     };
-    for r in &outcome.refused {
+    for r in &accepted.refused {
         tracing::warn!(peer = %peer.town, node_id = %peer.node_id, id = %r.id, code = %r.code, reason = %r.message, "refused a document from a peer");
     }
-    let mut resp = SyncResponse {
-        version: PROTOCOL_VERSION,
-        needs: outcome.needs,
-        refused: outcome.refused,
-        revocation_number: peering.trust.revocation_number(),
-        ..Default::default()
-    };
-    if req.pull {
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(req.wait_ms));
+    let batch = if pull {
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(wait_ms));
         let mut seq = node.store.watch_seq();
-        let mut cursor = req.since;
+        let mut cursor = since;
         let batch = loop {
             seq.borrow_and_update();
             let batch = match node
@@ -285,25 +271,22 @@ async fn sync(
                 changed = seq.changed() => if changed.is_err() { break batch },
             }
         };
-        // The client will have these unless the answer is lost; if it is,
-        // the client's next request says what it lacks (`needs`).
-        let delivered = batch
-            .docs
-            .iter()
-            .filter_map(|d| Some((d.id.parse().ok()?, hashes(&d.heads))))
-            .collect();
-        if let Err(e) = node
-            .store
-            .sync_apply(peer.node_id.clone(), Vec::new(), delivered, Vec::new())
-            .await
-        {
-            tracing::error!(peer = %peer.town, error = %e, "recording delivered heads failed");
+        match node.store.sync_delivered(peer.node_id.clone(), batch).await {
+            Ok(b) => Some(b),
+            Err(e) => {
+                tracing::error!(peer = %peer.town, error = %e, "recording delivered heads failed");
+                return refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "this node could not record the exchange".into(),
+                );
+            }
         }
-        resp.cursor = batch.cursor;
-        resp.more = batch.more;
-        resp.docs = batch.docs;
-    }
-    if req.revocation_number < resp.revocation_number {
+    } else {
+        None
+    };
+    let mut resp = yui_protocol::session::server_response(accepted, batch);
+    resp.revocation_number = peering.trust.revocation_number();
+    if client_revocations < resp.revocation_number {
         resp.revocations = Some(peering.trust.revocations_der());
     }
     let docs_out = resp.docs.len() as u64;
@@ -321,11 +304,4 @@ async fn sync(
             .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
     response
-}
-
-fn hashes(heads: &[Vec<u8>]) -> Vec<yui_protocol::sync::Hash> {
-    heads
-        .iter()
-        .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
-        .collect()
 }

@@ -1,0 +1,248 @@
+//! One exchange between two nodes, as pure steps over a [`Replica`].
+//!
+//! The node runs these steps around its HTTP request and its SQLite
+//! transactions; the simulation in `tests/` runs the very same steps with
+//! in-memory replicas and a network it controls. Between the steps only the
+//! values returned here travel, so what the node does and what the simulation
+//! checks cannot drift apart.
+//!
+//! Client: [`client_request`] (read) → send → [`client_apply`] (one write).
+//! Server: [`server_accept`] (write) → [`server_prepare`] (read, repeated
+//! while a long poll waits) → [`server_delivered`] (write) → answer with
+//! [`server_response`].
+
+use crate::record::RecordId;
+use crate::sync::{self, Batch, Hash, Limits, Outcome, Replica};
+use crate::wire::{Need, PROTOCOL_VERSION, Refusal, SyncRequest, SyncResponse};
+
+/// What a client persists per server it dials.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Cursors {
+    /// How far through our own feed the server is known to be served.
+    pub push: u64,
+    /// How far through the server's feed we have read.
+    pub pull: u64,
+}
+
+/// A document the client pushed, to be matched with the answer.
+#[derive(Debug, Clone)]
+pub struct Pushed {
+    pub id: String,
+    pub heads: Vec<Hash>,
+    pub seq: u64,
+}
+
+/// A request ready to send, and what is needed to apply its answer.
+#[derive(Debug, Clone)]
+pub struct Outgoing {
+    pub request: SyncRequest,
+    pub pushed: Vec<Pushed>,
+    /// Whether this request pushed (then the push cursor moves).
+    pub push: bool,
+    /// Where the push cursor goes if the server takes everything.
+    pub push_end: u64,
+    pub push_more: bool,
+}
+
+/// The first step of an exchange.
+#[derive(Debug, Clone)]
+pub enum ClientStep {
+    /// Send this request.
+    Send(Box<Outgoing>),
+    /// Nothing to send (a push with no news): at most move the push cursor
+    /// past records the server is already known to have.
+    Skip {
+        push_cursor: Option<u64>,
+        more: bool,
+    },
+}
+
+/// Builds the client's request. Revocation fields are left to the caller.
+#[allow(clippy::too_many_arguments)]
+pub fn client_request<R: Replica>(
+    replica: &mut R,
+    server: &str,
+    cursors: Cursors,
+    push: bool,
+    pull: bool,
+    wait_ms: u32,
+    needs: Vec<Need>,
+    limits: Limits,
+) -> Result<ClientStep, R::Error> {
+    let batch = if push {
+        sync::prepare_updates(replica, server, cursors.push, limits)?
+    } else {
+        Batch {
+            cursor: cursors.push,
+            ..Batch::default()
+        }
+    };
+    if !pull && batch.docs.is_empty() && needs.is_empty() {
+        return Ok(ClientStep::Skip {
+            push_cursor: (batch.cursor != cursors.push).then_some(batch.cursor),
+            more: batch.more,
+        });
+    }
+    let pushed = batch
+        .docs
+        .iter()
+        .zip(&batch.seqs)
+        .map(|(d, seq)| Pushed {
+            id: d.id.clone(),
+            heads: hashes(&d.heads),
+            seq: *seq,
+        })
+        .collect();
+    Ok(ClientStep::Send(Box::new(Outgoing {
+        request: SyncRequest {
+            version: PROTOCOL_VERSION,
+            since: cursors.pull,
+            pull,
+            wait_ms,
+            push: batch.docs,
+            needs,
+            ..SyncRequest::default()
+        },
+        pushed,
+        push,
+        push_end: batch.cursor,
+        push_more: batch.more,
+    })))
+}
+
+/// What applying an answer did, and the client's new state.
+#[derive(Debug, Default)]
+pub struct ClientOutcome {
+    /// The new push cursor, when the request pushed.
+    pub push_cursor: Option<u64>,
+    /// The new pull cursor, when the request pulled.
+    pub pull_cursor: Option<u64>,
+    /// Pulled documents we could not apply: send these with the next request.
+    pub needs: Vec<Need>,
+    pub more: bool,
+    pub docs_in: usize,
+    pub docs_out: usize,
+    /// Our documents the server refused.
+    pub refused_by_peer: Vec<Refusal>,
+    /// The server's documents we refused.
+    pub refused_here: Vec<Refusal>,
+    pub stored: Vec<RecordId>,
+}
+
+/// Applies the server's answer, in one write: forgets what the server says it
+/// lacks, records what it now has, stores its news, and moves the cursors.
+pub fn client_apply<R: Replica>(
+    replica: &mut R,
+    server: &str,
+    sent: &Outgoing,
+    response: SyncResponse,
+) -> Result<ClientOutcome, R::Error> {
+    let redo_ids: Vec<String> = response.needs.iter().map(|n| n.id.clone()).collect();
+    let refused_ids: Vec<String> = response.refused.iter().map(|r| r.id.clone()).collect();
+    let redo = |id: &str| redo_ids.iter().any(|r| r == id);
+    let refused = |id: &str| refused_ids.iter().any(|r| r == id);
+    sync::apply_needs(replica, server, &response.needs)?;
+    for p in &sent.pushed {
+        if !redo(&p.id)
+            && !refused(&p.id)
+            && let Ok(id) = p.id.parse::<RecordId>()
+        {
+            replica.set_peer_heads(server, &id, &p.heads)?;
+        }
+    }
+    let pulled: Vec<(String, u64)> = response
+        .docs
+        .iter()
+        .map(|d| (d.id.clone(), d.seq))
+        .collect();
+    let docs_in = response.docs.len();
+    let outcome = sync::accept_updates(replica, server, response.docs)?;
+    let mut result = ClientOutcome {
+        docs_in,
+        docs_out: sent.pushed.len(),
+        more: sent.push_more || response.more,
+        refused_by_peer: response.refused,
+        refused_here: outcome.refused,
+        stored: outcome.stored,
+        ..ClientOutcome::default()
+    };
+    if sent.push {
+        // Resend from the first document the server could not apply.
+        let first_redo = sent
+            .pushed
+            .iter()
+            .filter(|p| redo(&p.id))
+            .map(|p| p.seq.saturating_sub(1))
+            .min();
+        result.push_cursor = Some(first_redo.unwrap_or(sent.push_end));
+    }
+    if sent.request.pull {
+        let first_needed = pulled
+            .iter()
+            .filter(|(id, _)| outcome.needs.iter().any(|n| &n.id == id))
+            .map(|(_, seq)| seq.saturating_sub(1))
+            .min();
+        result.pull_cursor = Some(first_needed.map_or(response.cursor, |c| c.min(response.cursor)));
+        result.needs = outcome.needs;
+    }
+    Ok(result)
+}
+
+/// Server, first step (a write): take the client's needs and pushed documents.
+pub fn server_accept<R: Replica>(
+    replica: &mut R,
+    client: &str,
+    request: &mut SyncRequest,
+) -> Result<Outcome, R::Error> {
+    sync::apply_needs(replica, client, &request.needs)?;
+    sync::accept_updates(replica, client, std::mem::take(&mut request.push))
+}
+
+/// Server, second step (a read): the client's news after `since`.
+pub fn server_prepare<R: Replica>(
+    replica: &mut R,
+    client: &str,
+    since: u64,
+    limits: Limits,
+) -> Result<Batch, R::Error> {
+    sync::prepare_updates(replica, client, since, limits)
+}
+
+/// Server, third step (a write): the client will have what we send, unless
+/// the answer is lost — then its next request says what it lacks.
+pub fn server_delivered<R: Replica>(
+    replica: &mut R,
+    client: &str,
+    batch: &Batch,
+) -> Result<(), R::Error> {
+    for d in &batch.docs {
+        if let Ok(id) = d.id.parse::<RecordId>() {
+            replica.set_peer_heads(client, &id, &hashes(&d.heads))?;
+        }
+    }
+    Ok(())
+}
+
+/// Server, last step: the answer. Revocation fields are left to the caller.
+pub fn server_response(accepted: Outcome, batch: Option<Batch>) -> SyncResponse {
+    let mut response = SyncResponse {
+        version: PROTOCOL_VERSION,
+        needs: accepted.needs,
+        refused: accepted.refused,
+        ..SyncResponse::default()
+    };
+    if let Some(batch) = batch {
+        response.cursor = batch.cursor;
+        response.more = batch.more;
+        response.docs = batch.docs;
+    }
+    response
+}
+
+/// 32-byte hashes out of wire heads (others are ignored).
+pub fn hashes(heads: &[Vec<u8>]) -> Vec<Hash> {
+    heads
+        .iter()
+        .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
+        .collect()
+}
