@@ -95,6 +95,7 @@ CREATE TABLE peers (
     docs_in INTEGER NOT NULL DEFAULT 0,
     docs_out INTEGER NOT NULL DEFAULT 0
 ) STRICT;
+CREATE TABLE peer_epochs (peer TEXT PRIMARY KEY, epoch INTEGER NOT NULL) STRICT;
 CREATE TABLE peer_heads (
     peer TEXT NOT NULL,
     record_id TEXT NOT NULL,
@@ -189,6 +190,8 @@ struct Inner {
     last_seq: watch::Sender<i64>,
     /// The last id this process made, so ids sort in creation order.
     last_id: Mutex<Option<RecordId>>,
+    /// The feed epoch of this database (changes with a restore).
+    epoch: u64,
 }
 
 impl From<rusqlite::Error> for Error {
@@ -230,6 +233,11 @@ fn set_meta(conn: &Connection, key: &str, value: &str) -> rusqlite::Result<()> {
         [key, value],
     )?;
     Ok(())
+}
+
+fn new_epoch() -> u64 {
+    // Never 0: 0 is what a peer that does not send an epoch sends.
+    rand::rng().next_u64().max(1)
 }
 
 fn new_actor_hex() -> String {
@@ -290,6 +298,7 @@ impl Store {
         conn.execute_batch(SCHEMA)?;
         set_meta(&conn, "town", town)?;
         set_meta(&conn, "actor", &new_actor_hex())?;
+        set_meta(&conn, "feed_epoch", &new_epoch().to_string())?;
         // Written last, so a half-made file is not taken for a Yui database.
         conn.pragma_update(None, "user_version", SCHEMA_VERSION)?;
         conn.pragma_update(None, "application_id", APPLICATION_ID)?;
@@ -323,6 +332,19 @@ impl Store {
                 r.get(0)
             })
             .map_err(|e| corrupt(path, e))?;
+        let epoch = match get_meta(&conn, "feed_epoch").map_err(|e| corrupt(path, e))? {
+            Some(e) => e
+                .parse()
+                .map_err(|_| corrupt(path, "unreadable feed epoch"))?,
+            None => {
+                let e = new_epoch();
+                set_meta(&conn, "feed_epoch", &e.to_string())?;
+                e
+            }
+        };
+        conn.execute_batch(
+            "CREATE TABLE IF NOT EXISTS peer_epochs (peer TEXT PRIMARY KEY, epoch INTEGER NOT NULL) STRICT;",
+        )?;
 
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
@@ -351,8 +373,14 @@ impl Store {
                 reader_slots: Semaphore::new(READERS),
                 last_seq,
                 last_id: Mutex::new(None),
+                epoch,
             }),
         })
+    }
+
+    /// The feed epoch of this database (see `protocol::sync`).
+    pub fn feed_epoch(&self) -> u64 {
+        self.inner.epoch
     }
 
     pub fn town(&self) -> &str {
@@ -1303,6 +1331,8 @@ pub fn restore(db: &Path, src: &Path, town: &str, now: Millis) -> Result<Option<
         conn.pragma_update(None, "journal_mode", "WAL")?;
         set_meta(&conn, "actor", &new_actor_hex())?;
         set_meta(&conn, "restored_at", &now.to_string())?;
+        // Its feed positions will be reused: peers must read it from the start.
+        set_meta(&conn, "feed_epoch", &new_epoch().to_string())?;
         conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
     }
     let mut kept = None;
@@ -1520,6 +1550,39 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
             )?;
         }
         state.next_seq += 1;
+        Ok(())
+    }
+
+    fn feed_epoch(&mut self) -> Result<u64> {
+        let e: Option<String> = get_meta(self.conn, "feed_epoch")?;
+        e.and_then(|e| e.parse().ok())
+            .ok_or_else(|| Error::Storage("no feed epoch".into()))
+    }
+
+    fn peer_epoch(&mut self, peer: &str) -> Result<Option<u64>> {
+        Ok(self
+            .conn
+            .query_row(
+                "SELECT epoch FROM peer_epochs WHERE peer = ?1",
+                [peer],
+                |r| r.get::<_, i64>(0),
+            )
+            .optional()?
+            .map(|e| e as u64))
+    }
+
+    fn set_peer_epoch(&mut self, peer: &str, epoch: u64) -> Result<()> {
+        self.conn.execute(
+            "INSERT INTO peer_epochs (peer, epoch) VALUES (?1, ?2)
+             ON CONFLICT (peer) DO UPDATE SET epoch = excluded.epoch",
+            params![peer, epoch as i64],
+        )?;
+        Ok(())
+    }
+
+    fn forget_peer(&mut self, peer: &str) -> Result<()> {
+        self.conn
+            .execute("DELETE FROM peer_heads WHERE peer = ?1", [peer])?;
         Ok(())
     }
 

@@ -27,6 +27,9 @@ pub struct MemoryReplica {
     next_seq: u64,
     records: BTreeMap<RecordId, MemRecord>,
     peer_heads: HashMap<(String, RecordId), Vec<Hash>>,
+    peer_epochs: HashMap<String, u64>,
+    /// The feed epoch; [`MemoryReplica::restored`] changes it.
+    pub epoch: u64,
 }
 
 impl MemoryReplica {
@@ -37,7 +40,16 @@ impl MemoryReplica {
             next_seq: 1,
             records: BTreeMap::new(),
             peer_heads: HashMap::new(),
+            peer_epochs: HashMap::new(),
+            epoch: 1,
         }
+    }
+
+    /// This replica as restored from a backup: the same records, a new
+    /// feed epoch (as `yui restore` does).
+    pub fn restored(mut self, epoch: u64) -> MemoryReplica {
+        self.epoch = epoch;
+        self
     }
 
     fn put(&mut self, id: &RecordId, collection: Collection, doc: &mut AutoCommit) {
@@ -178,6 +190,24 @@ impl Replica for MemoryReplica {
     ) -> Result<(), Self::Error> {
         self.peer_heads
             .insert((peer.to_owned(), id.clone()), heads.to_vec());
+        Ok(())
+    }
+
+    fn feed_epoch(&mut self) -> Result<u64, Self::Error> {
+        Ok(self.epoch)
+    }
+
+    fn peer_epoch(&mut self, peer: &str) -> Result<Option<u64>, Self::Error> {
+        Ok(self.peer_epochs.get(peer).copied())
+    }
+
+    fn set_peer_epoch(&mut self, peer: &str, epoch: u64) -> Result<(), Self::Error> {
+        self.peer_epochs.insert(peer.to_owned(), epoch);
+        Ok(())
+    }
+
+    fn forget_peer(&mut self, peer: &str) -> Result<(), Self::Error> {
+        self.peer_heads.retain(|(p, _), _| p != peer);
         Ok(())
     }
 }

@@ -93,9 +93,11 @@ pub fn client_request<R: Replica>(
             seq: *seq,
         })
         .collect();
+    let epoch = replica.feed_epoch()?;
     Ok(ClientStep::Send(Box::new(Outgoing {
         request: SyncRequest {
             version: PROTOCOL_VERSION,
+            epoch,
             since: cursors.pull,
             pull,
             wait_ms,
@@ -127,6 +129,9 @@ pub struct ClientOutcome {
     /// The server's documents we refused.
     pub refused_here: Vec<Refusal>,
     pub stored: Vec<RecordId>,
+    /// The server's database was restored (its epoch changed): both cursors
+    /// restart at 0 and what it was believed to have is forgotten.
+    pub server_restored: bool,
 }
 
 /// Applies the server's answer, in one write: forgets what the server says it
@@ -137,6 +142,23 @@ pub fn client_apply<R: Replica>(
     sent: &Outgoing,
     response: SyncResponse,
 ) -> Result<ClientOutcome, R::Error> {
+    if sync::observe_epoch(replica, server, response.epoch)? {
+        // Positions in its feed mean other things now, and it may have lost
+        // what we pushed: start over with it. Its news is still news.
+        let docs_in = response.docs.len();
+        let outcome = sync::accept_updates(replica, server, response.docs)?;
+        return Ok(ClientOutcome {
+            push_cursor: sent.push.then_some(0),
+            pull_cursor: Some(0),
+            more: true,
+            docs_in,
+            docs_out: sent.pushed.len(),
+            refused_here: outcome.refused,
+            stored: outcome.stored,
+            server_restored: true,
+            ..ClientOutcome::default()
+        });
+    }
     let redo_ids: Vec<String> = response.needs.iter().map(|n| n.id.clone()).collect();
     let refused_ids: Vec<String> = response.refused.iter().map(|r| r.id.clone()).collect();
     let redo = |id: &str| redo_ids.iter().any(|r| r == id);
@@ -194,6 +216,9 @@ pub fn server_accept<R: Replica>(
     client: &str,
     request: &mut SyncRequest,
 ) -> Result<Outcome, R::Error> {
+    // A restored client lost what we believed it had; its cursors came back
+    // with its backup, so it reads our feed again from there by itself.
+    sync::observe_epoch(replica, client, request.epoch)?;
     sync::apply_needs(replica, client, &request.needs)?;
     sync::accept_updates(replica, client, std::mem::take(&mut request.push))
 }
@@ -224,9 +249,10 @@ pub fn server_delivered<R: Replica>(
 }
 
 /// Server, last step: the answer. Revocation fields are left to the caller.
-pub fn server_response(accepted: Outcome, batch: Option<Batch>) -> SyncResponse {
+pub fn server_response(epoch: u64, accepted: Outcome, batch: Option<Batch>) -> SyncResponse {
     let mut response = SyncResponse {
         version: PROTOCOL_VERSION,
+        epoch,
         needs: accepted.needs,
         refused: accepted.refused,
         ..SyncResponse::default()
@@ -245,4 +271,143 @@ pub fn hashes(heads: &[Vec<u8>]) -> Vec<Hash> {
         .iter()
         .filter_map(|h| <[u8; 32]>::try_from(h.as_slice()).ok())
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::collection::Collection;
+    use crate::memory::MemoryReplica;
+    use crate::validate::validate_create;
+    use automerge::ActorId;
+    use serde_json::json;
+
+    /// One exchange, as the node runs it, with nothing lost on the way.
+    fn exchange(
+        client: &mut MemoryReplica,
+        server: &mut MemoryReplica,
+        cursors: &mut Cursors,
+    ) -> ClientOutcome {
+        let (cid, sid) = (client.town.clone(), server.town.clone());
+        let step = client_request(
+            client,
+            &sid,
+            *cursors,
+            true,
+            true,
+            0,
+            Vec::new(),
+            Limits::default(),
+        )
+        .expect("request");
+        let ClientStep::Send(sent) = step else {
+            panic!("a pull always sends")
+        };
+        let mut request = sent.request.clone();
+        let accepted = server_accept(server, &cid, &mut request).expect("accept");
+        let batch =
+            server_prepare(server, &cid, request.since, Limits::default()).expect("prepare");
+        server_delivered(server, &cid, &batch).expect("delivered");
+        let epoch = server.epoch;
+        let outcome = client_apply(
+            client,
+            &sid,
+            &sent,
+            server_response(epoch, accepted, Some(batch)),
+        )
+        .expect("apply");
+        if let Some(c) = outcome.push_cursor {
+            cursors.push = c;
+        }
+        if let Some(c) = outcome.pull_cursor {
+            cursors.pull = c;
+        }
+        outcome
+    }
+
+    fn converge(client: &mut MemoryReplica, server: &mut MemoryReplica, cursors: &mut Cursors) {
+        for _ in 0..10 {
+            if !exchange(client, server, cursors).more {
+                return;
+            }
+        }
+        panic!("did not settle in 10 exchanges");
+    }
+
+    fn knowledge(r: &mut MemoryReplica, title: &str, n: u8) -> RecordId {
+        let f = validate_create(
+            Collection::Knowledge,
+            json!({"title": title, "body": "本文", "category": "pr"})
+                .as_object()
+                .expect("obj"),
+        )
+        .expect("valid");
+        r.create(Collection::Knowledge, &f, i64::from(n), [n; 10])
+    }
+
+    #[test]
+    fn a_restored_server_is_read_again_from_the_start_and_gets_back_what_it_lost() {
+        let mut a = MemoryReplica::new("tateshina", ActorId::from([1u8; 16].as_slice()));
+        let mut b = MemoryReplica::new("omachi", ActorId::from([2u8; 16].as_slice()));
+        let mut cursors = Cursors::default();
+        for i in 0..5 {
+            knowledge(&mut b, &format!("b{i}"), i);
+        }
+        converge(&mut a, &mut b, &mut cursors);
+        let backup = b.clone();
+        // After the backup: Omachi writes more (seen by Tateshina) and
+        // receives a record from Tateshina.
+        for i in 5..10 {
+            knowledge(&mut b, &format!("b{i}"), i);
+        }
+        let from_a = knowledge(&mut a, "a0", 50);
+        converge(&mut a, &mut b, &mut cursors);
+        assert!(b.view(&from_a).is_some());
+        let seen = cursors.pull;
+
+        // Omachi is restored: its feed positions are reused by new writes.
+        b = backup.restored(2);
+        let fresh = knowledge(&mut b, "after restore", 99);
+        assert!(b.shared_state().len() < a.shared_state().len());
+        let first = exchange(&mut a, &mut b, &mut cursors);
+        assert!(first.server_restored);
+        assert_eq!(
+            cursors,
+            Cursors { push: 0, pull: 0 },
+            "cursors start over (were pull {seen})"
+        );
+        converge(&mut a, &mut b, &mut cursors);
+        assert!(
+            a.view(&fresh).is_some(),
+            "a write at a reused feed position still arrives"
+        );
+        assert!(
+            b.view(&from_a).is_some(),
+            "what the restored node lost comes back"
+        );
+        assert_eq!(a.shared_state(), b.shared_state());
+    }
+
+    #[test]
+    fn a_restored_client_gets_back_what_it_lost() {
+        let mut a = MemoryReplica::new("tateshina", ActorId::from([1u8; 16].as_slice()));
+        let mut b = MemoryReplica::new("omachi", ActorId::from([2u8; 16].as_slice()));
+        let mut cursors = Cursors::default();
+        knowledge(&mut a, "a0", 1);
+        converge(&mut b, &mut a, &mut cursors);
+        let (backup, backup_cursors) = (b.clone(), cursors);
+        let later = knowledge(&mut a, "a1", 2);
+        let own = knowledge(&mut b, "b-own", 3);
+        converge(&mut b, &mut a, &mut cursors);
+        // Omachi (the client) is restored with its cursors from the backup.
+        b = backup.restored(7);
+        cursors = backup_cursors;
+        converge(&mut b, &mut a, &mut cursors);
+        assert!(b.view(&later).is_some());
+        assert!(
+            b.view(&own).is_some(),
+            "its own write, lost locally, comes back from the peer"
+        );
+        assert_eq!(a.shared_state(), b.shared_state());
+    }
 }

@@ -21,6 +21,14 @@
 //! is kept in flight between rounds, so a failed exchange leaves nothing to
 //! rebuild: the next round starts from what both sides have persisted.
 //!
+//! Feed positions belong to one database. A node restored from a backup
+//! reuses positions for other writes and has lost what it received after the
+//! backup, so each database carries a random *feed epoch*, changed by a
+//! restore. A node that sees a peer's epoch change forgets the heads it
+//! believed that peer had and reads the peer's feed from the start: records
+//! the peer already has cost a heads comparison, records it lost are sent
+//! again.
+//!
 //! **Architecture invariant:** a local-scope record cannot be expressed here.
 //! Feeds yield [`SharedCollection`]s, which can only be made from shared
 //! collections, and [`Replica::stored`] never returns a local record's bytes.
@@ -105,6 +113,36 @@ pub trait Replica {
         id: &RecordId,
         heads: &[Hash],
     ) -> Result<(), Self::Error>;
+
+    /// This replica's feed epoch.
+    fn feed_epoch(&mut self) -> Result<u64, Self::Error>;
+
+    /// The feed epoch last seen from `peer`.
+    fn peer_epoch(&mut self, peer: &str) -> Result<Option<u64>, Self::Error>;
+
+    fn set_peer_epoch(&mut self, peer: &str, epoch: u64) -> Result<(), Self::Error>;
+
+    /// Forgets every heads `peer` was believed to have.
+    fn forget_peer(&mut self, peer: &str) -> Result<(), Self::Error>;
+}
+
+/// Notes a peer's feed epoch. Returns true when it changed (the peer was
+/// restored): what we believed it had is forgotten.
+pub fn observe_epoch<R: Replica>(
+    replica: &mut R,
+    peer: &str,
+    epoch: u64,
+) -> Result<bool, R::Error> {
+    let changed = match replica.peer_epoch(peer)? {
+        Some(known) if known == epoch => return Ok(false),
+        Some(_) => true,
+        None => false,
+    };
+    if changed {
+        replica.forget_peer(peer)?;
+    }
+    replica.set_peer_epoch(peer, epoch)?;
+    Ok(changed)
 }
 
 /// Updates to send, and how far through the feed they reach.

@@ -95,6 +95,10 @@ pub struct SyncRequest {
     /// apply: send them again from these heads.
     #[prost(message, repeated, tag = "8")]
     pub needs: Vec<Need>,
+    /// The client's feed epoch (see `sync`): changes when its database was
+    /// restored from a backup.
+    #[prost(uint64, tag = "9")]
+    pub epoch: u64,
     #[prost(message, repeated, tag = "15")]
     pub extensions: Vec<Extension>,
 }
@@ -147,6 +151,9 @@ pub struct SyncResponse {
     /// The server's revocation list (DER), when newer than the client's.
     #[prost(bytes = "vec", optional, tag = "8")]
     pub revocations: Option<Vec<u8>>,
+    /// The server's feed epoch.
+    #[prost(uint64, tag = "9")]
+    pub epoch: u64,
     #[prost(message, repeated, tag = "15")]
     pub extensions: Vec<Extension>,
 }

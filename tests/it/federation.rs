@@ -944,3 +944,96 @@ fn garbage_on_the_peer_port_is_refused_and_the_node_keeps_syncing() {
     assert_eq!(peer_entry(&good, &url)["state"], "ok");
     assert_eq!(victim.stop().code(), Some(0), "and it stops cleanly");
 }
+
+#[test]
+fn a_long_poll_open_at_the_revocation_delivers_nothing_after_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::init(&dir.path().join("ca"), "信州コンソーシアム");
+    let victim = Server::start_peer(&member(dir.path(), "omachi", &ca), "127.0.0.1:0");
+    let revoked = Server::start_peer(&member(dir.path(), "tateshina", &ca), "127.0.0.1:0");
+    revoked.add_peer(victim.peer_url());
+    let (before, _) = write_knowledge(&victim, "before-revocation");
+    wait_for_record(&revoked, "knowledge", &before, CONVERGE);
+
+    let list = ca.revoke_town("tateshina");
+    import_revocations(&victim, &list);
+    // The revoked node's long poll, opened before the revocation, is still
+    // waiting at the victim for news. The victim writes.
+    let (secret, _) = write_knowledge(&victim, "after-revocation");
+    std::thread::sleep(REFUSAL_WINDOW);
+    assert_eq!(
+        revoked.record("knowledge", &secret),
+        None,
+        "a record written after the revocation reached the revoked node"
+    );
+}
+
+#[test]
+fn a_revoked_peer_that_we_dial_is_cut_off() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::init(&dir.path().join("ca"), "信州コンソーシアム");
+    let victim = Server::start_peer(&member(dir.path(), "omachi", &ca), "127.0.0.1:0");
+    let revoked = Server::start_peer(&member(dir.path(), "tateshina", &ca), "127.0.0.1:0");
+    // This time the victim dials the node that will be revoked.
+    victim.add_peer(revoked.peer_url());
+    let (before, _) = write_knowledge(&revoked, "before-revocation");
+    wait_for_record(&victim, "knowledge", &before, CONVERGE);
+    let (before2, _) = write_knowledge(&victim, "before-revocation-2");
+    wait_for_record(&revoked, "knowledge", &before2, CONVERGE);
+
+    let list = ca.revoke_town("tateshina");
+    import_revocations(&victim, &list);
+    // Answering the long poll that was open at the revocation…
+    let (theirs_first, _) = write_knowledge(&revoked, "theirs-after-1");
+    std::thread::sleep(Duration::from_secs(1));
+    // …and on requests the victim makes after the revocation.
+    let (theirs_later, _) = write_knowledge(&revoked, "theirs-after-2");
+    let (ours, _) = write_knowledge(&victim, "ours-after");
+    std::thread::sleep(REFUSAL_WINDOW);
+    let leaks = [
+        (
+            "their record answering the open long poll",
+            victim.record("knowledge", &theirs_first).is_some(),
+        ),
+        (
+            "their record on a later pull",
+            victim.record("knowledge", &theirs_later).is_some(),
+        ),
+        (
+            "our record pushed to the revoked node",
+            revoked.record("knowledge", &ours).is_some(),
+        ),
+    ];
+    let leaked: Vec<&str> = leaks.iter().filter(|(_, l)| *l).map(|(w, _)| *w).collect();
+    assert!(
+        leaked.is_empty(),
+        "after the revocation, still exchanged with the revoked node: {leaked:?}; its status: {}",
+        peer_entry(&victim, revoked.peer_url())
+    );
+    let entry = peer_entry(&victim, revoked.peer_url());
+    assert_eq!(entry["state"], "failing", "{entry}");
+}
+
+#[test]
+fn a_peer_that_refuses_us_at_first_contact_shows_as_failing_with_the_reason() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::init(&dir.path().join("ca"), "信州コンソーシアム");
+    let victim = Server::start_peer(&member(dir.path(), "omachi", &ca), "127.0.0.1:0");
+    let expired_dir = dir.path().join("shiojiri");
+    init(&expired_dir, "shiojiri");
+    let cert = ca.issue_expired(&expired_dir, "shiojiri");
+    install_unchecked(&expired_dir, &cert, &ca.cert_path());
+    let expired = Server::start_peer(&expired_dir, "127.0.0.1:0");
+    expired.add_peer(victim.peer_url());
+    assert!(
+        wait_for(CONVERGE, || {
+            let p = peer_entry(&expired, victim.peer_url());
+            p["state"] == "failing"
+                && p["last_error"]
+                    .as_str()
+                    .is_some_and(|e| e.contains("CertificateExpired"))
+        }),
+        "{}",
+        peer_entry(&expired, victim.peer_url())
+    );
+}

@@ -48,6 +48,7 @@ impl reqwest::dns::Resolve for Hosts {
 pub struct PeerClient {
     http: reqwest::Client,
     hosts: Hosts,
+    trust: Arc<Trust>,
 }
 
 /// A peer's address as the administrator gave it.
@@ -117,7 +118,11 @@ impl PeerClient {
             .pool_idle_timeout(Duration::from_secs(90))
             .build()
             .map_err(|e| Error::Config(format!("building the peer client: {e}")))?;
-        Ok(PeerClient { http, hosts })
+        Ok(PeerClient {
+            http,
+            hosts,
+            trust: trust.clone(),
+        })
     }
 
     fn base(&self, url: &PeerUrl, node_id: Option<&str>, index: usize) -> String {
@@ -179,6 +184,21 @@ impl PeerClient {
             request = request.header(reqwest::header::CONTENT_ENCODING, "gzip");
         }
         let resp = request.send().await.map_err(|e| describe(e, url))?;
+        // A pooled connection may predate a revocation: check the server's
+        // certificate against the current list on every answer.
+        if let Some(cert) = resp
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|t| t.peer_certificate())
+        {
+            let id = crate::pki::identity(cert)?;
+            if self.trust.is_revoked(&id.serial) {
+                return Err(Error::Config(format!(
+                    "https://{}:{}: the peer's certificate ({}, node {}) is revoked; its answer was discarded",
+                    url.host, url.port, id.town, id.node_id
+                )));
+            }
+        }
         let status = resp.status();
         let headers = resp.headers().clone();
         let bytes = resp.bytes().await.map_err(|e| describe(e, url))?;

@@ -76,7 +76,9 @@ struct PeerTask {
 /// Federation state of a node that has joined the consortium.
 pub struct Peering {
     pub trust: Arc<Trust>,
-    client: PeerClient,
+    /// Replaced whenever a newer revocation list arrives, which drops every
+    /// pooled connection: the next handshake checks the new list.
+    client: std::sync::RwLock<Arc<PeerClient>>,
     tasks: Mutex<HashMap<String, Arc<PeerTask>>>,
     refused: Mutex<VecDeque<RefusedAttempt>>,
     inbound: Mutex<HashMap<String, InboundStats>>,
@@ -106,7 +108,7 @@ impl Peering {
     pub fn new(trust: Trust) -> Result<Peering> {
         let trust = Arc::new(trust);
         Ok(Peering {
-            client: PeerClient::new(&trust)?,
+            client: std::sync::RwLock::new(Arc::new(PeerClient::new(&trust)?)),
             trust,
             tasks: Mutex::new(HashMap::new()),
             refused: Mutex::new(VecDeque::new()),
@@ -170,7 +172,26 @@ impl Peering {
     }
 
     pub fn install_revocations(&self, data_dir: &DataDir, der: &[u8]) -> Result<bool> {
-        self.trust.install_revocations(data_dir, der)
+        let newer = self.trust.install_revocations(data_dir, der)?;
+        if newer {
+            match PeerClient::new(&self.trust) {
+                Ok(fresh) => {
+                    *self
+                        .client
+                        .write()
+                        .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(fresh);
+                }
+                Err(e) => tracing::error!(error = %e, "could not rebuild the peer client"),
+            }
+        }
+        Ok(newer)
+    }
+
+    fn client(&self) -> Arc<PeerClient> {
+        self.client
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// Starts the tasks of every stored peer.
@@ -314,36 +335,42 @@ async fn run_exchange(
     };
     let info = peer_info(node, url).await?;
     let target = client::parse_peer_url(url)?;
-    let node_id = match &info.node_id {
-        Some(id) => id.clone(),
-        None => {
-            let id = peering.client.hello(&target, task.index).await?;
-            if id.node_id == peering.trust.own.node_id {
-                return Err(Error::Config(format!("{url} is this node itself")));
+    let peer_client = peering.client();
+    // Everything from here on is recorded as this peer's last outcome,
+    // including a first contact that fails.
+    let result = async {
+        let node_id = match &info.node_id {
+            Some(id) => id.clone(),
+            None => {
+                let id = peer_client.hello(&target, task.index).await?;
+                if id.node_id == peering.trust.own.node_id {
+                    return Err(Error::Config(format!("{url} is this node itself")));
+                }
+                node.store
+                    .peer_identified(url.to_owned(), id.node_id.clone(), id.town.clone())
+                    .await?;
+                tracing::info!(%url, town = %id.town, node_id = %id.node_id, "identified peer");
+                id.node_id
             }
-            node.store
-                .peer_identified(url.to_owned(), id.node_id.clone(), id.town.clone())
-                .await?;
-            tracing::info!(%url, town = %id.town, node_id = %id.node_id, "identified peer");
-            id.node_id
-        }
-    };
-    let needs = std::mem::take(&mut *lock(&task.needs));
-    let result = client::exchange(
-        node,
-        &peering.client,
-        &target,
-        &node_id,
-        yui_protocol::session::Cursors {
-            push: info.push_cursor,
-            pull: info.pull_cursor,
-        },
-        push,
-        pull,
-        wait_ms,
-        needs,
-        task.server_revocations.load(Ordering::Relaxed),
-    )
+        };
+        let needs = std::mem::take(&mut *lock(&task.needs));
+        client::exchange(
+            node,
+            &peer_client,
+            &target,
+            &node_id,
+            yui_protocol::session::Cursors {
+                push: info.push_cursor,
+                pull: info.pull_cursor,
+            },
+            push,
+            pull,
+            wait_ms,
+            needs,
+            task.server_revocations.load(Ordering::Relaxed),
+        )
+        .await
+    }
     .await;
     let at = crate::store::now_ms();
     match &result {

@@ -271,6 +271,17 @@ async fn sync(
                 changed = seq.changed() => if changed.is_err() { break batch },
             }
         };
+        // The wait may have outlasted the client's certificate.
+        if peering.trust.is_revoked(&peer.serial) {
+            peering.refused(
+                format!("{} ({})", peer.town, peer.node_id),
+                "certificate revoked while its long poll waited".into(),
+            );
+            return refuse(
+                StatusCode::FORBIDDEN,
+                "this node's certificate is revoked".into(),
+            );
+        }
         match node.store.sync_delivered(peer.node_id.clone(), batch).await {
             Ok(b) => Some(b),
             Err(e) => {
@@ -284,7 +295,7 @@ async fn sync(
     } else {
         None
     };
-    let mut resp = yui_protocol::session::server_response(accepted, batch);
+    let mut resp = yui_protocol::session::server_response(node.store.feed_epoch(), accepted, batch);
     resp.revocation_number = peering.trust.revocation_number();
     if client_revocations < resp.revocation_number {
         resp.revocations = Some(peering.trust.revocations_der());
