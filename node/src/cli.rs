@@ -145,6 +145,7 @@ pub enum CaCommand {
     /// Create a consortium certificate authority in a new directory. Keep
     /// that directory off the nodes: its key can admit anyone.
     Init {
+        /// A new directory for the CA's key, certificate and register.
         #[arg(long)]
         ca_dir: PathBuf,
         /// The consortium's name (e.g. 信州テレワークコンソーシアム).
@@ -154,6 +155,7 @@ pub enum CaCommand {
     /// Sign a node's certificate request (node.csr.pem from `yui init`),
     /// binding its town id. Send the certificate and ca.cert.pem back.
     Issue {
+        /// The CA directory made by `yui ca init`.
         #[arg(long)]
         ca_dir: PathBuf,
         /// The node's node.csr.pem.
@@ -169,10 +171,13 @@ pub enum CaCommand {
     /// Revoke a member town (all its certificates) or one node, and write a
     /// new signed revocation list (revocations.pem in the CA directory).
     Revoke {
+        /// The CA directory made by `yui ca init`.
         #[arg(long)]
         ca_dir: PathBuf,
+        /// Revoke every certificate issued to this town id.
         #[arg(long, conflicts_with = "node", required_unless_present = "node")]
         town: Option<String>,
+        /// Revoke the certificate of this node id (as `yui status` shows it).
         #[arg(long)]
         node: Option<String>,
     },
@@ -183,8 +188,10 @@ pub enum CertCommand {
     /// Install the signed node certificate and the consortium CA certificate.
     /// Restart the node afterwards to open the peer port.
     Install {
+        /// The signed node certificate from the secretariat.
         #[arg(long)]
         cert: PathBuf,
+        /// The consortium CA certificate (ca.cert.pem) from the secretariat.
         #[arg(long)]
         ca_cert: PathBuf,
     },
@@ -195,13 +202,17 @@ pub enum RevocationsCommand {
     /// Install a revocation list (revocations.pem from `yui ca revoke`). It
     /// must be signed by the consortium CA and newer than the one installed;
     /// it also spreads to the peers by sync.
-    Import { file: PathBuf },
+    Import {
+        /// The revocation list file (revocations.pem).
+        file: PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
 pub enum PeerCommand {
     /// Add a peer by its peer-port URL, e.g. https://192.0.2.10:7443.
     Add {
+        /// The peer's address: https://HOST:PORT (HOST may be an IP address).
         url: String,
         /// The peer's node id, if known: then only that node is accepted there.
         #[arg(long)]
@@ -213,7 +224,10 @@ pub enum PeerCommand {
         json: bool,
     },
     /// Remove a peer by URL or node id.
-    Remove { peer: String },
+    Remove {
+        /// The peer's URL as added, or its node id.
+        peer: String,
+    },
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -302,27 +316,27 @@ async fn serve(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
+    let peer_listener = if node.peering.is_some() && !no_peer_port {
+        let addr = peer_listen.unwrap_or(node.config.peer_listen);
+        Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("listening for peers on {addr}"))?,
+        )
+    } else {
+        None
+    };
     let local = listener.local_addr()?;
     println!("Yui node for town {} is running.", node.config.town);
     println!("API:       http://{local}/api/v1/  (status: http://{local}/api/v1/status)");
     println!("API token: {}", node.token_path.display());
-    let peer_listener = if node.peering.is_none() {
-        println!("Peers:     none (not a consortium member yet; see `yui status`)");
-        None
-    } else if no_peer_port {
-        println!("Peers:     dialling out only (no peer port)");
-        None
-    } else {
-        let addr = peer_listen.unwrap_or(node.config.peer_listen);
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("listening for peers on {addr}"))?;
-        println!(
-            "Peers:     https://{}/ (mutual TLS)",
-            listener.local_addr()?
-        );
-        Some(listener)
-    };
+    match (&peer_listener, node.peering.is_some()) {
+        (Some(l), _) => println!("Peers:     https://{}/ (mutual TLS)", l.local_addr()?),
+        (None, true) => println!("Peers:     dialling out only (no peer port)"),
+        (None, false) => {
+            println!("Peers:     none (not a consortium member yet; see `yui status`)")
+        }
+    }
     println!("Stop with Ctrl-C.");
     tracing::info!(town = %node.config.town, node_id = %node.node_id, api = %local, "serving");
 
@@ -360,56 +374,76 @@ pub async fn wait_for_signal() {
 }
 
 async fn status(data_dir: DataDir, json: bool) -> Result<()> {
-    let node = Node::open(data_dir, false)?;
-    let status = node.status().await?;
-    node.store.close();
+    // A running node knows more (connections to it, refused attempts): ask it.
+    let status = match running_api(&data_dir)? {
+        Some(api) => call_api(&api, reqwest::Method::GET, "/api/v1/status", None, false).await?,
+        None => {
+            let node = Node::open(data_dir, false)?;
+            let status = node.status().await;
+            node.store.close();
+            serde_json::to_value(status?)?
+        }
+    };
     if json {
         println!("{}", serde_json::to_string_pretty(&status)?);
         return Ok(());
     }
-    println!("town:        {} {}", status.town, status.name);
-    println!("node id:     {}", status.node_id);
-    println!("version:     {}", status.version);
-    println!(
-        "running:     {}",
-        if let Some(api) = &status.api {
-            format!("yes, API at {api}api/v1/")
-        } else {
-            "no (start with `yui serve`)".to_owned()
-        }
-    );
-    println!("consortium:  {}", status.membership.hint);
-    if let Some(days) = status.membership.certificate_expires_in_days {
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    println!("town:        {} {}", s(&status["town"]), s(&status["name"]));
+    println!("node id:     {}", s(&status["node_id"]));
+    println!("version:     {}", s(&status["version"]));
+    match status["api"].as_str() {
+        Some(api) => println!("running:     yes, API at {api}api/v1/"),
+        None => println!("running:     no (start with `yui serve`)"),
+    }
+    let m = &status["membership"];
+    println!("consortium:  {}", s(&m["hint"]));
+    if let Some(days) = m["certificate_expires_in_days"].as_i64() {
         println!("certificate: expires in {days} days");
     }
-    for w in &status.membership.warnings {
-        println!("WARNING:     {w}");
+    for w in m["warnings"].as_array().into_iter().flatten() {
+        println!("WARNING:     {}", s(w));
     }
-    if status.membership.joined {
-        if status.peers.is_empty() {
+    if m["joined"].as_bool() == Some(true) {
+        let peers = status["peers"].as_array().cloned().unwrap_or_default();
+        if peers.is_empty() {
             println!("peers:       none (add one with `yui peer add https://HOST:7443`)");
         }
-        for p in &status.peers {
+        for p in &peers {
             println!(
                 "peer:        {} town={} state={} last_sync={} pending={}",
-                p.url,
-                p.town.as_deref().unwrap_or("?"),
-                p.state,
-                p.last_sync_at.as_deref().unwrap_or("never"),
-                p.pending
+                s(&p["url"]),
+                p["town"].as_str().unwrap_or("?"),
+                s(&p["state"]),
+                p["last_sync_at"].as_str().unwrap_or("never"),
+                p["pending"]
             );
-            if let Some(e) = &p.last_error {
+            if let Some(e) = p["last_error"].as_str() {
                 println!("             last error: {e}");
             }
+        }
+        for i in status["inbound"].as_array().into_iter().flatten() {
+            println!(
+                "dialled by:  {} ({}) rounds={} last_seen={}",
+                s(&i["town"]),
+                s(&i["node_id"]),
+                i["rounds"],
+                s(&i["last_seen_at"])
+            );
+        }
+        let refused = status["refused_connections"].as_array().map_or(0, Vec::len);
+        if refused > 0 {
+            println!("refused:     {refused} connection attempts (see `yui status --json`)");
         }
     }
     println!(
         "database:    {} ({} bytes)",
-        status.storage.database, status.storage.bytes
+        s(&status["storage"]["database"]),
+        status["storage"]["bytes"]
     );
     println!("records:");
-    for (name, c) in &status.collections {
-        println!("  {name:<15} {:>8}  ({})", c.count, c.scope);
+    for (name, c) in status["collections"].as_object().into_iter().flatten() {
+        println!("  {name:<15} {:>8}  ({})", c["count"], s(&c["scope"]));
     }
     Ok(())
 }
@@ -470,12 +504,12 @@ fn ca(cmd: CaCommand) -> Result<()> {
             days,
         } => {
             let ca = crate::pki::CaDir::new(&ca_dir);
-            let request = std::fs::read_to_string(&csr)
-                .with_context(|| format!("reading {}", csr.display()))?;
-            let (pem, id) = ca.issue(&request, days, now)?;
             if out.exists() {
                 anyhow::bail!("{} already exists; choose a new file name", out.display());
             }
+            let request = std::fs::read_to_string(&csr)
+                .with_context(|| format!("reading {}", csr.display()))?;
+            let (pem, id) = ca.issue(&request, days, now)?;
             std::fs::write(&out, pem).with_context(|| format!("writing {}", out.display()))?;
             println!(
                 "Issued a certificate for town {} (node {}), valid {days} days.",
@@ -515,7 +549,9 @@ fn cert_install(data_dir: &DataDir, cert: &Path, ca_cert: &Path) -> Result<()> {
         id.town, id.node_id
     );
     if data_dir.serving_api().is_some() {
-        println!("Restart `yui serve` to open the peer port.");
+        println!(
+            "Restart `yui serve` to use the new certificate (and open the peer port if it was not open)."
+        );
     } else {
         println!("Next: add peers with `yui peer add https://HOST:7443`, then `yui serve`.");
     }

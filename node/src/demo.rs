@@ -83,7 +83,7 @@ async fn run_in(base: &std::path::Path, stop: impl Future<Output = ()>) -> Resul
             peer_listen: "127.0.0.1:0".parse()?,
         })?;
         let csr = std::fs::read_to_string(data.csr_path())?;
-        let (cert_pem, _) = ca.issue(&csr, 30, now)?;
+        let (cert_pem, _) = ca.issue(&csr, crate::pki::DEFAULT_CERT_DAYS, now)?;
         crate::pki::install(
             &data,
             &id,

@@ -299,10 +299,19 @@ pub async fn serve(
             )));
         }
         crate::peer::Peering::start_all(&node, &shutdown).await?;
-        let warnings = node.membership().warnings;
-        for w in warnings {
-            tracing::warn!("{w}");
-        }
+        // Certificate expiry and revocation warnings: at start, then daily.
+        let (watched, stop) = (node.clone(), shutdown.clone());
+        background.push(tokio::spawn(async move {
+            loop {
+                for w in watched.membership().warnings {
+                    tracing::warn!("{w}");
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(24 * 3600)) => {}
+                }
+            }
+        }));
     }
     let app = crate::api::router(node.clone());
     let result = axum::serve(api, app)

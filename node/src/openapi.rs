@@ -174,6 +174,25 @@ pub fn document() -> Value {
                         "type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Record"}}}}}}},
                         "400": error("no query")}}
             },
+            "/api/v1/sync": {"post": {"summary": "Sync with every peer now, both ways; answers when done",
+                "responses": {"200": {"description": "per peer: url, town, ok, error, docs_in, docs_out"},
+                    "409": error("the node has not joined a consortium")}}},
+            "/api/v1/peers": {
+                "get": {"summary": "The peers this node dials, with their sync state",
+                    "responses": {"200": {"description": "peers: url, town, node_id, state (ok|failing|new), last_sync_at, last_error, pending, …"}}},
+                "post": {"summary": "Add a peer (a running node starts syncing with it at once)",
+                    "requestBody": {"required": true, "content": {"application/json": {"schema": {
+                        "type": "object", "required": ["url"], "additionalProperties": false,
+                        "properties": {"url": {"type": "string", "description": "https://HOST:PORT"},
+                            "node_id": {"type": "string", "description": "expected node id, if known"}}}}}},
+                    "responses": {"201": {"description": "added"}, "400": error("not a peer URL"), "409": error("already a peer")}}
+            },
+            "/api/v1/peers/{key}": {"delete": {"summary": "Remove a peer by node id or URL (URL-encoded)",
+                "parameters": [{"name": "key", "in": "path", "required": true, "schema": {"type": "string"}}],
+                "responses": {"204": {"description": "removed"}, "404": error("no such peer")}}},
+            "/api/v1/revocations": {"post": {"summary": "Install a revocation list (PEM body), signed by the consortium CA and newer than the one installed",
+                "requestBody": {"required": true, "content": {"application/x-pem-file": {"schema": {"type": "string"}}}},
+                "responses": {"200": {"description": "installed (bool) and number"}, "400": error("not a valid revocation list")}}},
             "/api/v1/status": {"get": {"summary": "Node, membership, peers and record counts",
                 "responses": {"200": {"description": "status"}}}},
             "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}},

@@ -428,7 +428,13 @@ impl Revocations {
 
 /// Reads a PEM revocation list.
 pub fn parse_crl_pem(text: &str) -> Result<Vec<u8>> {
-    parse_pem(text, "revocation list")
+    let der = parse_pem(text, "revocation list")?;
+    if !text.contains("BEGIN X509 CRL") {
+        return Err(Error::Config(
+            "this is not a revocation list (expected -----BEGIN X509 CRL-----, as `yui ca revoke` writes to revocations.pem)".into(),
+        ));
+    }
+    Ok(der)
 }
 
 /// Checks that a signed node certificate fits this node: chains to the CA,

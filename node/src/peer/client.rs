@@ -58,6 +58,17 @@ pub struct PeerUrl {
     pub port: u16,
 }
 
+impl PeerUrl {
+    /// The one spelling a peer is stored under: `https://host:port`.
+    pub fn canonical(&self) -> String {
+        if self.host.contains(':') {
+            format!("https://[{}]:{}", self.host, self.port)
+        } else {
+            format!("https://{}:{}", self.host, self.port)
+        }
+    }
+}
+
 /// Checks a peer URL: `https://HOST:PORT` with nothing after the port.
 pub fn parse_peer_url(url: &str) -> Result<PeerUrl> {
     let bad = |why: &str| {
@@ -241,7 +252,9 @@ fn describe(e: reqwest::Error, url: &PeerUrl) -> Error {
         });
     }
     msg.push_str(&parts.join(": "));
-    let hint = if e.is_connect() {
+    let about_certificates =
+        msg.contains("certificate") || msg.contains("alert") || msg.contains("Certificate");
+    let hint = if e.is_connect() && !about_certificates {
         " (is the peer running and reachable?)"
     } else if e.is_timeout() {
         " (timed out)"

@@ -493,19 +493,20 @@ pub async fn add_peer(
     node_id: Option<String>,
     shutdown: Option<&CancellationToken>,
 ) -> Result<()> {
-    client::parse_peer_url(url)?;
+    let url = client::parse_peer_url(url)?.canonical();
     node.store
-        .add_peer(url.to_owned(), node_id, crate::store::now_ms())
+        .add_peer(url.clone(), node_id, crate::store::now_ms())
         .await?;
     if let Some(shutdown) = shutdown {
-        Peering::start(node, url, shutdown);
+        Peering::start(node, &url, shutdown);
     }
     Ok(())
 }
 
 /// Removes a peer by URL or node id and stops its tasks.
 pub async fn remove_peer(node: &Arc<Node>, key: &str) -> Result<Vec<String>> {
-    let removed = node.store.remove_peer(key.to_owned()).await?;
+    let key = client::parse_peer_url(key).map_or_else(|_| key.to_owned(), |u| u.canonical());
+    let removed = node.store.remove_peer(key).await?;
     if let Some(peering) = &node.peering {
         for url in &removed {
             peering.stop(url);

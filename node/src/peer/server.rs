@@ -100,14 +100,10 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Cancellatio
                 }
             };
             if peering_of(&node).trust.is_revoked(&identity.serial) {
-                peering_of(&node).refused(
-                    addr.to_string(),
-                    format!(
-                        "certificate of {} ({}) is revoked",
-                        identity.town, identity.node_id
-                    ),
-                );
-                return;
+                // Serve it anyway: every request is answered 403 "revoked",
+                // which tells its administrator why, instead of a dropped
+                // connection. The per-request check records the refusal.
+                tracing::info!(peer = %identity.town, node_id = %identity.node_id, "a revoked node connected");
             }
             tracing::debug!(peer = %identity.town, node_id = %identity.node_id, %addr, "peer connected");
             let service = TowerToHyperService::new(app.layer(Extension(Arc::new(identity))));
