@@ -1395,7 +1395,7 @@ async fn breakdown(src_db: &Path, town: &str, root: &Path) -> Result<Breakdown> 
         let batch = src.sync_delivered(server.clone(), batch).await?;
         b.delivered += t.elapsed();
         let t = Instant::now();
-        let resp = yui_protocol::session::server_response(accepted, Some(batch));
+        let resp = yui_protocol::session::server_response(src.feed_epoch(), accepted, Some(batch));
         let raw = resp.encode_to_vec();
         b.raw_bytes += raw.len() as u64;
         let (z, _) = yui_node::peer::codec::compress(raw.clone());
@@ -1488,8 +1488,30 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
         loadavg(),
         root.display()
     );
+    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+    let git = |args: &[&str]| {
+        Command::new("git")
+            .arg("-C")
+            .arg(&repo)
+            .args(args)
+            .output()
+            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+            .unwrap_or_default()
+    };
+    let commit = git(&["rev-parse", "--short", "HEAD"]);
+    let dirty = !git(&["status", "--porcelain", "node/src", "protocol/src"]).is_empty();
+    println!(
+        "code: commit {commit}{}",
+        if dirty {
+            " with uncommitted changes in node/src or protocol/src"
+        } else {
+            ""
+        }
+    );
     let mut out = Map::new();
     out.insert("bench".into(), "yui-sync".into());
+    out.insert("commit".into(), commit.clone().into());
+    out.insert("dirty".into(), dirty.into());
     out.insert("n".into(), n.into());
     out.insert("loadavg_start".into(), loadavg().into());
 
