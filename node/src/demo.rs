@@ -206,6 +206,41 @@ async fn run_in(base: &std::path::Path, stop: impl Future<Output = ()>) -> Resul
             "✘ 共有レコードが 30 秒以内に届きませんでした / a shared record did not arrive within 30 s"
         );
     }
+    // Then wait until every town holds every shared example record.
+    let shared_total = towns_spec
+        .iter()
+        .flat_map(|t| t["records"].as_array().into_iter().flatten())
+        .filter(|r| {
+            r["collection"]
+                .as_str()
+                .and_then(|c| c.parse::<Collection>().ok())
+                .is_some_and(Collection::is_shared)
+        })
+        .count() as u64;
+    let settle = Instant::now();
+    loop {
+        let mut settled = true;
+        for town in &towns {
+            let counts = town.node.store.counts().await?;
+            let shared: u64 = counts
+                .iter()
+                .filter(|(c, _)| c.is_shared())
+                .map(|(_, n)| n)
+                .sum();
+            settled &= shared == shared_total;
+        }
+        if settled {
+            println!(
+                "✔ 3つの町が共有レコード {shared_total} 件をそろって持っています / all three towns hold all {shared_total} shared records"
+            );
+            break;
+        }
+        if settle.elapsed() > Duration::from_secs(30) {
+            println!("✘ 共有レコードがそろいませんでした / the towns did not converge within 30 s");
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
     for town in &towns[1..] {
         let there = town
             .node

@@ -795,8 +795,11 @@ impl Store {
     }
 
     /// Client side, one write: apply `peer`'s answer to `sent`.
+    /// The peer's new cursors are saved in the same transaction as what its
+    /// answer changed, so an interruption cannot leave one without the other.
     pub async fn sync_apply(
         &self,
+        url: String,
         peer: String,
         sent: session::Outgoing,
         response: SyncResponse,
@@ -806,7 +809,17 @@ impl Store {
                 conn,
                 state: Some(state),
             };
-            session::client_apply(&mut replica, &peer, &sent, response)
+            let outcome = session::client_apply(&mut replica, &peer, &sent, response)?;
+            conn.execute(
+                "UPDATE peers SET push_cursor = coalesce(?2, push_cursor), pull_cursor = coalesce(?3, pull_cursor)
+                 WHERE url = ?1",
+                params![
+                    url,
+                    outcome.push_cursor.map(|c| c as i64),
+                    outcome.pull_cursor.map(|c| c as i64)
+                ],
+            )?;
+            Ok(outcome)
         })
         .await
     }

@@ -94,10 +94,12 @@ pub fn client_request<R: Replica>(
         })
         .collect();
     let epoch = replica.feed_epoch()?;
+    let server_epoch = replica.peer_epoch(server)?.unwrap_or(0);
     Ok(ClientStep::Send(Box::new(Outgoing {
         request: SyncRequest {
             version: PROTOCOL_VERSION,
             epoch,
+            server_epoch,
             since: cursors.pull,
             pull,
             wait_ms,
@@ -148,7 +150,9 @@ pub fn client_apply<R: Replica>(
         let docs_in = response.docs.len();
         let outcome = sync::accept_updates(replica, server, response.docs)?;
         return Ok(ClientOutcome {
-            push_cursor: sent.push.then_some(0),
+            // Whether or not this request pushed: the server lost what it
+            // had from us, so our pushes start over too.
+            push_cursor: Some(0),
             pull_cursor: Some(0),
             more: true,
             docs_in,
@@ -231,6 +235,13 @@ pub fn server_prepare<R: Replica>(
     limits: Limits,
 ) -> Result<Batch, R::Error> {
     sync::prepare_updates(replica, client, since, limits)
+}
+
+/// Whether the server may hold this request as a long poll: not when the
+/// client's cursor refers to another incarnation of the server's database
+/// (it was restored), which the client must learn at once.
+pub fn may_wait(request: &SyncRequest, own_epoch: u64) -> bool {
+    request.wait_ms > 0 && (request.server_epoch == 0 || request.server_epoch == own_epoch)
 }
 
 /// Server, third step (a write): the client will have what we send, unless

@@ -99,6 +99,11 @@ pub struct SyncRequest {
     /// restored from a backup.
     #[prost(uint64, tag = "9")]
     pub epoch: u64,
+    /// The server's epoch as the client last saw it (0: never), i.e. the
+    /// epoch `since` refers to. A server with another epoch answers at once
+    /// instead of holding a long poll.
+    #[prost(uint64, tag = "10")]
+    pub server_epoch: u64,
     #[prost(message, repeated, tag = "15")]
     pub extensions: Vec<Extension>,
 }

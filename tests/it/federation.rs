@@ -1037,3 +1037,40 @@ fn a_peer_that_refuses_us_at_first_contact_shows_as_failing_with_the_reason() {
         peer_entry(&expired, victim.peer_url())
     );
 }
+
+#[test]
+fn a_node_restored_from_a_backup_catches_up_both_ways() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::init(&dir.path().join("ca"), "信州コンソーシアム");
+    let b_dir = member(dir.path(), "omachi", &ca);
+    let a = Server::start_peer(&member(dir.path(), "tateshina", &ca), "127.0.0.1:0");
+    let b = Server::start_peer(&b_dir, "127.0.0.1:0");
+    let b_url = b.peer_url().to_owned();
+    a.add_peer(&b_url);
+    let (first, _) = write_knowledge(&b, "before-backup");
+    wait_for_record(&a, "knowledge", &first, CONVERGE);
+
+    let backup = dir.path().join("omachi.backup");
+    yui_ok(&b_dir, &["backup", backup.to_str().expect("utf8")]);
+    // After the backup: Omachi writes (Tateshina receives it) and receives.
+    let (lost_own, _) = write_knowledge(&b, "written-after-backup");
+    let (lost_received, _) = write_knowledge(&a, "received-after-backup");
+    wait_for_record(&a, "knowledge", &lost_own, CONVERGE);
+    wait_for_record(&b, "knowledge", &lost_received, CONVERGE);
+    b.stop();
+
+    yui_ok(&b_dir, &["restore", backup.to_str().expect("utf8")]);
+    let b = Server::restart_peer(&b_dir, &b_url);
+    assert_eq!(
+        b.record("knowledge", &lost_own),
+        None,
+        "the restore went back in time"
+    );
+    // A write at a feed position Tateshina has already read past.
+    let (fresh, _) = write_knowledge(&b, "after-restore");
+    wait_for_record(&a, "knowledge", &fresh, RECONNECT);
+    // What Omachi lost comes back from Tateshina.
+    wait_for_record(&b, "knowledge", &lost_own, RECONNECT);
+    wait_for_record(&b, "knowledge", &lost_received, RECONNECT);
+    assert_eq!(a.count("knowledge"), b.count("knowledge"));
+}

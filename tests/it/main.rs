@@ -4,5 +4,6 @@
 mod backup;
 mod cli;
 mod crash;
+mod demo;
 mod faults;
 mod federation;

@@ -114,6 +114,8 @@ pub struct Exchange {
     pub server_revocations: u64,
     /// Whether a request was sent at all (a push with nothing new sends none).
     pub sent: bool,
+    /// The server turned out to be restored from a backup.
+    pub server_restored: bool,
 }
 
 impl PeerClient {
@@ -269,6 +271,7 @@ fn describe(e: reqwest::Error, url: &PeerUrl) -> Error {
 pub async fn exchange(
     node: &crate::node::Node,
     client: &PeerClient,
+    stored_url: &str,
     url: &PeerUrl,
     node_id: &str,
     cursors: session::Cursors,
@@ -310,7 +313,7 @@ pub async fn exchange(
     }
     let outcome = node
         .store
-        .sync_apply(node_id.to_owned(), sent, resp)
+        .sync_apply(stored_url.to_owned(), node_id.to_owned(), sent, resp)
         .await?;
     for r in &outcome.refused_by_peer {
         tracing::warn!(peer = %node_id, id = %r.id, code = %r.code, reason = %r.message, "the peer refused a document");
@@ -329,5 +332,6 @@ pub async fn exchange(
         needs: outcome.needs,
         server_revocations,
         sent: true,
+        server_restored: outcome.server_restored,
     })
 }

@@ -64,7 +64,10 @@ pub struct InboundStats {
 
 struct PeerTask {
     cancel: CancellationToken,
-    kick: Notify,
+    /// Cuts the puller's long poll short ("sync now").
+    interrupt: Notify,
+    /// Wakes the pusher.
+    wake_push: Notify,
     push_lock: tokio::sync::Mutex<()>,
     pull_lock: tokio::sync::Mutex<()>,
     /// Documents of the last answer we could not apply (sent next time).
@@ -214,7 +217,8 @@ impl Peering {
             }
             let task = Arc::new(PeerTask {
                 cancel: shutdown.child_token(),
-                kick: Notify::new(),
+                interrupt: Notify::new(),
+                wake_push: Notify::new(),
                 push_lock: tokio::sync::Mutex::new(()),
                 pull_lock: tokio::sync::Mutex::new(()),
                 needs: Mutex::new(Vec::new()),
@@ -310,7 +314,8 @@ async fn run_exchange(
             // `yui sync` without a running node: no background tasks exist.
             ephemeral = Arc::new(PeerTask {
                 cancel: CancellationToken::new(),
-                kick: Notify::new(),
+                interrupt: Notify::new(),
+                wake_push: Notify::new(),
                 push_lock: tokio::sync::Mutex::new(()),
                 pull_lock: tokio::sync::Mutex::new(()),
                 needs: Mutex::new(Vec::new()),
@@ -321,7 +326,7 @@ async fn run_exchange(
         }
     };
     if interrupt {
-        task.kick.notify_waiters();
+        task.interrupt.notify_waiters();
     }
     let _push = if push {
         Some(task.push_lock.lock().await)
@@ -357,6 +362,7 @@ async fn run_exchange(
         client::exchange(
             node,
             &peer_client,
+            url,
             &target,
             &node_id,
             yui_protocol::session::Cursors {
@@ -377,6 +383,11 @@ async fn run_exchange(
         Ok(x) => {
             task.server_revocations
                 .store(x.server_revocations, Ordering::Relaxed);
+            if x.server_restored {
+                tracing::warn!(peer = %url, "the peer was restored from a backup: resending everything it may lack");
+                // Wake the pusher: its cursor went back to the start.
+                task.wake_push.notify_one();
+            }
             lock(&task.needs).clone_from(&x.needs);
             if x.sent || x.push_cursor.is_some() {
                 node.store
@@ -432,7 +443,7 @@ async fn pull_loop(node: Arc<Node>, url: String, task: Arc<PeerTask>) {
         let wait = if more { 0 } else { LONG_POLL_MS };
         let result = tokio::select! {
             _ = task.cancel.cancelled() => return,
-            _ = task.kick.notified() => continue,
+            _ = task.interrupt.notified() => continue,
             r = run_exchange(&node, &url, false, true, wait, false) => r,
         };
         match result {
@@ -444,7 +455,7 @@ async fn pull_loop(node: Arc<Node>, url: String, task: Arc<PeerTask>) {
                 tracing::info!(peer = %url, error = %e, retry_in = ?backoff, "pull failed");
                 tokio::select! {
                     _ = task.cancel.cancelled() => return,
-                    _ = task.kick.notified() => {}
+                    _ = task.interrupt.notified() => {}
                     _ = tokio::time::sleep(backoff) => {}
                 }
                 backoff = (backoff * 2).min(BACKOFF_MAX);
@@ -477,6 +488,7 @@ async fn push_loop(node: Arc<Node>, url: String, task: Arc<PeerTask>) {
         }
         tokio::select! {
             _ = task.cancel.cancelled() => return,
+            _ = task.wake_push.notified() => {}
             changed = seq.changed() => if changed.is_err() { return },
             _ = tokio::time::sleep(PUSH_RETRY) => {}
         }

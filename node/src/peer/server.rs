@@ -222,8 +222,12 @@ async fn sync(
         tracing::warn!(peer = %peer.town, error = %e, "a peer sent a revocation list that does not verify");
     }
     let pushed = req.push.len();
-    let (pull, since, wait_ms, client_revocations) =
-        (req.pull, req.since, req.wait_ms, req.revocation_number);
+    let wait_ms = if yui_protocol::session::may_wait(&req, node.store.feed_epoch()) {
+        req.wait_ms
+    } else {
+        0
+    };
+    let (pull, since, client_revocations) = (req.pull, req.since, req.revocation_number);
     let accepted = match node.store.sync_accept(peer.node_id.clone(), req).await {
         Ok(o) => o,
         Err(e) => {
