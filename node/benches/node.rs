@@ -886,7 +886,7 @@ async fn start_child(bin: &Path, dir: &Path) -> Result<(Served, Api, StartFig)> 
                     to_running = Some(at - spawned);
                 }
                 if let Some(rest) = line.trim().strip_prefix("API:") {
-                    let url = rest.trim().split_whitespace().next().unwrap_or("");
+                    let url = rest.split_whitespace().next().unwrap_or("");
                     let hostport = url
                         .trim_start_matches("http://")
                         .split('/')
