@@ -96,6 +96,13 @@ CREATE TABLE peers (
     docs_out INTEGER NOT NULL DEFAULT 0
 ) STRICT;
 CREATE TABLE peer_epochs (peer TEXT PRIMARY KEY, epoch INTEGER NOT NULL) STRICT;
+CREATE TABLE peer_staged (
+    peer TEXT NOT NULL,
+    cursor INTEGER NOT NULL,
+    record_id TEXT NOT NULL,
+    heads BLOB NOT NULL
+) STRICT;
+CREATE INDEX peer_staged_by_peer ON peer_staged (peer, cursor);
 CREATE TABLE peer_heads (
     peer TEXT NOT NULL,
     record_id TEXT NOT NULL,
@@ -343,7 +350,11 @@ impl Store {
             }
         };
         conn.execute_batch(
-            "CREATE TABLE IF NOT EXISTS peer_epochs (peer TEXT PRIMARY KEY, epoch INTEGER NOT NULL) STRICT;",
+            "CREATE TABLE IF NOT EXISTS peer_epochs (peer TEXT PRIMARY KEY, epoch INTEGER NOT NULL) STRICT;
+             CREATE TABLE IF NOT EXISTS peer_staged (
+                 peer TEXT NOT NULL, cursor INTEGER NOT NULL, record_id TEXT NOT NULL, heads BLOB NOT NULL
+             ) STRICT;
+             CREATE INDEX IF NOT EXISTS peer_staged_by_peer ON peer_staged (peer, cursor);",
         )?;
 
         let mut readers = Vec::with_capacity(READERS);
@@ -1596,6 +1607,45 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
     fn forget_peer(&mut self, peer: &str) -> Result<()> {
         self.conn
             .execute("DELETE FROM peer_heads WHERE peer = ?1", [peer])?;
+        self.conn
+            .execute("DELETE FROM peer_staged WHERE peer = ?1", [peer])?;
+        Ok(())
+    }
+
+    fn stage_peer_heads(
+        &mut self,
+        peer: &str,
+        cursor: u64,
+        id: &RecordId,
+        heads: &[Hash],
+    ) -> Result<()> {
+        let mut heads = heads.to_vec();
+        self.conn
+            .prepare_cached(
+                "INSERT INTO peer_staged (peer, cursor, record_id, heads) VALUES (?1, ?2, ?3, ?4)",
+            )?
+            .execute(params![
+                peer,
+                cursor as i64,
+                id.as_str(),
+                pack_hashes(&mut heads)
+            ])?;
+        Ok(())
+    }
+
+    fn confirm_peer_heads(&mut self, peer: &str, up_to: u64) -> Result<()> {
+        // Oldest first, so the latest answer's heads win.
+        self.conn.execute(
+            "INSERT INTO peer_heads (peer, record_id, heads)
+             SELECT peer, record_id, heads FROM peer_staged WHERE peer = ?1 AND cursor <= ?2
+             ORDER BY cursor, rowid
+             ON CONFLICT (peer, record_id) DO UPDATE SET heads = excluded.heads",
+            params![peer, up_to as i64],
+        )?;
+        self.conn.execute(
+            "DELETE FROM peer_staged WHERE peer = ?1 AND cursor <= ?2",
+            params![peer, up_to as i64],
+        )?;
         Ok(())
     }
 

@@ -28,6 +28,10 @@ pub struct MemoryReplica {
     records: BTreeMap<RecordId, MemRecord>,
     peer_heads: HashMap<(String, RecordId), Vec<Hash>>,
     peer_epochs: HashMap<String, u64>,
+    /// Heads delivered but not yet acknowledged: (peer, cursor, record, heads).
+    staged: Vec<(String, u64, RecordId, Vec<Hash>)>,
+    /// Loaded documents, kept beside their bytes so checks need not reload.
+    docs: HashMap<RecordId, AutoCommit>,
     /// The feed epoch; [`MemoryReplica::restored`] changes it.
     pub epoch: u64,
 }
@@ -41,6 +45,8 @@ impl MemoryReplica {
             records: BTreeMap::new(),
             peer_heads: HashMap::new(),
             peer_epochs: HashMap::new(),
+            staged: Vec::new(),
+            docs: HashMap::new(),
             epoch: 1,
         }
     }
@@ -56,6 +62,7 @@ impl MemoryReplica {
         let seq = self.next_seq;
         self.next_seq += 1;
         let heads = to_hashes(&doc.get_heads());
+        self.docs.insert(id.clone(), doc.clone());
         self.records.insert(
             id.clone(),
             MemRecord {
@@ -97,7 +104,20 @@ impl MemoryReplica {
     }
 
     pub fn load(&self, id: &RecordId) -> Option<AutoCommit> {
-        AutoCommit::load(&self.records.get(id)?.bytes).ok()
+        self.docs.get(id).cloned()
+    }
+
+    /// Whether this replica's copy of a record contains the change `hash`.
+    pub fn has_change(&mut self, id: &RecordId, hash: &Hash) -> bool {
+        self.docs.get_mut(id).is_some_and(|d| {
+            d.get_change_by_hash(&automerge::ChangeHash(*hash))
+                .is_some()
+        })
+    }
+
+    /// The current heads of a record.
+    pub fn heads(&self, id: &RecordId) -> Option<&[Hash]> {
+        self.records.get(id).map(|r| r.heads.as_slice())
     }
 
     pub fn view(&self, id: &RecordId) -> Option<RecordView> {
@@ -208,6 +228,36 @@ impl Replica for MemoryReplica {
 
     fn forget_peer(&mut self, peer: &str) -> Result<(), Self::Error> {
         self.peer_heads.retain(|(p, _), _| p != peer);
+        self.staged.retain(|(p, ..)| p != peer);
+        Ok(())
+    }
+
+    fn stage_peer_heads(
+        &mut self,
+        peer: &str,
+        cursor: u64,
+        id: &RecordId,
+        heads: &[Hash],
+    ) -> Result<(), Self::Error> {
+        self.staged
+            .push((peer.to_owned(), cursor, id.clone(), heads.to_vec()));
+        Ok(())
+    }
+
+    fn confirm_peer_heads(&mut self, peer: &str, up_to: u64) -> Result<(), Self::Error> {
+        let mut confirmed: Vec<(u64, RecordId, Vec<Hash>)> = Vec::new();
+        self.staged.retain(|(p, cursor, id, heads)| {
+            if p == peer && *cursor <= up_to {
+                confirmed.push((*cursor, id.clone(), heads.clone()));
+                false
+            } else {
+                true
+            }
+        });
+        confirmed.sort_by_key(|(cursor, ..)| *cursor);
+        for (_, id, heads) in confirmed {
+            self.peer_heads.insert((peer.to_owned(), id), heads);
+        }
         Ok(())
     }
 }

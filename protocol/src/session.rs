@@ -223,6 +223,12 @@ pub fn server_accept<R: Replica>(
     // A restored client lost what we believed it had; its cursors came back
     // with its backup, so it reads our feed again from there by itself.
     sync::observe_epoch(replica, client, request.epoch)?;
+    // The client's pull cursor acknowledges what our earlier answers
+    // delivered, if it refers to this incarnation of our feed.
+    let own = replica.feed_epoch()?;
+    if request.server_epoch == own {
+        replica.confirm_peer_heads(client, request.since)?;
+    }
     sync::apply_needs(replica, client, &request.needs)?;
     sync::accept_updates(replica, client, std::mem::take(&mut request.push))
 }
@@ -244,8 +250,9 @@ pub fn may_wait(request: &SyncRequest, own_epoch: u64) -> bool {
     request.wait_ms > 0 && (request.server_epoch == 0 || request.server_epoch == own_epoch)
 }
 
-/// Server, third step (a write): the client will have what we send, unless
-/// the answer is lost — then its next request says what it lacks.
+/// Server, third step (a write): stage what the answer delivers. The
+/// client's next request confirms it (its pull cursor reaches
+/// `batch.cursor`); a lost answer confirms nothing and is sent again.
 pub fn server_delivered<R: Replica>(
     replica: &mut R,
     client: &str,
@@ -253,7 +260,7 @@ pub fn server_delivered<R: Replica>(
 ) -> Result<(), R::Error> {
     for d in &batch.docs {
         if let Ok(id) = d.id.parse::<RecordId>() {
-            replica.set_peer_heads(client, &id, &hashes(&d.heads))?;
+            replica.stage_peer_heads(client, batch.cursor, &id, &hashes(&d.heads))?;
         }
     }
     Ok(())

@@ -21,6 +21,12 @@
 //! is kept in flight between rounds, so a failed exchange leaves nothing to
 //! rebuild: the next round starts from what both sides have persisted.
 //!
+//! What a node *sends* a peer is only staged; the peer's next request says
+//! how far through our feed it has applied (its pull cursor, saved together
+//! with what it applied), and that confirms the staged heads. An answer that
+//! is lost therefore confirms nothing, and the records it carried are sent
+//! again.
+//!
 //! Feed positions belong to one database. A node restored from a backup
 //! reuses positions for other writes and has lost what it received after the
 //! backup, so each database carries a random *feed epoch*, changed by a
@@ -113,6 +119,20 @@ pub trait Replica {
         id: &RecordId,
         heads: &[Hash],
     ) -> Result<(), Self::Error>;
+
+    /// Notes heads an answer to `peer` delivers, not yet acknowledged:
+    /// they become known when the peer's next request shows a pull cursor
+    /// of at least `cursor` ([`Replica::confirm_peer_heads`]).
+    fn stage_peer_heads(
+        &mut self,
+        peer: &str,
+        cursor: u64,
+        id: &RecordId,
+        heads: &[Hash],
+    ) -> Result<(), Self::Error>;
+
+    /// Makes staged heads with a cursor up to `up_to` known (oldest first).
+    fn confirm_peer_heads(&mut self, peer: &str, up_to: u64) -> Result<(), Self::Error>;
 
     /// This replica's feed epoch.
     fn feed_epoch(&mut self) -> Result<u64, Self::Error>;
