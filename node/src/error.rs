@@ -103,7 +103,12 @@ impl IntoResponse for Error {
                 _ => "the node could not complete the request; see its log for details".to_owned(),
             }
         } else {
-            tracing::info!(code = self.code(), error = %self, "request refused");
+            if status == StatusCode::NOT_FOUND {
+                // Clients poll for records; a miss is routine.
+                tracing::debug!(code = self.code(), error = %self, "request refused");
+            } else {
+                tracing::info!(code = self.code(), error = %self, "request refused");
+            }
             self.to_string()
         };
         let mut error = serde_json::json!({ "code": self.code(), "message": message });

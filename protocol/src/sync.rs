@@ -357,6 +357,15 @@ pub fn accept_updates<R: Replica>(
                 ));
                 continue;
             }
+            Stored::Shared { heads, .. }
+                if !checked.heads.is_empty() && checked.heads.iter().all(|h| heads.contains(h)) =>
+            {
+                // The sender's heads are ours: nothing new, and no need to
+                // load the document to know it.
+                outcome.unchanged += 1;
+                replica.set_peer_heads(peer, &checked.id, &checked.heads)?;
+                continue;
+            }
             Stored::Shared { bytes, heads, .. } => match AutoCommit::load(&bytes) {
                 Ok(doc) => (doc, heads),
                 Err(_) => continue, // our own copy is unreadable: leave it alone
@@ -393,10 +402,14 @@ pub fn accept_updates<R: Replica>(
                 continue;
             }
         }
-        let complete = doc.get_missing_deps(&[]).is_empty()
-            && sender_heads
-                .iter()
-                .all(|h| doc.get_change_by_hash(h).is_some());
+        // Fast path: the sender's heads are now among ours, so everything
+        // they depend on was applied. Otherwise ask Automerge (slow).
+        let now_heads = doc.get_heads();
+        let complete = sender_heads.iter().all(|h| now_heads.contains(h))
+            || (doc.get_missing_deps(&[]).is_empty()
+                && sender_heads
+                    .iter()
+                    .all(|h| doc.get_change_by_hash(h).is_some()));
         if !complete {
             outcome.needs.push(Need {
                 id: checked.id.to_string(),

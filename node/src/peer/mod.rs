@@ -64,8 +64,11 @@ pub struct InboundStats {
 
 struct PeerTask {
     cancel: CancellationToken,
-    /// Cuts the puller's long poll short ("sync now").
+    /// Wakes a puller that is backing off after failures ("sync now").
     interrupt: Notify,
+    /// Held while asking an unknown peer who it is, so puller and pusher
+    /// do not both ask.
+    identify: tokio::sync::Mutex<()>,
     /// Wakes the pusher.
     wake_push: Notify,
     push_lock: tokio::sync::Mutex<()>,
@@ -218,6 +221,7 @@ impl Peering {
             let task = Arc::new(PeerTask {
                 cancel: shutdown.child_token(),
                 interrupt: Notify::new(),
+                identify: tokio::sync::Mutex::new(()),
                 wake_push: Notify::new(),
                 push_lock: tokio::sync::Mutex::new(()),
                 pull_lock: tokio::sync::Mutex::new(()),
@@ -274,6 +278,9 @@ impl Peering {
                         }
                     }
                 }
+                if let Some(task) = node.peering.as_ref().and_then(|p| p.task(&peer.url)) {
+                    task.interrupt.notify_waiters();
+                }
                 if result.town.is_none() {
                     result.town = node
                         .store
@@ -297,14 +304,14 @@ impl Peering {
 }
 
 /// One exchange with the peer at `url`, with its state read before and
-/// written after. `interrupt` cuts the puller's long poll short first.
+/// written after. A `manual` round runs beside the background puller.
 async fn run_exchange(
     node: &Arc<Node>,
     url: &str,
     push: bool,
     pull: bool,
     wait_ms: u32,
-    interrupt: bool,
+    manual: bool,
 ) -> Result<client::Exchange> {
     let peering = node.peering.clone().ok_or_else(not_joined)?;
     let ephemeral;
@@ -315,6 +322,7 @@ async fn run_exchange(
             ephemeral = Arc::new(PeerTask {
                 cancel: CancellationToken::new(),
                 interrupt: Notify::new(),
+                identify: tokio::sync::Mutex::new(()),
                 wake_push: Notify::new(),
                 push_lock: tokio::sync::Mutex::new(()),
                 pull_lock: tokio::sync::Mutex::new(()),
@@ -325,15 +333,16 @@ async fn run_exchange(
             ephemeral.clone()
         }
     };
-    if interrupt {
-        task.interrupt.notify_waiters();
-    }
+    // A manual round ("sync now") runs beside the background puller rather
+    // than cutting its long poll: cutting it would drop its connection and
+    // cost a new TLS handshake. Two pulls at once are safe (each saves its
+    // cursor with what it applied; a stale one only means reading again).
     let _push = if push {
         Some(task.push_lock.lock().await)
     } else {
         None
     };
-    let _pull = if pull {
+    let _pull = if pull && !manual {
         Some(task.pull_lock.lock().await)
     } else {
         None
@@ -347,15 +356,23 @@ async fn run_exchange(
         let node_id = match &info.node_id {
             Some(id) => id.clone(),
             None => {
-                let id = peer_client.hello(&target, task.index).await?;
-                if id.node_id == peering.trust.own.node_id {
-                    return Err(Error::Config(format!("{url} is this node itself")));
+                // Only one task asks who the peer is; the other finds the
+                // answer when it gets the lock. Released before the exchange.
+                let _asking = task.identify.lock().await;
+                match peer_info(node, url).await?.node_id {
+                    Some(id) => id,
+                    None => {
+                        let id = peer_client.hello(&target, task.index).await?;
+                        if id.node_id == peering.trust.own.node_id {
+                            return Err(Error::Config(format!("{url} is this node itself")));
+                        }
+                        node.store
+                            .peer_identified(url.to_owned(), id.node_id.clone(), id.town.clone())
+                            .await?;
+                        tracing::info!(%url, town = %id.town, node_id = %id.node_id, "identified peer");
+                        id.node_id
+                    }
                 }
-                node.store
-                    .peer_identified(url.to_owned(), id.node_id.clone(), id.town.clone())
-                    .await?;
-                tracing::info!(%url, town = %id.town, node_id = %id.node_id, "identified peer");
-                id.node_id
             }
         };
         let needs = std::mem::take(&mut *lock(&task.needs));
@@ -443,7 +460,6 @@ async fn pull_loop(node: Arc<Node>, url: String, task: Arc<PeerTask>) {
         let wait = if more { 0 } else { LONG_POLL_MS };
         let result = tokio::select! {
             _ = task.cancel.cancelled() => return,
-            _ = task.interrupt.notified() => continue,
             r = run_exchange(&node, &url, false, true, wait, false) => r,
         };
         match result {
