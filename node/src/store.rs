@@ -23,7 +23,7 @@
 //! search index (`search`, FTS5 over bigram terms) is updated in the same
 //! transaction as the record.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
@@ -39,7 +39,7 @@ use yui_protocol::schema::FieldKind;
 use yui_protocol::session;
 use yui_protocol::sync::{self, Batch, FeedItem, Hash, Limits, SharedCollection, Stored};
 use yui_protocol::validate::{self, Fields, Patch};
-use yui_protocol::wire::{Need, SyncRequest, SyncResponse};
+use yui_protocol::wire::{DocUpdate, Need, SyncRequest, SyncResponse};
 use yui_protocol::{Collection, Millis, RecordId, RecordView, search};
 
 use crate::error::{Error, Result};
@@ -744,7 +744,11 @@ impl Store {
     /// after `after`.
     pub async fn sync_prepare(&self, peer: String, after: u64, limits: Limits) -> Result<Batch> {
         self.read(move |conn| {
-            let mut replica = SqlReplica { conn, state: None };
+            let mut replica = SqlReplica {
+                conn,
+                state: None,
+                rendered: HashMap::new(),
+            };
             session::server_prepare(&mut replica, &peer, after, limits)
         })
         .await
@@ -756,14 +760,61 @@ impl Store {
         peer: String,
         mut request: SyncRequest,
     ) -> Result<sync::Outcome> {
+        let (plans, rendered) = self.plan(std::mem::take(&mut request.push)).await?;
         self.write(move |conn, state| {
             let mut replica = SqlReplica {
                 conn,
                 state: Some(state),
+                rendered,
             };
-            session::server_accept(&mut replica, &peer, &mut request)
+            session::server_accept_planned(&mut replica, &peer, &request, plans)
         })
         .await
+    }
+
+    /// Plans incoming updates on the read pool — loading, merging on copies,
+    /// validating and rendering, which is most of the work — in two halves at
+    /// once, so the writer only writes.
+    async fn plan(
+        &self,
+        mut docs: Vec<DocUpdate>,
+    ) -> Result<(Vec<sync::Plan>, HashMap<RecordId, Rendered>)> {
+        let plan_half = |docs: Vec<DocUpdate>| {
+            self.read(move |conn| {
+                let mut replica = SqlReplica {
+                    conn,
+                    state: None,
+                    rendered: HashMap::new(),
+                };
+                let mut plans = sync::plan_updates(&mut replica, docs)?;
+                let mut rendered = HashMap::new();
+                for plan in &mut plans {
+                    if let sync::Plan::Store(m) = plan {
+                        rendered.insert(
+                            m.id.clone(),
+                            Rendered {
+                                heads: pack_heads(&m.doc.get_heads()),
+                                bytes: m.doc.save_nocompress(),
+                                json: serde_json::to_string(&m.view)
+                                    .map_err(|e| Error::Storage(e.to_string()))?,
+                                terms: index_terms(&m.view),
+                            },
+                        );
+                    }
+                }
+                Ok((plans, rendered))
+            })
+        };
+        if docs.len() < 16 {
+            return plan_half(docs).await;
+        }
+        let second = docs.split_off(docs.len() / 2);
+        let (a, b) = tokio::join!(plan_half(docs), plan_half(second));
+        let (mut plans, mut rendered) = a?;
+        let (more_plans, more_rendered) = b?;
+        plans.extend(more_plans);
+        rendered.extend(more_rendered);
+        Ok((plans, rendered))
     }
 
     /// Server side, a write: record what the answer delivers. Returns the batch.
@@ -772,6 +823,7 @@ impl Store {
             let mut replica = SqlReplica {
                 conn,
                 state: Some(state),
+                rendered: HashMap::new(),
             };
             session::server_delivered(&mut replica, &peer, &batch)?;
             Ok(batch)
@@ -790,7 +842,11 @@ impl Store {
         needs: Vec<Need>,
     ) -> Result<session::ClientStep> {
         self.read(move |conn| {
-            let mut replica = SqlReplica { conn, state: None };
+            let mut replica = SqlReplica {
+                conn,
+                state: None,
+                rendered: HashMap::new(),
+            };
             session::client_request(
                 &mut replica,
                 &peer,
@@ -815,12 +871,15 @@ impl Store {
         sent: session::Outgoing,
         response: SyncResponse,
     ) -> Result<session::ClientOutcome> {
+        let mut response = response;
+        let (plans, rendered) = self.plan(std::mem::take(&mut response.docs)).await?;
         self.write(move |conn, state| {
             let mut replica = SqlReplica {
                 conn,
                 state: Some(state),
+                rendered,
             };
-            let outcome = session::client_apply(&mut replica, &peer, &sent, response)?;
+            let outcome = session::client_apply_planned(&mut replica, &peer, &sent, response, plans)?;
             conn.execute(
                 "UPDATE peers SET push_cursor = coalesce(?2, push_cursor), pull_cursor = coalesce(?3, pull_cursor)
                  WHERE url = ?1",
@@ -1459,6 +1518,17 @@ fn read_shared_feed(conn: &Connection, after: u64, limit: usize) -> Result<Vec<F
 pub struct SqlReplica<'c> {
     conn: &'c Connection,
     state: Option<&'c mut WriterState>,
+    /// What planning already rendered for documents about to be stored.
+    rendered: HashMap<RecordId, Rendered>,
+}
+
+/// A merged document's stored forms, computed while planning (outside the
+/// writer), keyed by the heads they were computed for.
+struct Rendered {
+    heads: Vec<u8>,
+    bytes: Vec<u8>,
+    json: String,
+    terms: String,
 }
 
 impl yui_protocol::sync::Replica for SqlReplica<'_> {
@@ -1524,9 +1594,15 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
             .state
             .as_deref_mut()
             .ok_or_else(|| Error::Storage("store_shared outside a write".into()))?;
-        let json = serde_json::to_string(view).map_err(|e| Error::Storage(e.to_string()))?;
-        let bytes = doc.save_nocompress();
         let heads = pack_heads(&doc.get_heads());
+        let (json, bytes, terms) = match self.rendered.remove(id) {
+            Some(r) if r.heads == heads => (r.json, r.bytes, r.terms),
+            _ => (
+                serde_json::to_string(view).map_err(|e| Error::Storage(e.to_string()))?,
+                doc.save_nocompress(),
+                index_terms(view),
+            ),
+        };
         let seq = state.next_seq;
         let existing: Option<i64> = self
             .conn
@@ -1568,10 +1644,9 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
             }
         };
         if !view.deleted {
-            self.conn.execute(
-                "INSERT INTO search (rowid, terms) VALUES (?1, ?2)",
-                params![rowid, index_terms(view)],
-            )?;
+            self.conn
+                .prepare_cached("INSERT INTO search (rowid, terms) VALUES (?1, ?2)")?
+                .execute(params![rowid, terms])?;
         }
         state.next_seq += 1;
         Ok(())

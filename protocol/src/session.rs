@@ -142,13 +142,27 @@ pub fn client_apply<R: Replica>(
     replica: &mut R,
     server: &str,
     sent: &Outgoing,
+    mut response: SyncResponse,
+) -> Result<ClientOutcome, R::Error> {
+    let plans = sync::plan_updates(replica, std::mem::take(&mut response.docs))?;
+    client_apply_planned(replica, server, sent, response, plans)
+}
+
+/// [`client_apply`] with the answer's documents already planned
+/// ([`sync::plan_updates`], which only reads and can run elsewhere). The
+/// answer's `docs` are ignored; each `DocUpdate`'s `seq` travels in its plan.
+pub fn client_apply_planned<R: Replica>(
+    replica: &mut R,
+    server: &str,
+    sent: &Outgoing,
     response: SyncResponse,
+    plans: Vec<sync::Plan>,
 ) -> Result<ClientOutcome, R::Error> {
     if sync::observe_epoch(replica, server, response.epoch)? {
         // Positions in its feed mean other things now, and it may have lost
         // what we pushed: start over with it. Its news is still news.
-        let docs_in = response.docs.len();
-        let outcome = sync::accept_updates(replica, server, response.docs)?;
+        let docs_in = plans.len();
+        let outcome = sync::commit_plans(replica, server, plans)?;
         return Ok(ClientOutcome {
             // Whether or not this request pushed: the server lost what it
             // had from us, so our pushes start over too.
@@ -176,13 +190,13 @@ pub fn client_apply<R: Replica>(
             replica.set_peer_heads(server, &id, &p.heads)?;
         }
     }
-    let pulled: Vec<(String, u64)> = response
-        .docs
+    let first_needed = plans
         .iter()
-        .map(|d| (d.id.clone(), d.seq))
-        .collect();
-    let docs_in = response.docs.len();
-    let outcome = sync::accept_updates(replica, server, response.docs)?;
+        .filter_map(sync::Plan::needed_at)
+        .map(|(_, seq)| seq.saturating_sub(1))
+        .min();
+    let docs_in = plans.len();
+    let outcome = sync::commit_plans(replica, server, plans)?;
     let mut result = ClientOutcome {
         docs_in,
         docs_out: sent.pushed.len(),
@@ -203,11 +217,6 @@ pub fn client_apply<R: Replica>(
         result.push_cursor = Some(first_redo.unwrap_or(sent.push_end));
     }
     if sent.request.pull {
-        let first_needed = pulled
-            .iter()
-            .filter(|(id, _)| outcome.needs.iter().any(|n| &n.id == id))
-            .map(|(_, seq)| seq.saturating_sub(1))
-            .min();
         result.pull_cursor = Some(first_needed.map_or(response.cursor, |c| c.min(response.cursor)));
         result.needs = outcome.needs;
     }
@@ -220,6 +229,17 @@ pub fn server_accept<R: Replica>(
     client: &str,
     request: &mut SyncRequest,
 ) -> Result<Outcome, R::Error> {
+    let plans = sync::plan_updates(replica, std::mem::take(&mut request.push))?;
+    server_accept_planned(replica, client, request, plans)
+}
+
+/// [`server_accept`] with the pushed documents already planned.
+pub fn server_accept_planned<R: Replica>(
+    replica: &mut R,
+    client: &str,
+    request: &SyncRequest,
+    plans: Vec<sync::Plan>,
+) -> Result<Outcome, R::Error> {
     // A restored client lost what we believed it had; its cursors came back
     // with its backup, so it reads our feed again from there by itself.
     sync::observe_epoch(replica, client, request.epoch)?;
@@ -230,7 +250,7 @@ pub fn server_accept<R: Replica>(
         replica.confirm_peer_heads(client, request.since)?;
     }
     sync::apply_needs(replica, client, &request.needs)?;
-    sync::accept_updates(replica, client, std::mem::take(&mut request.push))
+    sync::commit_plans(replica, client, plans)
 }
 
 /// Server, second step (a read): the client's news after `since`.

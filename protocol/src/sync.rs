@@ -317,139 +317,256 @@ fn refusal(id: &str, code: &str, message: impl Into<String>) -> Refusal {
     }
 }
 
-/// Applies updates from `peer`: each on a copy, stored only if whole and valid.
+/// What to do with one update, decided from the stored state alone.
+///
+/// Planning only reads, so it can run outside the store's write lock and on
+/// several cores; [`commit_plans`] then writes, after checking that the
+/// record did not change meanwhile.
+pub enum Plan {
+    /// Nothing new: only note what the peer has.
+    Unchanged { id: RecordId, heads: Vec<Hash> },
+    /// The changes lack dependencies: ask the sender again from our heads.
+    /// `seq` is the update's position in the sender's feed.
+    Need { need: Need, seq: u64 },
+    /// Refused for good.
+    Refuse(Refusal),
+    /// Store this merged document.
+    Store(Box<Merged>),
+}
+
+/// A document merged on a copy, ready to store.
+pub struct Merged {
+    pub id: RecordId,
+    pub collection: SharedCollection,
+    /// Our heads the merge started from (empty: a new record).
+    pub base: Vec<Hash>,
+    pub doc: AutoCommit,
+    pub view: RecordView,
+    /// The sender's heads, which the peer now has.
+    pub sender_heads: Vec<Hash>,
+    /// The update itself, to plan again if the record moved meanwhile.
+    pub update: DocUpdate,
+}
+
+/// Decides what to do with one update: checks it, applies it to a copy of
+/// the stored document (Automerge may panic on crafted input: a copy is all
+/// it can spoil), and validates the result. Reads only.
+pub fn plan_update<R: Replica>(replica: &mut R, update: DocUpdate) -> Result<Plan, R::Error> {
+    let raw_id = update.id.clone();
+    let checked = match update.clone().check() {
+        Ok(c) => c,
+        Err(e) => return Ok(Plan::Refuse(refusal(&raw_id, e.code(), e.to_string()))),
+    };
+    let Some(collection) = SharedCollection::new(checked.collection) else {
+        return Ok(Plan::Refuse(refusal(
+            &raw_id,
+            "local_collection",
+            "a local collection never syncs",
+        )));
+    };
+    let (mut doc, base) = match replica.stored(&checked.id)? {
+        Stored::Local => {
+            return Ok(Plan::Refuse(refusal(
+                &raw_id,
+                "id_conflict",
+                "this id belongs to another record",
+            )));
+        }
+        Stored::Shared {
+            collection: have, ..
+        } if have != collection => {
+            return Ok(Plan::Refuse(refusal(
+                &raw_id,
+                "collection_mismatch",
+                format!("record is in {}, not {}", have.get(), collection.get()),
+            )));
+        }
+        Stored::Shared { heads, .. }
+            if !checked.heads.is_empty() && checked.heads.iter().all(|h| heads.contains(h)) =>
+        {
+            // The sender's heads are ours: nothing new, and no need to load
+            // the document to know it.
+            return Ok(Plan::Unchanged {
+                id: checked.id,
+                heads: checked.heads,
+            });
+        }
+        Stored::Shared { bytes, heads, .. } => match AutoCommit::load(&bytes) {
+            Ok(doc) => (doc, heads),
+            // Our own copy is unreadable: leave it alone, ask for nothing.
+            Err(e) => {
+                return Ok(Plan::Refuse(refusal(
+                    &raw_id,
+                    "unreadable_here",
+                    e.to_string(),
+                )));
+            }
+        },
+        Stored::Missing => (AutoCommit::new(), Vec::new()),
+    };
+    let sender_heads = from_hashes(&checked.heads);
+    if !sender_heads.is_empty()
+        && sender_heads
+            .iter()
+            .all(|h| doc.get_change_by_hash(h).is_some())
+    {
+        return Ok(Plan::Unchanged {
+            id: checked.id,
+            heads: checked.heads,
+        });
+    }
+    let applied =
+        std::panic::catch_unwind(AssertUnwindSafe(|| doc.load_incremental(&checked.changes)));
+    match applied {
+        Ok(Ok(_)) => {}
+        Ok(Err(e)) => {
+            return Ok(Plan::Refuse(refusal(
+                &raw_id,
+                "invalid_changes",
+                e.to_string(),
+            )));
+        }
+        Err(_) => {
+            return Ok(Plan::Refuse(refusal(
+                &raw_id,
+                "invalid_changes",
+                "the changes could not be applied",
+            )));
+        }
+    }
+    // Fast path: the sender's heads are now among ours, so everything they
+    // depend on was applied. Otherwise ask Automerge (slow).
+    let now_heads = doc.get_heads();
+    let complete = sender_heads.iter().all(|h| now_heads.contains(h))
+        || (doc.get_missing_deps(&[]).is_empty()
+            && sender_heads
+                .iter()
+                .all(|h| doc.get_change_by_hash(h).is_some()));
+    if !complete {
+        return Ok(Plan::Need {
+            need: Need {
+                id: checked.id.to_string(),
+                have: base.iter().map(|h| h.to_vec()).collect(),
+            },
+            seq: update.seq,
+        });
+    }
+    let view = match doc::read(&doc) {
+        Ok(v) => v,
+        Err(e) => {
+            return Ok(Plan::Refuse(refusal(
+                &raw_id,
+                "invalid_document",
+                e.to_string(),
+            )));
+        }
+    };
+    if view.id != checked.id || view.collection != collection.get().name() {
+        return Ok(Plan::Refuse(refusal(
+            &raw_id,
+            "document_mismatch",
+            format!(
+                "the document says it is {} record {}",
+                view.collection, view.id
+            ),
+        )));
+    }
+    if !view.deleted
+        && let Err(e) = validate_create(collection.get(), &view.fields)
+    {
+        return Ok(Plan::Refuse(refusal(
+            &raw_id,
+            "schema_violation",
+            e.to_string(),
+        )));
+    }
+    Ok(Plan::Store(Box::new(Merged {
+        id: checked.id,
+        collection,
+        base,
+        doc,
+        view,
+        sender_heads: checked.heads,
+        update,
+    })))
+}
+
+impl Plan {
+    /// For a document we must ask for again: its id and its position in
+    /// the sender's feed, where the client's pull cursor must go back to.
+    pub fn needed_at(&self) -> Option<(&str, u64)> {
+        match self {
+            Plan::Need { need, seq } => Some((need.id.as_str(), *seq)),
+            _ => None,
+        }
+    }
+}
+
+/// Plans every update (reads only).
+pub fn plan_updates<R: Replica>(
+    replica: &mut R,
+    updates: Vec<DocUpdate>,
+) -> Result<Vec<Plan>, R::Error> {
+    updates
+        .into_iter()
+        .map(|u| plan_update(replica, u))
+        .collect()
+}
+
+/// Writes what the plans decided. A record that changed since it was planned
+/// (a concurrent local write or another peer's) is planned again, here.
+pub fn commit_plans<R: Replica>(
+    replica: &mut R,
+    peer: &str,
+    plans: Vec<Plan>,
+) -> Result<Outcome, R::Error> {
+    let mut outcome = Outcome::default();
+    for plan in plans {
+        let plan = match plan {
+            Plan::Store(merged) => {
+                let current = match replica.stored(&merged.id)? {
+                    Stored::Shared { heads, .. } => heads,
+                    _ => Vec::new(),
+                };
+                if same_set(&current, &merged.base) {
+                    Plan::Store(merged)
+                } else {
+                    plan_update(replica, merged.update)?
+                }
+            }
+            other => other,
+        };
+        match plan {
+            Plan::Unchanged { id, heads } => {
+                outcome.unchanged += 1;
+                replica.set_peer_heads(peer, &id, &heads)?;
+            }
+            Plan::Need { need, .. } => outcome.needs.push(need),
+            Plan::Refuse(r) => outcome.refused.push(r),
+            Plan::Store(mut merged) => {
+                replica.store_shared(
+                    &merged.id,
+                    merged.collection,
+                    &mut merged.doc,
+                    &merged.view,
+                )?;
+                replica.set_peer_heads(peer, &merged.id, &merged.sender_heads)?;
+                outcome.stored.push(merged.id);
+            }
+        }
+    }
+    Ok(outcome)
+}
+
+/// Applies updates from `peer`: each on a copy, stored only if whole and
+/// valid ([`plan_updates`] then [`commit_plans`], in one go).
 pub fn accept_updates<R: Replica>(
     replica: &mut R,
     peer: &str,
     updates: Vec<DocUpdate>,
 ) -> Result<Outcome, R::Error> {
-    let mut outcome = Outcome::default();
-    for update in updates {
-        let raw_id = update.id.clone();
-        let checked = match update.check() {
-            Ok(c) => c,
-            Err(e) => {
-                outcome
-                    .refused
-                    .push(refusal(&raw_id, e.code(), e.to_string()));
-                continue;
-            }
-        };
-        let Some(collection) = SharedCollection::new(checked.collection) else {
-            continue; // check() already refused local collections
-        };
-        let (mut doc, before) = match replica.stored(&checked.id)? {
-            Stored::Local => {
-                outcome.refused.push(refusal(
-                    &raw_id,
-                    "id_conflict",
-                    "this id belongs to another record",
-                ));
-                continue;
-            }
-            Stored::Shared {
-                collection: have, ..
-            } if have != collection => {
-                outcome.refused.push(refusal(
-                    &raw_id,
-                    "collection_mismatch",
-                    format!("record is in {}, not {}", have.get(), collection.get()),
-                ));
-                continue;
-            }
-            Stored::Shared { heads, .. }
-                if !checked.heads.is_empty() && checked.heads.iter().all(|h| heads.contains(h)) =>
-            {
-                // The sender's heads are ours: nothing new, and no need to
-                // load the document to know it.
-                outcome.unchanged += 1;
-                replica.set_peer_heads(peer, &checked.id, &checked.heads)?;
-                continue;
-            }
-            Stored::Shared { bytes, heads, .. } => match AutoCommit::load(&bytes) {
-                Ok(doc) => (doc, heads),
-                Err(_) => continue, // our own copy is unreadable: leave it alone
-            },
-            Stored::Missing => (AutoCommit::new(), Vec::new()),
-        };
-        let sender_heads = from_hashes(&checked.heads);
-        if !sender_heads.is_empty()
-            && sender_heads
-                .iter()
-                .all(|h| doc.get_change_by_hash(h).is_some())
-        {
-            outcome.unchanged += 1;
-            replica.set_peer_heads(peer, &checked.id, &checked.heads)?;
-            continue;
-        }
-        // Automerge may panic on crafted input: apply to our copy only.
-        let applied =
-            std::panic::catch_unwind(AssertUnwindSafe(|| doc.load_incremental(&checked.changes)));
-        match applied {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
-                outcome
-                    .refused
-                    .push(refusal(&raw_id, "invalid_changes", e.to_string()));
-                continue;
-            }
-            Err(_) => {
-                outcome.refused.push(refusal(
-                    &raw_id,
-                    "invalid_changes",
-                    "the changes could not be applied",
-                ));
-                continue;
-            }
-        }
-        // Fast path: the sender's heads are now among ours, so everything
-        // they depend on was applied. Otherwise ask Automerge (slow).
-        let now_heads = doc.get_heads();
-        let complete = sender_heads.iter().all(|h| now_heads.contains(h))
-            || (doc.get_missing_deps(&[]).is_empty()
-                && sender_heads
-                    .iter()
-                    .all(|h| doc.get_change_by_hash(h).is_some()));
-        if !complete {
-            outcome.needs.push(Need {
-                id: checked.id.to_string(),
-                have: before.iter().map(|h| h.to_vec()).collect(),
-            });
-            continue;
-        }
-        let view = match doc::read(&doc) {
-            Ok(v) => v,
-            Err(e) => {
-                outcome
-                    .refused
-                    .push(refusal(&raw_id, "invalid_document", e.to_string()));
-                continue;
-            }
-        };
-        if view.id != checked.id || view.collection != collection.get().name() {
-            outcome.refused.push(refusal(
-                &raw_id,
-                "document_mismatch",
-                format!(
-                    "the document says it is {} record {}",
-                    view.collection, view.id
-                ),
-            ));
-            continue;
-        }
-        if !view.deleted
-            && let Err(e) = validate_create(collection.get(), &view.fields)
-        {
-            outcome
-                .refused
-                .push(refusal(&raw_id, "schema_violation", e.to_string()));
-            continue;
-        }
-        replica.store_shared(&checked.id, collection, &mut doc, &view)?;
-        replica.set_peer_heads(peer, &checked.id, &checked.heads)?;
-        outcome.stored.push(checked.id);
-    }
-    Ok(outcome)
+    let plans = plan_updates(replica, updates)?;
+    commit_plans(replica, peer, plans)
 }
 
 /// A peer told us it lacks changes we assumed it had: forget what we assumed.
