@@ -1417,7 +1417,15 @@ async fn breakdown(src_db: &Path, town: &str, root: &Path) -> Result<Breakdown> 
         b.inflate_decode += t.elapsed();
         apply_steps(&resp.docs, &mut steps)?;
         let t = Instant::now();
-        let outcome = dst.sync_apply(client.clone(), sent, resp).await?;
+        // No peers row in this replay: the URL only names the exchange.
+        let outcome = dst
+            .sync_apply(
+                "https://replay.invalid:7443".into(),
+                client.clone(),
+                sent,
+                resp,
+            )
+            .await?;
         b.apply += t.elapsed();
         if !outcome.refused_here.is_empty() || !outcome.needs.is_empty() {
             bail!(
