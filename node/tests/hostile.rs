@@ -61,8 +61,12 @@ async fn post(
         body.len()
     );
     tls.write_all(head.as_bytes()).await.expect("head");
-    // The server may answer and close before reading a large body.
-    let _ = tls.write_all(body).await;
+    // The server may answer and close before reading a large body. Flush:
+    // under back-pressure the TLS layer may keep the tail of the body
+    // buffered, and the server would wait for it until our timeout.
+    if tls.write_all(body).await.is_ok() {
+        let _ = tls.flush().await;
+    }
     let mut answer = Vec::new();
     let _ = tokio::time::timeout(Duration::from_secs(20), tls.read_to_end(&mut answer)).await;
     let split = answer

@@ -404,91 +404,131 @@ pub fn plan_update<R: Replica>(replica: &mut R, update: DocUpdate) -> Result<Pla
         },
         Stored::Missing => (AutoCommit::new(), Vec::new()),
     };
-    let sender_heads = from_hashes(&checked.heads);
-    if !sender_heads.is_empty()
-        && sender_heads
-            .iter()
-            .all(|h| doc.get_change_by_hash(h).is_some())
-    {
-        return Ok(Plan::Unchanged {
-            id: checked.id,
-            heads: checked.heads,
-        });
-    }
-    let applied =
-        std::panic::catch_unwind(AssertUnwindSafe(|| doc.load_incremental(&checked.changes)));
-    match applied {
-        Ok(Ok(_)) => {}
-        Ok(Err(e)) => {
-            return Ok(Plan::Refuse(refusal(
-                &raw_id,
-                "invalid_changes",
-                e.to_string(),
-            )));
-        }
+    // Everything Automerge does with the peer's bytes runs on our copy and
+    // under catch_unwind: crafted changes can make it panic after they were
+    // applied (in `get_heads`, `read`, `save`), not only while applying.
+    let refused_id = raw_id.clone();
+    let merged = std::panic::catch_unwind(AssertUnwindSafe(
+        move || -> Result<Plan, std::convert::Infallible> {
+            let sender_heads = from_hashes(&checked.heads);
+            if !sender_heads.is_empty()
+                && sender_heads
+                    .iter()
+                    .all(|h| doc.get_change_by_hash(h).is_some())
+            {
+                return Ok(Plan::Unchanged {
+                    id: checked.id,
+                    heads: checked.heads,
+                });
+            }
+            let applied = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                doc.load_incremental(&checked.changes)
+            }));
+            match applied {
+                Ok(Ok(_)) => {}
+                Ok(Err(e)) => {
+                    return Ok(Plan::Refuse(refusal(
+                        &raw_id,
+                        "invalid_changes",
+                        e.to_string(),
+                    )));
+                }
+                Err(_) => {
+                    return Ok(Plan::Refuse(refusal(
+                        &raw_id,
+                        "invalid_changes",
+                        "the changes could not be applied",
+                    )));
+                }
+            }
+            // Fast path: the sender's heads are now among ours, so everything they
+            // depend on was applied. Otherwise ask Automerge (slow).
+            let now_heads = doc.get_heads();
+            let complete = sender_heads.iter().all(|h| now_heads.contains(h))
+                || (doc.get_missing_deps(&[]).is_empty()
+                    && sender_heads
+                        .iter()
+                        .all(|h| doc.get_change_by_hash(h).is_some()));
+            if !complete {
+                return Ok(Plan::Need {
+                    need: Need {
+                        id: checked.id.to_string(),
+                        have: base.iter().map(|h| h.to_vec()).collect(),
+                    },
+                    seq: update.seq,
+                });
+            }
+            let view = match doc::read(&doc) {
+                Ok(v) => v,
+                Err(e) => {
+                    return Ok(Plan::Refuse(refusal(
+                        &raw_id,
+                        "invalid_document",
+                        e.to_string(),
+                    )));
+                }
+            };
+            if view.id != checked.id || view.collection != collection.get().name() {
+                return Ok(Plan::Refuse(refusal(
+                    &raw_id,
+                    "document_mismatch",
+                    format!(
+                        "the document says it is {} record {}",
+                        view.collection, view.id
+                    ),
+                )));
+            }
+            if !view.deleted
+                && let Err(e) = validate_create(collection.get(), &view.fields)
+            {
+                return Ok(Plan::Refuse(refusal(
+                    &raw_id,
+                    "schema_violation",
+                    e.to_string(),
+                )));
+            }
+            Ok(Plan::Store(Box::new(Merged {
+                id: checked.id,
+                collection,
+                base,
+                doc,
+                view,
+                sender_heads: checked.heads,
+                update,
+            })))
+        },
+    ));
+    let plan = match merged {
+        Ok(Ok(plan)) => plan,
+        Ok(Err(never)) => match never {},
         Err(_) => {
             return Ok(Plan::Refuse(refusal(
-                &raw_id,
+                &refused_id,
                 "invalid_changes",
-                "the changes could not be applied",
-            )));
-        }
-    }
-    // Fast path: the sender's heads are now among ours, so everything they
-    // depend on was applied. Otherwise ask Automerge (slow).
-    let now_heads = doc.get_heads();
-    let complete = sender_heads.iter().all(|h| now_heads.contains(h))
-        || (doc.get_missing_deps(&[]).is_empty()
-            && sender_heads
-                .iter()
-                .all(|h| doc.get_change_by_hash(h).is_some()));
-    if !complete {
-        return Ok(Plan::Need {
-            need: Need {
-                id: checked.id.to_string(),
-                have: base.iter().map(|h| h.to_vec()).collect(),
-            },
-            seq: update.seq,
-        });
-    }
-    let view = match doc::read(&doc) {
-        Ok(v) => v,
-        Err(e) => {
-            return Ok(Plan::Refuse(refusal(
-                &raw_id,
-                "invalid_document",
-                e.to_string(),
+                "the changes break the document",
             )));
         }
     };
-    if view.id != checked.id || view.collection != collection.get().name() {
-        return Ok(Plan::Refuse(refusal(
-            &raw_id,
-            "document_mismatch",
-            format!(
-                "the document says it is {} record {}",
-                view.collection, view.id
-            ),
-        )));
+    // Store only what loads again: a merge that saves to bytes Automerge
+    // cannot load would freeze the record here and poison every peer.
+    let Plan::Store(mut m) = plan else {
+        return Ok(plan);
+    };
+    let reloaded = std::panic::catch_unwind(AssertUnwindSafe(|| {
+        let bytes = m.doc.save_nocompress();
+        AutoCommit::load(&bytes).ok()
+    }));
+    match reloaded {
+        Ok(Some(doc)) => {
+            m.doc = doc;
+            Ok(Plan::Store(m))
+        }
+        _ => Ok(Plan::Refuse(refusal(
+            &refused_id,
+            "invalid_changes",
+            "the merged document would not load again",
+        ))),
     }
-    if !view.deleted
-        && let Err(e) = validate_create(collection.get(), &view.fields)
-    {
-        return Ok(Plan::Refuse(refusal(
-            &raw_id,
-            "schema_violation",
-            e.to_string(),
-        )));
-    }
-    Ok(Plan::Store(Box::new(Merged {
-        id: checked.id,
-        collection,
-        base,
-        doc,
-        view,
-        sender_heads: checked.heads,
-        update,
-    })))
 }
 
 impl Plan {

@@ -4,6 +4,7 @@
 mod backup;
 mod cli;
 mod crash;
+mod crash_loop;
 mod demo;
 mod faults;
 mod federation;
