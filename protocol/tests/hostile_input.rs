@@ -509,7 +509,7 @@ fn mutations_reach_every_outcome() {
 /// or `fuzz/artifacts/decode_apply`) through the same path and checks, in
 /// this debug build (overflow checks on):
 /// `YUI_FUZZ_INPUTS=fuzz/corpus/decode_apply cargo test -p yui-protocol
-/// --test hostile_input -- --ignored replay_fuzz_inputs --nocapture`
+/// --test hostile_input replay_fuzz_inputs -- --nocapture`
 #[test]
 fn replay_fuzz_inputs() {
     use std::sync::atomic::Ordering;
@@ -648,13 +648,13 @@ fn regression_a_stored_record_must_reload() {
     }
 }
 
-/// KNOWN BUG, the same with the next byte but one (0x07 → 0x00): the stored
-/// document makes `AutoCommit::load` *panic* (automerge's change collector:
+/// KNOWN BUG, the same with the next byte but one (0x64 → 0x00): the stored
+/// document made `AutoCommit::load` *panic* (automerge's change collector:
 /// `assertion failed: self.data[index].is_none()`). The node loads a stored
 /// document outside any `catch_unwind` (`sync::plan_update` before applying
 /// the next update of the record, `sync::prepare_updates` when serving a
 /// peer that has an earlier version), so the next update of that record or
-/// the next pull of it panics on the victim.
+/// the next pull of it panicked on the victim. Fixed by the same check.
 #[test]
 fn regression_a_stored_record_must_not_make_load_panic() {
     let (mut victim, stored) = edited_tombstone(130, 0x64, 0x00);

@@ -473,18 +473,19 @@ pub fn decode_and_apply(
     }
 }
 
-/// KNOWN BUG, not fixed here (see `known_bug_a_stored_record_must_reload`
-/// in `hostile_input.rs`): a crafted change can be accepted, merged and
-/// stored although the document saved from it no longer loads
-/// ("mismatching heads") or makes `AutoCommit::load` panic (see also
-/// `known_bug_a_stored_record_must_not_make_load_panic`). While this is
-/// true, such a record, stored by the message under test, is counted in
-/// [`UNLOADABLE_STORED`] and left out of the remaining checks instead of
-/// failing them. Set it to false once the
-/// apply path checks that a merged document reloads before storing it.
+/// Formerly a known bug (see `regression_a_stored_record_must_reload` and
+/// `regression_a_stored_record_must_not_make_load_panic` in
+/// `hostile_input.rs`): a crafted change could be accepted, merged and
+/// stored although the document saved from it no longer loaded ("mismatching
+/// heads") or made `AutoCommit::load` panic. `sync::plan_update` now stores a
+/// merged document only if its saved bytes load again, so this is false and
+/// such a record fails the checks. Set to true, a record stored by the
+/// message under test that does not load is counted in
+/// [`UNLOADABLE_STORED`] and left out of the remaining checks instead (to
+/// keep fuzzing past the bug on a tree without the fix).
 pub const TOLERATE_UNLOADABLE_STORED: bool = false;
 
-/// Records the known bug left unloadable, counted.
+/// Unloadable records tolerated under [`TOLERATE_UNLOADABLE_STORED`], counted.
 pub static UNLOADABLE_STORED: AtomicUsize = AtomicUsize::new(0);
 
 fn known_unloadable(id: &RecordId, out: &Applied) -> bool {
@@ -586,8 +587,8 @@ pub fn check_victim(before: &BTreeMap<RecordId, Held>, after: &mut MemoryReplica
 /// peer got stored does not poison the towns it travels on to (and serving
 /// it, outside any `catch_unwind`, does not panic).
 pub fn check_forwarding(victim: &mut MemoryReplica) {
-    // Records the known bug left unloadable (see TOLERATE_UNLOADABLE_STORED)
-    // cannot travel: leave them out.
+    // Unloadable records tolerated under TOLERATE_UNLOADABLE_STORED cannot
+    // travel: leave them out.
     let unloadable: Vec<RecordId> = snapshot(victim)
         .into_iter()
         .filter(|(_, h)| {
