@@ -79,6 +79,22 @@ struct PeerTask {
     index: usize,
 }
 
+impl PeerTask {
+    fn new(cancel: CancellationToken, index: usize) -> PeerTask {
+        PeerTask {
+            cancel,
+            interrupt: Notify::new(),
+            identify: tokio::sync::Mutex::new(()),
+            wake_push: Notify::new(),
+            push_lock: tokio::sync::Mutex::new(()),
+            pull_lock: tokio::sync::Mutex::new(()),
+            needs: Mutex::new(Vec::new()),
+            server_revocations: AtomicU64::new(0),
+            index,
+        }
+    }
+}
+
 /// Federation state of a node that has joined the consortium.
 pub struct Peering {
     pub trust: Arc<Trust>,
@@ -218,17 +234,10 @@ impl Peering {
             if tasks.contains_key(url) {
                 return;
             }
-            let task = Arc::new(PeerTask {
-                cancel: shutdown.child_token(),
-                interrupt: Notify::new(),
-                identify: tokio::sync::Mutex::new(()),
-                wake_push: Notify::new(),
-                push_lock: tokio::sync::Mutex::new(()),
-                pull_lock: tokio::sync::Mutex::new(()),
-                needs: Mutex::new(Vec::new()),
-                server_revocations: AtomicU64::new(0),
-                index: peering.next_index.fetch_add(1, Ordering::Relaxed) as usize,
-            });
+            let task = Arc::new(PeerTask::new(
+                shutdown.child_token(),
+                peering.next_index.fetch_add(1, Ordering::Relaxed) as usize,
+            ));
             tasks.insert(url.to_owned(), task.clone());
             task
         };
@@ -319,17 +328,7 @@ async fn run_exchange(
         Some(t) => t,
         None => {
             // `yui sync` without a running node: no background tasks exist.
-            ephemeral = Arc::new(PeerTask {
-                cancel: CancellationToken::new(),
-                interrupt: Notify::new(),
-                identify: tokio::sync::Mutex::new(()),
-                wake_push: Notify::new(),
-                push_lock: tokio::sync::Mutex::new(()),
-                pull_lock: tokio::sync::Mutex::new(()),
-                needs: Mutex::new(Vec::new()),
-                server_revocations: AtomicU64::new(0),
-                index: 0,
-            });
+            ephemeral = Arc::new(PeerTask::new(CancellationToken::new(), 0));
             ephemeral.clone()
         }
     };
