@@ -41,12 +41,31 @@ const BACKOFF_MAX: Duration = Duration::from_secs(60);
 /// A pusher also wakes this often, to retry what failed.
 const PUSH_RETRY: Duration = Duration::from_secs(30);
 
-/// A connection attempt the peer port refused.
+/// A connection attempt the peer port refused. Repeats (same host, same
+/// reason) are counted in one entry, so a flood cannot push the one
+/// interesting refusal out of the list.
 #[derive(Debug, Clone, Serialize)]
 pub struct RefusedAttempt {
+    /// The latest time.
     pub at: String,
+    /// The latest address (or member) it came from.
     pub from: String,
     pub reason: String,
+    /// How many times (at least 1); `first_at` is the earliest.
+    pub count: u64,
+    pub first_at: String,
+}
+
+/// Two refusals' sources are the same host: equal IPs for socket
+/// addresses (ports differ from one attempt to the next), else equal text.
+fn same_source(a: &str, b: &str) -> bool {
+    match (
+        a.parse::<std::net::SocketAddr>(),
+        b.parse::<std::net::SocketAddr>(),
+    ) {
+        (Ok(a), Ok(b)) => a.ip() == b.ip(),
+        _ => a == b,
+    }
 }
 
 /// Traffic from nodes that dial us.
@@ -141,18 +160,37 @@ impl Peering {
 
     /// Logs and remembers a refused connection attempt.
     pub fn refused(&self, from: String, reason: String) {
-        tracing::warn!(%from, %reason, "peer port refused a connection");
         let mut list = lock(&self.refused);
+        let at = now_text();
+        if let Some(i) = list
+            .iter()
+            .position(|r| same_source(&r.from, &from) && r.reason == reason)
+            && let Some(mut repeat) = list.remove(i)
+        {
+            repeat.from.clone_from(&from);
+            // The log hears of repeats 2, 4, 8, 16 … only.
+            repeat.count += 1;
+            if repeat.count.is_power_of_two() {
+                tracing::warn!(%from, %reason, times = repeat.count, "peer port refused a connection");
+            }
+            repeat.at = at;
+            list.push_back(repeat);
+            return;
+        }
+        tracing::warn!(%from, %reason, "peer port refused a connection");
         if list.len() >= 100 {
             list.pop_front();
         }
         list.push_back(RefusedAttempt {
-            at: now_text(),
+            first_at: at.clone(),
+            at,
             from,
             reason,
+            count: 1,
         });
     }
 
+    /// Refusals, oldest first.
     pub fn refused_attempts(&self) -> Vec<RefusedAttempt> {
         lock(&self.refused).iter().cloned().collect()
     }

@@ -5,7 +5,16 @@
 //! hands every request a typed [`PeerIdentity`]; handlers never touch rustls.
 //! Revocation is checked after the handshake and again on every request, so
 //! a revoked node loses even connections opened before the revocation.
+//!
+//! Connection budgets keep one party from holding the port: unfinished
+//! handshakes are bounded per source host and in all (a new arrival evicts
+//! the oldest of its own host, or of the busiest one, so half-sent
+//! ClientHellos from one host cannot keep other hosts' members out), at most [`MAX_PER_MEMBER`] open
+//! connections per member node and [`MAX_CONNECTIONS`] in all, and request
+//! bodies that must keep up a minimum rate ([`MIN_BODY_RATE`]).
 
+use std::collections::{BTreeMap, HashMap};
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,11 +25,12 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Router};
-use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
 use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
+use tokio_rustls::LazyConfigAcceptor;
 use tokio_util::sync::CancellationToken;
 use yui_protocol::sync::Limits;
 use yui_protocol::wire::{self, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, SyncRequest};
@@ -31,7 +41,21 @@ use crate::pki::PeerIdentity;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-const MAX_CONNECTIONS: usize = 256;
+/// Established connections, all members together.
+pub const MAX_CONNECTIONS: usize = 256;
+/// Established connections of one member node. An honest node uses two or
+/// three (its long poll, its pushes, a manual round).
+pub const MAX_PER_MEMBER: usize = 16;
+/// Connections waiting for a complete ClientHello, and TLS handshakes in
+/// progress after it: each stage holds this many from all hosts together,
+/// and [`MAX_HANDSHAKES_PER_HOST`] from one source address. A new arrival
+/// over either budget evicts the oldest of its own host, or of the busiest.
+pub const MAX_HANDSHAKES: usize = 128;
+pub const MAX_HANDSHAKES_PER_HOST: usize = 16;
+/// A request body may take [`BODY_GRACE`] plus one second per
+/// `MIN_BODY_RATE` bytes received; slower senders are cut off.
+pub const MIN_BODY_RATE: usize = 16 * 1024;
+pub const BODY_GRACE: Duration = Duration::from_secs(10);
 
 /// Serves the peer port until `shutdown`.
 pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: CancellationToken) {
@@ -45,9 +69,11 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Cancellatio
             return;
         }
     };
-    let acceptor = tokio_rustls::TlsAcceptor::from(config);
     let app = router(node.clone(), shutdown.clone());
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let hellos = Arc::new(Handshakes::default());
+    let handshakes = Arc::new(Handshakes::default());
+    let members = Arc::new(MemberConnections::default());
     loop {
         let (tcp, addr) = tokio::select! {
             _ = shutdown.cancelled() => break,
@@ -61,30 +87,52 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Cancellatio
                 }
             },
         };
-        let Ok(slot) = slots.clone().try_acquire_owned() else {
-            peering.refused(addr.to_string(), "too many connections".into());
-            continue;
-        };
-        let (acceptor, app, node, shutdown) = (
-            acceptor.clone(),
+        let hello = hellos.begin(addr.ip());
+        let (config, handshakes, app, node, shutdown, slots, members) = (
+            config.clone(),
+            handshakes.clone(),
             app.clone(),
             node.clone(),
             shutdown.clone(),
+            slots.clone(),
+            members.clone(),
         );
         tokio::spawn(async move {
-            let _slot = slot;
-            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
-                Ok(Ok(tls)) => tls,
-                Ok(Err(e)) => {
-                    peering_of(&node)
-                        .refused(addr.to_string(), format!("TLS handshake failed: {e}"));
-                    return;
-                }
-                Err(_) => {
-                    peering_of(&node).refused(addr.to_string(), "TLS handshake timed out".into());
-                    return;
+            let from = addr.to_string();
+            let peering = peering_of(&node);
+            let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
+            let timed_out = || peering.refused(from.clone(), "TLS handshake timed out".into());
+            let failed = |e: std::io::Error| {
+                peering.refused(from.clone(), format!("TLS handshake failed: {e}"));
+            };
+            // Two stages, each with its own budget: waiting for a complete
+            // ClientHello (all an anonymous sender can hold cheaply), then
+            // the rest of the handshake, which costs the sender a key
+            // exchange per attempt.
+            let waiting = LazyConfigAcceptor::new(rustls::server::Acceptor::default(), tcp);
+            let start = tokio::select! {
+                done = tokio::time::timeout_at(deadline, waiting) => match done {
+                    Ok(Ok(start)) => start,
+                    Ok(Err(e)) => return failed(e),
+                    Err(_) => return timed_out(),
+                },
+                _ = hello.evicted.cancelled() => {
+                    return peering.refused(from.clone(), "ClientHello not finished, dropped to make room for newer connections".into());
                 }
             };
+            drop(hello);
+            let handshake = handshakes.begin(addr.ip());
+            let tls = tokio::select! {
+                done = tokio::time::timeout_at(deadline, start.into_stream(config)) => match done {
+                    Ok(Ok(tls)) => tls,
+                    Ok(Err(e)) => return failed(e),
+                    Err(_) => return timed_out(),
+                },
+                _ = handshake.evicted.cancelled() => {
+                    return peering.refused(from.clone(), "TLS handshake not finished, dropped to make room for newer connections".into());
+                }
+            };
+            drop(handshake);
             let identity = match tls.get_ref().1.peer_certificates().and_then(|c| c.first()) {
                 Some(cert) => match crate::pki::identity(cert) {
                     Ok(id) => id,
@@ -106,7 +154,32 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Cancellatio
                 tracing::info!(peer = %identity.town, node_id = %identity.node_id, "a revoked node connected");
             }
             tracing::debug!(peer = %identity.town, node_id = %identity.node_id, %addr, "peer connected");
-            let service = TowerToHyperService::new(app.layer(Extension(Arc::new(identity))));
+            let member = format!("{} ({})", identity.town, identity.node_id);
+            // Over a budget, the connection is still served — with a 429 or
+            // 503 that says why — so the other side's administrator learns
+            // the reason instead of seeing a dropped connection.
+            let admitted = match members.enter(&identity.node_id) {
+                None => Err((
+                    StatusCode::TOO_MANY_REQUESTS,
+                    format!(
+                        "too many connections from this member: at most {MAX_PER_MEMBER} at once"
+                    ),
+                )),
+                Some(entry) => match slots.try_acquire_owned() {
+                    Ok(slot) => Ok((entry, slot)),
+                    Err(_) => Err((
+                        StatusCode::SERVICE_UNAVAILABLE,
+                        format!("too many connections: at most {MAX_CONNECTIONS} at once"),
+                    )),
+                },
+            };
+            let service = match &admitted {
+                Ok(_) => TowerToHyperService::new(app.layer(Extension(Arc::new(identity)))),
+                Err((status, reason)) => {
+                    peering_of(&node).refused(member, reason.clone());
+                    TowerToHyperService::new(over_budget(*status, reason.clone()))
+                }
+            };
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
@@ -116,9 +189,143 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Cancellatio
                 _ = conn.as_mut() => {}
                 _ = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
             }
-            let _ = TokioExecutor::new();
+            drop(admitted);
         });
     }
+}
+
+/// Handshakes in progress per host, oldest first.
+#[derive(Default)]
+struct Handshakes {
+    pending: std::sync::Mutex<PendingHandshakes>,
+}
+
+#[derive(Default)]
+struct PendingHandshakes {
+    next: u64,
+    total: usize,
+    by_host: HashMap<IpAddr, BTreeMap<u64, CancellationToken>>,
+}
+
+/// One handshake in progress; leaves the list when dropped.
+struct Handshake {
+    id: u64,
+    host: IpAddr,
+    evicted: CancellationToken,
+    list: Arc<Handshakes>,
+}
+
+impl Handshakes {
+    /// Registers a new handshake from `host`. If that host already has
+    /// [`MAX_HANDSHAKES_PER_HOST`] in progress, its oldest is evicted; if all
+    /// hosts together have [`MAX_HANDSHAKES`], the busiest host's oldest is.
+    /// (The evicted connection's task records the refusal.)
+    fn begin(self: &Arc<Self>, host: IpAddr) -> Handshake {
+        let mut guard = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let pending = &mut *guard;
+        let own = pending.by_host.get(&host).map_or(0, BTreeMap::len);
+        let make_room = if own >= MAX_HANDSHAKES_PER_HOST {
+            Some(host)
+        } else if pending.total >= MAX_HANDSHAKES {
+            pending
+                .by_host
+                .iter()
+                .max_by_key(|(_, list)| list.len())
+                .map(|(h, _)| *h)
+        } else {
+            None
+        };
+        if let Some(busiest) = make_room
+            && let Some(list) = pending.by_host.get_mut(&busiest)
+            && let Some((_, oldest)) = list.pop_first()
+        {
+            oldest.cancel();
+            pending.total -= 1;
+            if list.is_empty() {
+                pending.by_host.remove(&busiest);
+            }
+        }
+        let id = pending.next;
+        pending.next += 1;
+        let token = CancellationToken::new();
+        pending
+            .by_host
+            .entry(host)
+            .or_default()
+            .insert(id, token.clone());
+        pending.total += 1;
+        Handshake {
+            id,
+            host,
+            evicted: token,
+            list: self.clone(),
+        }
+    }
+}
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        let mut guard = self.list.pending.lock().unwrap_or_else(|e| e.into_inner());
+        let pending = &mut *guard;
+        if let Some(list) = pending.by_host.get_mut(&self.host)
+            && list.remove(&self.id).is_some()
+        {
+            pending.total -= 1;
+            if list.is_empty() {
+                pending.by_host.remove(&self.host);
+            }
+        }
+    }
+}
+
+/// Open connections per member node id.
+#[derive(Default)]
+struct MemberConnections {
+    open: std::sync::Mutex<HashMap<String, usize>>,
+}
+
+/// One member connection counted; uncounted when dropped.
+struct MemberEntry {
+    node_id: String,
+    list: Arc<MemberConnections>,
+}
+
+impl MemberConnections {
+    fn enter(self: &Arc<Self>, node_id: &str) -> Option<MemberEntry> {
+        let mut open = self.open.lock().unwrap_or_else(|e| e.into_inner());
+        let n = open.entry(node_id.to_owned()).or_default();
+        if *n >= MAX_PER_MEMBER {
+            return None;
+        }
+        *n += 1;
+        Some(MemberEntry {
+            node_id: node_id.to_owned(),
+            list: self.clone(),
+        })
+    }
+}
+
+impl Drop for MemberEntry {
+    fn drop(&mut self) {
+        let mut open = self.list.open.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(n) = open.get_mut(&self.node_id) {
+            *n -= 1;
+            if *n == 0 {
+                open.remove(&self.node_id);
+            }
+        }
+    }
+}
+
+/// The service for a connection over budget: every request is answered
+/// with `status` and the reason, and the connection is closed.
+fn over_budget(status: StatusCode, reason: String) -> Router {
+    Router::new().fallback(move || async move {
+        let mut resp = (status, reason).into_response();
+        resp.headers_mut()
+            .insert(header::CONNECTION, HeaderValue::from_static("close"));
+        resp
+    })
 }
 
 fn peering_of(node: &Node) -> &super::Peering {
@@ -185,6 +392,58 @@ async fn hello(
     .into_response()
 }
 
+/// Reads a request body of at most [`MAX_MESSAGE_BYTES`] that keeps up
+/// [`MIN_BODY_RATE`] after [`BODY_GRACE`] (a slow-loris sender would
+/// otherwise hold its connection for as long as it likes).
+async fn read_body(body: Body, declared: Option<u64>) -> Result<Bytes, (StatusCode, String)> {
+    use http_body_util::BodyExt;
+    let too_large = || {
+        (
+            StatusCode::PAYLOAD_TOO_LARGE,
+            format!("message larger than {MAX_MESSAGE_BYTES} bytes"),
+        )
+    };
+    if declared.is_some_and(|n| n > MAX_MESSAGE_BYTES as u64) {
+        return Err(too_large());
+    }
+    let start = tokio::time::Instant::now();
+    let mut body = body;
+    // Not the declared length: a sender may declare 32 MiB and send a byte.
+    let mut received = Vec::with_capacity(declared.unwrap_or(0).min(1 << 20) as usize);
+    loop {
+        let allowed =
+            BODY_GRACE + Duration::from_secs_f64(received.len() as f64 / MIN_BODY_RATE as f64);
+        let frame = match tokio::time::timeout_at(start + allowed, body.frame()).await {
+            Err(_) => {
+                return Err((
+                    StatusCode::REQUEST_TIMEOUT,
+                    format!(
+                        "request body too slow: {} bytes in {:.0} s (a body may take {} s plus 1 s per {} KiB)",
+                        received.len(),
+                        start.elapsed().as_secs_f64(),
+                        BODY_GRACE.as_secs(),
+                        MIN_BODY_RATE / 1024
+                    ),
+                ));
+            }
+            Ok(None) => return Ok(Bytes::from(received)),
+            Ok(Some(Err(e))) => {
+                return Err((
+                    StatusCode::BAD_REQUEST,
+                    format!("reading the request body failed: {e}"),
+                ));
+            }
+            Ok(Some(Ok(frame))) => frame,
+        };
+        if let Ok(data) = frame.into_data() {
+            if received.len() + data.len() > MAX_MESSAGE_BYTES {
+                return Err(too_large());
+            }
+            received.extend_from_slice(&data);
+        }
+    }
+}
+
 fn refuse(status: StatusCode, message: String) -> Response {
     (status, message).into_response()
 }
@@ -193,10 +452,23 @@ async fn sync(
     State(state): State<PeerState>,
     Extension(peer): Extension<Arc<PeerIdentity>>,
     headers: HeaderMap,
-    body: Bytes,
+    body: Body,
 ) -> Response {
     let node = &state.node;
     let peering = peering_of(node);
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let body = match read_body(body, declared).await {
+        Ok(b) => b,
+        Err((status, e)) => {
+            peering.bad_message(&peer, &e);
+            let mut resp = refuse(status, e);
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return resp;
+        }
+    };
     let bytes_in = body.len() as u64;
     let raw = match codec::decode_body(&headers, &body) {
         Ok(raw) => raw,

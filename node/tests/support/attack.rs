@@ -31,8 +31,10 @@ use yui_node::pki::CaDir;
 use yui_protocol::wire::{DocUpdate, PROTOCOL_VERSION, SyncRequest, SyncResponse};
 use yui_protocol::{Collection, RecordId};
 
-/// The peer port's connection cap (`node::peer::server`).
-pub const CONNECTION_CAP: usize = 256;
+/// The peer port's connection budgets (`node::peer::server`).
+pub const CONNECTION_CAP: usize = yui_node::peer::server::MAX_CONNECTIONS;
+pub const MEMBER_CAP: usize = yui_node::peer::server::MAX_PER_MEMBER;
+pub const BODY_GRACE: Duration = yui_node::peer::server::BODY_GRACE;
 /// Its TLS handshake and header timeouts.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
@@ -913,12 +915,24 @@ async fn long_polls(scene: &mut Scene, opts: &Options, docs: &mut AttackerDocs) 
             }
         }
     };
+    // A connection is held if it gets an answer; over the member's budget
+    // the node answers 429 and closes it.
     let attempts: Vec<_> = (0..opts.long_polls)
         .map(|_| {
             let member = member.clone();
             tokio::spawn(async move {
                 let t = Instant::now();
-                (member.conn().await, t.elapsed())
+                let held = async {
+                    let mut conn = member.conn().await?;
+                    match conn.request("", &long_poll_body(since, epoch, 0)).await? {
+                        (200, _) => Ok(conn),
+                        (status, body) => Err(std::io::Error::other(format!(
+                            "{status} {}",
+                            String::from_utf8_lossy(&body)
+                        ))),
+                    }
+                };
+                (held.await, t.elapsed())
             })
         })
         .collect();
@@ -1035,14 +1049,17 @@ async fn long_polls(scene: &mut Scene, opts: &Options, docs: &mut AttackerDocs) 
     ));
 
     scene.step("checking that the slots come back");
-    let want = CONNECTION_CAP - 8;
+    let want = MEMBER_CAP;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let mut conns = Vec::new();
         while conns.len() < want {
-            match member.conn().await {
-                Ok(c) => conns.push(c),
-                Err(_) => break,
+            let Ok(mut c) = member.conn().await else {
+                break;
+            };
+            match c.request("", &long_poll_body(since, epoch, 0)).await {
+                Ok((200, _)) => conns.push(c),
+                _ => break,
             }
         }
         if conns.len() == want {
@@ -1074,7 +1091,7 @@ struct Slow {
 }
 
 /// Waits until the node closes `io` (or the connection fails); returns when.
-async fn until_closed(mut io: impl tokio::io::AsyncRead + Unpin, start: Instant) -> Duration {
+pub async fn until_closed(mut io: impl tokio::io::AsyncRead + Unpin, start: Instant) -> Duration {
     let mut scratch = [0u8; 1024];
     loop {
         match io.read(&mut scratch).await {
@@ -1148,6 +1165,12 @@ async fn slow(scene: &mut Scene, opts: &Options, peer_port: SocketAddr) -> Slow 
             Ok(took) => closed_within = closed_within.max(took.expect("join")),
             Err(_) => still_open += 1,
         }
+    }
+    // Slow-loris bodies are cut off once they fall behind the minimum rate
+    // (over the member's budget they were refused at once).
+    let body_limit = BODY_GRACE + Duration::from_secs(5);
+    while open.load(Ordering::Relaxed) > 0 && phase_start.elapsed() < body_limit {
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let bodies_open_at_end = open.load(Ordering::Relaxed);
     scene.notes.push(format!(
