@@ -8,3 +8,4 @@ mod crash_loop;
 mod demo;
 mod faults;
 mod federation;
+mod service;
