@@ -8,6 +8,7 @@
 
 pub mod collection;
 pub mod doc;
+pub mod guard;
 pub mod memory;
 pub mod record;
 pub mod schema;
