@@ -39,6 +39,24 @@ pub enum Error {
     Config(String),
     #[error("the node is shutting down")]
     ShuttingDown,
+    #[error("{}", personal_data_message(.0))]
+    PersonalData(Vec<yui_protocol::guard::Finding>),
+}
+
+fn personal_data_message(findings: &[yui_protocol::guard::Finding]) -> String {
+    let list: Vec<String> = findings
+        .iter()
+        .map(|f| {
+            format!(
+                "{}: {} at {}..{} ({})",
+                f.field, f.kind, f.start, f.end, f.excerpt
+            )
+        })
+        .collect();
+    format!(
+        "this shared record contains personal data, which must not leave the town: {}",
+        list.join("; ")
+    )
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -52,7 +70,7 @@ impl From<yui_protocol::doc::DocError> for Error {
 impl Error {
     pub fn status(&self) -> StatusCode {
         match self {
-            Error::Validation(_) => StatusCode::UNPROCESSABLE_ENTITY,
+            Error::Validation(_) | Error::PersonalData(_) => StatusCode::UNPROCESSABLE_ENTITY,
             Error::UnknownCollection { .. } | Error::RecordNotFound { .. } | Error::NotFound(_) => {
                 StatusCode::NOT_FOUND
             }
@@ -82,6 +100,7 @@ impl Error {
             Error::CorruptDatabase { .. } => "corrupt_database",
             Error::Storage(_) | Error::Config(_) => "storage_error",
             Error::ShuttingDown => "shutting_down",
+            Error::PersonalData(_) => "personal_data",
         }
     }
 
@@ -114,6 +133,16 @@ impl IntoResponse for Error {
         let mut error = serde_json::json!({ "code": self.code(), "message": message });
         if let Error::Validation(ValidationErrors(fields)) = &self {
             error["fields"] = serde_json::to_value(fields as &Vec<FieldError>).unwrap_or_default();
+        }
+        if let Error::PersonalData(findings) = &self {
+            error["findings"] = findings
+                .iter()
+                .map(|f| {
+                    let mut v = serde_json::to_value(f).unwrap_or_default();
+                    v["may_override"] = f.kind.may_override().into();
+                    v
+                })
+                .collect();
         }
         (status, axum::Json(serde_json::json!({ "error": error }))).into_response()
     }

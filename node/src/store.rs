@@ -40,7 +40,7 @@ use yui_protocol::session;
 use yui_protocol::sync::{self, Batch, FeedItem, Hash, Limits, SharedCollection, Stored};
 use yui_protocol::validate::{self, Fields, Patch};
 use yui_protocol::wire::{DocUpdate, Need, SyncRequest, SyncResponse};
-use yui_protocol::{Collection, Millis, RecordId, RecordView, search};
+use yui_protocol::{Collection, Millis, RecordId, RecordView, guard, search};
 
 use crate::error::{Error, Result};
 
@@ -199,6 +199,19 @@ struct Inner {
     last_id: Mutex<Option<RecordId>>,
     /// The feed epoch of this database (changes with a restore).
     epoch: u64,
+    /// The personal-data guard's names, with the (count, max seq) of the
+    /// workers and customers they were read from.
+    registry: Mutex<Option<((i64, i64), Arc<guard::Registry>)>>,
+}
+
+/// What the personal-data guard lets through when a shared record is
+/// written here: nothing, or (an administrator's override, with a reason
+/// the caller records) every finding but My Number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum GuardMode {
+    #[default]
+    Refuse,
+    AcceptOverridable,
 }
 
 impl From<rusqlite::Error> for Error {
@@ -385,6 +398,7 @@ impl Store {
                 last_seq,
                 last_id: Mutex::new(None),
                 epoch,
+                registry: Mutex::new(None),
             }),
         })
     }
@@ -471,8 +485,100 @@ impl Store {
         .map_err(|e| Error::Storage(format!("read task failed: {e}")))?
     }
 
-    /// Creates a record and returns it as the API shows it.
+    /// The names and kana readings of this town's registered workers and
+    /// customer contacts, for the personal-data guard. Read again only
+    /// when those collections changed.
+    pub async fn registry(&self) -> Result<Arc<guard::Registry>> {
+        let inner = self.inner.clone();
+        self.read(move |conn| {
+            let version: (i64, i64) = conn.query_row(
+                "SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM records
+                 WHERE collection IN ('workers', 'customers')",
+                [],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )?;
+            if let Some((v, registry)) = &*lock(&inner.registry)
+                && *v == version
+            {
+                return Ok(registry.clone());
+            }
+            let mut registry = guard::Registry::new();
+            let mut stmt = conn.prepare_cached(
+                "SELECT json_extract(view, '$.fields.name'), json_extract(view, '$.fields.name_kana'),
+                        json_extract(view, '$.fields.contact_name')
+                 FROM records WHERE collection IN ('workers', 'customers') AND deleted = 0",
+            )?;
+            let rows = stmt.query_map([], |r| {
+                Ok([
+                    r.get::<_, Option<String>>(0)?,
+                    r.get::<_, Option<String>>(1)?,
+                    r.get::<_, Option<String>>(2)?,
+                ])
+            })?;
+            for row in rows {
+                for name in row?.into_iter().flatten() {
+                    registry.add(&name);
+                }
+            }
+            let registry = Arc::new(registry);
+            *lock(&inner.registry) = Some((version, registry.clone()));
+            Ok(registry)
+        })
+        .await
+    }
+
+    /// The personal-data guard on a write to a shared collection: refuses
+    /// (422 `personal_data`) what `mode` does not let through; returns the
+    /// findings it let through, for the caller's audit log.
+    pub async fn check_personal_data(
+        &self,
+        collection: Collection,
+        fields: &Fields,
+        mode: GuardMode,
+    ) -> Result<Vec<guard::Finding>> {
+        if !collection.is_shared() {
+            return Ok(Vec::new());
+        }
+        let registry = self.registry().await?;
+        let findings = guard::scan_fields(fields, &registry);
+        let refused = match mode {
+            GuardMode::Refuse => !findings.is_empty(),
+            GuardMode::AcceptOverridable => findings.iter().any(|f| !f.kind.may_override()),
+        };
+        if refused {
+            return Err(Error::PersonalData(findings));
+        }
+        Ok(findings)
+    }
+
+    /// Creates a record and returns it as the API shows it. A shared record
+    /// with personal data in it is refused.
     pub async fn create(
+        &self,
+        collection: Collection,
+        fields: Fields,
+        now: Millis,
+    ) -> Result<Box<RawValue>> {
+        self.create_guarded(collection, fields, now, GuardMode::Refuse)
+            .await
+            .map(|(record, _)| record)
+    }
+
+    /// [`Store::create`] with a choice of guard mode; also returns the
+    /// personal-data findings that were let through.
+    pub async fn create_guarded(
+        &self,
+        collection: Collection,
+        fields: Fields,
+        now: Millis,
+        mode: GuardMode,
+    ) -> Result<(Box<RawValue>, Vec<guard::Finding>)> {
+        let findings = self.check_personal_data(collection, &fields, mode).await?;
+        let record = self.create_unguarded(collection, fields, now).await?;
+        Ok((record, findings))
+    }
+
+    async fn create_unguarded(
         &self,
         collection: Collection,
         fields: Fields,
@@ -600,8 +706,42 @@ impl Store {
         .await
     }
 
-    /// Applies a partial update and returns the record after it.
+    /// Applies a partial update and returns the record after it. New values
+    /// with personal data in a shared record are refused.
     pub async fn update(
+        &self,
+        collection: Collection,
+        id: String,
+        patch: Patch,
+        now: Millis,
+    ) -> Result<Box<RawValue>> {
+        self.update_guarded(collection, id, patch, now, GuardMode::Refuse)
+            .await
+            .map(|(record, _)| record)
+    }
+
+    /// [`Store::update`] with a choice of guard mode; also returns the
+    /// personal-data findings that were let through.
+    pub async fn update_guarded(
+        &self,
+        collection: Collection,
+        id: String,
+        patch: Patch,
+        now: Millis,
+        mode: GuardMode,
+    ) -> Result<(Box<RawValue>, Vec<guard::Finding>)> {
+        let new_values: Fields = patch
+            .iter()
+            .filter_map(|(k, v)| Some((*k, v.clone()?)))
+            .collect();
+        let findings = self
+            .check_personal_data(collection, &new_values, mode)
+            .await?;
+        let record = self.update_unguarded(collection, id, patch, now).await?;
+        Ok((record, findings))
+    }
+
+    async fn update_unguarded(
         &self,
         collection: Collection,
         id: String,

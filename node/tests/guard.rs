@@ -1,0 +1,229 @@
+//! The personal-data guard over the real API (issue 6): a shared record
+//! holding a registered worker's name, a phone number or a My Number is
+//! refused with 422 `personal_data` naming the field, the kind and the
+//! position; nothing is stored; local records may hold personal data.
+
+use std::sync::Arc;
+
+use serde_json::{Value, json};
+use tokio_util::sync::CancellationToken;
+use yui_node::datadir::{DataDir, InitOptions};
+use yui_node::node::{Node, run};
+
+struct TestNode {
+    base: String,
+    token: String,
+    client: reqwest::Client,
+    shutdown: CancellationToken,
+    _dir: tempfile::TempDir,
+}
+
+impl TestNode {
+    async fn start() -> TestNode {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = DataDir::new(dir.path().join("data"));
+        data.init(&InitOptions {
+            town: "tateshina".into(),
+            name: "立科町".into(),
+            api_listen: "127.0.0.1:0".parse().expect("addr"),
+            peer_listen: "127.0.0.1:0".parse().expect("addr"),
+        })
+        .expect("init");
+        let token = data.read_token().expect("token");
+        let node = Arc::new(Node::open(data, true).expect("open"));
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let shutdown = CancellationToken::new();
+        tokio::spawn(run(node, listener, shutdown.clone()));
+        TestNode {
+            base,
+            token,
+            client: reqwest::Client::new(),
+            shutdown,
+            _dir: dir,
+        }
+    }
+
+    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+        let resp = self
+            .client
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .json(&body)
+            .send()
+            .await
+            .expect("send");
+        let status = resp.status().as_u16();
+        (status, resp.json().await.unwrap_or(Value::Null))
+    }
+
+    async fn count(&self, collection: &str) -> u64 {
+        let resp = self
+            .client
+            .get(format!("{}/api/v1/status", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("status");
+        let status: Value = resp.json().await.expect("json");
+        status["collections"][collection]["count"]
+            .as_u64()
+            .expect("count")
+    }
+}
+
+fn knowledge(title: &str, body: &str) -> Value {
+    json!({"fields": {"title": title, "body": body, "category": "worker_management", "tags": ["研修"]}})
+}
+
+#[tokio::test]
+async fn shared_records_with_personal_data_are_refused_with_field_kind_and_position() {
+    let node = TestNode::start().await;
+    // Local records may hold personal data: that is what they are for.
+    let (status, body) = node
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/records/workers",
+            json!({"fields": {"name": "山田 花子", "name_kana": "やまだ はなこ", "phone": "090-1234-5678", "status": "active"}}),
+        )
+        .await;
+    assert_eq!(status, 201, "{body}");
+
+    // The worker's name without its space, in a shared article's body.
+    let text = "面談の記録：山田花子さんは入力作業が得意。";
+    let (status, body) = node
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/records/knowledge",
+            knowledge("メンター面談のコツ", text),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let error = &body["error"];
+    assert_eq!(error["code"], "personal_data");
+    let finding = &error["findings"][0];
+    assert_eq!(finding["field"], "body");
+    assert_eq!(finding["kind"], "registered_name");
+    let (start, end) = (
+        finding["start"].as_u64().expect("start") as usize,
+        finding["end"].as_u64().expect("end") as usize,
+    );
+    assert_eq!(
+        text.chars()
+            .skip(start)
+            .take(end - start)
+            .collect::<String>(),
+        "山田花子"
+    );
+    assert_eq!(finding["may_override"], true);
+    // The answer names the finding without repeating it.
+    assert!(
+        !error["message"]
+            .as_str()
+            .expect("message")
+            .contains("山田花子"),
+        "{error}"
+    );
+
+    // Its kana reading in katakana, with a full-width space, in the title.
+    let (status, body) = node
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/records/knowledge",
+            knowledge("ヤマダ　ハナコさんの事例", "本文"),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["findings"][0]["field"].clone()),
+        (422, json!("title")),
+        "{body}"
+    );
+
+    // A full-width mobile number and a My Number, in one record: both named.
+    let (status, body) = node
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/records/failure_cases",
+            json!({"fields": {"title": "連絡の失敗", "situation": "携帯 ０９０ー１２３４ー５６７８ に連絡", "lessons": "個人番号 1234 5678 9018 を書かない"}}),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let kinds: Vec<(&str, &str)> = body["error"]["findings"]
+        .as_array()
+        .expect("findings")
+        .iter()
+        .map(|f| {
+            (
+                f["field"].as_str().expect("field"),
+                f["kind"].as_str().expect("kind"),
+            )
+        })
+        .collect();
+    assert_eq!(kinds, [("lessons", "my_number"), ("situation", "phone")]);
+    assert_eq!(body["error"]["findings"][0]["may_override"], false);
+
+    assert_eq!(
+        node.count("knowledge").await,
+        0,
+        "nothing refused was stored"
+    );
+    assert_eq!(node.count("failure_cases").await, 0);
+
+    // Clean text passes; an edit that adds an e-mail address is refused and
+    // the record keeps its last good version.
+    let (status, created) = node
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/records/knowledge",
+            knowledge("研修の進め方", "2時間の研修を3回に分けた。"),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let id = created["id"].as_str().expect("id");
+    let (status, body) = node
+        .send(
+            reqwest::Method::PATCH,
+            &format!("/api/v1/records/knowledge/{id}"),
+            json!({"fields": {"body": "問い合わせは hanako@example.jp まで"}}),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["findings"][0]["kind"].clone()),
+        (422, json!("email")),
+        "{body}"
+    );
+    let resp = node
+        .client
+        .get(format!("{}/api/v1/records/knowledge/{id}", node.base))
+        .bearer_auth(&node.token)
+        .send()
+        .await
+        .expect("get");
+    let kept: Value = resp.json().await.expect("json");
+    assert_eq!(kept["fields"]["body"], "2時間の研修を3回に分けた。");
+
+    // A worker registered later is known at once.
+    let (status, _) = node
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/records/customers",
+            json!({"fields": {"organisation": "株式会社サンプル", "contact_name": "佐藤 次郎", "stage": "active"}}),
+        )
+        .await;
+    assert_eq!(status, 201);
+    let (status, body) = node
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/records/knowledge",
+            knowledge("顧客対応", "佐藤次郎様から受注"),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["findings"][0]["kind"].clone()),
+        (422, json!("registered_name")),
+        "{body}"
+    );
+    node.shutdown.cancel();
+}
