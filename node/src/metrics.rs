@@ -146,7 +146,14 @@ pub fn render_peers(
             p.town.as_deref().unwrap_or("").replace('"', "")
         )
     };
-    let series: [(&str, &str, &str, fn(&crate::store::PeerInfo) -> f64); 9] = [
+    // (name, type, help, value)
+    type Series = (
+        &'static str,
+        &'static str,
+        &'static str,
+        fn(&crate::store::PeerInfo) -> f64,
+    );
+    let series: [Series; 9] = [
         (
             "yui_peer_rounds_total",
             "counter",

@@ -201,8 +201,11 @@ struct Inner {
     epoch: u64,
     /// The personal-data guard's names, with the (count, max seq) of the
     /// workers and customers they were read from.
-    registry: Mutex<Option<((i64, i64), Arc<guard::Registry>)>>,
+    registry: Mutex<Option<CachedRegistry>>,
 }
+
+/// The guard's registry and the (count, max seq) it was read at.
+type CachedRegistry = ((i64, i64), Arc<guard::Registry>);
 
 /// What the personal-data guard lets through when a shared record is
 /// written here: nothing, or (an administrator's override, with a reason
@@ -1679,7 +1682,9 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
     }
 
     fn stored(&mut self, id: &RecordId) -> Result<Stored> {
-        let row: Option<(i64, String, bool, Vec<u8>, i64, Vec<u8>)> = self
+        // rowid, collection, shared, doc, chunks, heads
+        type Row = (i64, String, bool, Vec<u8>, i64, Vec<u8>);
+        let row: Option<Row> = self
             .conn
             .query_row(
                 "SELECT rowid, collection, shared, doc, chunks, heads FROM records WHERE id = ?1",

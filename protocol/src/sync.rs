@@ -241,11 +241,11 @@ pub fn prepare_updates<R: Replica>(
                 return Ok(batch);
             }
             let known = replica.peer_heads(peer, &item.id)?;
-            if !same_set(&known, &item.heads) {
-                if let Some(update) = update_for(replica, &item, &known)? {
-                    batch.docs.push(update);
-                    batch.seqs.push(item.seq);
-                }
+            if !same_set(&known, &item.heads)
+                && let Some(update) = update_for(replica, &item, &known)?
+            {
+                batch.docs.push(update);
+                batch.seqs.push(item.seq);
             }
             batch.cursor = item.seq;
         }
