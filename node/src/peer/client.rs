@@ -304,6 +304,10 @@ pub async fn exchange(
     if own > server_revocations {
         sent.request.revocations = Some(peering.trust.revocations_der());
     }
+    // The ledger first: once the request is on its way, it has left.
+    node.store
+        .record_push(node_id.to_owned(), String::new(), sent.request.push.clone())
+        .await?;
     let (resp, bytes_out, bytes_in) = client.sync(url, node_id, &sent.request).await?;
     let server_revocations = resp.revocation_number;
     if let Some(der) = &resp.revocations

@@ -554,7 +554,11 @@ async fn sync(
                 "this node's certificate is revoked".into(),
             );
         }
-        match node.store.sync_delivered(peer.node_id.clone(), batch).await {
+        match node
+            .store
+            .sync_delivered(peer.node_id.clone(), peer.town.clone(), batch)
+            .await
+        {
             Ok(b) => Some(b),
             Err(e) => {
                 tracing::error!(peer = %peer.town, error = %e, "recording delivered heads failed");
