@@ -9,6 +9,7 @@
 pub mod collection;
 pub mod doc;
 pub mod guard;
+pub mod kpi;
 pub mod memory;
 pub mod record;
 pub mod schema;
