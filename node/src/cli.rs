@@ -394,10 +394,7 @@ pub async fn run(cli: Cli) -> Result<()> {
 async fn user(data_dir: &DataDir, cmd: UserCommand) -> Result<()> {
     data_dir.open()?;
     let accounts = Accounts::open(data_dir)?;
-    let cli = Principal {
-        user: CLI_USER.to_owned(),
-        role: Role::Admin,
-    };
+    let cli = cli_principal();
     match cmd {
         UserCommand::Add { name, role } => {
             let password = read_new_password(&name)?;
@@ -435,7 +432,9 @@ async fn user(data_dir: &DataDir, cmd: UserCommand) -> Result<()> {
         }
         UserCommand::Passwd { name } => {
             // Fail on an unknown name before asking for a password.
-            accounts.tokens(&name).await?;
+            if !accounts.users().await?.iter().any(|u| u.name == name) {
+                anyhow::bail!("no user named {name:?}; `yui user list` shows them");
+            }
             let password = read_new_password(&name)?;
             accounts.set_password(&name, &password).await?;
             accounts.audit(&cli, "user.passwd", &name, "").await;
@@ -486,6 +485,16 @@ async fn user(data_dir: &DataDir, cmd: UserCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Who the audit log names for changes made straight on the database by a
+/// `yui` command (when a node is running, commands go through its API with
+/// the node token and are recorded as `node-token`).
+fn cli_principal() -> Principal {
+    Principal {
+        user: CLI_USER.to_owned(),
+        role: Role::Admin,
+    }
 }
 
 /// A new password: asked twice without echo on a terminal, otherwise the
@@ -850,6 +859,14 @@ async fn revocations_import(data_dir: DataDir, file: &Path) -> Result<()> {
     })();
     node.store.close();
     let (newer, number) = result?;
+    node.accounts
+        .audit(
+            &cli_principal(),
+            "revocations.import",
+            "revocations",
+            &format!("list number {number}, newer than the installed one: {newer}"),
+        )
+        .await;
     report_revocations(newer, number);
     Ok(())
 }
@@ -897,7 +914,13 @@ async fn peer(data_dir: DataDir, cmd: PeerCommand) -> Result<()> {
     let result = async {
         match cmd {
             PeerCommand::Add { url, node_id } => {
+                let detail = node_id
+                    .as_deref()
+                    .map_or_else(String::new, |id| format!("node id {id}"));
                 crate::peer::add_peer(&node, &url, node_id, None).await?;
+                node.accounts
+                    .audit(&cli_principal(), "peer.add", &url, &detail)
+                    .await;
                 println!("Added peer {url}. The node syncs with it when it runs (`yui serve`).");
             }
             PeerCommand::Remove { peer } => {
@@ -905,6 +928,9 @@ async fn peer(data_dir: DataDir, cmd: PeerCommand) -> Result<()> {
                 if removed.is_empty() {
                     anyhow::bail!("no peer has the URL or node id {peer:?}");
                 }
+                node.accounts
+                    .audit(&cli_principal(), "peer.remove", &peer, &removed.join(", "))
+                    .await;
                 println!("Removed peer {}.", removed.join(", "));
             }
             PeerCommand::List { json } => {
