@@ -2,8 +2,12 @@
 //! metrics and the OpenAPI document.
 //!
 //! [`router`] builds the whole service, so tests can drive it over a real
-//! socket or with `oneshot`. Every `/api/` route sits behind the bearer-token
-//! check; every failure, including malformed JSON, oversize bodies and unknown
+//! socket or with `oneshot`. Every `/api/` route sits behind [`authenticate`],
+//! which turns the bearer token (the node's own, or a user's) into a
+//! [`Principal`]; each handler then states the role it needs by taking a
+//! [`ViewerAccess`], [`EditorAccess`] or [`AdminAccess`]. Every change made
+//! through the API is written to the local audit log with the principal's
+//! name. Every failure, including malformed JSON, oversize bodies and unknown
 //! routes, answers in the §8 error shape.
 
 use std::collections::HashMap;
@@ -24,6 +28,7 @@ use yui_protocol::schema::FieldKind;
 use yui_protocol::validate::{validate_create, validate_patch};
 use yui_protocol::{Collection, RecordId};
 
+use crate::accounts::{Principal, Role};
 use crate::error::{Error, Result};
 use crate::node::Node;
 
@@ -33,6 +38,9 @@ use crate::node::Node;
 pub const MAX_BODY_BYTES: usize = 1024 * 1024;
 pub const DEFAULT_PAGE: usize = 50;
 pub const MAX_PAGE: usize = 500;
+/// Audit entries `GET /api/v1/audit` returns by default, and at most.
+pub const DEFAULT_AUDIT_PAGE: usize = 100;
+pub const MAX_AUDIT_PAGE: usize = 10_000;
 
 type AppState = Arc<Node>;
 
@@ -56,8 +64,10 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/peers", get(list_peers).post(add_peer))
         .route("/peers/{key}", axum::routing::delete(remove_peer))
         .route("/revocations", axum::routing::post(import_revocations))
+        .route("/users", get(list_users))
+        .route("/audit", get(audit_log))
         .fallback(unknown_route)
-        .layer(middleware::from_fn_with_state(node.clone(), require_token));
+        .layer(middleware::from_fn_with_state(node.clone(), authenticate));
     Router::new()
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
@@ -86,7 +96,9 @@ async fn observe(State(node): State<AppState>, req: Request, next: Next) -> Resp
     response
 }
 
-async fn require_token(State(node): State<AppState>, req: Request, next: Next) -> Response {
+/// Resolves the bearer token to a [`Principal`] and puts it in the request's
+/// extensions, or answers 401.
+async fn authenticate(State(node): State<AppState>, mut req: Request, next: Next) -> Response {
     let header = req.headers().get(header::AUTHORIZATION);
     let Some(value) = header else {
         return Error::Unauthorized {
@@ -103,16 +115,73 @@ async fn require_token(State(node): State<AppState>, req: Request, next: Next) -
         .ok()
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or("")
-        .trim();
-    if !node.token_matches(presented) {
+        .trim()
+        .to_owned();
+    let Some(principal) = node.accounts.principal_for_token(&presented).await else {
         return Error::Unauthorized {
             code: "invalid_token",
-            message: "the bearer token is not this node's API token".into(),
+            message: "the bearer token is neither this node's API token nor a user's token (`yui user token NAME` makes one)".into(),
         }
         .into_response();
-    }
+    };
+    req.extensions_mut().insert(principal);
     next.run(req).await
 }
+
+/// The authenticated principal, if it has at least `needed`.
+fn authorise(parts: &axum::http::request::Parts, needed: Role) -> Result<Principal> {
+    let principal = parts
+        .extensions
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Error::Unauthorized {
+            code: "missing_token",
+            message: "this request needs the header 'Authorization: Bearer TOKEN'".into(),
+        })?;
+    if principal.role < needed {
+        return Err(Error::Forbidden {
+            message: format!(
+                "this needs the {needed} role (or higher); {} has the {} role",
+                principal.user, principal.role
+            ),
+        });
+    }
+    Ok(principal)
+}
+
+macro_rules! access {
+    ($(#[$doc:meta])* $name:ident, $role:expr) => {
+        $(#[$doc])*
+        pub struct $name(pub Principal);
+
+        impl<S: Send + Sync> axum::extract::FromRequestParts<S> for $name {
+            type Rejection = Error;
+
+            async fn from_request_parts(
+                parts: &mut axum::http::request::Parts,
+                _: &S,
+            ) -> Result<Self> {
+                authorise(parts, $role).map($name)
+            }
+        }
+    };
+}
+
+access!(
+    /// A caller allowed to read (any role).
+    ViewerAccess,
+    Role::Viewer
+);
+access!(
+    /// A caller allowed to create, update and delete records.
+    EditorAccess,
+    Role::Editor
+);
+access!(
+    /// A caller allowed to manage peers, users, revocations and sync.
+    AdminAccess,
+    Role::Admin
+);
 
 async fn unknown_route(req: Request) -> Error {
     Error::NotFound(format!(
@@ -268,15 +337,16 @@ async fn metrics(State(node): State<AppState>) -> Result<Response> {
         .into_response())
 }
 
-async fn status(State(node): State<AppState>) -> Result<Response> {
+async fn status(_: ViewerAccess, State(node): State<AppState>) -> Result<Response> {
     Ok(json_response(StatusCode::OK, &node.status().await?))
 }
 
-async fn openapi() -> Response {
+async fn openapi(_: ViewerAccess) -> Response {
     json_response(StatusCode::OK, &crate::openapi::document())
 }
 
 async fn create_record(
+    EditorAccess(principal): EditorAccess,
     State(node): State<AppState>,
     Path(name): Path<String>,
     JsonBody(body): JsonBody<RecordBody>,
@@ -288,6 +358,17 @@ async fn create_record(
         .create(collection, fields, crate::store::now_ms())
         .await?;
     node.metrics.record_write();
+    let id = serde_json::from_str::<RecordRef>(record.get())
+        .map(|r| r.id)
+        .unwrap_or_default();
+    node.accounts
+        .audit(
+            &principal,
+            "record.create",
+            &format!("{collection}/{id}"),
+            &field_names(&body.fields),
+        )
+        .await;
     Ok(json_response(StatusCode::CREATED, &record))
 }
 
@@ -298,6 +379,7 @@ struct GetParams {
 }
 
 async fn get_record(
+    _: ViewerAccess,
     State(node): State<AppState>,
     Path((name, id)): Path<(String, String)>,
     QueryParams(params): QueryParams<GetParams>,
@@ -312,6 +394,7 @@ async fn get_record(
 }
 
 async fn update_record(
+    EditorAccess(principal): EditorAccess,
     State(node): State<AppState>,
     Path((name, id)): Path<(String, String)>,
     JsonBody(body): JsonBody<RecordBody>,
@@ -319,28 +402,43 @@ async fn update_record(
     let collection = collection(&name)?;
     let id = record_id(collection, &id)?;
     let patch = validate_patch(collection, &body.fields)?;
+    let target = format!("{collection}/{id}");
     let record = node
         .store
         .update(collection, id, patch, crate::store::now_ms())
         .await?;
     node.metrics.record_write();
+    node.accounts
+        .audit(
+            &principal,
+            "record.update",
+            &target,
+            &field_names(&body.fields),
+        )
+        .await;
     Ok(json_response(StatusCode::OK, &record))
 }
 
 async fn delete_record(
+    EditorAccess(principal): EditorAccess,
     State(node): State<AppState>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<StatusCode> {
     let collection = collection(&name)?;
     let id = record_id(collection, &id)?;
+    let target = format!("{collection}/{id}");
     node.store
         .delete(collection, id, crate::store::now_ms())
         .await?;
     node.metrics.record_write();
+    node.accounts
+        .audit(&principal, "record.delete", &target, "")
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 async fn list_records(
+    _: ViewerAccess,
     State(node): State<AppState>,
     Path(name): Path<String>,
     QueryParams(params): QueryParams<HashMap<String, String>>,
@@ -416,6 +514,7 @@ struct SearchParams {
 }
 
 async fn search(
+    _: ViewerAccess,
     State(node): State<AppState>,
     QueryParams(params): QueryParams<SearchParams>,
 ) -> Result<Response> {
@@ -441,6 +540,7 @@ async fn search(
 }
 
 async fn history(
+    _: ViewerAccess,
     State(node): State<AppState>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Response> {
@@ -451,6 +551,7 @@ async fn history(
 }
 
 async fn conflicts(
+    _: ViewerAccess,
     State(node): State<AppState>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Response> {
@@ -463,7 +564,7 @@ async fn conflicts(
     ))
 }
 
-async fn sync_now(State(node): State<AppState>) -> Result<Response> {
+async fn sync_now(_: AdminAccess, State(node): State<AppState>) -> Result<Response> {
     if node.peering.is_none() {
         return Err(not_joined());
     }
@@ -477,7 +578,7 @@ fn not_joined() -> Error {
     )
 }
 
-async fn list_peers(State(node): State<AppState>) -> Result<Response> {
+async fn list_peers(_: ViewerAccess, State(node): State<AppState>) -> Result<Response> {
     let peers = node.status().await?.peers;
     Ok(json_response(StatusCode::OK, &json!({ "peers": peers })))
 }
@@ -491,17 +592,29 @@ struct NewPeer {
 }
 
 async fn add_peer(
+    AdminAccess(principal): AdminAccess,
     State(node): State<AppState>,
     JsonBody(body): JsonBody<NewPeer>,
 ) -> Result<Response> {
+    let detail = body
+        .node_id
+        .as_deref()
+        .map_or_else(String::new, |id| format!("node id {id}"));
     crate::peer::add_peer(&node, &body.url, body.node_id, node.shutdown.get()).await?;
     tracing::info!(url = %body.url, "peer added");
+    node.accounts
+        .audit(&principal, "peer.add", &body.url, &detail)
+        .await;
     let peers = node.status().await?.peers;
     let peer = peers.into_iter().find(|p| p.url == body.url);
     Ok(json_response(StatusCode::CREATED, &json!({ "peer": peer })))
 }
 
-async fn remove_peer(State(node): State<AppState>, Path(key): Path<String>) -> Result<StatusCode> {
+async fn remove_peer(
+    AdminAccess(principal): AdminAccess,
+    State(node): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<StatusCode> {
     let removed = crate::peer::remove_peer(&node, &key).await?;
     if removed.is_empty() {
         return Err(Error::NotFound(format!(
@@ -509,11 +622,18 @@ async fn remove_peer(State(node): State<AppState>, Path(key): Path<String>) -> R
         )));
     }
     tracing::info!(peers = ?removed, "peer removed");
+    node.accounts
+        .audit(&principal, "peer.remove", &key, &removed.join(", "))
+        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Body: a revocation list in PEM, as `yui ca revoke` writes it.
-async fn import_revocations(State(node): State<AppState>, body: Bytes) -> Result<Response> {
+async fn import_revocations(
+    AdminAccess(principal): AdminAccess,
+    State(node): State<AppState>,
+    body: Bytes,
+) -> Result<Response> {
     let peering = node.peering.as_ref().ok_or_else(not_joined)?;
     let text = std::str::from_utf8(&body).map_err(|_| {
         Error::bad_request(
@@ -526,8 +646,59 @@ async fn import_revocations(State(node): State<AppState>, body: Bytes) -> Result
     let newer = peering
         .install_revocations(&node.data_dir, &der)
         .map_err(|e| Error::bad_request("invalid_revocations", e.to_string()))?;
+    let number = peering.trust.revocation_number();
+    node.accounts
+        .audit(
+            &principal,
+            "revocations.import",
+            "revocations",
+            &format!("list number {number}, newer than the installed one: {newer}"),
+        )
+        .await;
     Ok(json_response(
         StatusCode::OK,
         &json!({ "installed": newer, "number": peering.trust.revocation_number() }),
     ))
+}
+
+async fn list_users(_: AdminAccess, State(node): State<AppState>) -> Result<Response> {
+    let users = node.accounts.users().await?;
+    Ok(json_response(StatusCode::OK, &json!({ "users": users })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    limit: Option<usize>,
+}
+
+async fn audit_log(
+    _: AdminAccess,
+    State(node): State<AppState>,
+    QueryParams(params): QueryParams<AuditParams>,
+) -> Result<Response> {
+    let limit = params.limit.unwrap_or(DEFAULT_AUDIT_PAGE);
+    if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
+        return Err(Error::bad_request(
+            "invalid_query",
+            format!("limit must be a whole number from 1 to {MAX_AUDIT_PAGE}"),
+        ));
+    }
+    let entries = node.accounts.audit_log(limit).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "entries": entries }),
+    ))
+}
+
+/// The id of a record just written, read back from its API JSON.
+#[derive(Deserialize)]
+struct RecordRef {
+    id: String,
+}
+
+/// The names (never the values) of the fields a write touched, for the audit log.
+fn field_names(fields: &Map<String, Value>) -> String {
+    let names: Vec<&str> = fields.keys().map(String::as_str).collect();
+    format!("fields: {}", names.join(", "))
 }

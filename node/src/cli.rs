@@ -12,6 +12,7 @@ use anyhow::{Context, Result};
 use clap::{Parser, Subcommand, ValueEnum};
 use tokio_util::sync::CancellationToken;
 
+use crate::accounts::{Accounts, CLI_USER, Principal, Role};
 use crate::datadir::{DEFAULT_API_LISTEN, DEFAULT_PEER_LISTEN, DataDir, InitOptions};
 use crate::node::Node;
 
@@ -94,6 +95,18 @@ pub enum Command {
     /// not the node is running; a running node acts at once.
     #[command(subcommand)]
     Peer(PeerCommand),
+    /// Manage the people who sign in to the console or use the API: their
+    /// roles, passwords and API tokens. Works whether or not the node is
+    /// running; a running node sees changes at once.
+    ///
+    /// Roles: a viewer reads; an editor also creates, updates and deletes
+    /// records; an admin also manages peers, users, revocations and sync.
+    #[command(subcommand)]
+    User(UserCommand),
+    /// Read the local audit log: who changed what, and logins. It never
+    /// leaves this node; peers see only the town.
+    #[command(subcommand)]
+    Audit(AuditCommand),
     /// Sync with every peer now, both ways, and report.
     Sync,
     /// Start three example towns (立科町, 大町市, 糸魚川市) on this machine with
@@ -230,6 +243,70 @@ pub enum PeerCommand {
     },
 }
 
+#[derive(Subcommand, Debug)]
+pub enum UserCommand {
+    /// Add a user. Asks for the password twice on a terminal; otherwise
+    /// reads it from the first line of standard input (for scripts).
+    /// Passwords need at least 10 characters.
+    Add {
+        /// Login name: lowercase letters, digits, '.', '_' or '-', starting
+        /// with a letter (e.g. sato.hanako).
+        name: String,
+        /// What the user may do.
+        #[arg(long, value_enum)]
+        role: Role,
+    },
+    /// List the users, their roles, last login and any lock-out.
+    List {
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Remove a user, ending their sessions and revoking their tokens. The
+    /// last admin cannot be removed.
+    Remove { name: String },
+    /// Set a user's password (asked as for `add`). Ends their sessions and
+    /// lifts a lock-out.
+    Passwd { name: String },
+    /// Change a user's role. Their tokens never act above it.
+    Role {
+        name: String,
+        #[arg(value_enum)]
+        role: Role,
+    },
+    /// Create an API token for a user and print it once (only a hash is
+    /// kept). Scripts send it as 'Authorization: Bearer TOKEN'.
+    Token {
+        name: String,
+        /// The token's role: at most the user's own (default: the user's role).
+        #[arg(long, value_enum)]
+        role: Option<Role>,
+        /// A name for the token, unique per user, to revoke it by later
+        /// (default: the time it was made).
+        #[arg(long)]
+        label: Option<String>,
+    },
+    /// Revoke one of a user's API tokens by its label.
+    RevokeToken {
+        name: String,
+        #[arg(long)]
+        label: String,
+    },
+}
+
+#[derive(Subcommand, Debug)]
+pub enum AuditCommand {
+    /// Print the newest entries of the audit log, newest first.
+    Log {
+        /// How many entries.
+        #[arg(long, default_value_t = 50)]
+        limit: usize,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
 #[derive(Copy, Clone, Debug, ValueEnum)]
 pub enum ExportFormat {
     Json,
@@ -274,6 +351,26 @@ pub async fn run(cli: Cli) -> Result<()> {
             revocations_import(data_dir, &file).await
         }
         Command::Peer(cmd) => peer(data_dir, cmd).await,
+        Command::User(cmd) => user(&data_dir, cmd).await,
+        Command::Audit(AuditCommand::Log { limit, json }) => {
+            data_dir.open()?;
+            let accounts = Accounts::open(&data_dir)?;
+            let entries = accounts.audit_log(limit).await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+            } else if entries.is_empty() {
+                println!("The audit log is empty.");
+            }
+            if !json {
+                for e in &entries {
+                    println!(
+                        "{}  {:<12} {:<18} {}  {}",
+                        e.at, e.user, e.action, e.target, e.detail
+                    );
+                }
+            }
+            Ok(())
+        }
         Command::Sync => sync(data_dir).await,
         Command::Demo { dir } => crate::demo::run(dir, wait_for_signal()).await,
         Command::Status { json } => status(data_dir, json).await,
@@ -290,6 +387,133 @@ pub async fn run(cli: Cli) -> Result<()> {
             dir,
         } => export(data_dir, format, include_deleted, &dir).await,
     }
+}
+
+/// `yui user …`: straight on the database (its own connection, so a running
+/// node need not be asked), audited as the command line.
+async fn user(data_dir: &DataDir, cmd: UserCommand) -> Result<()> {
+    data_dir.open()?;
+    let accounts = Accounts::open(data_dir)?;
+    let cli = cli_principal();
+    match cmd {
+        UserCommand::Add { name, role } => {
+            let password = read_new_password(&name)?;
+            accounts.add_user(&name, role, &password).await?;
+            accounts
+                .audit(&cli, "user.add", &name, &format!("role {role}"))
+                .await;
+            println!("Added user {name} with the {role} role.");
+        }
+        UserCommand::List { json } => {
+            let users = accounts.users().await?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&users)?);
+            } else if users.is_empty() {
+                println!("No users yet. Add one with `yui user add NAME --role admin`.");
+            } else {
+                for u in &users {
+                    let mut line = format!(
+                        "{:<20} {:<7} last login {}",
+                        u.name,
+                        u.role,
+                        u.last_login_at.as_deref().unwrap_or("never")
+                    );
+                    if let Some(until) = &u.locked_until {
+                        line.push_str(&format!("  LOCKED OUT until {until}"));
+                    }
+                    println!("{line}");
+                }
+            }
+        }
+        UserCommand::Remove { name } => {
+            accounts.remove_user(&name).await?;
+            accounts.audit(&cli, "user.remove", &name, "").await;
+            println!("Removed user {name}; their sessions and tokens no longer work.");
+        }
+        UserCommand::Passwd { name } => {
+            // Fail on an unknown name before asking for a password.
+            if !accounts.users().await?.iter().any(|u| u.name == name) {
+                anyhow::bail!("no user named {name:?}; `yui user list` shows them");
+            }
+            let password = read_new_password(&name)?;
+            accounts.set_password(&name, &password).await?;
+            accounts.audit(&cli, "user.passwd", &name, "").await;
+            println!("Changed the password of {name}; their sessions have ended.");
+        }
+        UserCommand::Role { name, role } => {
+            accounts.set_role(&name, role).await?;
+            accounts
+                .audit(&cli, "user.role", &name, &format!("role {role}"))
+                .await;
+            println!("{name} now has the {role} role.");
+        }
+        UserCommand::Token { name, role, label } => {
+            let role = match role {
+                Some(role) => role,
+                None => accounts
+                    .users()
+                    .await?
+                    .into_iter()
+                    .find(|u| u.name == name)
+                    .map(|u| u.role)
+                    .ok_or_else(|| {
+                        anyhow::anyhow!("no user named {name:?}; `yui user list` shows them")
+                    })?,
+            };
+            let label =
+                label.unwrap_or_else(|| yui_protocol::record::format_time(accounts.clock_ms()));
+            let token = accounts.create_token(&name, role, &label).await?;
+            accounts
+                .audit(
+                    &cli,
+                    "token.create",
+                    &name,
+                    &format!("label {label:?}, role {role}"),
+                )
+                .await;
+            println!("{token}");
+            eprintln!(
+                "This is the only time the token is shown. It acts for {name} with the {role} role; revoke it with `yui user revoke-token {name} --label {label:?}`."
+            );
+        }
+        UserCommand::RevokeToken { name, label } => {
+            accounts.revoke_token(&name, &label).await?;
+            accounts
+                .audit(&cli, "token.revoke", &name, &format!("label {label:?}"))
+                .await;
+            println!("Revoked the token {label:?} of {name}.");
+        }
+    }
+    Ok(())
+}
+
+/// Who the audit log names for changes made straight on the database by a
+/// `yui` command (when a node is running, commands go through its API with
+/// the node token and are recorded as `node-token`).
+fn cli_principal() -> Principal {
+    Principal {
+        user: CLI_USER.to_owned(),
+        role: Role::Admin,
+    }
+}
+
+/// A new password: asked twice without echo on a terminal, otherwise the
+/// first line of standard input.
+fn read_new_password(name: &str) -> Result<String> {
+    use std::io::IsTerminal;
+    if std::io::stdin().is_terminal() {
+        let first = rpassword::prompt_password(format!("New password for {name}: "))?;
+        let again = rpassword::prompt_password("The same password again: ")?;
+        if first != again {
+            anyhow::bail!("the two passwords differ; nothing was changed");
+        }
+        return Ok(first);
+    }
+    let mut line = String::new();
+    std::io::stdin()
+        .read_line(&mut line)
+        .context("reading the password from standard input")?;
+    Ok(line.trim_end_matches(['\n', '\r']).to_owned())
 }
 
 async fn serve(
@@ -635,6 +859,14 @@ async fn revocations_import(data_dir: DataDir, file: &Path) -> Result<()> {
     })();
     node.store.close();
     let (newer, number) = result?;
+    node.accounts
+        .audit(
+            &cli_principal(),
+            "revocations.import",
+            "revocations",
+            &format!("list number {number}, newer than the installed one: {newer}"),
+        )
+        .await;
     report_revocations(newer, number);
     Ok(())
 }
@@ -682,7 +914,13 @@ async fn peer(data_dir: DataDir, cmd: PeerCommand) -> Result<()> {
     let result = async {
         match cmd {
             PeerCommand::Add { url, node_id } => {
+                let detail = node_id
+                    .as_deref()
+                    .map_or_else(String::new, |id| format!("node id {id}"));
                 crate::peer::add_peer(&node, &url, node_id, None).await?;
+                node.accounts
+                    .audit(&cli_principal(), "peer.add", &url, &detail)
+                    .await;
                 println!("Added peer {url}. The node syncs with it when it runs (`yui serve`).");
             }
             PeerCommand::Remove { peer } => {
@@ -690,6 +928,9 @@ async fn peer(data_dir: DataDir, cmd: PeerCommand) -> Result<()> {
                 if removed.is_empty() {
                     anyhow::bail!("no peer has the URL or node id {peer:?}");
                 }
+                node.accounts
+                    .audit(&cli_principal(), "peer.remove", &peer, &removed.join(", "))
+                    .await;
                 println!("Removed peer {}.", removed.join(", "));
             }
             PeerCommand::List { json } => {

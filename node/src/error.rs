@@ -25,6 +25,9 @@ pub enum Error {
     BadRequest { code: &'static str, message: String },
     #[error("{message}")]
     Unauthorized { code: &'static str, message: String },
+    /// Authenticated, but the role does not allow this.
+    #[error("{message}")]
+    Forbidden { message: String },
     #[error("the request body is larger than the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("{0}")]
@@ -78,6 +81,7 @@ impl Error {
             Error::Conflict(_) => StatusCode::CONFLICT,
             Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
             Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
+            Error::Forbidden { .. } => StatusCode::FORBIDDEN,
             Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
             Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             Error::CorruptDatabase { .. } | Error::Storage(_) | Error::Config(_) => {
@@ -95,6 +99,7 @@ impl Error {
             Error::RecordDeleted { .. } => "record_deleted",
             Error::Conflict(_) => "conflict",
             Error::BadRequest { code, .. } | Error::Unauthorized { code, .. } => code,
+            Error::Forbidden { .. } => "forbidden",
             Error::BodyTooLarge { .. } => "body_too_large",
             Error::NotFound(_) => "not_found",
             Error::CorruptDatabase { .. } => "corrupt_database",

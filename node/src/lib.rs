@@ -1,11 +1,13 @@
 //! The Yui town node: storage, local API and command line.
 //!
 //! Module map: [`datadir`] (the data directory and `yui init`), [`store`]
-//! (SQLite: documents, change feed, search index), [`api`] (the local HTTP
+//! (SQLite: documents, change feed, search index), [`accounts`] (local users,
+//! roles, sessions, API tokens, audit log), [`api`] (the local HTTP
 //! API), [`node`] (a running node and its server loop), [`cli`] (the `yui`
 //! commands). The protocol itself — records, schemas, validation, the
 //! Automerge mapping — lives in the `yui-protocol` crate, without I/O.
 
+pub mod accounts;
 pub mod api;
 pub mod cli;
 pub mod datadir;

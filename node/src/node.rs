@@ -21,6 +21,8 @@ pub struct Node {
     pub data_dir: DataDir,
     pub config: Config,
     pub store: Store,
+    /// Local users, sessions, API tokens and the audit log.
+    pub accounts: crate::accounts::Accounts,
     pub metrics: Metrics,
     pub node_id: String,
     pub token_path: PathBuf,
@@ -120,6 +122,11 @@ impl Node {
         let token = data_dir.read_token()?;
         let node_id = data_dir.node_id()?;
         let store = Store::open(&data_dir.db_path(), &config.town)?;
+        let accounts = crate::accounts::Accounts::open_with_clock(
+            &data_dir.db_path(),
+            token.clone(),
+            crate::accounts::system_clock(),
+        )?;
         let peering = match crate::peer::Trust::load(&data_dir)? {
             Some(trust) => {
                 if trust.own.node_id != node_id {
@@ -138,6 +145,7 @@ impl Node {
             data_dir,
             config,
             store,
+            accounts,
             metrics: Metrics::default(),
             node_id,
             peering,
@@ -188,8 +196,7 @@ impl Node {
 
     /// Compares in constant time, so response timing reveals nothing of the token.
     pub fn token_matches(&self, presented: &str) -> bool {
-        let (a, b) = (self.token.as_bytes(), presented.as_bytes());
-        a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+        crate::accounts::constant_time_eq(self.token.as_bytes(), presented.as_bytes())
     }
 
     pub async fn status(&self) -> Result<Status> {

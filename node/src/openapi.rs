@@ -85,7 +85,7 @@ pub fn document() -> Value {
         "type": "object",
         "required": ["error"],
         "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-            "code": {"type": "string", "description": "stable snake_case reason, e.g. validation_failed, record_not_found, unknown_collection, missing_token, invalid_token, malformed_json, invalid_body, body_too_large, record_deleted, conflict"},
+            "code": {"type": "string", "description": "stable snake_case reason, e.g. validation_failed, record_not_found, unknown_collection, missing_token, invalid_token, forbidden, malformed_json, invalid_body, body_too_large, record_deleted, conflict"},
             "message": {"type": "string"},
             "fields": {"type": "array", "items": {"type": "object", "properties": {
                 "field": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"}}}}
@@ -106,12 +106,30 @@ pub fn document() -> Value {
     let body = json!({"required": true, "content": {"application/json": {"schema": {
         "type": "object", "required": ["fields"], "additionalProperties": false,
         "properties": {"fields": {"type": "object", "description": "see the <collection>_fields schemas"}}}}}});
-    json!({
+    // Built apart: one json! this large exceeds the macro recursion limit.
+    let users = json!({"get": {"summary": "The local users and their roles (admin)",
+                "responses": {"200": {"description": "users", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"users": {"type": "array", "items": {"type": "object", "properties": {
+                        "name": {"type": "string"}, "role": {"type": "string", "enum": ["viewer", "editor", "admin"]},
+                        "created_at": {"type": "string", "format": "date-time"},
+                        "last_login_at": {"type": ["string", "null"], "format": "date-time"},
+                        "locked_until": {"type": ["string", "null"], "format": "date-time", "description": "set while locked out after failed logins"}}}}}}}}},
+                    "403": error("needs the admin role")}}});
+    let audit = json!({"get": {"summary": "The local audit log, newest first (admin)",
+                "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
+                    "maximum": crate::api::MAX_AUDIT_PAGE, "default": crate::api::DEFAULT_AUDIT_PAGE}}],
+                "responses": {"200": {"description": "entries", "content": {"application/json": {"schema": {
+                    "type": "object", "properties": {"entries": {"type": "array", "items": {"type": "object", "properties": {
+                        "at": {"type": "string", "format": "date-time"}, "user": {"type": "string"},
+                        "action": {"type": "string", "description": "record.create, record.update, record.delete, peer.add, peer.remove, revocations.import, user.add, user.remove, user.passwd, user.role, token.create, token.revoke, login, login.failed, logout"},
+                        "target": {"type": "string"}, "detail": {"type": "string"}}}}}}}}},
+                    "400": error("bad limit"), "403": error("needs the admin role")}}});
+    let mut doc = json!({
         "openapi": "3.1.0",
         "info": {
             "title": "Yui local API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "The JSON API of one town's Yui node. Every /api/ request needs 'Authorization: Bearer <contents of DATA_DIR/api-token>'."
+            "description": "The JSON API of one town's Yui node. Every /api/ request needs 'Authorization: Bearer TOKEN', where TOKEN is the node's token (the contents of DATA_DIR/api-token, which acts as an admin) or a user's token from `yui user token NAME`. A user token acts with its role: viewer reads; editor also creates, updates and deletes records; admin also manages peers, users, revocations and sync. A role too low for a request answers 403 with code forbidden. Every change is recorded in the node's local audit log with the user's name; peers never see it."
         },
         "components": {
             "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
@@ -133,8 +151,8 @@ pub fn document() -> Value {
                             "items": {"type": "array", "items": {"$ref": "#/components/schemas/Record"}},
                             "next_cursor": {"type": ["string", "null"]}}}}}},
                         "400": error("bad query"), "404": error("unknown collection")}},
-                "post": {"summary": "Create a record", "requestBody": body,
-                    "responses": {"201": record("created"), "400": error("malformed JSON"),
+                "post": {"summary": "Create a record (editor)", "requestBody": body,
+                    "responses": {"201": record("created"), "400": error("malformed JSON"), "403": error("needs the editor role"),
                         "404": error("unknown collection"), "409": error("conflict"),
                         "413": error("body too large"), "422": error("validation failed")}}
             },
@@ -143,11 +161,11 @@ pub fn document() -> Value {
                 "get": {"summary": "Read a record",
                     "parameters": [{"name": "include_deleted", "in": "query", "schema": {"type": "boolean"}}],
                     "responses": {"200": record("the record"), "404": error("not found")}},
-                "patch": {"summary": "Update some fields (null removes an optional field)", "requestBody": body,
-                    "responses": {"200": record("updated"), "404": error("not found"),
+                "patch": {"summary": "Update some fields (null removes an optional field) (editor)", "requestBody": body,
+                    "responses": {"200": record("updated"), "403": error("needs the editor role"), "404": error("not found"),
                         "410": error("record deleted"), "422": error("validation failed")}},
-                "delete": {"summary": "Delete (tombstone) a record",
-                    "responses": {"204": {"description": "deleted"}, "404": error("not found")}}
+                "delete": {"summary": "Delete (tombstone) a record (editor)",
+                    "responses": {"204": {"description": "deleted"}, "403": error("needs the editor role"), "404": error("not found")}}
             },
             "/api/v1/records/{collection}/{id}/history": {
                 "parameters": [collection_param, id_param],
@@ -174,25 +192,25 @@ pub fn document() -> Value {
                         "type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Record"}}}}}}},
                         "400": error("no query")}}
             },
-            "/api/v1/sync": {"post": {"summary": "Sync with every peer now, both ways; answers when done",
-                "responses": {"200": {"description": "per peer: url, town, ok, error, docs_in, docs_out"},
+            "/api/v1/sync": {"post": {"summary": "Sync with every peer now, both ways; answers when done (admin)",
+                "responses": {"200": {"description": "per peer: url, town, ok, error, docs_in, docs_out"}, "403": error("needs the admin role"),
                     "409": error("the node has not joined a consortium")}}},
             "/api/v1/peers": {
                 "get": {"summary": "The peers this node dials, with their sync state",
                     "responses": {"200": {"description": "peers: url, town, node_id, state (ok|failing|new), last_sync_at, last_error, pending, …"}}},
-                "post": {"summary": "Add a peer (a running node starts syncing with it at once)",
+                "post": {"summary": "Add a peer (a running node starts syncing with it at once) (admin)",
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {
                         "type": "object", "required": ["url"], "additionalProperties": false,
                         "properties": {"url": {"type": "string", "description": "https://HOST:PORT"},
                             "node_id": {"type": "string", "description": "expected node id, if known"}}}}}},
-                    "responses": {"201": {"description": "added"}, "400": error("not a peer URL"), "409": error("already a peer")}}
+                    "responses": {"201": {"description": "added"}, "400": error("not a peer URL"), "403": error("needs the admin role"), "409": error("already a peer")}}
             },
-            "/api/v1/peers/{key}": {"delete": {"summary": "Remove a peer by node id or URL (URL-encoded)",
+            "/api/v1/peers/{key}": {"delete": {"summary": "Remove a peer by node id or URL (URL-encoded) (admin)",
                 "parameters": [{"name": "key", "in": "path", "required": true, "schema": {"type": "string"}}],
-                "responses": {"204": {"description": "removed"}, "404": error("no such peer")}}},
-            "/api/v1/revocations": {"post": {"summary": "Install a revocation list (PEM body), signed by the consortium CA and newer than the one installed",
+                "responses": {"204": {"description": "removed"}, "403": error("needs the admin role"), "404": error("no such peer")}}},
+            "/api/v1/revocations": {"post": {"summary": "Install a revocation list (PEM body), signed by the consortium CA and newer than the one installed (admin)",
                 "requestBody": {"required": true, "content": {"application/x-pem-file": {"schema": {"type": "string"}}}},
-                "responses": {"200": {"description": "installed (bool) and number"}, "400": error("not a valid revocation list")}}},
+                "responses": {"200": {"description": "installed (bool) and number"}, "400": error("not a valid revocation list"), "403": error("needs the admin role")}}},
             "/api/v1/status": {"get": {"summary": "Node, membership, peers and record counts",
                 "responses": {"200": {"description": "status"}}}},
             "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}},
@@ -201,5 +219,8 @@ pub fn document() -> Value {
             "/metrics": {"get": {"summary": "Prometheus metrics (no token needed)", "security": [],
                 "responses": {"200": {"description": "text exposition format"}}}}
         }
-    })
+    });
+    doc["paths"]["/api/v1/users"] = users;
+    doc["paths"]["/api/v1/audit"] = audit;
+    doc
 }

@@ -1,6 +1,7 @@
 //! The record store: every record's Automerge document in SQLite.
 //!
-//! **Architecture invariant:** only this module names rusqlite.
+//! **Architecture invariant:** only this module and `accounts` (which keeps
+//! to its own tables) name rusqlite.
 //!
 //! One writer thread owns the write connection and commits in groups: it
 //! takes every write waiting in its queue, runs each in its own savepoint

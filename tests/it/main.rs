@@ -1,6 +1,7 @@
 //! Tests that run the real `yui` binary as separate processes: what an
 //! administrator does, and what happens when things go wrong.
 
+mod accounts;
 mod backup;
 mod cli;
 mod crash;
