@@ -2,12 +2,15 @@
 //!
 //! Module map: [`datadir`] (the data directory and `yui init`), [`store`]
 //! (SQLite: documents, change feed, search index), [`api`] (the local HTTP
-//! API), [`node`] (a running node and its server loop), [`cli`] (the `yui`
-//! commands). The protocol itself — records, schemas, validation, the
+//! API), [`console`] (the web console on the same port), [`accounts`]
+//! (console users, roles and sessions), [`node`] (a running node and its
+//! server loop), [`cli`] (the `yui` commands). The protocol itself — records, schemas, validation, the
 //! Automerge mapping — lives in the `yui-protocol` crate, without I/O.
 
+pub mod accounts;
 pub mod api;
 pub mod cli;
+pub mod console;
 pub mod datadir;
 pub mod demo;
 pub mod error;

@@ -24,6 +24,8 @@ pub struct Node {
     pub metrics: Metrics,
     pub node_id: String,
     pub token_path: PathBuf,
+    /// Console users and their sessions.
+    pub accounts: crate::accounts::Accounts,
     /// Federation, once the node has joined a consortium.
     pub peering: Option<Arc<crate::peer::Peering>>,
     /// Cancelled when the node shuts down (set by `serve`).
@@ -135,6 +137,7 @@ impl Node {
         };
         Ok(Node {
             token_path: data_dir.token_path(),
+            accounts: crate::accounts::Accounts::new(),
             data_dir,
             config,
             store,
