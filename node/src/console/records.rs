@@ -423,12 +423,17 @@ async fn shown(node: &AppState, lang: Lang, def: &FieldDef, value: &Value) -> Sh
 /// A history summary (`created: a, b`, `updated: c`, `deleted`) with field labels.
 fn change_summary(lang: Lang, collection: Collection, summary: &str) -> String {
     let m = lang.messages();
+    // In the order of the form, not the order the document lists them.
     let labels = |names: &str| {
-        names
-            .split(", ")
-            .map(|n| collection.field(n).map_or(n, |d| lang.field(d)))
-            .collect::<Vec<_>>()
-            .join(if lang == Lang::Ja { "、" } else { ", " })
+        let listed: Vec<&str> = names.split(", ").collect();
+        let mut shown: Vec<&str> = collection
+            .fields()
+            .iter()
+            .filter(|d| listed.contains(&d.name))
+            .map(|d| lang.field(d))
+            .collect();
+        shown.extend(listed.iter().filter(|n| collection.field(n).is_none()));
+        shown.join(if lang == Lang::Ja { "、" } else { ", " })
     };
     if let Some(names) = summary.strip_prefix("created: ") {
         (m.history_created)(&labels(names))
