@@ -287,7 +287,8 @@ struct ErrorPage<'a> {
 /// A failed console request, shown as a page in the visitor's language.
 pub struct PageError {
     status: StatusCode,
-    chrome: Chrome,
+    /// Boxed: handlers return `Result<_, PageError>` on every path.
+    chrome: Box<Chrome>,
     message: &'static str,
 }
 
@@ -295,7 +296,7 @@ impl PageError {
     pub fn new(visitor: &Visitor, status: StatusCode, message: &'static str) -> PageError {
         PageError {
             status,
-            chrome: visitor.chrome(visitor.m().error_title, ""),
+            chrome: Box::new(visitor.chrome(visitor.m().error_title, "")),
             message,
         }
     }
@@ -306,7 +307,7 @@ impl IntoResponse for PageError {
         render(
             self.status,
             &ErrorPage {
-                chrome: self.chrome,
+                chrome: *self.chrome,
                 message: self.message,
             },
         )
