@@ -214,11 +214,12 @@ pub async fn show(
     if !status.refused_connections.is_empty() {
         warnings.push((m.warn_refused)(status.refused_connections.len()));
     }
-    let counts = status
-        .collections
-        .iter()
-        .filter_map(|(name, c)| {
-            let collection: Collection = name.parse().ok()?;
+    // In the order of SPEC §4 (shared first), not alphabetical.
+    let counts = Collection::ALL
+        .into_iter()
+        .filter_map(|collection| {
+            let name = collection.name();
+            let c = status.collections.get(name)?;
             Some(CountRow {
                 label: lang.collection(collection),
                 href: format!("/records/{name}"),
