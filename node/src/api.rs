@@ -1,5 +1,6 @@
 //! The local HTTP API (SPEC §8): records, search, history, status, health,
-//! metrics and the OpenAPI document.
+//! metrics and the OpenAPI document; the web console's routes are merged in
+//! beside it.
 //!
 //! [`router`] builds the whole service, so tests can drive it over a real
 //! socket or with `oneshot`. Every `/api/` route sits behind [`authenticate`],
@@ -72,7 +73,9 @@ pub fn router(node: Arc<Node>) -> Router {
         .nest("/api/v1", api)
         .route("/healthz", get(healthz))
         .route("/metrics", get(metrics))
-        .fallback(unknown_route)
+        // The web console: its own session-cookie auth, outside the token layer.
+        .merge(crate::console::routes())
+        .fallback(crate::console::fallback)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
         .layer(middleware::from_fn_with_state(node.clone(), observe))
@@ -183,7 +186,7 @@ access!(
     Role::Admin
 );
 
-async fn unknown_route(req: Request) -> Error {
+pub(crate) async fn unknown_route(req: Request) -> Error {
     Error::NotFound(format!(
         "no such endpoint: {} {}",
         req.method(),

@@ -2,14 +2,15 @@
 //!
 //! Module map: [`datadir`] (the data directory and `yui init`), [`store`]
 //! (SQLite: documents, change feed, search index), [`accounts`] (local users,
-//! roles, sessions, API tokens, audit log), [`api`] (the local HTTP
-//! API), [`node`] (a running node and its server loop), [`cli`] (the `yui`
-//! commands). The protocol itself — records, schemas, validation, the
+//! roles, sessions, API tokens, audit log), [`api`] (the local HTTP API),
+//! [`console`] (the web console on the same port), [`node`] (a running node
+//! and its server loop), [`cli`] (the `yui` commands). The protocol itself — records, schemas, validation, the
 //! Automerge mapping — lives in the `yui-protocol` crate, without I/O.
 
 pub mod accounts;
 pub mod api;
 pub mod cli;
+pub mod console;
 pub mod datadir;
 pub mod demo;
 pub mod error;

@@ -930,6 +930,37 @@ impl Store {
         .await
     }
 
+    /// Live shared records among the `scan` most recently changed ones that
+    /// have a field in conflict, with the names of those fields. Only shared
+    /// records merge concurrent changes, and conflicts arise when they do, so
+    /// the console looks at recent changes rather than load every document.
+    pub async fn recent_conflicts(&self, scan: usize) -> Result<Vec<(RecordView, Vec<String>)>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT id, collection FROM records WHERE shared = 1 AND deleted = 0
+                 ORDER BY seq DESC LIMIT ?1",
+            )?;
+            let rows: Vec<(String, String)> = stmt
+                .query_map([scan as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+                .collect::<rusqlite::Result<_>>()?;
+            let mut out = Vec::new();
+            for (id, name) in rows {
+                let Ok(collection) = name.parse::<Collection>() else {
+                    continue;
+                };
+                let loaded = load_doc(conn, collection, &id)?;
+                let fields: Vec<String> = doc::conflicts(&loaded.doc)?.into_keys().collect();
+                if !fields.is_empty() {
+                    let view: RecordView = serde_json::from_str(&loaded.view_json)
+                        .map_err(|e| Error::Storage(format!("record view of {id}: {e}")))?;
+                    out.push((view, fields));
+                }
+            }
+            Ok(out)
+        })
+        .await
+    }
+
     /// Fails if the database does not answer a trivial query.
     pub async fn check_readable(&self) -> Result<()> {
         self.read(|conn| {

@@ -1,0 +1,334 @@
+//! The dashboard: this node, its peers and their sync health, record counts,
+//! records with conflicts, KPI totals, and the warnings an administrator
+//! should act on, each in plain words.
+
+use std::collections::BTreeMap;
+
+use askama::Template;
+use axum::body::Bytes;
+use axum::extract::{Query, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Redirect, Response};
+use serde::Deserialize;
+use serde_json::Value;
+use yui_protocol::{Collection, RecordView};
+
+use super::i18n::{Lang, Messages};
+use super::records::{record_href, record_title};
+use super::{AppState, Chrome, FormPairs, PageError, SignedIn, render, show_bytes, show_time};
+
+/// How many recently changed shared records the conflict list looks at.
+const CONFLICT_SCAN: usize = 200;
+
+struct NodeFacts {
+    town: String,
+    name: String,
+    node_id: String,
+    version: &'static str,
+    disk: String,
+    certificate: String,
+    joined: bool,
+    revocation_number: Option<u64>,
+    uptime: String,
+}
+
+struct PeerRow {
+    url: String,
+    town: String,
+    state: &'static str,
+    state_label: &'static str,
+    last_sync: String,
+    pending: u64,
+    explanation: Option<&'static str>,
+    detail: String,
+}
+
+struct CountRow {
+    label: &'static str,
+    href: String,
+    shared: bool,
+    count: u64,
+}
+
+struct ConflictRow {
+    collection: &'static str,
+    title: String,
+    href: String,
+    fields: String,
+}
+
+struct KpiRow {
+    year: i64,
+    towns: usize,
+    new_hires: i64,
+    pilot_projects: i64,
+    dx_certified: i64,
+    members: i64,
+}
+
+#[derive(Template)]
+#[template(path = "dashboard.html")]
+struct DashboardPage {
+    chrome: Chrome,
+    notice: Option<String>,
+    node: NodeFacts,
+    warnings: Vec<String>,
+    peers: Vec<PeerRow>,
+    can_sync: bool,
+    counts: Vec<CountRow>,
+    conflicts: Vec<ConflictRow>,
+    kpis: Vec<KpiRow>,
+    kpi_labels: [&'static str; 4],
+}
+
+#[derive(Deserialize)]
+pub struct DashboardQuery {
+    /// `OK-FAILED` after a sync.
+    synced: Option<String>,
+}
+
+/// Why a peer's last round failed, as a sentence an administrator can act
+/// on. The peer layer reports errors as text; these are its known kinds.
+pub fn explain_peer_error(m: &'static Messages, error: &str) -> &'static str {
+    let e = error.to_ascii_lowercase();
+    if e.contains("revoked") {
+        m.peer_err_revoked
+    } else if e.contains("is this node itself") {
+        m.peer_err_self
+    } else if e.contains("not joined") || e.contains("has not joined") {
+        m.peer_err_not_joined
+    } else if e.contains("dns") || e.contains("lookup") || e.contains("resolve") {
+        m.peer_err_dns
+    } else if e.contains("certificate") || e.contains("alert") || e.contains("handshake") {
+        m.peer_err_certificate
+    } else if e.contains("timed out") || e.contains("timeout") {
+        m.peer_err_timeout
+    } else if e.contains("reachable") || e.contains("connection refused") || e.contains("connect") {
+        m.peer_err_unreachable
+    } else if e.contains("refused the exchange") || e.contains("answered") {
+        m.peer_err_refused
+    } else if e.contains("answer") || e.contains("version") || e.contains("decode") {
+        m.peer_err_protocol
+    } else {
+        m.peer_err_other
+    }
+}
+
+/// The node's own warnings (English in `Status`), in the visitor's language.
+fn translate_warning(m: &'static Messages, warning: &str, days: Option<i64>) -> String {
+    if warning.contains("has expired") {
+        m.warn_cert_expired.to_owned()
+    } else if warning.contains("expires in") {
+        (m.warn_cert_expiring)(days.unwrap_or(0))
+    } else if warning.contains("revoked") {
+        m.warn_cert_revoked.to_owned()
+    } else {
+        warning.to_owned()
+    }
+}
+
+fn directory_bytes(path: &std::path::Path) -> u64 {
+    let Ok(entries) = std::fs::read_dir(path) else {
+        return 0;
+    };
+    entries
+        .flatten()
+        .map(|entry| match entry.metadata() {
+            Ok(meta) if meta.is_dir() => directory_bytes(&entry.path()),
+            Ok(meta) => meta.len(),
+            Err(_) => 0,
+        })
+        .sum()
+}
+
+fn kpi_rollup(reports: &[RecordView]) -> Vec<KpiRow> {
+    let mut by_year: BTreeMap<i64, KpiRow> = BTreeMap::new();
+    for r in reports {
+        let get = |name: &str| r.fields.get(name).and_then(Value::as_i64).unwrap_or(0);
+        let year = get("fiscal_year");
+        let row = by_year.entry(year).or_insert(KpiRow {
+            year,
+            towns: 0,
+            new_hires: 0,
+            pilot_projects: 0,
+            dx_certified: 0,
+            members: 0,
+        });
+        row.towns += 1;
+        row.new_hires += get("new_hires");
+        row.pilot_projects += get("pilot_projects");
+        row.dx_certified += get("dx_certified_businesses");
+        // Every town reports the same consortium's size: the largest is current.
+        row.members = row.members.max(get("member_municipalities"));
+    }
+    by_year.into_values().rev().collect()
+}
+
+pub async fn show(
+    State(node): State<AppState>,
+    who: SignedIn,
+    Query(q): Query<DashboardQuery>,
+) -> Result<Response, PageError> {
+    let (m, lang) = (who.m(), who.lang());
+    let status = node.status().await.map_err(|e| who.failed(e))?;
+    let dir = node.data_dir.path.clone();
+    let disk = tokio::task::spawn_blocking(move || directory_bytes(&dir))
+        .await
+        .unwrap_or(0);
+    let days = status.membership.certificate_expires_in_days;
+    let certificate = match days {
+        None => m.not_joined.to_owned(),
+        Some(d) if d < 0 => (m.cert_expired_days_ago)(-d),
+        Some(d) => (m.cert_expires_in)(d),
+    };
+    let mut warnings: Vec<String> = status
+        .membership
+        .warnings
+        .iter()
+        .map(|w| translate_warning(m, w, days))
+        .collect();
+    let peers: Vec<PeerRow> = status
+        .peers
+        .iter()
+        .map(|p| PeerRow {
+            url: p.url.clone(),
+            town: p.town.clone().unwrap_or_default(),
+            state: p.state,
+            state_label: match p.state {
+                "ok" => m.state_ok,
+                "failing" => m.state_failing,
+                _ => m.state_new,
+            },
+            last_sync: p
+                .last_sync_at
+                .as_deref()
+                .map_or_else(|| m.never.to_owned(), show_time),
+            pending: p.pending,
+            explanation: p.last_error.as_deref().map(|e| explain_peer_error(m, e)),
+            detail: p.last_error.clone().unwrap_or_default(),
+        })
+        .collect();
+    for p in peers.iter().filter(|p| p.state == "failing") {
+        warnings.push((m.warn_peer_failing)(&p.url));
+    }
+    if !status.refused_connections.is_empty() {
+        warnings.push((m.warn_refused)(status.refused_connections.len()));
+    }
+    // In the order of SPEC §4 (shared first), not alphabetical.
+    let counts = Collection::ALL
+        .into_iter()
+        .filter_map(|collection| {
+            let name = collection.name();
+            let c = status.collections.get(name)?;
+            Some(CountRow {
+                label: lang.collection(collection),
+                href: format!("/records/{name}"),
+                shared: c.scope == "shared",
+                count: c.count,
+            })
+        })
+        .collect();
+    let conflicts = node
+        .store
+        .recent_conflicts(CONFLICT_SCAN)
+        .await
+        .map_err(|e| who.failed(e))?
+        .into_iter()
+        .filter_map(|(view, fields)| {
+            let collection = view.collection()?;
+            let labels: Vec<&str> = fields
+                .iter()
+                .map(|f| collection.field(f).map_or(f.as_str(), |d| lang.field(d)))
+                .collect();
+            Some(ConflictRow {
+                collection: lang.collection(collection),
+                title: record_title(collection, &view),
+                href: record_href(collection, view.id.as_str()),
+                fields: labels.join(if lang == Lang::Ja { "、" } else { ", " }),
+            })
+        })
+        .collect();
+    let reports = node
+        .store
+        .list(
+            Collection::KpiReports,
+            crate::store::ListQuery {
+                limit: crate::api::MAX_PAGE,
+                ..Default::default()
+            },
+        )
+        .await
+        .map_err(|e| who.failed(e))?;
+    let reports: Vec<RecordView> = reports
+        .items
+        .iter()
+        .filter_map(|raw| serde_json::from_str(raw.get()).ok())
+        .collect();
+    let kpi_fields = [
+        "new_hires",
+        "pilot_projects",
+        "dx_certified_businesses",
+        "member_municipalities",
+    ]
+    .map(|f| {
+        Collection::KpiReports
+            .field(f)
+            .map_or("", |d| lang.field(d))
+    });
+    let notice = q.synced.as_deref().and_then(|s| {
+        let (ok, failed) = s.split_once('-')?;
+        Some((m.sync_done)(ok.parse().ok()?, failed.parse().ok()?))
+    });
+    let uptime = status.uptime_seconds;
+    let page = DashboardPage {
+        chrome: who.chrome(m.dashboard_title, "dashboard"),
+        notice,
+        node: NodeFacts {
+            town: status.town.clone(),
+            name: status.name.clone(),
+            node_id: status.node_id.clone(),
+            version: status.version,
+            disk: show_bytes(disk),
+            certificate,
+            joined: status.membership.joined,
+            revocation_number: status.membership.revocation_list_number,
+            uptime: format!("{}h {:02}m", uptime / 3600, uptime % 3600 / 60),
+        },
+        warnings,
+        can_sync: status.membership.joined && who.principal().role.can_write_records(),
+        peers,
+        counts,
+        conflicts,
+        kpis: kpi_rollup(&reports),
+        kpi_labels: kpi_fields,
+    };
+    Ok(render(StatusCode::OK, &page))
+}
+
+/// "Sync now": one round with every peer, then back to the dashboard.
+pub async fn sync_now(
+    State(node): State<AppState>,
+    who: SignedIn,
+    body: Bytes,
+) -> Result<Response, PageError> {
+    let form = FormPairs::parse(&body);
+    who.check_csrf(form.get("csrf"))?;
+    who.require(who.principal().role.can_write_records())?;
+    if node.peering.is_none() {
+        return Err(who.error(StatusCode::CONFLICT, who.m().sync_needs_membership));
+    }
+    let results = crate::peer::Peering::sync_all(&node)
+        .await
+        .map_err(|e| who.failed(e))?;
+    let ok = results.iter().filter(|r| r.ok).count();
+    let failed = results.len() - ok;
+    node.accounts
+        .audit(
+            who.principal(),
+            "sync.now",
+            "peers",
+            &format!("{ok} ok, {failed} failed"),
+        )
+        .await;
+    Ok(Redirect::to(&format!("/?synced={ok}-{failed}")).into_response())
+}

@@ -1,0 +1,849 @@
+//! The web console over real HTTP on 127.0.0.1, against a real node and
+//! SQLite file: login and sessions, the language switch, every page in
+//! Japanese and English, record forms with validation next to the field,
+//! search, CSRF and role checks, 404 pages, assets, and that no page loads
+//! anything from another host.
+
+use std::sync::Arc;
+
+use reqwest::StatusCode;
+use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
+use tokio_util::sync::CancellationToken;
+use yui_node::accounts::Role;
+use yui_node::datadir::{DataDir, InitOptions};
+use yui_node::node::{Node, run};
+
+struct TestNode {
+    base: String,
+    token: String,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<yui_node::Result<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl TestNode {
+    async fn start() -> TestNode {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let data = DataDir::new(dir.path().join("data"));
+        data.init(&InitOptions {
+            town: "tateshina".into(),
+            name: "立科町".into(),
+            api_listen: "127.0.0.1:0".parse().expect("addr"),
+            peer_listen: "127.0.0.1:0".parse().expect("addr"),
+        })
+        .expect("init");
+        let token = data.read_token().expect("token");
+        let node = Arc::new(Node::open(data, true).expect("open"));
+        // One user per role, as `yui user add` makes them.
+        for (user, role) in [
+            ("admin", Role::Admin),
+            ("editor", Role::Editor),
+            ("viewer", Role::Viewer),
+        ] {
+            node.accounts
+                .add_user(user, role, &format!("password-{user}"))
+                .await
+                .expect("add user");
+        }
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .expect("bind");
+        let base = format!("http://{}", listener.local_addr().expect("addr"));
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(run(node, listener, shutdown.clone()));
+        TestNode {
+            base,
+            token,
+            shutdown,
+            server,
+            _dir: dir,
+        }
+    }
+
+    async fn stop(self) {
+        self.shutdown.cancel();
+        self.server.await.expect("join").expect("server");
+    }
+
+    /// A browser without a session, Japanese by default.
+    fn browser(&self) -> Browser {
+        Browser {
+            base: self.base.clone(),
+            http: reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+            cookies: Vec::new(),
+            csrf: String::new(),
+        }
+    }
+
+    async fn api_get(&self, path: &str) -> (StatusCode, serde_json::Value) {
+        let resp = reqwest::Client::new()
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(&self.token)
+            .send()
+            .await
+            .expect("send");
+        let status = resp.status();
+        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
+    }
+}
+
+struct Page {
+    status: StatusCode,
+    headers: HeaderMap,
+    body: String,
+}
+
+impl Page {
+    fn location(&self) -> &str {
+        self.headers
+            .get(LOCATION)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or("")
+    }
+}
+
+/// Keeps cookies by hand, so each test states exactly what it sends.
+struct Browser {
+    base: String,
+    http: reqwest::Client,
+    cookies: Vec<(String, String)>,
+    /// The session's CSRF token, read from a page's form.
+    csrf: String,
+}
+
+fn hidden_csrf(body: &str) -> String {
+    let marker = r#"name="csrf" value=""#;
+    let start = body
+        .find(marker)
+        .map(|i| i + marker.len())
+        .expect("a csrf field");
+    body[start..].split('"').next().unwrap_or("").to_owned()
+}
+
+impl Browser {
+    fn cookie_header(&self) -> String {
+        self.cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    }
+
+    fn keep_cookies(&mut self, headers: &HeaderMap) {
+        for value in headers.get_all(SET_COOKIE) {
+            let text = value.to_str().expect("cookie text");
+            let pair = text.split(';').next().unwrap_or("");
+            let (name, value) = pair.split_once('=').expect("name=value");
+            self.cookies.retain(|(k, _)| k != name);
+            if !value.is_empty() {
+                self.cookies.push((name.to_owned(), value.to_owned()));
+            }
+        }
+    }
+
+    async fn finish(&mut self, resp: reqwest::Response) -> Page {
+        let status = resp.status();
+        let headers = resp.headers().clone();
+        self.keep_cookies(&headers);
+        let body = resp.text().await.expect("body");
+        Page {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    async fn get(&mut self, path: &str) -> Page {
+        let resp = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header())
+            .send()
+            .await
+            .expect("send");
+        self.finish(resp).await
+    }
+
+    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
+        let body: String = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form)
+            .finish();
+        let resp = self
+            .http
+            .post(format!("{}{path}", self.base))
+            .header(COOKIE, self.cookie_header())
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(body)
+            .send()
+            .await
+            .expect("send");
+        self.finish(resp).await
+    }
+
+    /// A form post carrying this session's CSRF token.
+    async fn submit(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
+        let csrf = self.csrf.clone();
+        let mut form = vec![("csrf", csrf.as_str())];
+        form.extend_from_slice(fields);
+        self.post(path, &form).await
+    }
+
+    async fn login(&mut self, user: &str, password: &str, next: &str) -> Page {
+        let page = self.get("/login").await;
+        assert_eq!(page.status, StatusCode::OK);
+        let token = hidden_csrf(&page.body);
+        let page = self
+            .post(
+                "/login",
+                &[
+                    ("csrf", &token),
+                    ("next", next),
+                    ("user", user),
+                    ("password", password),
+                ],
+            )
+            .await;
+        if page.status == StatusCode::SEE_OTHER {
+            let home = self.get("/").await;
+            assert_eq!(home.status, StatusCode::OK, "{}", home.body);
+            self.csrf = hidden_csrf(&home.body);
+        }
+        page
+    }
+
+    async fn signed_in(node: &TestNode, user: &str) -> Browser {
+        let mut b = node.browser();
+        let page = b.login(user, &format!("password-{user}"), "/").await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        b
+    }
+
+    async fn english(&mut self) {
+        let page = self.get("/lang/en?next=/search").await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER);
+        assert_eq!(page.location(), "/search");
+        assert!(
+            self.cookies
+                .iter()
+                .any(|(k, v)| k == "yui_lang" && v == "en")
+        );
+    }
+
+    /// Creates a knowledge record through the form; returns its id.
+    async fn create_knowledge(&mut self, title: &str, body: &str) -> String {
+        let page = self
+            .submit(
+                "/records/knowledge",
+                &[
+                    ("title", title),
+                    ("body", body),
+                    ("category", "training"),
+                    ("tags", "研修, メンター"),
+                ],
+            )
+            .await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+        let location = page.location();
+        assert!(location.ends_with("?done=created"), "{location}");
+        location
+            .trim_start_matches("/records/knowledge/")
+            .trim_end_matches("?done=created")
+            .to_owned()
+    }
+}
+
+/// The HTML of the field block `id="field-NAME"`, up to the next field.
+fn field_block<'a>(body: &'a str, name: &str) -> &'a str {
+    let start = body
+        .find(&format!(r#"id="field-{name}""#))
+        .unwrap_or_else(|| panic!("no field {name}"));
+    let rest = &body[start + 1..];
+    let end = rest.find(r#"id="field-"#).unwrap_or(rest.len());
+    &rest[..end]
+}
+
+/// Every `src=` and `href=` stays on this host.
+fn assert_no_external_urls(path: &str, body: &str) {
+    for attr in ["src=\"", "href=\"", "action=\""] {
+        for (i, _) in body.match_indices(attr) {
+            let value = body[i + attr.len()..].split('"').next().unwrap_or("");
+            assert!(
+                !value.starts_with("http:")
+                    && !value.starts_with("https:")
+                    && !value.starts_with("//"),
+                "{path} refers to another host: {attr}{value}"
+            );
+        }
+    }
+    assert!(!body.contains("<script"), "{path} has a script");
+}
+
+#[tokio::test]
+async fn anonymous_visitors_are_sent_to_login_with_a_local_return_path() {
+    let node = TestNode::start().await;
+    let mut b = node.browser();
+    for path in [
+        "/",
+        "/records/knowledge",
+        "/search?q=研修",
+        "/peers",
+        "/api/docs",
+    ] {
+        let page = b.get(path).await;
+        assert_eq!(page.status, StatusCode::SEE_OTHER, "{path}");
+        assert!(
+            page.location().starts_with("/login?next=%2F"),
+            "{path}: {}",
+            page.location()
+        );
+    }
+    // A return path to another host is replaced by the dashboard.
+    let page = b.get("/login?next=//evil.example/x").await;
+    assert!(
+        page.body.contains(r#"name="next" value="/""#),
+        "{}",
+        page.body
+    );
+    let page = b
+        .login("admin", "password-admin", "https://evil.example/")
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location(), "/");
+    // A local return path is kept.
+    let mut b = node.browser();
+    let page = b
+        .login("admin", "password-admin", "/records/knowledge")
+        .await;
+    assert_eq!(page.location(), "/records/knowledge");
+    let session = page
+        .headers
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .find(|v| v.starts_with("yui_session="))
+        .expect("session cookie")
+        .to_owned();
+    for part in ["HttpOnly", "SameSite=Strict", "Path=/"] {
+        assert!(session.contains(part), "{session}");
+    }
+    assert!(!session.contains("Secure"), "plain HTTP: {session}");
+    // Behind an HTTPS proxy the cookie is Secure.
+    let mut b = node.browser();
+    let login = b.get("/login").await;
+    let token = hidden_csrf(&login.body);
+    let resp = b
+        .http
+        .post(format!("{}/login", b.base))
+        .header(COOKIE, b.cookie_header())
+        .header("x-forwarded-proto", "https")
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(format!(
+            "csrf={token}&user=admin&password=password-admin&next=%2F"
+        ))
+        .send()
+        .await
+        .expect("send");
+    let secure = resp
+        .headers()
+        .get_all(SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .any(|v| v.starts_with("yui_session=") && v.contains("; Secure"));
+    assert!(secure);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_bad_login_is_refused_in_the_users_language_and_a_forged_one_is_forbidden() {
+    let node = TestNode::start().await;
+    let mut b = node.browser();
+    let page = b.login("admin", "wrong", "/").await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        page.body
+            .contains("ユーザー名またはパスワードが正しくありません")
+    );
+    assert!(!b.cookies.iter().any(|(k, _)| k == "yui_session"));
+    b.english().await;
+    let page = b.login("nobody", "password-admin", "/").await;
+    assert_eq!(page.status, StatusCode::UNAUTHORIZED);
+    assert!(
+        page.body
+            .contains("The user name or password is not correct.")
+    );
+    // A login form posted from another site carries no token cookie.
+    let mut stranger = node.browser();
+    let page = stranger
+        .post(
+            "/login",
+            &[
+                ("csrf", "x"),
+                ("user", "admin"),
+                ("password", "password-admin"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(!stranger.cookies.iter().any(|(k, _)| k == "yui_session"));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn every_page_renders_in_japanese_and_in_english_after_the_switch() {
+    let node = TestNode::start().await;
+    let mut b = Browser::signed_in(&node, "admin").await;
+    let id = b
+        .create_knowledge("新任メンター研修の進め方", "最初の1か月の研修内容。")
+        .await;
+    let record = format!("/records/knowledge/{id}");
+    let mut pages: Vec<String> = [
+        "/",
+        "/records",
+        "/records/knowledge",
+        "/records/knowledge?category=training",
+        "/records/knowledge/new",
+        "/records/workers",
+        "/records/workers/new",
+        "/records/pilot_results/new",
+        "/records/orders/new",
+        "/records/kpi_reports",
+        "/search",
+        "/search?q=研修",
+        "/peers",
+        "/api/docs",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    pages.extend([
+        record.clone(),
+        format!("{record}/edit"),
+        format!("{record}/delete"),
+    ]);
+    for path in &pages {
+        let page = b.get(path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}: {}", page.body);
+        assert!(page.body.contains(r#"<html lang="ja">"#), "{path}");
+        assert!(page.body.contains("ログアウト"), "{path}");
+        assert!(page.body.contains(">English</a>"), "{path}");
+        assert!(page.body.contains("admin"), "{path}: the user is shown");
+        assert_no_external_urls(path, &page.body);
+    }
+    assert!(b.get("/").await.body.contains("ダッシュボード"));
+    assert!(b.get(&record).await.body.contains("変更履歴"));
+    b.english().await;
+    for path in &pages {
+        let page = b.get(path).await;
+        assert_eq!(page.status, StatusCode::OK, "{path}");
+        assert!(page.body.contains(r#"<html lang="en">"#), "{path}");
+        assert!(page.body.contains("Log out"), "{path}");
+        assert!(page.body.contains(">日本語</a>"), "{path}");
+        assert_no_external_urls(path, &page.body);
+    }
+    assert!(b.get("/").await.body.contains("Records per collection"));
+    assert!(b.get(&record).await.body.contains("History"));
+    // The login page too, for a visitor without a session.
+    let mut anonymous = node.browser();
+    let page = anonymous.get("/login").await;
+    assert!(page.body.contains("ログイン") && page.body.contains(r#"lang="ja""#));
+    assert_no_external_urls("/login", &page.body);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn a_record_made_in_the_form_is_found_by_a_two_character_search_and_can_be_edited() {
+    let node = TestNode::start().await;
+    let mut b = Browser::signed_in(&node, "editor").await;
+    let id = b
+        .create_knowledge("新任メンター研修の進め方", "最初の1か月は模擬業務で。")
+        .await;
+    let page = b
+        .get(&format!("/records/knowledge/{id}?done=created"))
+        .await;
+    assert!(page.body.contains("記録を作成しました"));
+    assert!(page.body.contains("新任メンター研修の進め方"));
+    assert!(page.body.contains("研修")); // the category label, not `training`
+    assert!(
+        page.body.contains("tateshina"),
+        "the history names the town"
+    );
+
+    let page = b.get("/search?q=研修").await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(
+        page.body.contains(&format!("/records/knowledge/{id}")),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("1件見つかりました"));
+    let page = b.get("/search?q=研修&collection=workers").await;
+    assert!(!page.body.contains(&format!("/records/knowledge/{id}")));
+
+    let edit = format!("/records/knowledge/{id}/edit");
+    let page = b.get(&edit).await;
+    assert!(page.body.contains("最初の1か月は模擬業務で。"));
+    assert!(page.body.contains("研修, メンター"), "tags as text");
+    let page = b
+        .submit(
+            &edit,
+            &[
+                ("title", "新任メンター研修の進め方（改訂）"),
+                ("body", "最初の1か月は模擬業務で。\r\n2か月目から実案件。"),
+                ("category", "training"),
+                ("tags", "研修"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let (status, record) = node
+        .api_get(&format!("/api/v1/records/knowledge/{id}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(
+        record["fields"]["title"],
+        "新任メンター研修の進め方（改訂）"
+    );
+    assert_eq!(
+        record["fields"]["body"],
+        "最初の1か月は模擬業務で。\n2か月目から実案件。"
+    );
+    assert_eq!(record["fields"]["tags"], serde_json::json!(["研修"]));
+    let page = b.get(&format!("/records/knowledge/{id}")).await;
+    assert!(
+        page.body.contains("変更：タイトル、本文、タグ"),
+        "{}",
+        page.body
+    );
+    // Filters and the list.
+    let page = b.get("/records/knowledge?category=training").await;
+    assert!(page.body.contains(&id));
+    let page = b.get("/records/knowledge?category=pr").await;
+    assert!(!page.body.contains(&id));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn an_invalid_form_shows_each_error_next_to_its_field_in_the_users_language() {
+    let node = TestNode::start().await;
+    let mut b = Browser::signed_in(&node, "admin").await;
+    let bad = [("title", ""), ("body", "本文だけ"), ("category", "gossip")];
+    let page = b.submit("/records/knowledge", &bad).await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.body.contains("何も保存されていません"));
+    assert!(field_block(&page.body, "title").contains("入力してください（必須項目です）。"));
+    assert!(field_block(&page.body, "category").contains("選択肢の中から選んでください。"));
+    assert!(!field_block(&page.body, "body").contains("field-error"));
+    assert!(page.body.contains("本文だけ"), "what was typed is kept");
+    let page = b
+        .submit(
+            "/records/workers",
+            &[
+                ("name", "山田 花子"),
+                ("status", "active"),
+                ("email", "not-an-address"),
+                ("hours_per_week", "many"),
+                ("skills", "[{\"skill\": \"Excel\", \"level\": 9}]"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(field_block(&page.body, "email").contains("形式が正しくありません"));
+    assert!(field_block(&page.body, "hours_per_week").contains("入力の形式が正しくありません"));
+    assert!(field_block(&page.body, "skills").contains("値が許される範囲の外です"));
+    let page = b
+        .submit(
+            "/records/workers",
+            &[
+                ("name", "山田 花子"),
+                ("status", "active"),
+                ("skills", "[{"),
+            ],
+        )
+        .await;
+    assert!(field_block(&page.body, "skills").contains("JSONとして読み取れません"));
+
+    b.english().await;
+    let page = b.submit("/records/knowledge", &bad).await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(field_block(&page.body, "title").contains("This field is required."));
+    assert!(field_block(&page.body, "category").contains("Choose one of the options."));
+    let (_, list) = node.api_get("/api/v1/records/knowledge").await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(0));
+    let (_, list) = node.api_get("/api/v1/records/workers").await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(0));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn forms_without_the_sessions_csrf_token_are_refused_and_change_nothing() {
+    let node = TestNode::start().await;
+    let mut b = Browser::signed_in(&node, "admin").await;
+    let fields = [("title", "CSRF"), ("body", "x"), ("category", "other")];
+    let page = b.post("/records/knowledge", &fields).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    assert!(page.body.contains("確認トークンが一致しない"));
+    let mut forged = vec![("csrf", "0000")];
+    forged.extend_from_slice(&fields);
+    let page = b.post("/records/knowledge", &forged).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let (_, list) = node.api_get("/api/v1/records/knowledge").await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(0));
+
+    let id = b.create_knowledge("残る記録", "消されない").await;
+    let path = format!("/records/knowledge/{id}");
+    for (action, form) in [
+        (format!("{path}/delete"), vec![("csrf", "nope")]),
+        (
+            format!("{path}/edit"),
+            vec![("title", "changed"), ("body", "x"), ("category", "other")],
+        ),
+        (
+            "/peers".to_owned(),
+            vec![("csrf", ""), ("url", "https://127.0.0.1:9")],
+        ),
+        ("/sync".to_owned(), vec![]),
+        ("/logout".to_owned(), vec![]),
+    ] {
+        let page = b.post(&action, &form).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{action}");
+    }
+    let (status, record) = node
+        .api_get(&format!("/api/v1/records/knowledge/{id}"))
+        .await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(record["fields"]["title"], "残る記録");
+    let (_, peers) = node.api_get("/api/v1/peers").await;
+    assert_eq!(peers["peers"].as_array().map(Vec::len), Some(0));
+    assert_eq!(b.get("/").await.status, StatusCode::OK, "still signed in");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn viewers_see_no_write_buttons_and_their_forged_posts_are_refused() {
+    let node = TestNode::start().await;
+    let mut admin = Browser::signed_in(&node, "admin").await;
+    let id = admin.create_knowledge("閲覧者テスト", "本文").await;
+    let path = format!("/records/knowledge/{id}");
+    let mut viewer = Browser::signed_in(&node, "viewer").await;
+    let page = viewer.get(&path).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("閲覧者"), "the role is shown");
+    assert!(!page.body.contains(&format!("{path}/edit")));
+    assert!(!page.body.contains(&format!("{path}/delete")));
+    let page = viewer.get("/records/knowledge").await;
+    assert!(!page.body.contains("/records/knowledge/new"));
+    assert!(page.body.contains("閲覧者の権限では記録を変更できません"));
+    assert!(!viewer.get("/").await.body.contains(r#"href="/peers""#));
+
+    let forged = [("title", "書き換え"), ("body", "x"), ("category", "other")];
+    for action in [
+        format!("{path}/edit"),
+        format!("{path}/delete"),
+        "/records/knowledge".to_owned(),
+    ] {
+        let page = viewer.submit(&action, &forged).await;
+        assert_eq!(page.status, StatusCode::FORBIDDEN, "{action}");
+        assert!(page.body.contains("この操作を行う権限がありません"));
+    }
+    for path in [
+        format!("{path}/edit"),
+        "/records/knowledge/new".into(),
+        "/peers".into(),
+    ] {
+        assert_eq!(
+            viewer.get(&path).await.status,
+            StatusCode::FORBIDDEN,
+            "{path}"
+        );
+    }
+    let page = viewer
+        .submit("/peers", &[("url", "https://127.0.0.1:9")])
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let (_, record) = node
+        .api_get(&format!("/api/v1/records/knowledge/{id}"))
+        .await;
+    assert_eq!(record["fields"]["title"], "閲覧者テスト");
+    let (_, list) = node.api_get("/api/v1/records/knowledge").await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_collections_records_and_pages_answer_a_404_page() {
+    let node = TestNode::start().await;
+    let mut b = Browser::signed_in(&node, "admin").await;
+    for (path, words) in [
+        ("/records/users", "そのコレクションはありません"),
+        ("/records/users/new", "そのコレクションはありません"),
+        (
+            "/records/knowledge/01hzzzzzzzzzzzzzzzzzzzzzzz",
+            "その記録は見つかりません",
+        ),
+        (
+            "/records/knowledge/not-an-id/edit",
+            "その記録は見つかりません",
+        ),
+        ("/records/knowledge/<script>", "その記録は見つかりません"),
+        ("/no/such/page", "ページが見つかりません"),
+    ] {
+        let page = b.get(path).await;
+        assert_eq!(page.status, StatusCode::NOT_FOUND, "{path}");
+        assert!(page.body.contains(words), "{path}: {}", page.body);
+        assert!(!page.body.contains("<script>"), "{path}: escaped");
+    }
+    // API paths keep their JSON errors.
+    let resp = reqwest::get(format!("{}/api/nothing", node.base))
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::NOT_FOUND);
+    let body: serde_json::Value = resp.json().await.expect("json");
+    assert_eq!(body["error"]["code"], "not_found");
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn deleting_asks_for_confirmation_first() {
+    let node = TestNode::start().await;
+    let mut b = Browser::signed_in(&node, "editor").await;
+    let id = b.create_knowledge("消す記録", "本文").await;
+    let path = format!("/records/knowledge/{id}");
+    let page = b.get(&format!("{path}/delete")).await;
+    assert_eq!(page.status, StatusCode::OK);
+    assert!(page.body.contains("この記録を削除しますか"));
+    assert!(page.body.contains("消す記録"));
+    assert_eq!(
+        node.api_get(&format!("/api/v1/records/knowledge/{id}"))
+            .await
+            .0,
+        StatusCode::OK
+    );
+    let page = b.submit(&format!("{path}/delete"), &[]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location(), "/records/knowledge?done=deleted");
+    assert!(
+        b.get(page.location())
+            .await
+            .body
+            .contains("記録を削除しました")
+    );
+    assert_eq!(
+        node.api_get(&format!("/api/v1/records/knowledge/{id}"))
+            .await
+            .0,
+        StatusCode::NOT_FOUND
+    );
+    // A deleted record still shows, with its history, but cannot be edited.
+    let page = b.get(&path).await;
+    assert!(page.body.contains("削除済み") && page.body.contains("削除"));
+    assert!(!page.body.contains(&format!("{path}/edit")));
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn assets_are_embedded_hashed_and_cached_and_the_api_keeps_its_token() {
+    let node = TestNode::start().await;
+    let mut b = Browser::signed_in(&node, "admin").await;
+    let page = b.get("/").await;
+    let href = |ext: &str| {
+        let end = page.body.find(&format!(".{ext}\"")).expect("asset link");
+        let start = page.body[..end].rfind("/assets/").expect("asset path");
+        format!("{}.{ext}", &page.body[start..end])
+    };
+    for (path, content_type) in [
+        (href("css"), "text/css; charset=utf-8"),
+        (href("svg"), "image/svg+xml"),
+    ] {
+        let asset = b.get(&path).await;
+        assert_eq!(asset.status, StatusCode::OK, "{path}");
+        assert_eq!(asset.headers["content-type"], content_type, "{path}");
+        let cache = asset.headers["cache-control"].to_str().expect("text");
+        assert!(cache.contains("immutable") && cache.contains("max-age=31536000"));
+    }
+    assert_eq!(
+        b.get("/assets/console.0000.css").await.status,
+        StatusCode::NOT_FOUND
+    );
+    // Pages are never cached and allow no script.
+    assert_eq!(page.headers["cache-control"], "no-store");
+    let csp = page.headers["content-security-policy"]
+        .to_str()
+        .expect("csp");
+    assert!(csp.contains("default-src 'none'"));
+
+    // The session cookie does not open the API, and the token does not open the console.
+    let resp = reqwest::Client::new()
+        .get(format!("{}/api/v1/status", node.base))
+        .header(COOKIE, b.cookie_header())
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    assert_eq!(node.api_get("/api/v1/status").await.0, StatusCode::OK);
+    let resp = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client")
+        .get(format!("{}/", node.base))
+        .bearer_auth(&node.token)
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::SEE_OTHER);
+
+    // Logging out ends the session.
+    let page = b.submit("/logout", &[]).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(page.location(), "/login?out=1");
+    assert!(
+        b.get("/login?out=1")
+            .await
+            .body
+            .contains("ログアウトしました")
+    );
+    assert_eq!(b.get("/").await.status, StatusCode::SEE_OTHER);
+    node.stop().await;
+}
+
+#[tokio::test]
+async fn administrators_add_and_remove_peers_from_the_console() {
+    let node = TestNode::start().await;
+    let mut b = Browser::signed_in(&node, "admin").await;
+    let page = b.submit("/peers", &[("url", "not a url")]).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert!(page.body.contains("ピアを変更できませんでした"));
+    let page = b
+        .submit("/peers", &[("url", "https://127.0.0.1:9"), ("node_id", "")])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let page = b.get(page.location()).await;
+    assert!(page.body.contains("ピアを追加しました"));
+    let (_, peers) = node.api_get("/api/v1/peers").await;
+    let url = peers["peers"][0]["url"]
+        .as_str()
+        .expect("a peer")
+        .to_owned();
+    assert!(page.body.contains(&url));
+    // Not confirmed: nothing removed.
+    let page = b.submit("/peers/remove", &[("key", &url)]).await;
+    assert_eq!(page.status, StatusCode::BAD_REQUEST);
+    assert_eq!(
+        node.api_get("/api/v1/peers").await.1["peers"]
+            .as_array()
+            .map(Vec::len),
+        Some(1)
+    );
+    let page = b
+        .submit("/peers/remove", &[("key", &url), ("confirm", "yes")])
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER);
+    assert_eq!(
+        node.api_get("/api/v1/peers").await.1["peers"]
+            .as_array()
+            .map(Vec::len),
+        Some(0)
+    );
+    node.stop().await;
+}
