@@ -1,33 +1,9 @@
 //! `yui user` and `yui audit` as an administrator runs them: passwords on
 //! standard input, while `yui serve` runs, and nothing secret left readable.
 
-use std::io::Write;
 use std::path::Path;
-use std::process::{Command, Stdio};
 
-use yui_tests::{Server, init, mode, yui_bin, yui_fails, yui_ok};
-
-/// Runs `yui --data-dir DIR ARGS…` with `input` on standard input (not a
-/// terminal, so the password is read from its first line).
-fn yui_with_stdin(data_dir: &Path, args: &[&str], input: &str) -> std::process::Output {
-    let mut child = Command::new(yui_bin())
-        .arg("--data-dir")
-        .arg(data_dir)
-        .args(args)
-        .env_remove("YUI_DATA_DIR")
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn yui");
-    child
-        .stdin
-        .take()
-        .expect("stdin")
-        .write_all(input.as_bytes())
-        .expect("write stdin");
-    child.wait_with_output().expect("wait")
-}
+use yui_tests::{Server, init, mode, yui_fails, yui_ok, yui_with_stdin};
 
 fn contains(haystack: &[u8], needle: &str) -> bool {
     haystack

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod backup;
+mod browser;
 mod cli;
 mod crash;
 mod crash_loop;

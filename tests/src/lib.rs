@@ -1,7 +1,7 @@
 //! Helpers for tests that run the real `yui` binary as a user would: as a
 //! process, on 127.0.0.1, with its own data directory.
 
-use std::io::{BufRead, BufReader};
+use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
@@ -32,6 +32,28 @@ pub fn yui(data_dir: &Path, args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .expect("run yui")
+}
+
+/// Runs `yui --data-dir DIR ARGS…` with `input` on standard input (not a
+/// terminal, so the password is read from its first line).
+pub fn yui_with_stdin(data_dir: &Path, args: &[&str], input: &str) -> std::process::Output {
+    let mut child = Command::new(yui_bin())
+        .arg("--data-dir")
+        .arg(data_dir)
+        .args(args)
+        .env_remove("YUI_DATA_DIR")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn yui");
+    child
+        .stdin
+        .take()
+        .expect("stdin")
+        .write_all(input.as_bytes())
+        .expect("write stdin");
+    child.wait_with_output().expect("wait")
 }
 
 /// Runs a command and insists it succeeds; returns its stdout.
