@@ -785,6 +785,108 @@ async fn measure_level(
     Ok((lat(reads), out))
 }
 
+/// The console's administrator in this benchmark.
+const CONSOLE_USER: (&str, &str) = ("bench", "bench-password-2026");
+
+/// Server time of the console's pages (issue 5: under 50 ms at 100,000
+/// records), as one signed-in browser sees it over loopback, one request
+/// at a time: the dashboard, a collection's first page, a record page and
+/// its edit form (random records), and a 2-character search.
+async fn console_pages(
+    addr: SocketAddr,
+    ids: &[String],
+    n: usize,
+) -> Result<Vec<(&'static str, Lat)>> {
+    let http = reqwest::Client::builder()
+        .no_proxy()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()?;
+    let base = format!("http://{addr}");
+    let mut cookies: Vec<(String, String)> = Vec::new();
+    let keep = |cookies: &mut Vec<(String, String)>, resp: &reqwest::Response| {
+        for v in resp.headers().get_all(reqwest::header::SET_COOKIE) {
+            let Some((k, v)) = v
+                .to_str()
+                .ok()
+                .and_then(|t| t.split(';').next()?.split_once('='))
+            else {
+                continue;
+            };
+            cookies.retain(|(name, _)| name != k);
+            cookies.push((k.to_owned(), v.to_owned()));
+        }
+    };
+    let header = |cookies: &[(String, String)]| {
+        cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ")
+    };
+    let resp = http.get(format!("{base}/login")).send().await?;
+    keep(&mut cookies, &resp);
+    let page = resp.text().await?;
+    let csrf = page
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .ok_or_else(|| anyhow!("no csrf on the login page"))?
+        .to_owned();
+    let form = format!(
+        "csrf={csrf}&next=%2F&user={}&password={}",
+        CONSOLE_USER.0, CONSOLE_USER.1
+    );
+    let resp = http
+        .post(format!("{base}/login"))
+        .header(reqwest::header::COOKIE, header(&cookies))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(form)
+        .send()
+        .await?;
+    if resp.status().as_u16() != 303 {
+        bail!("console login: HTTP {}", resp.status());
+    }
+    keep(&mut cookies, &resp);
+    let cookie = header(&cookies);
+    let mut rng = Rng(0xc0501e ^ ids.len() as u64);
+    let mut out = Vec::new();
+    for page in [
+        "dashboard",
+        "collection page",
+        "record page",
+        "edit form",
+        "search 研修",
+    ] {
+        let mut lats = Vec::with_capacity(n);
+        for i in 0..n + 10 {
+            let id = &ids[rng.below(ids.len())];
+            let path = match page {
+                "dashboard" => "/".to_owned(),
+                "collection page" => "/records/knowledge".to_owned(),
+                "record page" => format!("/records/knowledge/{id}"),
+                "edit form" => format!("/records/knowledge/{id}/edit"),
+                _ => format!("/search?q={}", encode(QUERY_2)),
+            };
+            let s = Instant::now();
+            let resp = http
+                .get(format!("{base}{path}"))
+                .header(reqwest::header::COOKIE, &cookie)
+                .send()
+                .await?;
+            let status = resp.status();
+            let body = resp.bytes().await?;
+            if status.as_u16() != 200 || body.len() < 500 {
+                bail!("console {path}: HTTP {status}, {} bytes", body.len());
+            }
+            if i >= 10 {
+                lats.push(s.elapsed());
+            }
+        }
+        out.push((page, lat(lats)));
+    }
+    Ok(out)
+}
+
 // ---------------------------------------------------------------- child process
 
 struct StartFig {
@@ -1148,6 +1250,13 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
     let addr = listener.local_addr()?;
     let shutdown = CancellationToken::new();
     let server = tokio::spawn(run(node.clone(), listener, shutdown.clone()));
+    node.accounts
+        .add_user(
+            CONSOLE_USER.0,
+            yui_node::accounts::Role::Admin,
+            CONSOLE_USER.1,
+        )
+        .await?;
     drop(node);
     let api = Api::new(addr, token)?;
 
@@ -1207,6 +1316,15 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
                     s.containing,
                     s.check
                 ))
+                .collect::<Vec<_>>()
+                .join("; ")
+        );
+        let console = console_pages(addr, &ids, o.reads.min(300)).await?;
+        println!(
+            "{n} records, console pages: {}",
+            console
+                .iter()
+                .map(|(page, l)| format!("{page} p50 {} p99 {}", ms(l.p50), ms(l.p99)))
                 .collect::<Vec<_>>()
                 .join("; ")
         );
