@@ -67,6 +67,7 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/revocations", axum::routing::post(import_revocations))
         .route("/users", get(list_users))
         .route("/audit", get(audit_log))
+        .route("/audit/egress", get(egress_log))
         .fallback(unknown_route)
         .layer(middleware::from_fn_with_state(node.clone(), authenticate));
     Router::new()
@@ -266,6 +267,65 @@ struct Items<'a> {
 #[serde(deny_unknown_fields)]
 struct RecordBody {
     fields: Map<String, Value>,
+    /// An administrator's decision to publish personal-data findings
+    /// anyway (never My Number), with the reason for the audit log.
+    #[serde(default)]
+    personal_data_override: Option<GuardOverride>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GuardOverride {
+    reason: String,
+}
+
+/// The guard mode a request asks for: an override needs the admin role
+/// and a written reason.
+fn guard_mode(principal: &Principal, body: &RecordBody) -> Result<crate::store::GuardMode> {
+    let Some(o) = &body.personal_data_override else {
+        return Ok(crate::store::GuardMode::Refuse);
+    };
+    if !principal.role.can_administer() {
+        return Err(Error::Forbidden {
+            message: format!(
+                "overriding the personal-data guard needs the admin role; {} has the {} role",
+                principal.user, principal.role
+            ),
+        });
+    }
+    if o.reason.trim().chars().count() < 5 {
+        return Err(Error::bad_request(
+            "override_reason_required",
+            "personal_data_override.reason must say why (at least 5 characters); it goes to the audit log",
+        ));
+    }
+    Ok(crate::store::GuardMode::AcceptOverridable)
+}
+
+/// Audits what an override let through: fields, kinds and positions,
+/// never the text itself.
+async fn audit_override(
+    node: &Node,
+    principal: &Principal,
+    target: &str,
+    body: &RecordBody,
+    findings: &[yui_protocol::guard::Finding],
+) {
+    let (Some(o), false) = (&body.personal_data_override, findings.is_empty()) else {
+        return;
+    };
+    let what: Vec<String> = findings
+        .iter()
+        .map(|f| format!("{} {} at {}..{}", f.field, f.kind, f.start, f.end))
+        .collect();
+    node.accounts
+        .audit(
+            principal,
+            "personal_data.override",
+            target,
+            &format!("reason: {}; findings: {}", o.reason.trim(), what.join(", ")),
+        )
+        .await;
 }
 
 fn collection(name: &str) -> Result<Collection> {
@@ -355,15 +415,24 @@ async fn create_record(
     JsonBody(body): JsonBody<RecordBody>,
 ) -> Result<Response> {
     let collection = collection(&name)?;
+    let mode = guard_mode(&principal, &body)?;
     let fields = validate_create(collection, &body.fields)?;
-    let record = node
+    let (record, findings) = node
         .store
-        .create(collection, fields, crate::store::now_ms())
+        .create_guarded(collection, fields, crate::store::now_ms(), mode)
         .await?;
     node.metrics.record_write();
     let id = serde_json::from_str::<RecordRef>(record.get())
         .map(|r| r.id)
         .unwrap_or_default();
+    audit_override(
+        &node,
+        &principal,
+        &format!("{collection}/{id}"),
+        &body,
+        &findings,
+    )
+    .await;
     node.accounts
         .audit(
             &principal,
@@ -404,13 +473,15 @@ async fn update_record(
 ) -> Result<Response> {
     let collection = collection(&name)?;
     let id = record_id(collection, &id)?;
+    let mode = guard_mode(&principal, &body)?;
     let patch = validate_patch(collection, &body.fields)?;
     let target = format!("{collection}/{id}");
-    let record = node
+    let (record, findings) = node
         .store
-        .update(collection, id, patch, crate::store::now_ms())
+        .update_guarded(collection, id, patch, crate::store::now_ms(), mode)
         .await?;
     node.metrics.record_write();
+    audit_override(&node, &principal, &target, &body, &findings).await;
     node.accounts
         .audit(
             &principal,
@@ -688,6 +759,45 @@ async fn audit_log(
         ));
     }
     let entries = node.accounts.audit_log(limit).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "entries": entries }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EgressParams {
+    peer: Option<String>,
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/audit/egress`: every document this node sent to a peer,
+/// newest first (admin: it shows what left the town).
+async fn egress_log(
+    _: AdminAccess,
+    State(node): State<AppState>,
+    QueryParams(params): QueryParams<EgressParams>,
+) -> Result<Response> {
+    let limit = params.limit.unwrap_or(DEFAULT_AUDIT_PAGE);
+    if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
+        return Err(Error::bad_request(
+            "invalid_query",
+            format!("limit must be a whole number from 1 to {MAX_AUDIT_PAGE}"),
+        ));
+    }
+    if let Some(since) = &params.since
+        && !since
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-:.+TZ".contains(c))
+    {
+        return Err(Error::bad_request(
+            "invalid_query",
+            "since must be a date or time like 2026-11-21 or 2026-11-21T09:00:00Z",
+        ));
+    }
+    let entries = node.store.egress(params.peer, params.since, limit).await?;
     Ok(json_response(
         StatusCode::OK,
         &json!({ "entries": entries }),

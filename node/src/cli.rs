@@ -305,6 +305,23 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
+    /// The egress ledger: every document this node sent to a peer (which
+    /// peer, which record of which collection, its heads, when), newest
+    /// first. An auditor can confirm that only shared records left.
+    Egress {
+        /// Only this peer (node id or town id).
+        #[arg(long)]
+        peer: Option<String>,
+        /// Only since this date or time (e.g. 2026-11-21 or 2026-11-21T09:00:00Z, UTC).
+        #[arg(long)]
+        since: Option<String>,
+        /// How many entries.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+        /// Print JSON instead of text.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Copy, Clone, Debug, ValueEnum)]
@@ -368,6 +385,42 @@ pub async fn run(cli: Cli) -> Result<()> {
                         e.at, e.user, e.action, e.target, e.detail
                     );
                 }
+            }
+            Ok(())
+        }
+        Command::Audit(AuditCommand::Egress {
+            peer,
+            since,
+            limit,
+            json,
+        }) => {
+            let node = Node::open(data_dir, false)?;
+            let entries = node.store.egress(peer, since, limit).await;
+            node.store.close();
+            let entries = entries?;
+            if json {
+                println!("{}", serde_json::to_string_pretty(&entries)?);
+                return Ok(());
+            }
+            if entries.is_empty() {
+                println!("Nothing was sent to a peer (for this selection).");
+            }
+            for e in &entries {
+                let heads: Vec<&str> = e.heads.iter().map(|h| &h[..h.len().min(12)]).collect();
+                println!(
+                    "{}  {:<6} {:<12} {:<14} {}  {} B  heads {}",
+                    e.at,
+                    e.way,
+                    if e.peer_town.is_empty() {
+                        &e.peer
+                    } else {
+                        &e.peer_town
+                    },
+                    e.collection,
+                    e.record_id,
+                    e.bytes,
+                    heads.join(",")
+                );
             }
             Ok(())
         }

@@ -8,6 +8,7 @@ mod cli;
 mod crash;
 mod crash_loop;
 mod demo;
+mod egress;
 mod faults;
 mod federation;
 mod service;
