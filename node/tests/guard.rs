@@ -7,12 +7,14 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
+use yui_node::accounts::Role;
 use yui_node::datadir::{DataDir, InitOptions};
 use yui_node::node::{Node, run};
 
 struct TestNode {
     base: String,
     token: String,
+    editor_token: String,
     client: reqwest::Client,
     shutdown: CancellationToken,
     _dir: tempfile::TempDir,
@@ -31,6 +33,15 @@ impl TestNode {
         .expect("init");
         let token = data.read_token().expect("token");
         let node = Arc::new(Node::open(data, true).expect("open"));
+        node.accounts
+            .add_user("henshu", Role::Editor, "editor-password-1")
+            .await
+            .expect("user");
+        let editor_token = node
+            .accounts
+            .create_token("henshu", Role::Editor, "test")
+            .await
+            .expect("token");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("bind");
@@ -40,6 +51,7 @@ impl TestNode {
         TestNode {
             base,
             token,
+            editor_token,
             client: reqwest::Client::new(),
             shutdown,
             _dir: dir,
@@ -225,5 +237,97 @@ async fn shared_records_with_personal_data_are_refused_with_field_kind_and_posit
         (422, json!("registered_name")),
         "{body}"
     );
+    node.shutdown.cancel();
+}
+
+#[tokio::test]
+async fn an_administrator_may_publish_a_finding_with_a_reason_which_is_audited() {
+    let node = TestNode::start().await;
+    let office = "問い合わせ：立科町役場 企画課 0267-88-7315（代表）";
+    let with_override = |reason: &str| {
+        json!({
+            "fields": {"title": "移住相談の窓口", "body": office, "category": "other", "tags": []},
+            "personal_data_override": {"reason": reason}
+        })
+    };
+    // An editor may not override; a reason is required.
+    let resp = node
+        .client
+        .post(format!("{}/api/v1/records/knowledge", node.base))
+        .bearer_auth(&node.editor_token)
+        .json(&with_override("役場の代表番号で個人のものではない"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status().as_u16(), 403);
+    let (status, body) = node
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/records/knowledge",
+            with_override(" "),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["code"].clone()),
+        (400, json!("override_reason_required"))
+    );
+    assert_eq!(node.count("knowledge").await, 0);
+
+    // An administrator with a reason: stored, and the audit log says who,
+    // why and what — without the number itself.
+    let reason = "役場の代表番号で個人のものではない";
+    let (status, created) = node
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/records/knowledge",
+            with_override(reason),
+        )
+        .await;
+    assert_eq!(status, 201, "{created}");
+    let resp = node
+        .client
+        .get(format!("{}/api/v1/audit?limit=10", node.base))
+        .bearer_auth(&node.token)
+        .send()
+        .await
+        .expect("audit");
+    let audit: Value = resp.json().await.expect("json");
+    let entry = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|e| e["action"] == "personal_data.override")
+        .unwrap_or_else(|| panic!("no override in the audit log: {audit}"))
+        .clone();
+    let detail = entry["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains(reason) && detail.contains("body phone"),
+        "{detail}"
+    );
+    assert!(
+        !detail.contains("7315"),
+        "the audit log repeats the number: {detail}"
+    );
+    assert_eq!(
+        entry["target"],
+        format!("knowledge/{}", created["id"].as_str().expect("id"))
+    );
+
+    // My Number: no override.
+    let (status, body) = node
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/records/knowledge",
+            json!({
+                "fields": {"title": "番号", "body": "マイナンバー 123456789018", "category": "other", "tags": []},
+                "personal_data_override": {"reason": "どうしても必要"}
+            }),
+        )
+        .await;
+    assert_eq!(
+        (status, body["error"]["findings"][0]["kind"].clone()),
+        (422, json!("my_number"))
+    );
+    assert_eq!(node.count("knowledge").await, 1);
     node.shutdown.cancel();
 }
