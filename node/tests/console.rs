@@ -847,3 +847,91 @@ async fn administrators_add_and_remove_peers_from_the_console() {
     );
     node.stop().await;
 }
+
+/// Issue 6: the personal-data guard in the console. A registered worker's
+/// name in a shared article is shown next to the field, in the user's
+/// language, with its position; an administrator may save it anyway with a
+/// reason (audited), an editor may not (no offer, and a forged one is 403).
+#[tokio::test]
+async fn personal_data_is_shown_next_to_the_field_and_only_an_administrator_may_override() {
+    let node = TestNode::start().await;
+    let mut admin = Browser::signed_in(&node, "admin").await;
+    let page = admin
+        .submit(
+            "/records/workers",
+            &[
+                ("name", "山田 花子"),
+                ("name_kana", "やまだ はなこ"),
+                ("status", "active"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+
+    let article = [
+        ("title", "面談の記録"),
+        ("body", "山田花子さんは入力作業が得意。"),
+        ("category", "worker_management"),
+        ("tags", ""),
+    ];
+    let mut editor = Browser::signed_in(&node, "editor").await;
+    let page = editor.submit("/records/knowledge", &article).await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    let body_field = page
+        .body
+        .split("id=\"field-body\"")
+        .nth(1)
+        .and_then(|s| s.split("id=\"field-").next())
+        .expect("the body field");
+    assert!(
+        body_field.contains(
+            "個人情報（登録されている住民ワーカー・顧客担当者の氏名）が含まれています（1〜4文字目）"
+        ),
+        "{body_field}"
+    );
+    assert!(
+        !page.body.contains("personal_data_override"),
+        "an editor is offered the override"
+    );
+    let mut forged = article.to_vec();
+    forged.extend([
+        ("personal_data_override", "1"),
+        ("override_reason", "編集者による上書き"),
+    ]);
+    let page = editor.submit("/records/knowledge", &forged).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+
+    // The administrator sees the offer (in English too) and uses it.
+    admin.get("/lang/en?next=/").await;
+    let page = admin.submit("/records/knowledge", &article).await;
+    assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(page.body.contains("Contains personal data (the name of a registered worker or customer contact) at characters 1–4"), "{}", page.body);
+    assert!(page.body.contains("name=\"personal_data_override\""));
+    let mut overriding = article.to_vec();
+    overriding.push(("personal_data_override", "1"));
+    let page = admin.submit("/records/knowledge", &overriding).await;
+    assert_eq!(
+        page.status,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "no reason, no save"
+    );
+    overriding.push(("override_reason", "本人が公開に同意した事例紹介"));
+    let page = admin.submit("/records/knowledge", &overriding).await;
+    assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
+    let (status, audit) = node.api_get("/api/v1/audit?limit=20").await;
+    assert_eq!(status, StatusCode::OK);
+    let entry = audit["entries"]
+        .as_array()
+        .expect("entries")
+        .iter()
+        .find(|e| e["action"] == "personal_data.override")
+        .expect("the override is audited")
+        .clone();
+    assert_eq!(entry["user"], "admin");
+    let detail = entry["detail"].as_str().expect("detail");
+    assert!(
+        detail.contains("本人が公開に同意した事例紹介") && detail.contains("body registered_name"),
+        "{detail}"
+    );
+    assert!(!detail.contains("山田"), "{detail}");
+}

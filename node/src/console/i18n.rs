@@ -85,6 +85,19 @@ impl Lang {
 
     /// A validation code of `yui_protocol::validate` (or the console's own
     /// `invalid_json`) as a sentence; unknown codes get a general one.
+    /// The label of a personal-data kind (`guard::Kind::as_str`).
+    pub fn personal_data_kind(self, kind: &str) -> &'static str {
+        let m = self.messages();
+        match kind {
+            "phone" => m.pd_phone,
+            "email" => m.pd_email,
+            "postal_code" => m.pd_postal_code,
+            "birth_date" => m.pd_birth_date,
+            "my_number" => m.pd_my_number,
+            _ => m.pd_registered_name,
+        }
+    }
+
     pub fn field_error(self, code: &str) -> &'static str {
         let m = self.messages();
         match code {
@@ -257,6 +270,20 @@ pub struct Messages {
     pub err_other: &'static str,
     pub err_conflict: &'static str,
     pub err_deleted: &'static str,
+    // Personal-data guard (issue 6): a finding's sentence from its kind's
+    // label and its character positions (1-based, inclusive).
+    pub personal_data: fn(&str, usize, usize) -> String,
+    pub pd_phone: &'static str,
+    pub pd_email: &'static str,
+    pub pd_postal_code: &'static str,
+    pub pd_birth_date: &'static str,
+    pub pd_my_number: &'static str,
+    pub pd_registered_name: &'static str,
+    pub override_legend: &'static str,
+    pub override_check: &'static str,
+    pub override_reason: &'static str,
+    pub override_hint: &'static str,
+    pub override_reason_required: &'static str,
     // Search.
     pub search_title: &'static str,
     pub search_words: &'static str,
@@ -468,6 +495,22 @@ pub static JA: Messages = Messages {
     err_other: "この値は受け付けられません。",
     err_conflict: "保存できませんでした。他の記録と重複しています（KPI実績は自治体・年度ごとに1件です）。",
     err_deleted: "この記録は削除されているため変更できません。",
+    personal_data: |kind, from, to| {
+        format!(
+            "個人情報（{kind}）が含まれています（{from}〜{to}文字目）。町の外に出る記録には書けません。"
+        )
+    },
+    pd_phone: "電話番号",
+    pd_email: "メールアドレス",
+    pd_postal_code: "郵便番号",
+    pd_birth_date: "生年月日",
+    pd_my_number: "マイナンバー",
+    pd_registered_name: "登録されている住民ワーカー・顧客担当者の氏名",
+    override_legend: "個人情報の指摘を確認して保存する（管理者のみ）",
+    override_check: "指摘された箇所は個人情報ではない、または公開してよいことを確認しました",
+    override_reason: "理由（監査記録に残ります）",
+    override_hint: "例：役場の代表番号で、個人のものではない。マイナンバーはどんな理由でも保存できません。",
+    override_reason_required: "保存するには理由を5文字以上書いてください。",
     search_title: "検索",
     search_words: "検索語",
     search_all: "すべてのコレクション",
@@ -675,6 +718,22 @@ pub static EN: Messages = Messages {
     err_other: "This value is not accepted.",
     err_conflict: "Not saved: it clashes with another record (one KPI report per town and fiscal year).",
     err_deleted: "This record is deleted and cannot be changed.",
+    personal_data: |kind, from, to| {
+        format!(
+            "Contains personal data ({kind}) at characters {from}–{to}. Records that leave the town cannot hold it."
+        )
+    },
+    pd_phone: "a phone number",
+    pd_email: "an e-mail address",
+    pd_postal_code: "a postal code",
+    pd_birth_date: "a date of birth",
+    pd_my_number: "a My Number",
+    pd_registered_name: "the name of a registered worker or customer contact",
+    override_legend: "Save despite the personal-data findings (administrators only)",
+    override_check: "I have checked that what was found is not personal data, or may be published",
+    override_reason: "Reason (kept in the audit log)",
+    override_hint: "For example: the town hall's main number, not a person's. A My Number can never be saved.",
+    override_reason_required: "Write a reason of at least 5 characters to save.",
     search_title: "Search",
     search_words: "Words",
     search_all: "All collections",

@@ -17,6 +17,7 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 use serde_json::{Map, Value};
+use yui_protocol::guard;
 use yui_protocol::schema::{FieldDef, FieldKind};
 use yui_protocol::validate::{validate_create, validate_patch};
 use yui_protocol::{Collection, FieldError, RecordId, RecordView, ValidationErrors};
@@ -546,6 +547,9 @@ struct FormPage {
     cancel: String,
     form_errors: Vec<String>,
     fields: Vec<FormField>,
+    /// Personal-data findings an administrator may save anyway (none of
+    /// them a My Number).
+    offer_override: bool,
 }
 
 /// A stored value as form text.
@@ -655,11 +659,77 @@ fn errors_by_field(
         } else {
             "*"
         };
-        out.entry(key.to_owned())
-            .or_default()
-            .push(lang.field_error(e.code).to_owned());
+        let text = match e.code.strip_prefix("personal_data:") {
+            // The message holds "start end" (0-based, end exclusive).
+            Some(kind) => {
+                let mut at = e.message.split(' ').filter_map(|n| n.parse::<usize>().ok());
+                let (start, end) = (at.next().unwrap_or(0), at.next().unwrap_or(0));
+                (lang.messages().personal_data)(lang.personal_data_kind(kind), start + 1, end)
+            }
+            None => lang.field_error(e.code).to_owned(),
+        };
+        out.entry(key.to_owned()).or_default().push(text);
     }
     out
+}
+
+/// Personal-data findings as field errors, to show next to their fields.
+fn personal_data_errors(findings: &[yui_protocol::guard::Finding]) -> Vec<FieldError> {
+    findings
+        .iter()
+        .map(|f| FieldError {
+            field: f.field.clone(),
+            code: match f.kind {
+                guard::Kind::Phone => "personal_data:phone",
+                guard::Kind::Email => "personal_data:email",
+                guard::Kind::PostalCode => "personal_data:postal_code",
+                guard::Kind::BirthDate => "personal_data:birth_date",
+                guard::Kind::MyNumber => "personal_data:my_number",
+                guard::Kind::RegisteredName => "personal_data:registered_name",
+            },
+            message: format!("{} {}", f.start, f.end),
+        })
+        .collect()
+}
+
+/// What an administrator's override asks for, from the form: the guard
+/// mode and the reason (checked: at least 5 characters).
+fn override_of(
+    who: &SignedIn,
+    form: &FormPairs,
+) -> Result<Option<(crate::store::GuardMode, String)>, PageError> {
+    if form.get("personal_data_override") != Some("1") {
+        return Ok(None);
+    }
+    who.require(who.principal().role.can_administer())?;
+    let reason = form.get("override_reason").unwrap_or("").trim().to_owned();
+    Ok(Some((crate::store::GuardMode::AcceptOverridable, reason)))
+}
+
+/// Audits what an override let through (fields, kinds, positions; never
+/// the text).
+async fn audit_override(
+    node: &AppState,
+    who: &SignedIn,
+    target: &str,
+    reason: &str,
+    findings: &[yui_protocol::guard::Finding],
+) {
+    if findings.is_empty() {
+        return;
+    }
+    let what: Vec<String> = findings
+        .iter()
+        .map(|f| format!("{} {} at {}..{}", f.field, f.kind, f.start, f.end))
+        .collect();
+    node.accounts
+        .audit(
+            who.principal(),
+            "personal_data.override",
+            target,
+            &format!("reason: {reason}; findings: {}", what.join(", ")),
+        )
+        .await;
 }
 
 async fn ref_choices(node: &AppState, to: Collection, selected: &[String]) -> Vec<Choice> {
@@ -781,6 +851,13 @@ async fn form_page(
             record_href(collection, id),
         ),
     };
+    let findings: Vec<&str> = errors
+        .iter()
+        .filter_map(|e| e.code.strip_prefix("personal_data:"))
+        .collect();
+    let offer_override = who.principal().role.can_administer()
+        && !findings.is_empty()
+        && !findings.contains(&"my_number");
     render(
         status,
         &FormPage {
@@ -790,6 +867,7 @@ async fn form_page(
             cancel,
             form_errors,
             fields: form_fields(node, lang, collection, raw, &by_field).await,
+            offer_override,
         },
     )
 }
@@ -822,6 +900,7 @@ fn form_problem(
     match e {
         crate::Error::Validation(ValidationErrors(errors)) => Ok((errors, None)),
         crate::Error::Conflict(_) => Ok((Vec::new(), Some(who.m().err_conflict))),
+        crate::Error::PersonalData(findings) => Ok((personal_data_errors(&findings), None)),
         other => Err(who.failed(other)),
     }
 }
@@ -837,6 +916,7 @@ pub async fn create(
     who.check_csrf(form.get("csrf"))?;
     who.require(who.principal().role.can_write_records())?;
     let raw = raw_of_form(collection, &form);
+    let overriding = override_of(&who, &form)?;
     let mut input = Map::new();
     let mut errors = Vec::new();
     for def in collection.fields() {
@@ -849,19 +929,23 @@ pub async fn create(
         }
     }
     let mut extra = None;
-    if errors.is_empty() {
+    let (mode, reason) = overriding.clone().unwrap_or_default();
+    if reason.chars().count() < 5 && overriding.is_some() {
+        extra = Some(who.m().override_reason_required);
+    } else if errors.is_empty() {
         match validate_create(collection, &input) {
             Err(ValidationErrors(found)) => errors = found,
             Ok(fields) => match node
                 .store
-                .create(collection, fields, crate::store::now_ms())
+                .create_guarded(collection, fields, crate::store::now_ms(), mode)
                 .await
             {
-                Ok(stored) => {
+                Ok((stored, findings)) => {
                     node.metrics.record_write();
                     let view: RecordView = serde_json::from_str(stored.get())
                         .map_err(|e| who.failed(crate::Error::Storage(e.to_string())))?;
                     let target = format!("{}/{}", collection.name(), view.id);
+                    audit_override(&node, &who, &target, &reason, &findings).await;
                     node.accounts
                         .audit(who.principal(), "record.create", &target, "")
                         .await;
@@ -935,19 +1019,24 @@ pub async fn update(
             Err(e) => errors.push(e),
         }
     }
+    let overriding = override_of(&who, &form)?;
+    let (mode, reason) = overriding.clone().unwrap_or_default();
     let mut extra = None;
-    if errors.is_empty() {
+    if reason.chars().count() < 5 && overriding.is_some() {
+        extra = Some(who.m().override_reason_required);
+    } else if errors.is_empty() {
         match validate_patch(collection, &patch) {
             Err(ValidationErrors(found)) => errors = found,
             Ok(typed) => match node
                 .store
-                .update(collection, id.clone(), typed, crate::store::now_ms())
+                .update_guarded(collection, id.clone(), typed, crate::store::now_ms(), mode)
                 .await
             {
-                Ok(_) => {
+                Ok((_, findings)) => {
                     node.metrics.record_write();
                     let changed: Vec<&str> = patch.keys().map(String::as_str).collect();
                     let target = format!("{}/{id}", collection.name());
+                    audit_override(&node, &who, &target, &reason, &findings).await;
                     node.accounts
                         .audit(
                             who.principal(),
