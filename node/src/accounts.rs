@@ -246,6 +246,10 @@ pub struct Accounts {
 
 struct Inner {
     conn: Mutex<Connection>,
+    /// In a serving node, audit entries go through the store's writer: one
+    /// writer on the database (no lock waits between two connections) and
+    /// group commit with the records they describe.
+    audit_via: OnceLock<crate::store::Store>,
     node_token: String,
     clock: Clock,
     hashing: Semaphore,
@@ -283,6 +287,7 @@ impl Accounts {
         Ok(Accounts {
             inner: Arc::new(Inner {
                 conn: Mutex::new(conn),
+                audit_via: OnceLock::new(),
                 node_token,
                 clock,
                 hashing: Semaphore::new(CONCURRENT_HASHES),
@@ -293,6 +298,11 @@ impl Accounts {
 
     fn now(&self) -> i64 {
         (self.inner.clock)()
+    }
+
+    /// Writes audit entries through `store`'s writer from now on.
+    pub fn audit_through(&self, store: crate::store::Store) {
+        let _ = self.inner.audit_via.set(store);
     }
 
     /// Runs `f` with the connection and the current time, off the async workers.
@@ -473,12 +483,16 @@ impl Accounts {
             target.to_owned(),
             detail.to_owned(),
         );
-        let written = self
-            .with_conn(move |conn, now| {
-                let (user, action, target, detail) = entry;
-                insert_audit(conn, now, &user, &action, &target, &detail)
-            })
-            .await;
+        let written = match self.inner.audit_via.get() {
+            Some(store) => store.append_audit(self.now(), entry).await,
+            None => {
+                self.with_conn(move |conn, now| {
+                    let (user, action, target, detail) = entry;
+                    insert_audit(conn, now, &user, &action, &target, &detail)
+                })
+                .await
+            }
+        };
         if let Err(e) = written {
             tracing::error!(error = %e, user = %principal.user, action, target, "could not write the audit log");
         }
@@ -826,7 +840,7 @@ fn record_failure(conn: &Connection, name: &str, now: i64) -> Result<bool> {
     Ok(false)
 }
 
-fn insert_audit(
+pub(crate) fn insert_audit(
     conn: &Connection,
     now: i64,
     user: &str,

@@ -127,6 +127,7 @@ impl Node {
             token.clone(),
             crate::accounts::system_clock(),
         )?;
+        accounts.audit_through(store.clone());
         let peering = match crate::peer::Trust::load(&data_dir)? {
             Some(trust) => {
                 if trust.own.node_id != node_id {

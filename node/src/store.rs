@@ -203,6 +203,16 @@ struct Inner {
     /// The personal-data guard's names, with the (count, max seq) of the
     /// workers and customers they were read from.
     registry: Mutex<Option<CachedRegistry>>,
+    /// What `recent_conflicts` found, and up to which feed position.
+    conflicts: Mutex<ConflictScan>,
+}
+
+/// Shared records with conflicts, as of a feed position: the dashboard
+/// then only loads what changed since, and what had conflicts before.
+#[derive(Default)]
+struct ConflictScan {
+    seen_seq: i64,
+    ids: std::collections::BTreeSet<(String, String)>,
 }
 
 /// One document sent to a peer (`yui audit egress`).
@@ -485,6 +495,7 @@ impl Store {
                 last_id: Mutex::new(None),
                 epoch,
                 registry: Mutex::new(None),
+                conflicts: Mutex::new(ConflictScan::default()),
             }),
         })
     }
@@ -609,6 +620,20 @@ impl Store {
             let registry = Arc::new(registry);
             *lock(&inner.registry) = Some((version, registry.clone()));
             Ok(registry)
+        })
+        .await
+    }
+
+    /// Appends an entry to the accounts' audit log (`accounts::audit`)
+    /// through the writer: (user, action, target, detail) at `at_ms`.
+    pub async fn append_audit(
+        &self,
+        at_ms: i64,
+        entry: (String, String, String, String),
+    ) -> Result<()> {
+        self.write(move |conn, _| {
+            let (user, action, target, detail) = entry;
+            crate::accounts::insert_audit(conn, at_ms, &user, &action, &target, &detail)
         })
         .await
     }
@@ -930,32 +955,51 @@ impl Store {
         .await
     }
 
-    /// Live shared records among the `scan` most recently changed ones that
-    /// have a field in conflict, with the names of those fields. Only shared
-    /// records merge concurrent changes, and conflicts arise when they do, so
-    /// the console looks at recent changes rather than load every document.
+    /// Shared records with conflicting values: the `scan` most recently
+    /// changed ones the first time, then those changed since the last call
+    /// (at most `scan`) and those that had conflicts, so a dashboard that
+    /// is reloaded loads next to nothing.
     pub async fn recent_conflicts(&self, scan: usize) -> Result<Vec<(RecordView, Vec<String>)>> {
+        let inner = self.inner.clone();
         self.read(move |conn| {
+            let (seen, known) = {
+                let c = lock(&inner.conflicts);
+                (c.seen_seq, c.ids.clone())
+            };
+            let max_seq: i64 =
+                conn.query_row("SELECT coalesce(max(seq), 0) FROM records", [], |r| r.get(0))?;
             let mut stmt = conn.prepare_cached(
-                "SELECT id, collection FROM records WHERE shared = 1 AND deleted = 0
+                "SELECT id, collection FROM records WHERE shared = 1 AND deleted = 0 AND seq > ?2
                  ORDER BY seq DESC LIMIT ?1",
             )?;
-            let rows: Vec<(String, String)> = stmt
-                .query_map([scan as i64], |r| Ok((r.get(0)?, r.get(1)?)))?
+            let mut candidates: std::collections::BTreeSet<(String, String)> = stmt
+                .query_map(params![scan as i64, seen], |r| Ok((r.get(0)?, r.get(1)?)))?
                 .collect::<rusqlite::Result<_>>()?;
+            candidates.extend(known);
             let mut out = Vec::new();
-            for (id, name) in rows {
+            let mut found = std::collections::BTreeSet::new();
+            for (id, name) in candidates {
                 let Ok(collection) = name.parse::<Collection>() else {
                     continue;
                 };
-                let loaded = load_doc(conn, collection, &id)?;
+                let loaded = match load_doc(conn, collection, &id) {
+                    Ok(l) if !l.deleted => l,
+                    Ok(_) | Err(Error::RecordNotFound { .. }) => continue,
+                    Err(e) => return Err(e),
+                };
                 let fields: Vec<String> = doc::conflicts(&loaded.doc)?.into_keys().collect();
                 if !fields.is_empty() {
                     let view: RecordView = serde_json::from_str(&loaded.view_json)
                         .map_err(|e| Error::Storage(format!("record view of {id}: {e}")))?;
                     out.push((view, fields));
+                    found.insert((id, name));
                 }
             }
+            *lock(&inner.conflicts) = ConflictScan {
+                seen_seq: max_seq,
+                ids: found,
+            };
+            out.sort_by(|a, b| b.0.updated_at.cmp(&a.0.updated_at));
             Ok(out)
         })
         .await
