@@ -24,6 +24,9 @@ use crate::pki::CaDir;
 
 const RECORDS: &str = include_str!("../../examples/demo-records.json");
 
+/// The console user each demo town gets.
+const DEMO_USER: &str = "demo";
+
 struct Town {
     id: String,
     name: String,
@@ -31,6 +34,8 @@ struct Town {
     api: String,
     peer_url: String,
     token: String,
+    /// The console user `demo` (an administrator) has this password.
+    console_password: String,
     /// Record ids by the names given in the example file, with when each was written.
     named: HashMap<String, String>,
     written: HashMap<String, Instant>,
@@ -93,6 +98,18 @@ async fn run_in(base: &std::path::Path, stop: impl Future<Output = ()>) -> Resul
         )?;
         let token = data.read_token()?;
         let node = Arc::new(Node::open(data, true)?);
+        // A console login per town; a fresh password each run, shown below.
+        let console_password: String = {
+            use rand::Rng;
+            const LETTERS: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+            let mut rng = rand::rng();
+            (0..12)
+                .map(|_| LETTERS[rng.random_range(0..LETTERS.len())] as char)
+                .collect()
+        };
+        node.accounts
+            .add_user(DEMO_USER, crate::accounts::Role::Admin, &console_password)
+            .await?;
         let api = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let peers = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
         let api_url = format!("http://{}/", api.local_addr()?);
@@ -104,6 +121,7 @@ async fn run_in(base: &std::path::Path, stop: impl Future<Output = ()>) -> Resul
             api: api_url,
             peer_url,
             token,
+            console_password,
             named: HashMap::new(),
             written: HashMap::new(),
         });
@@ -264,6 +282,10 @@ async fn run_in(base: &std::path::Path, stop: impl Future<Output = ()>) -> Resul
     println!();
     for town in &towns {
         println!("{} ({})", town.name, town.id);
+        println!(
+            "  コンソール / console: {}  (ユーザー / user: {DEMO_USER}, パスワード / password: {})",
+            town.api, town.console_password
+        );
         println!("  API:   {}api/v1/status", town.api);
         println!("  token: {}", town.token);
         println!("  peers: {}/", town.peer_url);

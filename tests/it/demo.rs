@@ -85,6 +85,44 @@ fn the_demo_shows_records_crossing_and_stops_on_ctrl_c() {
         .collect();
     assert!(towns.contains(&"tateshina"), "{found}");
 
+    // The console login the demo printed for Itoigawa works.
+    let password = text
+        .lines()
+        .skip_while(|l| !l.starts_with("糸魚川市"))
+        .find_map(|l| l.split("password: ").nth(1))
+        .map(|p| p.trim_end_matches(')').to_owned())
+        .expect("Itoigawa's console password");
+    let http = yui_tests::client_builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .expect("client");
+    let page = http.get(format!("{api}login")).send().expect("login page");
+    let cookie = page
+        .headers()
+        .get_all(reqwest::header::SET_COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok()?.split(';').next().map(str::to_owned))
+        .collect::<Vec<_>>()
+        .join("; ");
+    let body = page.text().expect("body");
+    let csrf = body
+        .split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|s| s.split('"').next())
+        .expect("csrf");
+    let signed_in = http
+        .post(format!("{api}login"))
+        .header(reqwest::header::COOKIE, cookie)
+        .form(&[
+            ("csrf", csrf),
+            ("next", "/"),
+            ("user", "demo"),
+            ("password", &password),
+        ])
+        .send()
+        .expect("login");
+    assert_eq!(signed_in.status().as_u16(), 303, "the demo's console login");
+
     let pid = child.id().to_string();
     let _ = Command::new("kill").args(["-INT", &pid]).status();
     let stop_deadline = Instant::now() + Duration::from_secs(20);
