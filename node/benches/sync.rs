@@ -1392,7 +1392,9 @@ async fn breakdown(src_db: &Path, town: &str, root: &Path) -> Result<Breakdown> 
         b.docs += batch.docs.len();
         b.changes_bytes += batch.bytes() as u64;
         let t = Instant::now();
-        let batch = src.sync_delivered(server.clone(), "bench".into(), batch).await?;
+        let batch = src
+            .sync_delivered(server.clone(), "bench".into(), batch)
+            .await?;
         b.delivered += t.elapsed();
         let t = Instant::now();
         let resp = yui_protocol::session::server_response(src.feed_epoch(), accepted, Some(batch));

@@ -133,6 +133,15 @@ try {
   await page.goto(`${A}${recordPath}`);
   check((await page.textContent("main")).includes(title), "the record kept its title");
 
+  // 7b. The dashboard lists the peer with its town; its own "sync now".
+  step("sync with the peer from its row on the dashboard");
+  await page.goto(`${A}/`);
+  const row = page.locator("tr", { has: page.locator("input[name=peer]") });
+  check((await row.count()) === 1, "one peer row with a sync button");
+  check((await row.textContent()).includes("omachi"), "the peer row names its town");
+  await Promise.all([page.waitForURL(/synced=1-0/), row.locator("button").click()]);
+  check((await page.textContent("main")).includes("同期しました（成功 1 件、失敗 0 件）"), "the dashboard says it synced with one peer");
+
   // 8. The article reaches Omachi's console.
   step("see it arrive on town B's console");
   const pageB = await newPage();

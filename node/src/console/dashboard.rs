@@ -317,16 +317,21 @@ pub async fn sync_now(
     if node.peering.is_none() {
         return Err(who.error(StatusCode::CONFLICT, who.m().sync_needs_membership));
     }
-    let results = crate::peer::Peering::sync_all(&node)
+    // A row's button names its peer; the button above the table, none.
+    let only = form.get("peer").filter(|u| !u.is_empty());
+    let results = crate::peer::Peering::sync_peers(&node, only)
         .await
-        .map_err(|e| who.failed(e))?;
+        .map_err(|e| match e {
+            crate::Error::NotFound(_) => who.error(StatusCode::NOT_FOUND, who.m().not_found),
+            other => who.failed(other),
+        })?;
     let ok = results.iter().filter(|r| r.ok).count();
     let failed = results.len() - ok;
     node.accounts
         .audit(
             who.principal(),
             "sync.now",
-            "peers",
+            only.unwrap_or("peers"),
             &format!("{ok} ok, {failed} failed"),
         )
         .await;

@@ -296,7 +296,19 @@ impl Peering {
 
     /// Syncs with every peer now, both ways, until each has nothing more.
     pub async fn sync_all(node: &Arc<Node>) -> Result<Vec<SyncResult>> {
-        let peers = node.store.peers().await?;
+        Peering::sync_peers(node, None).await
+    }
+
+    /// [`Peering::sync_all`], or only with the peer at `only` (its URL as
+    /// listed); an unknown URL is a not-found error.
+    pub async fn sync_peers(node: &Arc<Node>, only: Option<&str>) -> Result<Vec<SyncResult>> {
+        let mut peers = node.store.peers().await?;
+        if let Some(url) = only {
+            peers.retain(|p| p.url == url);
+            if peers.is_empty() {
+                return Err(Error::NotFound(format!("no peer with the URL {url}")));
+            }
+        }
         let mut jobs = Vec::new();
         for peer in peers {
             let node = node.clone();
