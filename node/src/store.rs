@@ -967,7 +967,9 @@ impl Store {
                 (c.seen_seq, c.ids.clone())
             };
             let max_seq: i64 =
-                conn.query_row("SELECT coalesce(max(seq), 0) FROM records", [], |r| r.get(0))?;
+                conn.query_row("SELECT coalesce(max(seq), 0) FROM records", [], |r| {
+                    r.get(0)
+                })?;
             let mut stmt = conn.prepare_cached(
                 "SELECT id, collection FROM records WHERE shared = 1 AND deleted = 0 AND seq > ?2
                  ORDER BY seq DESC LIMIT ?1",
