@@ -68,6 +68,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/users", get(list_users))
         .route("/audit", get(audit_log))
         .route("/audit/egress", get(egress_log))
+        // Daily work (issue 6)
+        .merge(crate::daily::api_routes())
         .fallback(unknown_route)
         .layer(middleware::from_fn_with_state(node.clone(), authenticate));
     Router::new()

@@ -3,7 +3,8 @@
 //! Module map: [`datadir`] (the data directory and `yui init`), [`store`]
 //! (SQLite: documents, change feed, search index), [`accounts`] (local users,
 //! roles, sessions, API tokens, audit log), [`api`] (the local HTTP API),
-//! [`console`] (the web console on the same port), [`node`] (a running node
+//! [`console`] (the web console on the same port), [`daily`] (the towns'
+//! daily work views), [`node`] (a running node
 //! and its server loop), [`cli`] (the `yui` commands). The protocol itself — records, schemas, validation, the
 //! Automerge mapping — lives in the `yui-protocol` crate, without I/O.
 
@@ -11,6 +12,8 @@ pub mod accounts;
 pub mod api;
 pub mod cli;
 pub mod console;
+// Daily work (issue 6)
+pub mod daily;
 pub mod datadir;
 pub mod demo;
 pub mod error;

@@ -222,5 +222,9 @@ pub fn document() -> Value {
     });
     doc["paths"]["/api/v1/users"] = users;
     doc["paths"]["/api/v1/audit"] = audit;
+    // Daily work (issue 6)
+    for (path, item) in crate::daily::openapi_paths() {
+        doc["paths"][path] = item;
+    }
     doc
 }

@@ -14,6 +14,8 @@
 mod apidocs;
 mod assets;
 mod auth;
+// Daily work (issue 6)
+mod daily;
 mod dashboard;
 pub mod i18n;
 mod peers;
@@ -64,6 +66,11 @@ pub fn routes() -> Router<AppState> {
         .route("/peers/remove", post(peers::remove))
         .route("/peers/revocations", post(peers::import_revocations))
         .route("/api/docs", get(apidocs::show))
+        // Daily work (issue 6)
+        .route("/work/skills", get(daily::skills))
+        .route("/work/orders", get(daily::orders))
+        .route("/work/training", get(daily::training))
+        .route("/work/pr", get(daily::pr))
 }
 
 /// Answers requests no route matched: JSON for API paths, a page otherwise.
