@@ -67,6 +67,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/revocations", axum::routing::post(import_revocations))
         .route("/users", get(list_users))
         .route("/audit", get(audit_log))
+        // KPI (issue 6)
+        .merge(crate::kpi::api_routes())
         .fallback(unknown_route)
         .layer(middleware::from_fn_with_state(node.clone(), authenticate));
     Router::new()

@@ -4,7 +4,7 @@
 //! (SQLite: documents, change feed, search index), [`accounts`] (local users,
 //! roles, sessions, API tokens, audit log), [`api`] (the local HTTP API),
 //! [`console`] (the web console on the same port), [`node`] (a running node
-//! and its server loop), [`cli`] (the `yui` commands). The protocol itself — records, schemas, validation, the
+//! and its server loop), [`kpi`] (KPI drafts, roll-up and publishing), [`cli`] (the `yui` commands). The protocol itself — records, schemas, validation, the
 //! Automerge mapping — lives in the `yui-protocol` crate, without I/O.
 
 pub mod accounts;
@@ -15,6 +15,7 @@ pub mod datadir;
 pub mod demo;
 pub mod error;
 pub mod export;
+pub mod kpi;
 pub mod metrics;
 pub mod node;
 pub mod openapi;

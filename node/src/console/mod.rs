@@ -16,6 +16,7 @@ mod assets;
 mod auth;
 mod dashboard;
 pub mod i18n;
+mod kpi; // KPI (issue 6)
 mod peers;
 mod records;
 
@@ -64,6 +65,10 @@ pub fn routes() -> Router<AppState> {
         .route("/peers/remove", post(peers::remove))
         .route("/peers/revocations", post(peers::import_revocations))
         .route("/api/docs", get(apidocs::show))
+        // KPI (issue 6)
+        .route("/kpi", get(kpi::show))
+        .route("/kpi.csv", get(kpi::csv))
+        .route("/kpi/draft", get(kpi::draft_form).post(kpi::publish))
 }
 
 /// Answers requests no route matched: JSON for API paths, a page otherwise.
