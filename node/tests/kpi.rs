@@ -107,7 +107,7 @@ impl TestNode {
 
     /// A shared record made by `town` at `at` (RFC 3339), arriving as a
     /// peer's push does.
-    async fn from_town(&self, town: &str, at: &str, collection: Collection, fields: Value) {
+    async fn arrive_from(&self, town: &str, at: &str, collection: Collection, fields: Value) {
         let at = time::OffsetDateTime::parse(at, &time::format_description::well_known::Rfc3339)
             .expect("time");
         let ms = (at.unix_timestamp_nanos() / 1_000_000) as i64;
@@ -357,7 +357,7 @@ async fn known_records(n: &TestNode) -> (Vec<String>, String) {
         .await;
     // Another town's pilot in the year: theirs to count, not ours; it also
     // makes omachi a member town this node knows of.
-    n.from_town(
+    n.arrive_from(
         "omachi",
         "2024-10-01T00:00:00Z",
         Collection::PilotResults,
@@ -432,7 +432,7 @@ async fn the_rollup_flags_missing_and_stale_towns_and_exports_csv() {
     )
     .await;
     // Omachi reported in June and never since: stale by the year's end.
-    n.from_town(
+    n.arrive_from(
         "omachi",
         "2024-06-01T00:00:00Z",
         Collection::KpiReports,
@@ -441,14 +441,14 @@ async fn the_rollup_flags_missing_and_stale_towns_and_exports_csv() {
     )
     .await;
     // Itoigawa shares knowledge but has not reported for 2024 (only 2023).
-    n.from_town(
+    n.arrive_from(
         "itoigawa",
         "2024-05-01T00:00:00Z",
         Collection::Knowledge,
         json!({"title": "メンター研修の進め方", "body": "研修の記録", "category": "training"}),
     )
     .await;
-    n.from_town(
+    n.arrive_from(
         "itoigawa",
         "2024-05-02T00:00:00Z",
         Collection::KpiReports,
@@ -523,14 +523,14 @@ async fn the_console_shows_the_rollup_with_an_svg_chart_in_japanese_and_english(
                "dx_certified_businesses": 0, "member_municipalities": 4}),
     )
     .await;
-    n.from_town(
+    n.arrive_from(
         "omachi",
         "2024-06-01T00:00:00Z",
         Collection::KpiReports,
         json!({"fiscal_year": 2024, "new_hires": 2, "pilot_projects": 1}),
     )
     .await;
-    n.from_town(
+    n.arrive_from(
         "itoigawa",
         "2024-05-01T00:00:00Z",
         Collection::Knowledge,
