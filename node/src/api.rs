@@ -70,6 +70,8 @@ pub fn router(node: Arc<Node>) -> Router {
         .route("/audit/egress", get(egress_log))
         // Daily work (issue 6)
         .merge(crate::daily::api_routes())
+        // KPI (issue 6)
+        .merge(crate::kpi::api_routes())
         .fallback(unknown_route)
         .layer(middleware::from_fn_with_state(node.clone(), authenticate));
     Router::new()

@@ -4,8 +4,8 @@
 //! (SQLite: documents, change feed, search index), [`accounts`] (local users,
 //! roles, sessions, API tokens, audit log), [`api`] (the local HTTP API),
 //! [`console`] (the web console on the same port), [`daily`] (the towns'
-//! daily work views), [`node`] (a running node
-//! and its server loop), [`cli`] (the `yui` commands). The protocol itself — records, schemas, validation, the
+//! daily work views), [`kpi`] (KPI drafts, roll-up and publishing), [`node`]
+//! (a running node and its server loop), [`cli`] (the `yui` commands). The protocol itself — records, schemas, validation, the
 //! Automerge mapping — lives in the `yui-protocol` crate, without I/O.
 
 pub mod accounts;
@@ -18,6 +18,7 @@ pub mod datadir;
 pub mod demo;
 pub mod error;
 pub mod export;
+pub mod kpi;
 pub mod metrics;
 pub mod node;
 pub mod openapi;

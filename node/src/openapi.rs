@@ -121,7 +121,7 @@ pub fn document() -> Value {
                 "responses": {"200": {"description": "entries", "content": {"application/json": {"schema": {
                     "type": "object", "properties": {"entries": {"type": "array", "items": {"type": "object", "properties": {
                         "at": {"type": "string", "format": "date-time"}, "user": {"type": "string"},
-                        "action": {"type": "string", "description": "record.create, record.update, record.delete, peer.add, peer.remove, revocations.import, user.add, user.remove, user.passwd, user.role, token.create, token.revoke, login, login.failed, logout"},
+                        "action": {"type": "string", "description": "record.create, record.update, record.delete, peer.add, peer.remove, revocations.import, user.add, user.remove, user.passwd, user.role, token.create, token.revoke, login, login.failed, logout, kpi.publish"},
                         "target": {"type": "string"}, "detail": {"type": "string"}}}}}}}}},
                     "400": error("bad limit"), "403": error("needs the admin role")}}});
     let mut doc = json!({
@@ -226,5 +226,42 @@ pub fn document() -> Value {
     for (path, item) in crate::daily::openapi_paths() {
         doc["paths"][path] = item;
     }
+    // KPI (issue 6)
+    let year = json!([{"name": "fiscal_year", "in": "query", "schema": {"type": "integer", "minimum": 2000, "maximum": 2100},
+        "description": "fiscal year (April to March: 2024 is 2024-04-01 to 2025-03-31); default: the current one in Japan"}]);
+    let figures = json!({"type": "object", "properties": {
+        "new_hires": {"type": "integer"}, "pilot_projects": {"type": "integer"},
+        "dx_certified_businesses": {"type": "integer"}, "member_municipalities": {"type": "integer"}}});
+    doc["paths"]["/api/v1/kpi"] = json!({"get": {"summary": "The consortium's KPI roll-up for one fiscal year: each town's published kpi_reports figures, totals against the targets, missing and stale towns",
+        "description": "Totals sum new hires, pilot projects and DX-certified businesses over towns; member municipalities is the largest any town reported. A member town (this node, its peers, the towns of shared records) without a report for the year is missing; a report last changed more than 90 days before today (or before the year's end, for a past year) is stale.",
+        "parameters": year,
+        "responses": {"200": {"description": "roll-up", "content": {"application/json": {"schema": {"type": "object", "properties": {
+            "fiscal_year": {"type": "integer"},
+            "towns": {"type": "array", "items": {"type": "object", "properties": {
+                "town": {"type": "string"}, "figures": {"oneOf": [figures, {"type": "null"}]},
+                "as_of": {"type": ["string", "null"], "format": "date-time"}, "record_id": {"type": ["string", "null"]},
+                "stale": {"type": "boolean"}}}},
+            "total": figures, "targets": figures,
+            "missing": {"type": "array", "items": {"type": "string"}},
+            "stale": {"type": "array", "items": {"type": "string"}}}}}}},
+            "400": error("bad fiscal year")}}});
+    doc["paths"]["/api/v1/kpi.csv"] = json!({"get": {"summary": "The KPI roll-up as CSV for grant reports (UTF-8 with a BOM; one line per town, then total and target)",
+        "parameters": year,
+        "responses": {"200": {"description": "attachment yui-kpi-FY<year>.csv: fiscal_year,town,new_hires,pilot_projects,dx_certified_businesses,member_municipalities,reported,as_of,stale",
+            "content": {"text/csv": {"schema": {"type": "string"}}}}, "400": error("bad fiscal year")}}});
+    doc["paths"]["/api/v1/kpi/draft"] = json!({"get": {"summary": "This town's KPI draft for a fiscal year, computed from its records, and its published report if any (editor)",
+        "description": "new_hires: this town's workers who joined in the year and are active, paused or left; pilot_projects: its pilot_results that started in the year and are running or completed; dx_certified_businesses: 0 (no record kind; fill it in); member_municipalities: the member towns this node knows. Publish by creating (POST /api/v1/records/kpi_reports) or updating (PATCH with report_id) the report.",
+        "parameters": year,
+        "responses": {"200": {"description": "draft", "content": {"application/json": {"schema": {"type": "object", "properties": {
+            "town": {"type": "string"}, "fiscal_year": {"type": "integer"},
+            "period": {"type": "object", "properties": {"start": {"type": "string", "format": "date"}, "end": {"type": "string", "format": "date"}}},
+            "figures": figures,
+            "basis": {"type": "object", "properties": {
+                "hires": {"type": "array", "items": {"type": "string"}, "description": "ids of the workers counted"},
+                "pilots": {"type": "array", "items": {"type": "string"}, "description": "ids of the pilot results counted"},
+                "members": {"type": "array", "items": {"type": "string"}}}},
+            "report_id": {"type": ["string", "null"]},
+            "report": {"type": ["object", "null"], "description": "id, updated_at and fields of the published report"}}}}}},
+            "400": error("bad fiscal year"), "403": error("needs the editor role")}}});
     doc
 }

@@ -24,7 +24,7 @@
 //! search index (`search`, FTS5 over bigram terms) is updated in the same
 //! transaction as the record.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, mpsc};
@@ -1414,6 +1414,41 @@ impl Store {
         })
         .await
     }
+
+    // KPI (issue 6)
+    /// Every live record of a collection, oldest first. For the KPI
+    /// roll-up and draft, over collections that stay small (a town's
+    /// workers and pilots, a report per town and year).
+    pub async fn all_views(&self, collection: Collection) -> Result<Vec<RecordView>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                "SELECT view FROM records WHERE collection = ?1 AND deleted = 0 ORDER BY id",
+            )?;
+            let views = stmt
+                .query_map([collection.name()], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            views
+                .iter()
+                .map(|v| serde_json::from_str(v).map_err(|e| Error::Storage(e.to_string())))
+                .collect()
+        })
+        .await
+    }
+
+    /// The towns that made the shared records this node holds: the
+    /// consortium members it knows of through sync.
+    pub async fn shared_record_towns(&self) -> Result<BTreeSet<String>> {
+        self.read(|conn| {
+            let mut stmt =
+                conn.prepare_cached("SELECT DISTINCT town FROM records WHERE shared = 1")?;
+            let towns = stmt
+                .query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<BTreeSet<_>>>()?;
+            Ok(towns)
+        })
+        .await
+    }
+    // End KPI (issue 6)
 
     /// Size of the database files in bytes (main file plus WAL).
     pub fn disk_bytes(&self) -> u64 {

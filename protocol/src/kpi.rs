@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 
-use crate::record::RecordView;
+use crate::record::{RecordId, RecordView};
 
 /// FY2024 targets of the consortium plan (per year).
 pub const TARGETS: Targets = Targets {
@@ -83,27 +83,58 @@ pub fn draft(
     pilots: &[RecordView],
     member_towns: &BTreeSet<String>,
 ) -> Figures {
+    draft_basis(town, fy, workers, pilots, member_towns).figures
+}
+
+/// A draft with what it was computed from, so an administrator can check
+/// each figure before publishing it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Draft {
+    pub figures: Figures,
+    /// The workers counted as new hires.
+    pub hires: Vec<RecordId>,
+    /// The pilot results counted as pilot projects.
+    pub pilots: Vec<RecordId>,
+    /// The member towns counted, this town included.
+    pub members: Vec<String>,
+}
+
+/// [`draft`] with its basis.
+pub fn draft_basis(
+    town: &str,
+    fy: i64,
+    workers: &[RecordView],
+    pilots: &[RecordView],
+    member_towns: &BTreeSet<String>,
+) -> Draft {
     let in_year = |r: &RecordView, field: &str| text(r, field).and_then(fiscal_year) == Some(fy);
     let own = |r: &&RecordView| r.town == town && !r.deleted;
-    let new_hires = workers
+    let hires: Vec<RecordId> = workers
         .iter()
         .filter(own)
         .filter(|r| in_year(r, "joined_on"))
         .filter(|r| matches!(text(r, "status"), Some("active" | "paused" | "left")))
-        .count() as u64;
-    let pilot_projects = pilots
+        .map(|r| r.id.clone())
+        .collect();
+    let pilots: Vec<RecordId> = pilots
         .iter()
         .filter(own)
         .filter(|r| in_year(r, "period_start"))
         .filter(|r| matches!(text(r, "status"), Some("running" | "completed")))
-        .count() as u64;
+        .map(|r| r.id.clone())
+        .collect();
     let mut members = member_towns.clone();
     members.insert(town.to_owned());
-    Figures {
-        new_hires,
-        pilot_projects,
-        dx_certified_businesses: 0,
-        member_municipalities: members.len() as u64,
+    Draft {
+        figures: Figures {
+            new_hires: hires.len() as u64,
+            pilot_projects: pilots.len() as u64,
+            dx_certified_businesses: 0,
+            member_municipalities: members.len() as u64,
+        },
+        hires,
+        pilots,
+        members: members.into_iter().collect(),
     }
 }
 
@@ -248,7 +279,7 @@ pub fn rollup_csv(r: &Rollup) -> String {
             cell(f.dx_certified_businesses),
             cell(f.member_municipalities),
             if reported { "yes" } else { "no" },
-            line.as_of.as_deref().unwrap_or(""),
+            csv_field(line.as_of.as_deref().unwrap_or("")),
             if line.stale { "yes" } else { "no" },
         ));
     }
@@ -270,8 +301,9 @@ pub fn rollup_csv(r: &Rollup) -> String {
 }
 
 fn csv_field(s: &str) -> String {
-    // A leading = + - @ would be a formula in a spreadsheet.
-    let s = if s.starts_with(['=', '+', '-', '@']) {
+    // A leading = + - @ would be a formula in a spreadsheet; so would one
+    // after a leading tab or carriage return, which Excel skips (OWASP).
+    let s = if s.starts_with(['=', '+', '-', '@', '\t', '\r']) {
         format!("'{s}")
     } else {
         s.to_owned()
@@ -286,7 +318,6 @@ fn csv_field(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::record::RecordId;
 
     fn view(
         n: u64,
@@ -380,7 +411,12 @@ mod tests {
             ),
         ];
         let members: BTreeSet<String> = ["omachi", "itoigawa"].map(String::from).into();
+        let basis = draft_basis("tateshina", 2024, &workers, &pilots, &members);
+        assert_eq!(basis.hires, [workers[0].id.clone(), workers[1].id.clone()]);
+        assert_eq!(basis.pilots, [pilots[0].id.clone()]);
+        assert_eq!(basis.members, ["itoigawa", "omachi", "tateshina"]);
         let f = draft("tateshina", 2024, &workers, &pilots, &members);
+        assert_eq!(f, basis.figures);
         assert_eq!(
             f,
             Figures {
@@ -438,5 +474,7 @@ mod tests {
     fn csv_cells_cannot_become_formulas() {
         assert_eq!(csv_field("=HYPERLINK(\"x\")"), "\"'=HYPERLINK(\"\"x\"\")\"");
         assert_eq!(csv_field("立科町"), "立科町");
+        assert_eq!(csv_field("\t=1+1"), "'\t=1+1");
+        assert_eq!(csv_field("\r=1+1"), "\"'\r=1+1\"");
     }
 }

@@ -2,16 +2,13 @@
 //! records with conflicts, KPI totals, and the warnings an administrator
 //! should act on, each in plain words.
 
-use std::collections::BTreeMap;
-
 use askama::Template;
 use axum::body::Bytes;
 use axum::extract::{Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
-use serde_json::Value;
-use yui_protocol::{Collection, RecordView};
+use yui_protocol::Collection;
 
 use super::i18n::{Lang, Messages};
 use super::records::{record_href, record_title};
@@ -57,15 +54,6 @@ struct ConflictRow {
     fields: String,
 }
 
-struct KpiRow {
-    year: i64,
-    towns: usize,
-    new_hires: i64,
-    pilot_projects: i64,
-    dx_certified: i64,
-    members: i64,
-}
-
 #[derive(Template)]
 #[template(path = "dashboard.html")]
 struct DashboardPage {
@@ -77,8 +65,8 @@ struct DashboardPage {
     can_sync: bool,
     counts: Vec<CountRow>,
     conflicts: Vec<ConflictRow>,
-    kpis: Vec<KpiRow>,
-    kpi_labels: [&'static str; 4],
+    // KPI (issue 6)
+    kpi: super::kpi::Summary,
 }
 
 #[derive(Deserialize)]
@@ -139,29 +127,6 @@ fn directory_bytes(path: &std::path::Path) -> u64 {
             Err(_) => 0,
         })
         .sum()
-}
-
-fn kpi_rollup(reports: &[RecordView]) -> Vec<KpiRow> {
-    let mut by_year: BTreeMap<i64, KpiRow> = BTreeMap::new();
-    for r in reports {
-        let get = |name: &str| r.fields.get(name).and_then(Value::as_i64).unwrap_or(0);
-        let year = get("fiscal_year");
-        let row = by_year.entry(year).or_insert(KpiRow {
-            year,
-            towns: 0,
-            new_hires: 0,
-            pilot_projects: 0,
-            dx_certified: 0,
-            members: 0,
-        });
-        row.towns += 1;
-        row.new_hires += get("new_hires");
-        row.pilot_projects += get("pilot_projects");
-        row.dx_certified += get("dx_certified_businesses");
-        // Every town reports the same consortium's size: the largest is current.
-        row.members = row.members.max(get("member_municipalities"));
-    }
-    by_year.into_values().rev().collect()
 }
 
 pub async fn show(
@@ -248,33 +213,7 @@ pub async fn show(
             })
         })
         .collect();
-    let reports = node
-        .store
-        .list(
-            Collection::KpiReports,
-            crate::store::ListQuery {
-                limit: crate::api::MAX_PAGE,
-                ..Default::default()
-            },
-        )
-        .await
-        .map_err(|e| who.failed(e))?;
-    let reports: Vec<RecordView> = reports
-        .items
-        .iter()
-        .filter_map(|raw| serde_json::from_str(raw.get()).ok())
-        .collect();
-    let kpi_fields = [
-        "new_hires",
-        "pilot_projects",
-        "dx_certified_businesses",
-        "member_municipalities",
-    ]
-    .map(|f| {
-        Collection::KpiReports
-            .field(f)
-            .map_or("", |d| lang.field(d))
-    });
+    let kpi = super::kpi::summary(&node, &who).await?;
     let notice = q.synced.as_deref().and_then(|s| {
         let (ok, failed) = s.split_once('-')?;
         Some((m.sync_done)(ok.parse().ok()?, failed.parse().ok()?))
@@ -299,8 +238,7 @@ pub async fn show(
         peers,
         counts,
         conflicts,
-        kpis: kpi_rollup(&reports),
-        kpi_labels: kpi_fields,
+        kpi,
     };
     Ok(render(StatusCode::OK, &page))
 }

@@ -18,6 +18,7 @@ mod auth;
 mod daily;
 mod dashboard;
 pub mod i18n;
+mod kpi; // KPI (issue 6)
 mod peers;
 mod records;
 
@@ -71,6 +72,10 @@ pub fn routes() -> Router<AppState> {
         .route("/work/orders", get(daily::orders))
         .route("/work/training", get(daily::training))
         .route("/work/pr", get(daily::pr))
+        // KPI (issue 6)
+        .route("/kpi", get(kpi::show))
+        .route("/kpi.csv", get(kpi::csv))
+        .route("/kpi/draft", get(kpi::draft_form).post(kpi::publish))
 }
 
 /// Answers requests no route matched: JSON for API paths, a page otherwise.

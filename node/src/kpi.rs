@@ -1,0 +1,301 @@
+//! KPI reports on the node (issue 6): gathers what `yui_protocol::kpi`
+//! computes over — the `kpi_reports` of every town, this town's workers and
+//! pilot results, the member towns, today's date in Japan — and publishes
+//! this town's report for a year. Also the three read endpoints of the local
+//! API: `GET /api/v1/kpi`, `/api/v1/kpi.csv` and `/api/v1/kpi/draft`.
+//!
+//! Publishing is an ordinary create or update of the town's one
+//! `kpi_reports` record for the year, through the store's validation and
+//! personal-data guard, and is audited as `kpi.publish`.
+
+use std::collections::BTreeSet;
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::State;
+use axum::http::{HeaderValue, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use yui_protocol::kpi::{self, Draft, Rollup};
+use yui_protocol::validate::{validate_create, validate_patch};
+use yui_protocol::{Collection, RecordView};
+
+use crate::accounts::Principal;
+use crate::api::{EditorAccess, QueryParams, ViewerAccess};
+use crate::error::{Error, Result};
+use crate::node::Node;
+
+/// The figures a report carries, in the order of SPEC §4.
+pub const FIGURES: [&str; 4] = [
+    "new_hires",
+    "pilot_projects",
+    "dx_certified_businesses",
+    "member_municipalities",
+];
+
+/// The fiscal years the schema accepts (`kpi_reports.fiscal_year`).
+const YEARS: std::ops::RangeInclusive<i64> = 2000..=2100;
+
+/// Today in Japan (`YYYY-MM-DD`): the consortium's fiscal years turn at
+/// midnight JST, not UTC.
+pub fn today() -> String {
+    let now = time::OffsetDateTime::now_utc().to_offset(time::macros::offset!(+9));
+    now.date()
+        .format(time::macros::format_description!("[year]-[month]-[day]"))
+        .unwrap_or_default()
+}
+
+/// The fiscal year under way.
+pub fn current_fiscal_year() -> i64 {
+    kpi::fiscal_year(&today()).unwrap_or(2024)
+}
+
+/// A requested fiscal year, or the current one; refuses years no report
+/// can have.
+pub fn fiscal_year_or_current(requested: Option<i64>) -> Result<i64> {
+    match requested {
+        None => Ok(current_fiscal_year()),
+        Some(fy) if YEARS.contains(&fy) => Ok(fy),
+        Some(fy) => Err(Error::bad_request(
+            "invalid_fiscal_year",
+            format!(
+                "fiscal year {fy} is out of range; use a year from {} to {}",
+                YEARS.start(),
+                YEARS.end()
+            ),
+        )),
+    }
+}
+
+/// The consortium's towns as this node knows them: itself, its peers (from
+/// their certificates) and the towns of the shared records it holds.
+pub async fn member_towns(node: &Node) -> Result<BTreeSet<String>> {
+    let mut towns = node.store.shared_record_towns().await?;
+    towns.extend(node.store.peers().await?.into_iter().filter_map(|p| p.town));
+    towns.insert(node.config.town.clone());
+    Ok(towns)
+}
+
+/// The consortium's roll-up for `fy`.
+pub async fn rollup(node: &Node, fy: i64) -> Result<Rollup> {
+    let reports = node.store.all_views(Collection::KpiReports).await?;
+    let towns = member_towns(node).await?;
+    Ok(kpi::rollup(fy, &reports, &towns, &today()))
+}
+
+/// This town's draft for a year, with what it was computed from.
+pub struct DraftReport {
+    pub town: String,
+    pub fiscal_year: i64,
+    pub draft: Draft,
+    /// The workers and pilot results the draft looked at (for their names).
+    pub workers: Vec<RecordView>,
+    pub pilots: Vec<RecordView>,
+    /// This town's published report for the year, if any.
+    pub report: Option<RecordView>,
+}
+
+impl DraftReport {
+    /// A text field of one of the records the draft counted.
+    pub fn name_of(views: &[RecordView], id: &yui_protocol::RecordId, field: &str) -> String {
+        views
+            .iter()
+            .find(|v| &v.id == id)
+            .and_then(|v| v.fields.get(field))
+            .and_then(Value::as_str)
+            .unwrap_or(id.as_str())
+            .to_owned()
+    }
+}
+
+/// This town's report for `fy`, if published: the latest, should a
+/// partition have let two exist.
+fn own_report(reports: Vec<RecordView>, town: &str, fy: i64) -> Option<RecordView> {
+    reports
+        .into_iter()
+        .filter(|r| r.town == town && !r.deleted)
+        .filter(|r| r.fields.get("fiscal_year").and_then(Value::as_i64) == Some(fy))
+        .max_by(|a, b| (&a.updated_at, &a.id).cmp(&(&b.updated_at, &b.id)))
+}
+
+pub async fn draft(node: &Node, fy: i64) -> Result<DraftReport> {
+    let town = node.config.town.clone();
+    let workers = node.store.all_views(Collection::Workers).await?;
+    let pilots = node.store.all_views(Collection::PilotResults).await?;
+    let members = member_towns(node).await?;
+    let draft = kpi::draft_basis(&town, fy, &workers, &pilots, &members);
+    let reports = node.store.all_views(Collection::KpiReports).await?;
+    Ok(DraftReport {
+        report: own_report(reports, &town, fy),
+        town,
+        fiscal_year: fy,
+        draft,
+        workers,
+        pilots,
+    })
+}
+
+/// What [`publish`] did.
+pub struct Published {
+    pub record: RecordView,
+    pub created: bool,
+}
+
+/// Creates or updates this town's report for `fy` with `fields` (the four
+/// figures and `note`; an empty or null note removes it), and audits it as
+/// `kpi.publish`. Validation errors name the fields of `kpi_reports`.
+pub async fn publish(
+    node: &Node,
+    principal: &Principal,
+    fy: i64,
+    mut fields: Map<String, Value>,
+) -> Result<Published> {
+    let town = node.config.town.clone();
+    fields.insert("fiscal_year".into(), json!(fy));
+    let reports = node.store.all_views(Collection::KpiReports).await?;
+    let now = crate::store::now_ms();
+    let (stored, created) = match own_report(reports, &town, fy) {
+        None => {
+            fields.retain(|_, v| !v.is_null() && v.as_str() != Some(""));
+            let typed = validate_create(Collection::KpiReports, &fields)?;
+            let stored = node
+                .store
+                .create(Collection::KpiReports, typed, now)
+                .await?;
+            (stored, true)
+        }
+        Some(existing) => {
+            // Only what changed, so a publish does not overwrite a field
+            // another node changed meanwhile with the same value.
+            let mut patch = Map::new();
+            for (name, value) in fields {
+                let value = if value.as_str() == Some("") {
+                    Value::Null
+                } else {
+                    value
+                };
+                let current = existing.fields.get(&name).cloned().unwrap_or(Value::Null);
+                if value != current {
+                    patch.insert(name, value);
+                }
+            }
+            let typed = validate_patch(Collection::KpiReports, &patch)?;
+            let stored = node
+                .store
+                .update(Collection::KpiReports, existing.id.to_string(), typed, now)
+                .await?;
+            (stored, false)
+        }
+    };
+    node.metrics.record_write();
+    let record: RecordView =
+        serde_json::from_str(stored.get()).map_err(|e| Error::Storage(e.to_string()))?;
+    let detail = FIGURES
+        .iter()
+        .map(|f| {
+            let n = record.fields.get(*f).and_then(Value::as_u64).unwrap_or(0);
+            format!("{f}={n}")
+        })
+        .collect::<Vec<_>>()
+        .join(" ");
+    let way = if created { "created" } else { "updated" };
+    node.accounts
+        .audit(
+            principal,
+            "kpi.publish",
+            &format!("kpi_reports/{}", record.id),
+            &format!("FY{fy} {way}: {detail}"),
+        )
+        .await;
+    Ok(Published { record, created })
+}
+
+// The local API.
+
+type AppState = Arc<Node>;
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct YearQuery {
+    fiscal_year: Option<i64>,
+}
+
+/// `/kpi`, `/kpi.csv` and `/kpi/draft`, nested under `/api/v1` behind the
+/// token layer.
+pub fn api_routes() -> Router<AppState> {
+    Router::new()
+        .route("/kpi", get(api_rollup))
+        .route("/kpi.csv", get(api_csv))
+        .route("/kpi/draft", get(api_draft))
+}
+
+async fn api_rollup(
+    _: ViewerAccess,
+    State(node): State<AppState>,
+    QueryParams(q): QueryParams<YearQuery>,
+) -> Result<Response> {
+    let fy = fiscal_year_or_current(q.fiscal_year)?;
+    Ok(axum::Json(rollup(&node, fy).await?).into_response())
+}
+
+/// The roll-up as a CSV download, named for its year.
+pub fn csv_response(r: &Rollup) -> Response {
+    let disposition = format!("attachment; filename=\"yui-kpi-FY{}.csv\"", r.fiscal_year);
+    (
+        [
+            (
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/csv; charset=utf-8"),
+            ),
+            (
+                header::CONTENT_DISPOSITION,
+                HeaderValue::from_str(&disposition)
+                    .unwrap_or(HeaderValue::from_static("attachment")),
+            ),
+        ],
+        kpi::rollup_csv(r),
+    )
+        .into_response()
+}
+
+async fn api_csv(
+    _: ViewerAccess,
+    State(node): State<AppState>,
+    QueryParams(q): QueryParams<YearQuery>,
+) -> Result<Response> {
+    let fy = fiscal_year_or_current(q.fiscal_year)?;
+    Ok(csv_response(&rollup(&node, fy).await?))
+}
+
+async fn api_draft(
+    _: EditorAccess,
+    State(node): State<AppState>,
+    QueryParams(q): QueryParams<YearQuery>,
+) -> Result<Response> {
+    let fy = fiscal_year_or_current(q.fiscal_year)?;
+    let d = draft(&node, fy).await?;
+    let (start, end) = kpi::fiscal_year_span(fy);
+    let report = d.report.as_ref().map(|r| {
+        json!({
+            "id": r.id,
+            "updated_at": r.updated_at,
+            "fields": r.fields,
+        })
+    });
+    Ok(axum::Json(json!({
+        "town": d.town,
+        "fiscal_year": fy,
+        "period": {"start": start, "end": end},
+        "figures": d.draft.figures,
+        "basis": {
+            "hires": d.draft.hires,
+            "pilots": d.draft.pilots,
+            "members": d.draft.members,
+        },
+        "report_id": d.report.as_ref().map(|r| r.id.to_string()),
+        "report": report,
+    }))
+    .into_response())
+}
