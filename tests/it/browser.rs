@@ -45,37 +45,56 @@ fn add_user(data: &Path, name: &str, role: &str, password: &str) {
     );
 }
 
-#[test]
-fn the_console_in_chromium_from_login_to_a_record_crossing_towns() {
-    let (chromium, dir_of_script) = (chromium(), browser_dir());
+/// Two joined towns, Tateshina dialling Omachi, with an administrator on
+/// both and a viewer on Tateshina.
+struct TwoTowns {
+    _dir: tempfile::TempDir,
+    a: Server,
+    b: Server,
+}
+
+const ADMIN: (&str, &str) = ("kanri", "tateshina-admin-2026");
+const VIEWER: (&str, &str) = ("etsuran", "tateshina-viewer-2026");
+
+fn two_towns() -> TwoTowns {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = Ca::init(&dir.path().join("ca"), "信州テレワーク・コンソーシアム");
     let a_dir = member(dir.path(), "tateshina", &ca);
     let b_dir = member(dir.path(), "omachi", &ca);
-    let admin = ("kanri", "tateshina-admin-2026");
-    let viewer = ("etsuran", "tateshina-viewer-2026");
-    add_user(&a_dir, admin.0, "admin", admin.1);
-    add_user(&b_dir, admin.0, "admin", admin.1);
-    add_user(&a_dir, viewer.0, "viewer", viewer.1);
+    add_user(&a_dir, ADMIN.0, "admin", ADMIN.1);
+    add_user(&b_dir, ADMIN.0, "admin", ADMIN.1);
+    add_user(&a_dir, VIEWER.0, "viewer", VIEWER.1);
     let a = Server::start_peer(&a_dir, "127.0.0.1:0");
     let b = Server::start_peer(&b_dir, "127.0.0.1:0");
     a.add_peer(b.peer_url());
+    TwoTowns { _dir: dir, a, b }
+}
 
+/// Runs `tests/browser/SCRIPT` against the two towns; returns its output.
+fn run_script(script: &str, towns: &TwoTowns) -> String {
+    let (chromium, dir_of_script) = (chromium(), browser_dir());
     let out = Command::new("node")
-        .arg(dir_of_script.join("console.mjs"))
+        .arg(dir_of_script.join(script))
         .current_dir(&dir_of_script)
-        .env("YUI_A", &a.base)
-        .env("YUI_B", &b.base)
-        .env("YUI_ADMIN", format!("{}:{}", admin.0, admin.1))
-        .env("YUI_VIEWER", format!("{}:{}", viewer.0, viewer.1))
+        .env("YUI_A", &towns.a.base)
+        .env("YUI_B", &towns.b.base)
+        .env("YUI_ADMIN", format!("{}:{}", ADMIN.0, ADMIN.1))
+        .env("YUI_VIEWER", format!("{}:{}", VIEWER.0, VIEWER.1))
         .env("YUI_CHROMIUM", &chromium)
         .output()
         .expect("run node (Node.js is needed for the browser tests)");
-    let stdout = String::from_utf8_lossy(&out.stdout);
+    let stdout = String::from_utf8_lossy(&out.stdout).into_owned();
     eprintln!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
-    assert!(out.status.success(), "the browser test failed:\n{stdout}");
+    assert!(out.status.success(), "{script} failed:\n{stdout}");
     assert!(stdout.contains("all checks passed"), "{stdout}");
+    stdout
+}
 
+#[test]
+fn the_console_in_chromium_from_login_to_a_record_crossing_towns() {
+    let towns = two_towns();
+    let stdout = run_script("console.mjs", &towns);
+    let TwoTowns { a, b, .. } = towns;
     // What the browser did is what the nodes hold.
     let path = stdout
         .lines()
@@ -93,4 +112,25 @@ fn the_console_in_chromium_from_login_to_a_record_crossing_towns() {
     assert_eq!(on_b["town"], "tateshina");
     assert_eq!(a.stop().code(), Some(0));
     assert_eq!(b.stop().code(), Some(0));
+}
+
+/// Issue 6's pages in the browser: a registered worker's name refused in a
+/// shared article (next to the field), the daily views, and the KPI draft,
+/// publishing and the roll-up with its chart and CSV seen from both towns.
+#[test]
+fn the_programme_pages_in_chromium_guard_daily_views_and_kpi() {
+    let towns = two_towns();
+    run_script("programme.mjs", &towns);
+    // The published report is a shared record that reached Omachi; the
+    // worker it counted did not.
+    let (status, body) = towns.b.get("/api/v1/records/kpi_reports");
+    assert_eq!(status, 200, "{body}");
+    let reports = body["items"].as_array().expect("items");
+    assert!(
+        reports
+            .iter()
+            .any(|r| r["town"] == "tateshina" && r["fields"]["new_hires"] == 1),
+        "{body}"
+    );
+    assert_eq!(towns.b.count("workers"), 0);
 }
