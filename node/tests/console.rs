@@ -935,3 +935,49 @@ async fn personal_data_is_shown_next_to_the_field_and_only_an_administrator_may_
     );
     assert!(!detail.contains("山田"), "{detail}");
 }
+
+/// Issue 6: the audit page lists the egress ledger and the audit log, for
+/// administrators only.
+#[tokio::test]
+async fn the_audit_page_is_for_administrators_and_lists_the_audit_log() {
+    let node = TestNode::start().await;
+    let mut admin = Browser::signed_in(&node, "admin").await;
+    let id = admin.create_knowledge("監査ページの確認", "本文").await;
+    let page = admin.get("/audit").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(page.body.contains("他の町に送った記録の台帳"));
+    assert!(
+        page.body.contains("該当する送信はありません"),
+        "nothing was sent: not joined"
+    );
+    let log = page
+        .body
+        .split("id=\"audit-log\"")
+        .nth(1)
+        .expect("the audit log table");
+    assert!(
+        log.contains("record.create") && log.contains(&format!("knowledge/{id}")),
+        "{log}"
+    );
+    let page = admin.get("/audit?peer=omachi&since=2026-01-01").await;
+    assert_eq!(page.status, StatusCode::OK);
+    let page = admin.get("/audit?since=1%27%20OR%201=1").await;
+    assert_eq!(
+        page.status,
+        StatusCode::OK,
+        "odd input is ignored, not an error"
+    );
+
+    for user in ["editor", "viewer"] {
+        let mut b = Browser::signed_in(&node, user).await;
+        assert_eq!(
+            b.get("/audit").await.status,
+            StatusCode::FORBIDDEN,
+            "{user}"
+        );
+        assert!(
+            !b.get("/").await.body.contains("href=\"/audit\""),
+            "{user} sees the link"
+        );
+    }
+}

@@ -135,6 +135,13 @@ try {
   check(seen, `town B lists Tateshina's report: ${(await pageB.textContent("main")).replace(/\s+/g, " ").slice(0, 1500)}`);
   check((await pageB.textContent("main")).includes("omachi"), "town B lists itself (not reported)");
 
+  // 5. The audit page: the report went to Omachi, and is in the ledger.
+  step("the egress ledger lists the report sent to town B");
+  await page.goto(`${A}/audit?peer=omachi`);
+  const ledger = await page.textContent("#egress-ledger");
+  check(ledger.includes("KPI実績") && ledger.includes("omachi"), `the ledger has the KPI report: ${ledger.slice(0, 300)}`);
+  check(!ledger.includes("住民ワーカー"), "no worker record in the ledger");
+
   check(external.length === 0, `requests left 127.0.0.1: ${external.join(", ")}`);
   step("all checks passed");
 } catch (e) {

@@ -12,7 +12,9 @@
 //! the same validation and store calls as the JSON API.
 
 mod apidocs;
+
 mod assets;
+mod audit;
 mod auth;
 // Daily work (issue 6)
 mod daily;
@@ -63,6 +65,7 @@ pub fn routes() -> Router<AppState> {
             "/records/{collection}/{id}/delete",
             get(records::confirm_delete).post(records::delete),
         )
+        .route("/audit", get(audit::show))
         .route("/peers", get(peers::show).post(peers::add))
         .route("/peers/remove", post(peers::remove))
         .route("/peers/revocations", post(peers::import_revocations))
