@@ -292,8 +292,8 @@ fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// The guard's registry and the (count, max seq) it was read at.
-type CachedRegistry = ((i64, i64), Arc<guard::Registry>);
+/// The guard's registry and the feed position it has read up to.
+type CachedRegistry = (i64, Arc<guard::Registry>);
 
 /// What the personal-data guard lets through when a shared record is
 /// written here: nothing, or (an administrator's override, with a reason
@@ -583,43 +583,40 @@ impl Store {
     }
 
     /// The names and kana readings of this town's registered workers and
-    /// customer contacts, for the personal-data guard. Read again only
-    /// when those collections changed.
+    /// customer contacts, for the personal-data guard. Kept up to date by
+    /// reading only the workers and customers changed since the last call;
+    /// names of deleted or renamed people stay until the node restarts
+    /// (they were a person's names all the same).
     pub async fn registry(&self) -> Result<Arc<guard::Registry>> {
         let inner = self.inner.clone();
         self.read(move |conn| {
-            let version: (i64, i64) = conn.query_row(
-                "SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM records
-                 WHERE collection IN ('workers', 'customers')",
-                [],
-                |r| Ok((r.get(0)?, r.get(1)?)),
-            )?;
-            if let Some((v, registry)) = &*lock(&inner.registry)
-                && *v == version
-            {
-                return Ok(registry.clone());
-            }
-            let mut registry = guard::Registry::new();
+            let mut cached = lock(&inner.registry);
+            let (seen, registry) = cached.get_or_insert_with(|| (0, Arc::new(guard::Registry::new())));
             let mut stmt = conn.prepare_cached(
-                "SELECT json_extract(view, '$.fields.name'), json_extract(view, '$.fields.name_kana'),
+                "SELECT seq, json_extract(view, '$.fields.name'), json_extract(view, '$.fields.name_kana'),
                         json_extract(view, '$.fields.contact_name')
-                 FROM records WHERE collection IN ('workers', 'customers') AND deleted = 0",
+                 FROM records WHERE shared = 0 AND seq > ?1 AND collection IN ('workers', 'customers')",
             )?;
-            let rows = stmt.query_map([], |r| {
-                Ok([
-                    r.get::<_, Option<String>>(0)?,
-                    r.get::<_, Option<String>>(1)?,
-                    r.get::<_, Option<String>>(2)?,
-                ])
+            let rows = stmt.query_map([*seen], |r| {
+                Ok((
+                    r.get::<_, i64>(0)?,
+                    [
+                        r.get::<_, Option<String>>(1)?,
+                        r.get::<_, Option<String>>(2)?,
+                        r.get::<_, Option<String>>(3)?,
+                    ],
+                ))
             })?;
             for row in rows {
-                for name in row?.into_iter().flatten() {
-                    registry.add(&name);
+                let (seq, names) = row?;
+                *seen = (*seen).max(seq);
+                // Copies only if a scan still holds the previous version.
+                let names_of = Arc::make_mut(registry);
+                for name in names.into_iter().flatten() {
+                    names_of.add(&name);
                 }
             }
-            let registry = Arc::new(registry);
-            *lock(&inner.registry) = Some((version, registry.clone()));
-            Ok(registry)
+            Ok(registry.clone())
         })
         .await
     }

@@ -84,7 +84,10 @@ pub struct Finding {
 /// records; matched after normalisation, with spaces removed.
 #[derive(Debug, Clone, Default)]
 pub struct Registry {
-    names: Vec<Vec<char>>,
+    /// Names by their first character, so a scan looks only at the names
+    /// that can start where it stands (a town may register thousands).
+    by_first: std::collections::HashMap<char, Vec<Vec<char>>>,
+    len: usize,
 }
 
 impl Registry {
@@ -96,17 +99,22 @@ impl Registry {
     /// normalisation are ignored: one character would match everywhere.
     pub fn add(&mut self, name: &str) {
         let key: Vec<char> = name_key(name).into_iter().map(|(c, _)| c).collect();
-        if key.len() >= 2 && !self.names.contains(&key) {
-            self.names.push(key);
+        if key.len() < 2 {
+            return;
+        }
+        let same_start = self.by_first.entry(key[0]).or_default();
+        if !same_start.contains(&key) {
+            same_start.push(key);
+            self.len += 1;
         }
     }
 
     pub fn len(&self) -> usize {
-        self.names.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.names.is_empty()
+        self.len == 0
     }
 }
 
@@ -150,12 +158,12 @@ pub fn scan_text(field: &str, text: &str, registry: &Registry) -> Vec<Finding> {
     // Names: on the text without spaces, its own index map.
     let names_text = name_key_of(&norm);
     let name_chars: Vec<char> = names_text.iter().map(|(c, _)| *c).collect();
-    for name in &registry.names {
-        let mut from = 0;
-        while let Some(at) = find_from(&name_chars, name, from) {
-            let (s, e) = (names_text[at].1, names_text[at + name.len() - 1].1 + 1);
-            spans.push((Kind::RegisteredName, s, e));
-            from = at + 1;
+    for (at, c) in name_chars.iter().enumerate() {
+        for name in registry.by_first.get(c).into_iter().flatten() {
+            if name_chars[at..].starts_with(name) {
+                let (s, e) = (names_text[at].1, names_text[at + name.len() - 1].1 + 1);
+                spans.push((Kind::RegisteredName, s, e));
+            }
         }
     }
     // Normalised positions to original ones, then drop duplicates and
@@ -189,13 +197,6 @@ pub fn scan_text(field: &str, text: &str, registry: &Registry) -> Vec<Finding> {
         kept.push(f);
     }
     kept
-}
-
-fn find_from(hay: &[char], needle: &[char], from: usize) -> Option<usize> {
-    if needle.is_empty() || hay.len() < needle.len() {
-        return None;
-    }
-    (from..=hay.len() - needle.len()).find(|&i| hay[i..i + needle.len()] == *needle)
 }
 
 fn mask(found: &[char]) -> String {
