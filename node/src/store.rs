@@ -1094,7 +1094,13 @@ impl Store {
                             m.id.clone(),
                             Rendered {
                                 heads: pack_heads(&m.doc.get_heads()),
-                                bytes: m.doc.save_nocompress(),
+                                // A new record's bytes as received (they
+                                // loaded); a merge is saved (and was
+                                // reloaded by the plan).
+                                bytes: m
+                                    .verbatim
+                                    .clone()
+                                    .unwrap_or_else(|| m.doc.save_nocompress()),
                                 json: serde_json::to_string(&m.view)
                                     .map_err(|e| Error::Storage(e.to_string()))?,
                                 terms: index_terms(&m.view),
@@ -1600,8 +1606,25 @@ fn store_change(
     let json = serde_json::to_string(view).map_err(|e| Error::Storage(e.to_string()))?;
     let seq = state.next_seq;
     let heads = pack_heads(&loaded.doc.get_heads());
-    if loaded.chunks + 1 >= COMPACT_AFTER {
-        let bytes = loaded.doc.save_nocompress();
+    // Compact only into bytes that load again (a peer's crafted history may
+    // save to bytes Automerge cannot read); otherwise keep appending chunks.
+    let compacted = (loaded.chunks + 1 >= COMPACT_AFTER)
+        .then(|| {
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let bytes = loaded.doc.save_nocompress();
+                AutoCommit::load(&bytes).is_ok().then_some(bytes)
+            }))
+            .ok()
+            .flatten()
+        })
+        .flatten();
+    if loaded.chunks + 1 >= COMPACT_AFTER && compacted.is_none() {
+        tracing::warn!(
+            rowid = loaded.rowid,
+            "a record's compacted save would not load again; kept as chunks"
+        );
+    }
+    if let Some(bytes) = compacted {
         conn.execute("DELETE FROM doc_chunks WHERE record = ?1", [loaded.rowid])?;
         conn.execute(
             "UPDATE records SET doc = ?1, chunks = 0, seq = ?2, view = ?3, deleted = ?4, heads = ?5

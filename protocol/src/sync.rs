@@ -346,6 +346,10 @@ pub struct Merged {
     pub sender_heads: Vec<Hash>,
     /// The update itself, to plan again if the record moved meanwhile.
     pub update: DocUpdate,
+    /// For a record new here, the sender's bytes, which `AutoCommit::load`
+    /// has just loaded into `doc`: stored as they are, they load again by
+    /// construction, so neither a save nor the reload check is needed.
+    pub verbatim: Option<Vec<u8>>,
 }
 
 /// Decides what to do with one update: checks it, applies it to a copy of
@@ -404,6 +408,7 @@ pub fn plan_update<R: Replica>(replica: &mut R, update: DocUpdate) -> Result<Pla
         },
         Stored::Missing => (AutoCommit::new(), Vec::new()),
     };
+    let new_here = base.is_empty();
     // Everything Automerge does with the peer's bytes runs on our copy and
     // under catch_unwind: crafted changes can make it panic after they were
     // applied (in `get_heads`, `read`, `save`), not only while applying.
@@ -421,9 +426,26 @@ pub fn plan_update<R: Replica>(replica: &mut R, update: DocUpdate) -> Result<Pla
                     heads: checked.heads,
                 });
             }
-            let applied = std::panic::catch_unwind(AssertUnwindSafe(|| {
-                doc.load_incremental(&checked.changes)
-            }));
+            // A record new here is loaded the way stored records are read
+            // back (`AutoCommit::load`), so its bytes can be kept verbatim;
+            // if that fails (e.g. missing dependencies), the general path
+            // decides.
+            let mut verbatim = None;
+            if new_here
+                && let Ok(Ok(loaded)) = std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    AutoCommit::load(&checked.changes)
+                }))
+            {
+                doc = loaded;
+                verbatim = Some(checked.changes.clone());
+            }
+            let applied = if verbatim.is_some() {
+                Ok(Ok(0))
+            } else {
+                std::panic::catch_unwind(AssertUnwindSafe(|| {
+                    doc.load_incremental(&checked.changes)
+                }))
+            };
             match applied {
                 Ok(Ok(_)) => {}
                 Ok(Err(e)) => {
@@ -495,6 +517,7 @@ pub fn plan_update<R: Replica>(replica: &mut R, update: DocUpdate) -> Result<Pla
                 view,
                 sender_heads: checked.heads,
                 update,
+                verbatim,
             })))
         },
     ));
@@ -514,6 +537,9 @@ pub fn plan_update<R: Replica>(replica: &mut R, update: DocUpdate) -> Result<Pla
     let Plan::Store(mut m) = plan else {
         return Ok(plan);
     };
+    if m.verbatim.is_some() {
+        return Ok(Plan::Store(m));
+    }
     let reloaded = std::panic::catch_unwind(AssertUnwindSafe(|| {
         let bytes = m.doc.save_nocompress();
         AutoCommit::load(&bytes).ok()
