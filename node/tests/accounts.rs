@@ -3,75 +3,24 @@
 //! per API token, the audit log, and that user names stay out of the
 //! documents that sync.
 
+#[path = "support/node.rs"]
+mod support;
+
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
+use support::{TestNode, init_data_dir};
 use yui_node::accounts::{
     Accounts, Clock, LOCKOUT_SECS, LoginError, MAX_FAILED_LOGINS, Principal, Role,
     SESSION_IDLE_SECS, SESSION_MAX_SECS,
 };
-use yui_node::datadir::{DataDir, InitOptions};
-use yui_node::node::{Node, run};
+use yui_node::datadir::DataDir;
 
 const PASSWORD: &str = "correct horse battery";
 
-struct TestNode {
-    base: String,
-    node: Arc<Node>,
-    node_token: String,
-    client: reqwest::Client,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<yui_node::Result<()>>,
-    data: DataDir,
-    _dir: tempfile::TempDir,
-}
-
-fn init_data_dir() -> (tempfile::TempDir, DataDir) {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = DataDir::new(dir.path().join("data"));
-    data.init(&InitOptions {
-        town: "tateshina".into(),
-        name: "立科町".into(),
-        api_listen: "127.0.0.1:0".parse().expect("addr"),
-        peer_listen: "127.0.0.1:0".parse().expect("addr"),
-    })
-    .expect("init");
-    (dir, data)
-}
-
 impl TestNode {
-    async fn start() -> TestNode {
-        let (dir, data) = init_data_dir();
-        let node_token = data.read_token().expect("token");
-        let node = Arc::new(Node::open(data.clone(), true).expect("open"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn(run(node.clone(), listener, shutdown.clone()));
-        TestNode {
-            base,
-            node,
-            node_token,
-            client: reqwest::Client::new(),
-            shutdown,
-            server,
-            data,
-            _dir: dir,
-        }
-    }
-
-    async fn stop(self) -> (tempfile::TempDir, DataDir) {
-        self.shutdown.cancel();
-        drop(self.node);
-        self.server.await.expect("join").expect("server");
-        (self._dir, self.data)
-    }
-
     async fn send(
         &self,
         token: &str,
@@ -508,7 +457,7 @@ async fn viewer_reads_editor_writes_records_admin_manages_peers() {
     assert_eq!(status, StatusCode::NO_CONTENT);
 
     // The node's own token still does everything.
-    let token = node.node_token.clone();
+    let token = node.token.clone();
     let (status, _) = node
         .send(
             &token,

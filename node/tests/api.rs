@@ -1,68 +1,17 @@
 //! The local API over real HTTP on 127.0.0.1, against a real SQLite file:
 //! records CRUD, paging, search, history, and every kind of bad input.
 
+#[path = "support/node.rs"]
+mod support;
+
 use std::sync::Arc;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
-use yui_node::datadir::{DataDir, InitOptions};
-use yui_node::node::{Node, run};
-
-struct TestNode {
-    base: String,
-    token: String,
-    client: reqwest::Client,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<yui_node::Result<()>>,
-    data: DataDir,
-    _dir: tempfile::TempDir,
-}
+use support::TestNode;
+use yui_node::node::Node;
 
 impl TestNode {
-    async fn start() -> TestNode {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data = DataDir::new(dir.path().join("data"));
-        data.init(&InitOptions {
-            town: "tateshina".into(),
-            name: "立科町".into(),
-            api_listen: "127.0.0.1:0".parse().expect("addr"),
-            peer_listen: "127.0.0.1:0".parse().expect("addr"),
-        })
-        .expect("init");
-        TestNode::open(dir, data).await
-    }
-
-    async fn open(dir: tempfile::TempDir, data: DataDir) -> TestNode {
-        let token = data.read_token().expect("token");
-        let node = Arc::new(Node::open(data.clone(), true).expect("open"));
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn(run(node, listener, shutdown.clone()));
-        TestNode {
-            base,
-            token,
-            client: reqwest::Client::new(),
-            shutdown,
-            server,
-            data,
-            _dir: dir,
-        }
-    }
-
-    async fn stop(self) -> (tempfile::TempDir, DataDir) {
-        self.shutdown.cancel();
-        self.server.await.expect("join").expect("server");
-        (self._dir, self.data)
-    }
-
-    fn url(&self, path: &str) -> String {
-        format!("{}{path}", self.base)
-    }
-
     async fn send(
         &self,
         method: reqwest::Method,
@@ -97,17 +46,6 @@ impl TestNode {
 
     async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value) {
         self.send(reqwest::Method::PATCH, path, Some(body)).await
-    }
-
-    async fn create(&self, collection: &str, fields: Value) -> Value {
-        let (status, body) = self
-            .post(
-                &format!("/api/v1/records/{collection}"),
-                json!({ "fields": fields }),
-            )
-            .await;
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        body
     }
 
     async fn raw_post(&self, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value) {
@@ -153,7 +91,7 @@ fn field_codes(body: &Value) -> Vec<(String, String)> {
 async fn create_read_update_delete() {
     let n = TestNode::start().await;
     let rec = n
-        .create(
+        .create_record(
             "knowledge",
             knowledge("ワーカー研修の進め方", "月に一度、研修を行う。"),
         )
@@ -406,7 +344,8 @@ async fn bad_bodies_get_clear_errors() {
     // After all of that, nothing was stored and the node still serves.
     let (_, list) = n.get("/api/v1/records/knowledge").await;
     assert_eq!(list["items"], json!([]));
-    n.create("knowledge", knowledge("まだ動く", "本文")).await;
+    n.create_record("knowledge", knowledge("まだ動く", "本文"))
+        .await;
     n.stop().await;
 }
 
@@ -458,11 +397,11 @@ async fn chunked_post(n: &TestNode, path: &str, mb: usize) -> (u16, Value) {
 async fn references_must_point_at_live_records_of_the_right_collection() {
     let n = TestNode::start().await;
     let worker = n
-        .create("workers", json!({"name": "山田 花子", "status": "active"}))
+        .create_record("workers", json!({"name": "山田 花子", "status": "active"}))
         .await;
     let wid = worker["id"].as_str().expect("id");
     let customer = n
-        .create(
+        .create_record(
             "customers",
             json!({"organisation": "株式会社テスト", "stage": "active"}),
         )
@@ -470,7 +409,7 @@ async fn references_must_point_at_live_records_of_the_right_collection() {
     let cid = customer["id"].as_str().expect("id");
 
     let order = n
-        .create(
+        .create_record(
             "orders",
             json!({"title": "データ入力", "status": "ordered", "customer": cid, "assignees": [wid], "estimated_hours": 12.5}),
         )
@@ -508,7 +447,7 @@ async fn references_must_point_at_live_records_of_the_right_collection() {
 #[tokio::test]
 async fn one_kpi_report_per_town_and_year() {
     let n = TestNode::start().await;
-    n.create("kpi_reports", json!({"fiscal_year": 2024, "new_hires": 4}))
+    n.create_record("kpi_reports", json!({"fiscal_year": 2024, "new_hires": 4}))
         .await;
     let (status, body) = n
         .post(
@@ -518,7 +457,8 @@ async fn one_kpi_report_per_town_and_year() {
         .await;
     assert_eq!(status, StatusCode::CONFLICT);
     assert_eq!(error_code(&body), "conflict");
-    n.create("kpi_reports", json!({"fiscal_year": 2025})).await;
+    n.create_record("kpi_reports", json!({"fiscal_year": 2025}))
+        .await;
     n.stop().await;
 }
 
@@ -529,7 +469,7 @@ async fn paging_and_filters() {
     for i in 0..7 {
         let status = if i % 2 == 0 { "active" } else { "paused" };
         let w = n
-            .create(
+            .create_record(
                 "workers",
                 json!({"name": format!("ワーカー{i}"), "status": status}),
             )
@@ -574,19 +514,19 @@ async fn paging_and_filters() {
 async fn japanese_search_finds_two_character_words_and_mixed_text() {
     let n = TestNode::start().await;
     let a = n
-        .create(
+        .create_record(
             "knowledge",
             knowledge("ワーカー研修の記録", "住民ワーカー向けの研修を実施した。"),
         )
         .await;
     let b = n
-        .create(
+        .create_record(
             "knowledge",
             json!({"title": "広報計画", "body": "ＤＸ推進の広報を住民に届ける。Telework day を告知。", "category": "pr"}),
         )
         .await;
     let c = n
-        .create(
+        .create_record(
             "pr_items",
             json!({"title": "下水道だより", "audience": "residents", "status": "idea"}),
         )
@@ -678,7 +618,7 @@ fn urlencode(s: &str) -> String {
 async fn concurrent_writes_to_one_record_all_land() {
     let n = Arc::new(TestNode::start().await);
     let rec = n
-        .create("knowledge", knowledge("共同編集", "一行目\n"))
+        .create_record("knowledge", knowledge("共同編集", "一行目\n"))
         .await;
     let id = rec["id"].as_str().expect("id").to_owned();
     // 16 writers each set their own tag list and title; 16 more create records.
@@ -698,7 +638,7 @@ async fn concurrent_writes_to_one_record_all_land() {
         }));
         let n = n.clone();
         tasks.push(tokio::spawn(async move {
-            n.create("knowledge", knowledge(&format!("並行{i}"), "本文"))
+            n.create_record("knowledge", knowledge(&format!("並行{i}"), "本文"))
                 .await;
         }));
     }
@@ -718,7 +658,7 @@ async fn concurrent_writes_to_one_record_all_land() {
 #[tokio::test]
 async fn many_edits_compact_and_survive_a_restart() {
     let n = TestNode::start().await;
-    let rec = n.create("knowledge", knowledge("改訂", "0")).await;
+    let rec = n.create_record("knowledge", knowledge("改訂", "0")).await;
     let path = format!(
         "/api/v1/records/knowledge/{}",
         rec["id"].as_str().expect("id")
@@ -744,8 +684,8 @@ async fn many_edits_compact_and_survive_a_restart() {
 #[tokio::test]
 async fn status_metrics_and_openapi() {
     let n = TestNode::start().await;
-    n.create("knowledge", knowledge("a", "b")).await;
-    n.create("workers", json!({"name": "佐藤", "status": "registered"}))
+    n.create_record("knowledge", knowledge("a", "b")).await;
+    n.create_record("workers", json!({"name": "佐藤", "status": "registered"}))
         .await;
     let (status, s) = n.get("/api/v1/status").await;
     assert_eq!(status, StatusCode::OK);
@@ -791,11 +731,13 @@ async fn status_metrics_and_openapi() {
 #[tokio::test]
 async fn the_change_feed_yields_shared_records_only() {
     let n = TestNode::start().await;
-    let shared = n.create("knowledge", knowledge("共有", "本文")).await;
-    let local = n
-        .create("workers", json!({"name": "山田 花子", "status": "active"}))
+    let shared = n
+        .create_record("knowledge", knowledge("共有", "本文"))
         .await;
-    n.create(
+    let local = n
+        .create_record("workers", json!({"name": "山田 花子", "status": "active"}))
+        .await;
+    n.create_record(
         "customers",
         json!({"organisation": "A社", "stage": "prospect"}),
     )

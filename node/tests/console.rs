@@ -4,223 +4,14 @@
 //! search, CSRF and role checks, 404 pages, assets, and that no page loads
 //! anything from another host.
 
-use std::sync::Arc;
+#[path = "support/node.rs"]
+mod support;
 
 use reqwest::StatusCode;
-use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
-use tokio_util::sync::CancellationToken;
-use yui_node::accounts::Role;
-use yui_node::datadir::{DataDir, InitOptions};
-use yui_node::node::{Node, run};
-
-struct TestNode {
-    base: String,
-    token: String,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<yui_node::Result<()>>,
-    _dir: tempfile::TempDir,
-}
-
-impl TestNode {
-    async fn start() -> TestNode {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data = DataDir::new(dir.path().join("data"));
-        data.init(&InitOptions {
-            town: "tateshina".into(),
-            name: "立科町".into(),
-            api_listen: "127.0.0.1:0".parse().expect("addr"),
-            peer_listen: "127.0.0.1:0".parse().expect("addr"),
-        })
-        .expect("init");
-        let token = data.read_token().expect("token");
-        let node = Arc::new(Node::open(data, true).expect("open"));
-        // One user per role, as `yui user add` makes them.
-        for (user, role) in [
-            ("admin", Role::Admin),
-            ("editor", Role::Editor),
-            ("viewer", Role::Viewer),
-        ] {
-            node.accounts
-                .add_user(user, role, &format!("password-{user}"))
-                .await
-                .expect("add user");
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn(run(node, listener, shutdown.clone()));
-        TestNode {
-            base,
-            token,
-            shutdown,
-            server,
-            _dir: dir,
-        }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.server.await.expect("join").expect("server");
-    }
-
-    /// A browser without a session, Japanese by default.
-    fn browser(&self) -> Browser {
-        Browser {
-            base: self.base.clone(),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
-            cookies: Vec::new(),
-            csrf: String::new(),
-        }
-    }
-
-    async fn api_get(&self, path: &str) -> (StatusCode, serde_json::Value) {
-        let resp = reqwest::Client::new()
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .expect("send");
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(serde_json::Value::Null))
-    }
-}
-
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.headers
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-}
-
-/// Keeps cookies by hand, so each test states exactly what it sends.
-struct Browser {
-    base: String,
-    http: reqwest::Client,
-    cookies: Vec<(String, String)>,
-    /// The session's CSRF token, read from a page's form.
-    csrf: String,
-}
-
-fn hidden_csrf(body: &str) -> String {
-    let marker = r#"name="csrf" value=""#;
-    let start = body
-        .find(marker)
-        .map(|i| i + marker.len())
-        .expect("a csrf field");
-    body[start..].split('"').next().unwrap_or("").to_owned()
-}
+use reqwest::header::{COOKIE, SET_COOKIE};
+use support::{Browser, TestNode, assert_no_external_urls, field_block, hidden_csrf};
 
 impl Browser {
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    fn keep_cookies(&mut self, headers: &HeaderMap) {
-        for value in headers.get_all(SET_COOKIE) {
-            let text = value.to_str().expect("cookie text");
-            let pair = text.split(';').next().unwrap_or("");
-            let (name, value) = pair.split_once('=').expect("name=value");
-            self.cookies.retain(|(k, _)| k != name);
-            if !value.is_empty() {
-                self.cookies.push((name.to_owned(), value.to_owned()));
-            }
-        }
-    }
-
-    async fn finish(&mut self, resp: reqwest::Response) -> Page {
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        self.keep_cookies(&headers);
-        let body = resp.text().await.expect("body");
-        Page {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookie_header())
-            .send()
-            .await
-            .expect("send");
-        self.finish(resp).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        let body: String = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookie_header())
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .expect("send");
-        self.finish(resp).await
-    }
-
-    /// A form post carrying this session's CSRF token.
-    async fn submit(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let csrf = self.csrf.clone();
-        let mut form = vec![("csrf", csrf.as_str())];
-        form.extend_from_slice(fields);
-        self.post(path, &form).await
-    }
-
-    async fn login(&mut self, user: &str, password: &str, next: &str) -> Page {
-        let page = self.get("/login").await;
-        assert_eq!(page.status, StatusCode::OK);
-        let token = hidden_csrf(&page.body);
-        let page = self
-            .post(
-                "/login",
-                &[
-                    ("csrf", &token),
-                    ("next", next),
-                    ("user", user),
-                    ("password", password),
-                ],
-            )
-            .await;
-        if page.status == StatusCode::SEE_OTHER {
-            let home = self.get("/").await;
-            assert_eq!(home.status, StatusCode::OK, "{}", home.body);
-            self.csrf = hidden_csrf(&home.body);
-        }
-        page
-    }
-
-    async fn signed_in(node: &TestNode, user: &str) -> Browser {
-        let mut b = node.browser();
-        let page = b.login(user, &format!("password-{user}"), "/").await;
-        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
-        b
-    }
-
     async fn english(&mut self) {
         let page = self.get("/lang/en?next=/search").await;
         assert_eq!(page.status, StatusCode::SEE_OTHER);
@@ -255,35 +46,9 @@ impl Browser {
     }
 }
 
-/// The HTML of the field block `id="field-NAME"`, up to the next field.
-fn field_block<'a>(body: &'a str, name: &str) -> &'a str {
-    let start = body
-        .find(&format!(r#"id="field-{name}""#))
-        .unwrap_or_else(|| panic!("no field {name}"));
-    let rest = &body[start + 1..];
-    let end = rest.find(r#"id="field-"#).unwrap_or(rest.len());
-    &rest[..end]
-}
-
-/// Every `src=` and `href=` stays on this host.
-fn assert_no_external_urls(path: &str, body: &str) {
-    for attr in ["src=\"", "href=\"", "action=\""] {
-        for (i, _) in body.match_indices(attr) {
-            let value = body[i + attr.len()..].split('"').next().unwrap_or("");
-            assert!(
-                !value.starts_with("http:")
-                    && !value.starts_with("https:")
-                    && !value.starts_with("//"),
-                "{path} refers to another host: {attr}{value}"
-            );
-        }
-    }
-    assert!(!body.contains("<script"), "{path} has a script");
-}
-
 #[tokio::test]
 async fn anonymous_visitors_are_sent_to_login_with_a_local_return_path() {
-    let node = TestNode::start().await;
+    let node = TestNode::builder().one_user_per_role().start().await;
     let mut b = node.browser();
     for path in [
         "/",
@@ -358,7 +123,7 @@ async fn anonymous_visitors_are_sent_to_login_with_a_local_return_path() {
 
 #[tokio::test]
 async fn a_bad_login_is_refused_in_the_users_language_and_a_forged_one_is_forbidden() {
-    let node = TestNode::start().await;
+    let node = TestNode::builder().one_user_per_role().start().await;
     let mut b = node.browser();
     let page = b.login("admin", "wrong", "/").await;
     assert_eq!(page.status, StatusCode::UNAUTHORIZED);
@@ -393,8 +158,8 @@ async fn a_bad_login_is_refused_in_the_users_language_and_a_forged_one_is_forbid
 
 #[tokio::test]
 async fn every_page_renders_in_japanese_and_in_english_after_the_switch() {
-    let node = TestNode::start().await;
-    let mut b = Browser::signed_in(&node, "admin").await;
+    let node = TestNode::builder().one_user_per_role().start().await;
+    let mut b = node.signed_in("admin").await;
     let id = b
         .create_knowledge("新任メンター研修の進め方", "最初の1か月の研修内容。")
         .await;
@@ -454,8 +219,8 @@ async fn every_page_renders_in_japanese_and_in_english_after_the_switch() {
 
 #[tokio::test]
 async fn a_record_made_in_the_form_is_found_by_a_two_character_search_and_can_be_edited() {
-    let node = TestNode::start().await;
-    let mut b = Browser::signed_in(&node, "editor").await;
+    let node = TestNode::builder().one_user_per_role().start().await;
+    let mut b = node.signed_in("editor").await;
     let id = b
         .create_knowledge("新任メンター研修の進め方", "最初の1か月は模擬業務で。")
         .await;
@@ -526,8 +291,8 @@ async fn a_record_made_in_the_form_is_found_by_a_two_character_search_and_can_be
 
 #[tokio::test]
 async fn an_invalid_form_shows_each_error_next_to_its_field_in_the_users_language() {
-    let node = TestNode::start().await;
-    let mut b = Browser::signed_in(&node, "admin").await;
+    let node = TestNode::builder().one_user_per_role().start().await;
+    let mut b = node.signed_in("admin").await;
     let bad = [("title", ""), ("body", "本文だけ"), ("category", "gossip")];
     let page = b.submit("/records/knowledge", &bad).await;
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
@@ -578,8 +343,8 @@ async fn an_invalid_form_shows_each_error_next_to_its_field_in_the_users_languag
 
 #[tokio::test]
 async fn forms_without_the_sessions_csrf_token_are_refused_and_change_nothing() {
-    let node = TestNode::start().await;
-    let mut b = Browser::signed_in(&node, "admin").await;
+    let node = TestNode::builder().one_user_per_role().start().await;
+    let mut b = node.signed_in("admin").await;
     let fields = [("title", "CSRF"), ("body", "x"), ("category", "other")];
     let page = b.post("/records/knowledge", &fields).await;
     assert_eq!(page.status, StatusCode::FORBIDDEN);
@@ -622,11 +387,11 @@ async fn forms_without_the_sessions_csrf_token_are_refused_and_change_nothing() 
 
 #[tokio::test]
 async fn viewers_see_no_write_buttons_and_their_forged_posts_are_refused() {
-    let node = TestNode::start().await;
-    let mut admin = Browser::signed_in(&node, "admin").await;
+    let node = TestNode::builder().one_user_per_role().start().await;
+    let mut admin = node.signed_in("admin").await;
     let id = admin.create_knowledge("閲覧者テスト", "本文").await;
     let path = format!("/records/knowledge/{id}");
-    let mut viewer = Browser::signed_in(&node, "viewer").await;
+    let mut viewer = node.signed_in("viewer").await;
     let page = viewer.get(&path).await;
     assert_eq!(page.status, StatusCode::OK);
     assert!(page.body.contains("閲覧者"), "the role is shown");
@@ -673,8 +438,8 @@ async fn viewers_see_no_write_buttons_and_their_forged_posts_are_refused() {
 
 #[tokio::test]
 async fn unknown_collections_records_and_pages_answer_a_404_page() {
-    let node = TestNode::start().await;
-    let mut b = Browser::signed_in(&node, "admin").await;
+    let node = TestNode::builder().one_user_per_role().start().await;
+    let mut b = node.signed_in("admin").await;
     for (path, words) in [
         ("/records/users", "そのコレクションはありません"),
         ("/records/users/new", "そのコレクションはありません"),
@@ -706,8 +471,8 @@ async fn unknown_collections_records_and_pages_answer_a_404_page() {
 
 #[tokio::test]
 async fn deleting_asks_for_confirmation_first() {
-    let node = TestNode::start().await;
-    let mut b = Browser::signed_in(&node, "editor").await;
+    let node = TestNode::builder().one_user_per_role().start().await;
+    let mut b = node.signed_in("editor").await;
     let id = b.create_knowledge("消す記録", "本文").await;
     let path = format!("/records/knowledge/{id}");
     let page = b.get(&format!("{path}/delete")).await;
@@ -744,8 +509,8 @@ async fn deleting_asks_for_confirmation_first() {
 
 #[tokio::test]
 async fn assets_are_embedded_hashed_and_cached_and_the_api_keeps_its_token() {
-    let node = TestNode::start().await;
-    let mut b = Browser::signed_in(&node, "admin").await;
+    let node = TestNode::builder().one_user_per_role().start().await;
+    let mut b = node.signed_in("admin").await;
     let page = b.get("/").await;
     let href = |ext: &str| {
         let end = page.body.find(&format!(".{ext}\"")).expect("asset link");
@@ -809,8 +574,8 @@ async fn assets_are_embedded_hashed_and_cached_and_the_api_keeps_its_token() {
 
 #[tokio::test]
 async fn administrators_add_and_remove_peers_from_the_console() {
-    let node = TestNode::start().await;
-    let mut b = Browser::signed_in(&node, "admin").await;
+    let node = TestNode::builder().one_user_per_role().start().await;
+    let mut b = node.signed_in("admin").await;
     let page = b.submit("/peers", &[("url", "not a url")]).await;
     assert_eq!(page.status, StatusCode::BAD_REQUEST);
     assert!(page.body.contains("ピアを変更できませんでした"));
@@ -854,8 +619,8 @@ async fn administrators_add_and_remove_peers_from_the_console() {
 /// reason (audited), an editor may not (no offer, and a forged one is 403).
 #[tokio::test]
 async fn personal_data_is_shown_next_to_the_field_and_only_an_administrator_may_override() {
-    let node = TestNode::start().await;
-    let mut admin = Browser::signed_in(&node, "admin").await;
+    let node = TestNode::builder().one_user_per_role().start().await;
+    let mut admin = node.signed_in("admin").await;
     let page = admin
         .submit(
             "/records/workers",
@@ -874,7 +639,7 @@ async fn personal_data_is_shown_next_to_the_field_and_only_an_administrator_may_
         ("category", "worker_management"),
         ("tags", ""),
     ];
-    let mut editor = Browser::signed_in(&node, "editor").await;
+    let mut editor = node.signed_in("editor").await;
     let page = editor.submit("/records/knowledge", &article).await;
     assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY);
     let body_field = page
@@ -940,8 +705,8 @@ async fn personal_data_is_shown_next_to_the_field_and_only_an_administrator_may_
 /// administrators only.
 #[tokio::test]
 async fn the_audit_page_is_for_administrators_and_lists_the_audit_log() {
-    let node = TestNode::start().await;
-    let mut admin = Browser::signed_in(&node, "admin").await;
+    let node = TestNode::builder().one_user_per_role().start().await;
+    let mut admin = node.signed_in("admin").await;
     let id = admin.create_knowledge("監査ページの確認", "本文").await;
     let page = admin.get("/audit").await;
     assert_eq!(page.status, StatusCode::OK, "{}", page.body);
@@ -969,7 +734,7 @@ async fn the_audit_page_is_for_administrators_and_lists_the_audit_log() {
     );
 
     for user in ["editor", "viewer"] {
-        let mut b = Browser::signed_in(&node, user).await;
+        let mut b = node.signed_in(user).await;
         assert_eq!(
             b.get("/audit").await.status,
             StatusCode::FORBIDDEN,

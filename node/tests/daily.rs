@@ -5,89 +5,25 @@
 //! the four console pages in Japanese and English, with role-dependent
 //! "New" links and nothing loaded from another host.
 
-use std::sync::Arc;
+#[path = "support/node.rs"]
+mod support;
 
 use reqwest::StatusCode;
-use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
+use reqwest::header::LOCATION;
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
+use support::{Browser, TestNode, assert_no_external_urls};
 use yui_node::accounts::Role;
-use yui_node::datadir::{DataDir, InitOptions};
-use yui_node::node::{Node, run};
 
-struct TestNode {
-    base: String,
-    token: String,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<yui_node::Result<()>>,
-    _dir: tempfile::TempDir,
+/// The node these tests use: an editor, who may add records, and a viewer.
+async fn node_with_editor_and_viewer() -> TestNode {
+    TestNode::builder()
+        .user("editor", Role::Editor)
+        .user("viewer", Role::Viewer)
+        .start()
+        .await
 }
 
 impl TestNode {
-    async fn start() -> TestNode {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data = DataDir::new(dir.path().join("data"));
-        data.init(&InitOptions {
-            town: "tateshina".into(),
-            name: "立科町".into(),
-            api_listen: "127.0.0.1:0".parse().expect("addr"),
-            peer_listen: "127.0.0.1:0".parse().expect("addr"),
-        })
-        .expect("init");
-        let token = data.read_token().expect("token");
-        let node = Arc::new(Node::open(data, true).expect("open"));
-        for (user, role) in [("editor", Role::Editor), ("viewer", Role::Viewer)] {
-            node.accounts
-                .add_user(user, role, &format!("password-{user}"))
-                .await
-                .expect("add user");
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn(run(node, listener, shutdown.clone()));
-        TestNode {
-            base,
-            token,
-            shutdown,
-            server,
-            _dir: dir,
-        }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.server.await.expect("join").expect("server");
-    }
-
-    async fn api_get(&self, path: &str) -> (StatusCode, Value) {
-        let resp = reqwest::Client::new()
-            .get(format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .expect("send");
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    /// Creates a record through the API; returns its id.
-    async fn create(&self, collection: &str, fields: Value) -> String {
-        let resp = reqwest::Client::new()
-            .post(format!("{}/api/v1/records/{collection}", self.base))
-            .bearer_auth(&self.token)
-            .json(&json!({ "fields": fields }))
-            .send()
-            .await
-            .expect("send");
-        let status = resp.status();
-        let body: Value = resp.json().await.expect("json");
-        assert_eq!(status, StatusCode::CREATED, "{collection}: {body}");
-        body["id"].as_str().expect("id").to_owned()
-    }
-
     async fn delete(&self, collection: &str, id: &str) {
         let resp = reqwest::Client::new()
             .delete(format!("{}/api/v1/records/{collection}/{id}", self.base))
@@ -97,117 +33,9 @@ impl TestNode {
             .expect("send");
         assert_eq!(resp.status(), StatusCode::NO_CONTENT);
     }
-
-    fn browser(&self) -> Browser {
-        Browser {
-            base: self.base.clone(),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
-            cookies: Vec::new(),
-        }
-    }
-
-    async fn signed_in(&self, user: &str) -> Browser {
-        let mut b = self.browser();
-        let page = b.get("/login").await;
-        let csrf = hidden_csrf(&page.body);
-        let password = format!("password-{user}");
-        let page = b
-            .post(
-                "/login",
-                &[
-                    ("csrf", &csrf),
-                    ("next", "/"),
-                    ("user", user),
-                    ("password", &password),
-                ],
-            )
-            .await;
-        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
-        b
-    }
-}
-
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-/// Keeps cookies by hand, as `tests/console.rs` does.
-struct Browser {
-    base: String,
-    http: reqwest::Client,
-    cookies: Vec<(String, String)>,
-}
-
-fn hidden_csrf(body: &str) -> String {
-    let marker = r#"name="csrf" value=""#;
-    let start = body
-        .find(marker)
-        .map(|i| i + marker.len())
-        .expect("a csrf field");
-    body[start..].split('"').next().unwrap_or("").to_owned()
 }
 
 impl Browser {
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    async fn finish(&mut self, resp: reqwest::Response) -> Page {
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        for value in headers.get_all(SET_COOKIE) {
-            let text = value.to_str().expect("cookie text");
-            let pair = text.split(';').next().unwrap_or("");
-            let (name, value) = pair.split_once('=').expect("name=value");
-            self.cookies.retain(|(k, _)| k != name);
-            if !value.is_empty() {
-                self.cookies.push((name.to_owned(), value.to_owned()));
-            }
-        }
-        let body = resp.text().await.expect("body");
-        Page {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookie_header())
-            .send()
-            .await
-            .expect("send");
-        self.finish(resp).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        let body: String = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookie_header())
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .expect("send");
-        self.finish(resp).await
-    }
-
     async fn english(&mut self) {
         let page = self.get("/lang/en?next=/work/skills").await;
         assert_eq!(page.status, StatusCode::SEE_OTHER);
@@ -224,22 +52,6 @@ impl Browser {
         assert_no_external_urls(path, &page.body);
         page.body
     }
-}
-
-/// Every `src=`, `href=` and `action=` stays on this host; no script.
-fn assert_no_external_urls(path: &str, body: &str) {
-    for attr in ["src=\"", "href=\"", "action=\""] {
-        for (i, _) in body.match_indices(attr) {
-            let value = body[i + attr.len()..].split('"').next().unwrap_or("");
-            assert!(
-                !value.starts_with("http:")
-                    && !value.starts_with("https:")
-                    && !value.starts_with("//"),
-                "{path} refers to another host: {attr}{value}"
-            );
-        }
-    }
-    assert!(!body.contains("<script"), "{path} has a script");
 }
 
 /// Asserts the texts appear in `body` in this order.
@@ -411,7 +223,7 @@ fn titles(rows: &Value) -> Vec<&str> {
 
 #[tokio::test]
 async fn the_skill_matrix_shows_levels_counts_and_filters() {
-    let node = TestNode::start().await;
+    let node = node_with_editor_and_viewer().await;
     let d = seed(&node).await;
     let (status, m) = node.api_get("/api/v1/views/skills").await;
     assert_eq!(status, StatusCode::OK, "{m}");
@@ -476,7 +288,7 @@ async fn the_skill_matrix_shows_levels_counts_and_filters() {
 
 #[tokio::test]
 async fn the_order_pipeline_groups_by_status_with_totals_names_and_overdue() {
-    let node = TestNode::start().await;
+    let node = node_with_editor_and_viewer().await;
     let d = seed(&node).await;
     let (status, p) = node.api_get("/api/v1/views/orders").await;
     assert_eq!(status, StatusCode::OK, "{p}");
@@ -549,7 +361,7 @@ async fn the_order_pipeline_groups_by_status_with_totals_names_and_overdue() {
 
 #[tokio::test]
 async fn the_training_log_filters_by_fiscal_year_and_worker() {
-    let node = TestNode::start().await;
+    let node = node_with_editor_and_viewer().await;
     let d = seed(&node).await;
     let (status, all) = node.api_get("/api/v1/views/training").await;
     assert_eq!(status, StatusCode::OK, "{all}");
@@ -618,7 +430,7 @@ async fn the_training_log_filters_by_fiscal_year_and_worker() {
 
 #[tokio::test]
 async fn the_pr_plan_has_twelve_months_by_audience() {
-    let node = TestNode::start().await;
+    let node = node_with_editor_and_viewer().await;
     seed(&node).await;
     let (status, plan) = node.api_get("/api/v1/views/pr?fiscal_year=2024").await;
     assert_eq!(status, StatusCode::OK, "{plan}");
@@ -651,7 +463,7 @@ async fn the_pr_plan_has_twelve_months_by_audience() {
 
 #[tokio::test]
 async fn the_views_answer_from_local_collections_only_and_need_a_token() {
-    let node = TestNode::start().await;
+    let node = node_with_editor_and_viewer().await;
     let d = seed(&node).await;
     for path in [
         "/api/v1/views/skills",
@@ -684,7 +496,7 @@ async fn the_views_answer_from_local_collections_only_and_need_a_token() {
 
 #[tokio::test]
 async fn the_town_work_pages_render_in_japanese_and_english() {
-    let node = TestNode::start().await;
+    let node = node_with_editor_and_viewer().await;
     let d = seed(&node).await;
     let mut b = node.signed_in("editor").await;
 
@@ -811,7 +623,7 @@ async fn the_town_work_pages_render_in_japanese_and_english() {
 
 #[tokio::test]
 async fn a_viewer_sees_the_pages_without_new_links() {
-    let node = TestNode::start().await;
+    let node = node_with_editor_and_viewer().await;
     seed(&node).await;
     let mut b = node.signed_in("viewer").await;
     for (path, collections) in [

@@ -3,61 +3,14 @@
 //! refused with 422 `personal_data` naming the field, the kind and the
 //! position; nothing is stored; local records may hold personal data.
 
-use std::sync::Arc;
+#[path = "support/node.rs"]
+mod support;
 
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
+use support::TestNode;
 use yui_node::accounts::Role;
-use yui_node::datadir::{DataDir, InitOptions};
-use yui_node::node::{Node, run};
-
-struct TestNode {
-    base: String,
-    token: String,
-    editor_token: String,
-    client: reqwest::Client,
-    shutdown: CancellationToken,
-    _dir: tempfile::TempDir,
-}
 
 impl TestNode {
-    async fn start() -> TestNode {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data = DataDir::new(dir.path().join("data"));
-        data.init(&InitOptions {
-            town: "tateshina".into(),
-            name: "立科町".into(),
-            api_listen: "127.0.0.1:0".parse().expect("addr"),
-            peer_listen: "127.0.0.1:0".parse().expect("addr"),
-        })
-        .expect("init");
-        let token = data.read_token().expect("token");
-        let node = Arc::new(Node::open(data, true).expect("open"));
-        node.accounts
-            .add_user("henshu", Role::Editor, "editor-password-1")
-            .await
-            .expect("user");
-        let editor_token = node
-            .accounts
-            .create_token("henshu", Role::Editor, "test")
-            .await
-            .expect("token");
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let shutdown = CancellationToken::new();
-        tokio::spawn(run(node, listener, shutdown.clone()));
-        TestNode {
-            base,
-            token,
-            editor_token,
-            client: reqwest::Client::new(),
-            shutdown,
-            _dir: dir,
-        }
-    }
-
     async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
         let resp = self
             .client
@@ -92,7 +45,11 @@ fn knowledge(title: &str, body: &str) -> Value {
 
 #[tokio::test]
 async fn shared_records_with_personal_data_are_refused_with_field_kind_and_position() {
-    let node = TestNode::start().await;
+    let node = TestNode::builder()
+        .user("henshu", Role::Editor)
+        .api_token("henshu")
+        .start()
+        .await;
     // Local records may hold personal data: that is what they are for.
     let (status, body) = node
         .send(
@@ -242,7 +199,11 @@ async fn shared_records_with_personal_data_are_refused_with_field_kind_and_posit
 
 #[tokio::test]
 async fn an_administrator_may_publish_a_finding_with_a_reason_which_is_audited() {
-    let node = TestNode::start().await;
+    let node = TestNode::builder()
+        .user("henshu", Role::Editor)
+        .api_token("henshu")
+        .start()
+        .await;
     let office = "問い合わせ：立科町役場 企画課 0267-88-7315（代表）";
     let with_override = |reason: &str| {
         json!({
@@ -254,7 +215,7 @@ async fn an_administrator_may_publish_a_finding_with_a_reason_which_is_audited()
     let resp = node
         .client
         .post(format!("{}/api/v1/records/knowledge", node.base))
-        .bearer_auth(&node.editor_token)
+        .bearer_auth(node.api_token("henshu"))
         .json(&with_override("役場の代表番号で個人のものではない"))
         .send()
         .await

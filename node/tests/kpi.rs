@@ -9,100 +9,28 @@
 //! what the peer port calls after mutual TLS). That is also the only way to
 //! give a report an old `updated_at`, which the stale flag needs.
 
-use std::sync::Arc;
+#[path = "support/node.rs"]
+mod support;
 
 use reqwest::StatusCode;
-use reqwest::header::{CONTENT_DISPOSITION, CONTENT_TYPE, COOKIE, HeaderMap, LOCATION, SET_COOKIE};
+use reqwest::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use serde_json::{Value, json};
-use tokio_util::sync::CancellationToken;
+use support::{
+    Browser, LINK_ATTRIBUTES, Page, TestNode, assert_attributes_stay_local, field_block,
+};
 use yui_node::accounts::Role;
-use yui_node::datadir::{DataDir, InitOptions};
-use yui_node::node::{Node, run};
 use yui_protocol::validate::validate_create;
 use yui_protocol::wire::{DocUpdate, PROTOCOL_VERSION, SyncRequest};
 use yui_protocol::{Collection, RecordId};
 
-struct TestNode {
-    base: String,
-    token: String,
-    node: Arc<Node>,
-    shutdown: CancellationToken,
-    server: tokio::task::JoinHandle<yui_node::Result<()>>,
-    _dir: tempfile::TempDir,
-}
-
 impl TestNode {
-    async fn start() -> TestNode {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let data = DataDir::new(dir.path().join("data"));
-        data.init(&InitOptions {
-            town: "tateshina".into(),
-            name: "立科町".into(),
-            api_listen: "127.0.0.1:0".parse().expect("addr"),
-            peer_listen: "127.0.0.1:0".parse().expect("addr"),
-        })
-        .expect("init");
-        let token = data.read_token().expect("token");
-        let node = Arc::new(Node::open(data, true).expect("open"));
-        for (user, role) in [
-            ("admin", Role::Admin),
-            ("editor", Role::Editor),
-            ("viewer", Role::Viewer),
-        ] {
-            node.accounts
-                .add_user(user, role, &format!("password-{user}"))
-                .await
-                .expect("add user");
-        }
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
-            .await
-            .expect("bind");
-        let base = format!("http://{}", listener.local_addr().expect("addr"));
-        let shutdown = CancellationToken::new();
-        let server = tokio::spawn(run(node.clone(), listener, shutdown.clone()));
-        TestNode {
-            base,
-            token,
-            node,
-            shutdown,
-            server,
-            _dir: dir,
-        }
-    }
-
-    async fn stop(self) {
-        self.shutdown.cancel();
-        self.server.await.expect("join").expect("server");
-    }
-
     async fn api(&self, token: &str, path: &str) -> reqwest::Response {
-        reqwest::Client::new()
-            .get(format!("{}{path}", self.base))
+        self.client
+            .get(self.url(path))
             .bearer_auth(token)
             .send()
             .await
             .expect("send")
-    }
-
-    async fn get_json(&self, path: &str) -> (StatusCode, Value) {
-        let resp = self.api(&self.token, path).await;
-        let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    /// Creates a record of this town through the API; returns its id.
-    async fn create(&self, collection: &str, fields: Value) -> String {
-        let resp = reqwest::Client::new()
-            .post(format!("{}/api/v1/records/{collection}", self.base))
-            .bearer_auth(&self.token)
-            .json(&json!({ "fields": fields }))
-            .send()
-            .await
-            .expect("send");
-        let status = resp.status();
-        let body: Value = resp.json().await.expect("json");
-        assert_eq!(status, StatusCode::CREATED, "{body}");
-        body["id"].as_str().expect("id").to_owned()
     }
 
     /// A shared record made by `town` at `at` (RFC 3339), arriving as a
@@ -141,43 +69,8 @@ impl TestNode {
         assert_eq!(outcome.stored.len(), 1);
     }
 
-    fn browser(&self) -> Browser {
-        Browser {
-            base: self.base.clone(),
-            http: reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
-            cookies: Vec::new(),
-            csrf: String::new(),
-        }
-    }
-
-    async fn signed_in(&self, user: &str) -> Browser {
-        let mut b = self.browser();
-        let page = b.get("/login").await;
-        let token = hidden_csrf(&page.body);
-        let password = format!("password-{user}");
-        let page = b
-            .post(
-                "/login",
-                &[
-                    ("csrf", &token),
-                    ("next", "/"),
-                    ("user", user),
-                    ("password", &password),
-                ],
-            )
-            .await;
-        assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
-        let home = b.get("/").await;
-        assert_eq!(home.status, StatusCode::OK, "{}", home.body);
-        b.csrf = hidden_csrf(&home.body);
-        b
-    }
-
     async fn kpi_reports(&self) -> Vec<Value> {
-        let (status, body) = self.get_json("/api/v1/records/kpi_reports").await;
+        let (status, body) = self.api_get("/api/v1/records/kpi_reports").await;
         assert_eq!(status, StatusCode::OK);
         body["items"].as_array().cloned().unwrap_or_default()
     }
@@ -193,102 +86,11 @@ fn rand_bytes(town: &str, ms: i64) -> [u8; 16] {
     out
 }
 
-struct Page {
-    status: StatusCode,
-    headers: HeaderMap,
-    body: String,
-}
-
-impl Page {
-    fn location(&self) -> &str {
-        self.headers
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-}
-
-struct Browser {
-    base: String,
-    http: reqwest::Client,
-    cookies: Vec<(String, String)>,
-    csrf: String,
-}
-
-fn hidden_csrf(body: &str) -> String {
-    let marker = r#"name="csrf" value=""#;
-    let start = body
-        .find(marker)
-        .map(|i| i + marker.len())
-        .expect("a csrf field");
-    body[start..].split('"').next().unwrap_or("").to_owned()
-}
-
 impl Browser {
-    fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    async fn finish(&mut self, resp: reqwest::Response) -> Page {
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        for value in headers.get_all(SET_COOKIE) {
-            let pair = value
-                .to_str()
-                .expect("cookie")
-                .split(';')
-                .next()
-                .unwrap_or("");
-            let (name, value) = pair.split_once('=').expect("name=value");
-            self.cookies.retain(|(k, _)| k != name);
-            if !value.is_empty() {
-                self.cookies.push((name.to_owned(), value.to_owned()));
-            }
-        }
-        let body = resp.text().await.expect("body");
-        Page {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    async fn get(&mut self, path: &str) -> Page {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookie_header())
-            .send()
-            .await
-            .expect("send");
-        self.finish(resp).await
-    }
-
-    async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        let body: String = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookie_header())
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .expect("send");
-        self.finish(resp).await
-    }
-
     async fn publish(&mut self, fields: &[(&str, &str)]) -> Page {
-        let csrf = self.csrf.clone();
-        let mut form = vec![("csrf", csrf.as_str()), ("fiscal_year", "2024")];
+        let mut form = vec![("fiscal_year", "2024")];
         form.extend_from_slice(fields);
-        self.post("/kpi/draft", &form).await
+        self.submit("/kpi/draft", &form).await
     }
 
     async fn english(&mut self) {
@@ -297,30 +99,10 @@ impl Browser {
     }
 }
 
-/// The HTML of the field block `id="field-NAME"`, up to the next field.
-fn field_block<'a>(body: &'a str, name: &str) -> &'a str {
-    let start = body
-        .find(&format!(r#"id="field-{name}""#))
-        .unwrap_or_else(|| panic!("no field {name}"));
-    let rest = &body[start + 1..];
-    let end = rest.find(r#"id="field-"#).unwrap_or(rest.len());
-    &rest[..end]
-}
-
-/// Every `src=`, `href=` and `action=` stays on this host; no script.
+/// Every `src=`, `href=`, `action=` and `xmlns=` stays on this host (the
+/// chart is inline SVG); no script.
 fn assert_no_external_urls(path: &str, body: &str) {
-    for attr in ["src=\"", "href=\"", "action=\"", "xmlns=\""] {
-        for (i, _) in body.match_indices(attr) {
-            let value = body[i + attr.len()..].split('"').next().unwrap_or("");
-            assert!(
-                !value.starts_with("http:")
-                    && !value.starts_with("https:")
-                    && !value.starts_with("//"),
-                "{path} refers to another host: {attr}{value}"
-            );
-        }
-    }
-    assert!(!body.contains("<script"), "{path} has a script");
+    assert_attributes_stay_local(path, body, &[LINK_ATTRIBUTES, &["xmlns"]].concat());
 }
 
 /// Workers and pilots of FY2024 (2024-04-01 … 2025-03-31) with one of each
@@ -369,9 +151,9 @@ async fn known_records(n: &TestNode) -> (Vec<String>, String) {
 
 #[tokio::test]
 async fn the_draft_is_computed_from_the_towns_own_records_of_the_year() {
-    let n = TestNode::start().await;
+    let n = TestNode::builder().one_user_per_role().start().await;
     let (hires, pilot) = known_records(&n).await;
-    let (status, draft) = n.get_json("/api/v1/kpi/draft?fiscal_year=2024").await;
+    let (status, draft) = n.api_get("/api/v1/kpi/draft?fiscal_year=2024").await;
     assert_eq!(status, StatusCode::OK, "{draft}");
     assert_eq!(draft["town"], "tateshina");
     assert_eq!(
@@ -397,7 +179,7 @@ async fn the_draft_is_computed_from_the_towns_own_records_of_the_year() {
     assert_eq!(draft["report_id"], Value::Null);
 
     // The year after counts the worker who joined on 2025-04-01 only.
-    let (_, next) = n.get_json("/api/v1/kpi/draft?fiscal_year=2025").await;
+    let (_, next) = n.api_get("/api/v1/kpi/draft?fiscal_year=2025").await;
     assert_eq!(next["figures"]["new_hires"], 1);
     assert_eq!(next["figures"]["pilot_projects"], 0);
 
@@ -415,7 +197,7 @@ async fn the_draft_is_computed_from_the_towns_own_records_of_the_year() {
 
     // A year no report can have is refused in the §8 error shape.
     for bad in ["1999", "abc"] {
-        let (status, body) = n.get_json(&format!("/api/v1/kpi?fiscal_year={bad}")).await;
+        let (status, body) = n.api_get(&format!("/api/v1/kpi?fiscal_year={bad}")).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
         assert!(body["error"]["code"].is_string(), "{body}");
     }
@@ -424,7 +206,7 @@ async fn the_draft_is_computed_from_the_towns_own_records_of_the_year() {
 
 #[tokio::test]
 async fn the_rollup_flags_missing_and_stale_towns_and_exports_csv() {
-    let n = TestNode::start().await;
+    let n = TestNode::builder().one_user_per_role().start().await;
     n.create(
         "kpi_reports",
         json!({"fiscal_year": 2024, "new_hires": 5, "pilot_projects": 1,
@@ -456,7 +238,7 @@ async fn the_rollup_flags_missing_and_stale_towns_and_exports_csv() {
     )
     .await;
 
-    let (status, r) = n.get_json("/api/v1/kpi?fiscal_year=2024").await;
+    let (status, r) = n.api_get("/api/v1/kpi?fiscal_year=2024").await;
     assert_eq!(status, StatusCode::OK, "{r}");
     assert_eq!(r["fiscal_year"], 2024);
     assert_eq!(r["missing"], json!(["itoigawa"]));
@@ -482,7 +264,7 @@ async fn the_rollup_flags_missing_and_stale_towns_and_exports_csv() {
     assert_eq!(r["towns"][2]["stale"], false);
 
     // 2023: only itoigawa reported (in May 2024, after that year's end).
-    let (_, r23) = n.get_json("/api/v1/kpi?fiscal_year=2023").await;
+    let (_, r23) = n.api_get("/api/v1/kpi?fiscal_year=2023").await;
     assert_eq!(r23["missing"], json!(["omachi", "tateshina"]));
     assert_eq!(r23["stale"], json!([]));
 
@@ -516,7 +298,7 @@ async fn the_rollup_flags_missing_and_stale_towns_and_exports_csv() {
 
 #[tokio::test]
 async fn the_console_shows_the_rollup_with_an_svg_chart_in_japanese_and_english() {
-    let n = TestNode::start().await;
+    let n = TestNode::builder().one_user_per_role().start().await;
     n.create(
         "kpi_reports",
         json!({"fiscal_year": 2024, "new_hires": 16, "pilot_projects": 1,
@@ -608,7 +390,7 @@ async fn the_console_shows_the_rollup_with_an_svg_chart_in_japanese_and_english(
 
 #[tokio::test]
 async fn viewers_and_editors_cannot_publish() {
-    let n = TestNode::start().await;
+    let n = TestNode::builder().one_user_per_role().start().await;
     for user in ["viewer", "editor"] {
         let mut b = n.signed_in(user).await;
         let page = b.get("/kpi?fiscal_year=2024").await;
@@ -642,7 +424,7 @@ async fn viewers_and_editors_cannot_publish() {
 
 #[tokio::test]
 async fn publishing_creates_the_report_then_updates_the_same_one() {
-    let n = TestNode::start().await;
+    let n = TestNode::builder().one_user_per_role().start().await;
     known_records(&n).await;
     let mut b = n.signed_in("admin").await;
     let page = b.get("/kpi?fiscal_year=2024").await;
@@ -733,7 +515,7 @@ async fn publishing_creates_the_report_then_updates_the_same_one() {
                "dx_certified_businesses": 1, "member_municipalities": 3,
                "note": "WORK TRIP 経由の受注を含む"})
     );
-    let (_, draft) = n.get_json("/api/v1/kpi/draft?fiscal_year=2024").await;
+    let (_, draft) = n.api_get("/api/v1/kpi/draft?fiscal_year=2024").await;
     assert_eq!(draft["report_id"], id.as_str());
 
     // The form now starts from the published figures and says so, in English.
@@ -777,7 +559,7 @@ async fn publishing_creates_the_report_then_updates_the_same_one() {
         "an empty note removes it"
     );
 
-    let (_, audit) = n.get_json("/api/v1/audit").await;
+    let (_, audit) = n.api_get("/api/v1/audit").await;
     let publishes: Vec<&Value> = audit["entries"]
         .as_array()
         .expect("entries")

@@ -109,6 +109,26 @@ pub fn hours(h: f64) -> String {
     }
 }
 
+/// The fiscal year a page's `?fiscal_year=` asks for. A bad year in a
+/// hand-typed link shows every year rather than an error.
+fn fiscal_year_asked(q: &HashMap<String, String>) -> Option<i64> {
+    daily::parse_fiscal_year(q.get("fiscal_year").map(String::as_str))
+        .ok()
+        .flatten()
+}
+
+/// The fiscal-year picker: `years` as "FY…", `selected` marked.
+fn year_choices(m: &Messages, years: &[i64], selected: Option<i64>) -> Vec<Choice> {
+    years
+        .iter()
+        .map(|y| Choice {
+            value: y.to_string(),
+            label: (m.work_fy)(*y),
+            selected: selected == Some(*y),
+        })
+        .collect()
+}
+
 fn truncated_note(m: &Messages, truncated: bool) -> Option<String> {
     truncated.then(|| (m.work_truncated)(daily::MAX_RECORDS))
 }
@@ -368,10 +388,7 @@ pub async fn training(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, PageError> {
     let (m, lang) = (who.m(), who.lang());
-    // A bad year in a hand-typed link shows every year rather than an error.
-    let fy = daily::parse_fiscal_year(q.get("fiscal_year").map(String::as_str))
-        .ok()
-        .flatten();
+    let fy = fiscal_year_asked(&q);
     let worker = q.get("worker").map(|w| w.trim()).filter(|w| !w.is_empty());
     let (log, workers) = daily::training_view(&node.store, fy, worker)
         .await
@@ -394,15 +411,7 @@ pub async fn training(
         chrome: who.chrome(m.work_training_title, "work-training"),
         new_training: new_link(&who, Collection::Trainings),
         new_mentoring: new_link(&who, Collection::Mentoring),
-        years: log
-            .fiscal_years
-            .iter()
-            .map(|y| Choice {
-                value: y.to_string(),
-                label: (m.work_fy)(*y),
-                selected: fy == Some(*y),
-            })
-            .collect(),
+        years: year_choices(m, &log.fiscal_years, fy),
         workers: worker_choices,
         heading: log
             .worker
@@ -477,9 +486,7 @@ pub async fn pr(
     Query(q): Query<HashMap<String, String>>,
 ) -> Result<Response, PageError> {
     let (m, lang) = (who.m(), who.lang());
-    let fy = daily::parse_fiscal_year(q.get("fiscal_year").map(String::as_str))
-        .ok()
-        .flatten();
+    let fy = fiscal_year_asked(&q);
     let plan = daily::pr_view(&node.store, fy)
         .await
         .map_err(|e| who.failed(e))?;
@@ -500,14 +507,7 @@ pub async fn pr(
         chrome: who.chrome(m.work_pr_title, "work-pr"),
         new: new_link(&who, Collection::PrItems),
         heading: format!("{} — {}", m.work_pr_title, (m.work_fy)(plan.fiscal_year)),
-        years: years
-            .iter()
-            .map(|y| Choice {
-                value: y.to_string(),
-                label: (m.work_fy)(*y),
-                selected: *y == plan.fiscal_year,
-            })
-            .collect(),
+        years: year_choices(m, &years, Some(plan.fiscal_year)),
         residents_label: option_label(lang, Collection::PrItems, "audience", "residents"),
         customers_label: option_label(lang, Collection::PrItems, "audience", "customers"),
         empty: plan

@@ -11,8 +11,9 @@ use serde::Deserialize;
 use yui_protocol::Collection;
 
 use super::i18n::{Lang, Messages};
+use super::peers;
 use super::records::{record_href, record_title};
-use super::{AppState, Chrome, FormPairs, PageError, SignedIn, render, show_bytes, show_time};
+use super::{AppState, Chrome, PageError, SignedIn, render, show_bytes};
 
 /// How many recently changed shared records the conflict list looks at.
 const CONFLICT_SCAN: usize = 200;
@@ -159,15 +160,8 @@ pub async fn show(
             url: p.url.clone(),
             town: p.town.clone().unwrap_or_default(),
             state: p.state,
-            state_label: match p.state {
-                "ok" => m.state_ok,
-                "failing" => m.state_failing,
-                _ => m.state_new,
-            },
-            last_sync: p
-                .last_sync_at
-                .as_deref()
-                .map_or_else(|| m.never.to_owned(), show_time),
+            state_label: peers::state_label(m, p.state),
+            last_sync: peers::last_sync_shown(m, p.last_sync_at.as_deref()),
             pending: p.pending,
             explanation: p.last_error.as_deref().map(|e| explain_peer_error(m, e)),
             detail: p.last_error.clone().unwrap_or_default(),
@@ -249,9 +243,7 @@ pub async fn sync_now(
     who: SignedIn,
     body: Bytes,
 ) -> Result<Response, PageError> {
-    let form = FormPairs::parse(&body);
-    who.check_csrf(form.get("csrf"))?;
-    who.require(who.principal().role.can_write_records())?;
+    let form = who.posted_form(&body, who.principal().role.can_write_records())?;
     if node.peering.is_none() {
         return Err(who.error(StatusCode::CONFLICT, who.m().sync_needs_membership));
     }

@@ -14,7 +14,7 @@ use yui_protocol::kpi::{Figures, Rollup, Targets};
 use yui_protocol::{Collection, ValidationErrors};
 
 use super::i18n::{Lang, Messages};
-use super::{AppState, Chrome, FormPairs, PageError, SignedIn, render, show_time};
+use super::{AppState, Chrome, PageError, SignedIn, render, show_time};
 use crate::kpi::{DraftReport, FIGURES};
 
 fn label(lang: Lang, field: &str) -> &'static str {
@@ -460,9 +460,7 @@ pub async fn publish(
     who: SignedIn,
     body: Bytes,
 ) -> Result<Response, PageError> {
-    let form = FormPairs::parse(&body);
-    who.check_csrf(form.get("csrf"))?;
-    who.require(who.principal().role.can_administer())?;
+    let form = who.posted_form(&body, who.principal().role.can_administer())?;
     let (m, lang) = (who.m(), who.lang());
     let fy = year_of(&who, form.get("fiscal_year"))?;
     let mut submitted = Submitted::default();

@@ -233,6 +233,15 @@ impl SignedIn {
         }
     }
 
+    /// A posted form, once its CSRF token and then the role (`allowed`)
+    /// are checked: a forged post is refused as forged, whatever the role.
+    pub fn posted_form(&self, body: &[u8], allowed: bool) -> Result<FormPairs, PageError> {
+        let form = FormPairs::parse(body);
+        self.check_csrf(form.get("csrf"))?;
+        self.require(allowed)?;
+        Ok(form)
+    }
+
     pub fn error(&self, status: StatusCode, message: &'static str) -> PageError {
         PageError::new(&self.visitor, status, message)
     }

@@ -10,7 +10,8 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Redirect, Response};
 use serde::Deserialize;
 
-use super::{AppState, Chrome, FormPairs, PageError, SignedIn, render, show_time, url_encode};
+use super::i18n::Messages;
+use super::{AppState, Chrome, PageError, SignedIn, render, show_time, url_encode};
 
 struct PeerRow {
     url: String,
@@ -48,6 +49,39 @@ pub struct PeersQuery {
     number: Option<u64>,
 }
 
+/// A peer's sync state (`ok`, `failing`, else new) in the visitor's words.
+pub(super) fn state_label(m: &'static Messages, state: &str) -> &'static str {
+    match state {
+        "ok" => m.state_ok,
+        "failing" => m.state_failing,
+        _ => m.state_new,
+    }
+}
+
+/// When a peer last synced, or "never".
+pub(super) fn last_sync_shown(m: &Messages, at: Option<&str>) -> String {
+    at.map_or_else(|| m.never.to_owned(), show_time)
+}
+
+/// The peers page with an error above it, and the URL field empty.
+async fn error_page(
+    node: &AppState,
+    who: &SignedIn,
+    status: StatusCode,
+    message: &'static str,
+    detail: String,
+) -> Result<Response, PageError> {
+    page(
+        node,
+        who,
+        status,
+        None,
+        Some((message, detail)),
+        String::new(),
+    )
+    .await
+}
+
 async fn page(
     node: &AppState,
     who: &SignedIn,
@@ -71,15 +105,8 @@ async fn page(
             town: p.town.clone().unwrap_or_default(),
             node_id: p.node_id.clone().unwrap_or_default(),
             state: p.state,
-            state_label: match p.state {
-                "ok" => m.state_ok,
-                "failing" => m.state_failing,
-                _ => m.state_new,
-            },
-            last_sync: p
-                .last_sync_at
-                .as_deref()
-                .map_or_else(|| m.never.to_owned(), show_time),
+            state_label: state_label(m, p.state),
+            last_sync: last_sync_shown(m, p.last_sync_at.as_deref()),
         })
         .collect();
     let refused = s
@@ -136,9 +163,7 @@ pub async fn add(
     who: SignedIn,
     body: Bytes,
 ) -> Result<Response, PageError> {
-    let form = FormPairs::parse(&body);
-    who.check_csrf(form.get("csrf"))?;
-    who.require(who.principal().role.can_administer())?;
+    let form = who.posted_form(&body, who.principal().role.can_administer())?;
     let url = form.get("url").unwrap_or("").trim().to_owned();
     let node_id = form
         .get("node_id")
@@ -165,19 +190,15 @@ pub async fn remove(
     who: SignedIn,
     body: Bytes,
 ) -> Result<Response, PageError> {
-    let form = FormPairs::parse(&body);
-    who.check_csrf(form.get("csrf"))?;
-    who.require(who.principal().role.can_administer())?;
+    let form = who.posted_form(&body, who.principal().role.can_administer())?;
     let key = form.get("key").unwrap_or("").to_owned();
     if form.get("confirm") != Some("yes") {
-        let error = Some((who.m().confirm_remove_peer, key));
-        return page(
+        return error_page(
             &node,
             &who,
             StatusCode::BAD_REQUEST,
-            None,
-            error,
-            String::new(),
+            who.m().confirm_remove_peer,
+            key,
         )
         .await;
     }
@@ -223,14 +244,12 @@ pub async fn import_revocations(
     who.check_csrf(csrf.as_deref())?;
     who.require(who.principal().role.can_administer())?;
     let Some(peering) = &node.peering else {
-        let error = Some((m.not_joined, m.not_joined_hint.to_owned()));
-        return page(
+        return error_page(
             &node,
             &who,
             StatusCode::CONFLICT,
-            None,
-            error,
-            String::new(),
+            m.not_joined,
+            m.not_joined_hint.to_owned(),
         )
         .await;
     };
@@ -241,13 +260,11 @@ pub async fn import_revocations(
     } else if !file.is_empty() {
         Ok(file)
     } else {
-        let error = Some((m.revocations_empty, String::new()));
-        return page(
+        return error_page(
             &node,
             &who,
             StatusCode::BAD_REQUEST,
-            None,
-            error,
+            m.revocations_empty,
             String::new(),
         )
         .await;
@@ -274,14 +291,12 @@ pub async fn import_revocations(
             .into_response())
         }
         Err(e) => {
-            let error = Some((m.revocations_invalid, e.to_string()));
-            page(
+            error_page(
                 &node,
                 &who,
                 StatusCode::BAD_REQUEST,
-                None,
-                error,
-                String::new(),
+                m.revocations_invalid,
+                e.to_string(),
             )
             .await
         }

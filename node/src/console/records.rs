@@ -693,7 +693,7 @@ fn personal_data_errors(findings: &[yui_protocol::guard::Finding]) -> Vec<FieldE
 }
 
 /// What an administrator's override asks for, from the form: the guard
-/// mode and the reason (checked: at least 5 characters).
+/// mode and the reason (see `override_reason_missing`).
 fn override_of(
     who: &SignedIn,
     form: &FormPairs,
@@ -704,6 +704,12 @@ fn override_of(
     who.require(who.principal().role.can_administer())?;
     let reason = form.get("override_reason").unwrap_or("").trim().to_owned();
     Ok(Some((crate::store::GuardMode::AcceptOverridable, reason)))
+}
+
+/// Whether an override was asked for without a reason of at least 5
+/// characters.
+fn override_reason_missing(overriding: &Option<(crate::store::GuardMode, String)>) -> bool {
+    matches!(overriding, Some((_, reason)) if reason.chars().count() < 5)
 }
 
 /// Audits what an override let through (fields, kinds, positions; never
@@ -912,9 +918,7 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Response, PageError> {
     let collection = collection_of(&who, &name)?;
-    let form = FormPairs::parse(&body);
-    who.check_csrf(form.get("csrf"))?;
-    who.require(who.principal().role.can_write_records())?;
+    let form = who.posted_form(&body, who.principal().role.can_write_records())?;
     let raw = raw_of_form(collection, &form);
     let overriding = override_of(&who, &form)?;
     let mut input = Map::new();
@@ -929,8 +933,9 @@ pub async fn create(
         }
     }
     let mut extra = None;
-    let (mode, reason) = overriding.clone().unwrap_or_default();
-    if reason.chars().count() < 5 && overriding.is_some() {
+    let reason_missing = override_reason_missing(&overriding);
+    let (mode, reason) = overriding.unwrap_or_default();
+    if reason_missing {
         extra = Some(who.m().override_reason_required);
     } else if errors.is_empty() {
         match validate_create(collection, &input) {
@@ -1000,9 +1005,7 @@ pub async fn update(
 ) -> Result<Response, PageError> {
     let collection = collection_of(&who, &name)?;
     let id = id_of(&who, &id)?;
-    let form = FormPairs::parse(&body);
-    who.check_csrf(form.get("csrf"))?;
-    who.require(who.principal().role.can_write_records())?;
+    let form = who.posted_form(&body, who.principal().role.can_write_records())?;
     let current = load(&node, &who, collection, id.clone(), false).await?;
     let raw = raw_of_form(collection, &form);
     // Only what changed is sent, so an edit does not overwrite fields that
@@ -1020,9 +1023,10 @@ pub async fn update(
         }
     }
     let overriding = override_of(&who, &form)?;
-    let (mode, reason) = overriding.clone().unwrap_or_default();
     let mut extra = None;
-    if reason.chars().count() < 5 && overriding.is_some() {
+    let reason_missing = override_reason_missing(&overriding);
+    let (mode, reason) = overriding.unwrap_or_default();
+    if reason_missing {
         extra = Some(who.m().override_reason_required);
     } else if errors.is_empty() {
         match validate_patch(collection, &patch) {
@@ -1103,9 +1107,7 @@ pub async fn delete(
 ) -> Result<Response, PageError> {
     let collection = collection_of(&who, &name)?;
     let id = id_of(&who, &id)?;
-    let form = FormPairs::parse(&body);
-    who.check_csrf(form.get("csrf"))?;
-    who.require(who.principal().role.can_write_records())?;
+    who.posted_form(&body, who.principal().role.can_write_records())?;
     node.store
         .delete(collection, id.clone(), crate::store::now_ms())
         .await
