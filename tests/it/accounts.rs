@@ -1,8 +1,6 @@
 //! `yui user` and `yui audit` as an administrator runs them: passwords on
 //! standard input, while `yui serve` runs, and nothing secret left readable.
 
-use std::path::Path;
-
 use yui_tests::{Server, init, mode, yui_fails, yui_ok, yui_with_stdin};
 
 fn contains(haystack: &[u8], needle: &str) -> bool {

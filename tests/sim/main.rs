@@ -168,9 +168,9 @@ impl Sim {
             // (they would meet through a relay in reality; here one dials).
             let (dialer, listener) = if behind_nat[b] && !behind_nat[a] {
                 (b, a)
-            } else if behind_nat[a] && !behind_nat[b] {
-                (a, b)
-            } else if rng.chance(50) {
+            } else if (behind_nat[a] && !behind_nat[b]) || rng.chance(50) {
+                // Short-circuit: the coin is tossed only when NAT does not
+                // decide, as before, so seeds replay the same runs.
                 (a, b)
             } else {
                 (b, a)
