@@ -498,6 +498,28 @@ impl Accounts {
         }
     }
 
+    /// Audits an administrator's override of the personal-data guard: the
+    /// reason, and the fields, kinds and positions it let through — never
+    /// the text itself. Nothing to audit if nothing was found.
+    pub async fn audit_override(
+        &self,
+        principal: &Principal,
+        target: &str,
+        reason: &str,
+        findings: &[yui_protocol::guard::Finding],
+    ) {
+        if findings.is_empty() {
+            return;
+        }
+        let what: Vec<String> = findings
+            .iter()
+            .map(|f| format!("{} {} at {}..{}", f.field, f.kind, f.start, f.end))
+            .collect();
+        let detail = format!("reason: {reason}; findings: {}", what.join(", "));
+        self.audit(principal, "personal_data.override", target, &detail)
+            .await;
+    }
+
     /// The newest `limit` audit entries, newest first.
     pub async fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);

@@ -306,32 +306,6 @@ fn guard_mode(principal: &Principal, body: &RecordBody) -> Result<crate::store::
     Ok(crate::store::GuardMode::AcceptOverridable)
 }
 
-/// Audits what an override let through: fields, kinds and positions,
-/// never the text itself.
-async fn audit_override(
-    node: &Node,
-    principal: &Principal,
-    target: &str,
-    body: &RecordBody,
-    findings: &[yui_protocol::guard::Finding],
-) {
-    let (Some(o), false) = (&body.personal_data_override, findings.is_empty()) else {
-        return;
-    };
-    let what: Vec<String> = findings
-        .iter()
-        .map(|f| format!("{} {} at {}..{}", f.field, f.kind, f.start, f.end))
-        .collect();
-    node.accounts
-        .audit(
-            principal,
-            "personal_data.override",
-            target,
-            &format!("reason: {}; findings: {}", o.reason.trim(), what.join(", ")),
-        )
-        .await;
-}
-
 fn collection(name: &str) -> Result<Collection> {
     name.parse().map_err(|_| Error::UnknownCollection {
         name: name.chars().take(40).collect(),
@@ -429,14 +403,12 @@ async fn create_record(
     let id = serde_json::from_str::<RecordRef>(record.get())
         .map(|r| r.id)
         .unwrap_or_default();
-    audit_override(
-        &node,
-        &principal,
-        &format!("{collection}/{id}"),
-        &body,
-        &findings,
-    )
-    .await;
+    if let Some(o) = &body.personal_data_override {
+        let target = format!("{collection}/{id}");
+        node.accounts
+            .audit_override(&principal, &target, o.reason.trim(), &findings)
+            .await;
+    }
     node.accounts
         .audit(
             &principal,
@@ -485,7 +457,11 @@ async fn update_record(
         .update_guarded(collection, id, patch, crate::store::now_ms(), mode)
         .await?;
     node.metrics.record_write();
-    audit_override(&node, &principal, &target, &body, &findings).await;
+    if let Some(o) = &body.personal_data_override {
+        node.accounts
+            .audit_override(&principal, &target, o.reason.trim(), &findings)
+            .await;
+    }
     node.accounts
         .audit(
             &principal,
@@ -744,6 +720,18 @@ async fn list_users(_: AdminAccess, State(node): State<AppState>) -> Result<Resp
     Ok(json_response(StatusCode::OK, &json!({ "users": users })))
 }
 
+/// The number of audit or ledger entries asked for (default 100).
+fn audit_page(limit: Option<usize>) -> Result<usize> {
+    let limit = limit.unwrap_or(DEFAULT_AUDIT_PAGE);
+    if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
+        return Err(Error::bad_request(
+            "invalid_query",
+            format!("limit must be a whole number from 1 to {MAX_AUDIT_PAGE}"),
+        ));
+    }
+    Ok(limit)
+}
+
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct AuditParams {
@@ -755,13 +743,7 @@ async fn audit_log(
     State(node): State<AppState>,
     QueryParams(params): QueryParams<AuditParams>,
 ) -> Result<Response> {
-    let limit = params.limit.unwrap_or(DEFAULT_AUDIT_PAGE);
-    if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
-        return Err(Error::bad_request(
-            "invalid_query",
-            format!("limit must be a whole number from 1 to {MAX_AUDIT_PAGE}"),
-        ));
-    }
+    let limit = audit_page(params.limit)?;
     let entries = node.accounts.audit_log(limit).await?;
     Ok(json_response(
         StatusCode::OK,
@@ -784,13 +766,7 @@ async fn egress_log(
     State(node): State<AppState>,
     QueryParams(params): QueryParams<EgressParams>,
 ) -> Result<Response> {
-    let limit = params.limit.unwrap_or(DEFAULT_AUDIT_PAGE);
-    if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
-        return Err(Error::bad_request(
-            "invalid_query",
-            format!("limit must be a whole number from 1 to {MAX_AUDIT_PAGE}"),
-        ));
-    }
+    let limit = audit_page(params.limit)?;
     if let Some(since) = &params.since
         && !since
             .chars()

@@ -712,32 +712,6 @@ fn override_reason_missing(overriding: &Option<(crate::store::GuardMode, String)
     matches!(overriding, Some((_, reason)) if reason.chars().count() < 5)
 }
 
-/// Audits what an override let through (fields, kinds, positions; never
-/// the text).
-async fn audit_override(
-    node: &AppState,
-    who: &SignedIn,
-    target: &str,
-    reason: &str,
-    findings: &[yui_protocol::guard::Finding],
-) {
-    if findings.is_empty() {
-        return;
-    }
-    let what: Vec<String> = findings
-        .iter()
-        .map(|f| format!("{} {} at {}..{}", f.field, f.kind, f.start, f.end))
-        .collect();
-    node.accounts
-        .audit(
-            who.principal(),
-            "personal_data.override",
-            target,
-            &format!("reason: {reason}; findings: {}", what.join(", ")),
-        )
-        .await;
-}
-
 async fn ref_choices(node: &AppState, to: Collection, selected: &[String]) -> Vec<Choice> {
     let page = node
         .store
@@ -950,7 +924,9 @@ pub async fn create(
                     let view: RecordView = serde_json::from_str(stored.get())
                         .map_err(|e| who.failed(crate::Error::Storage(e.to_string())))?;
                     let target = format!("{}/{}", collection.name(), view.id);
-                    audit_override(&node, &who, &target, &reason, &findings).await;
+                    node.accounts
+                        .audit_override(who.principal(), &target, &reason, &findings)
+                        .await;
                     node.accounts
                         .audit(who.principal(), "record.create", &target, "")
                         .await;
@@ -1040,7 +1016,9 @@ pub async fn update(
                     node.metrics.record_write();
                     let changed: Vec<&str> = patch.keys().map(String::as_str).collect();
                     let target = format!("{}/{id}", collection.name());
-                    audit_override(&node, &who, &target, &reason, &findings).await;
+                    node.accounts
+                        .audit_override(who.principal(), &target, &reason, &findings)
+                        .await;
                     node.accounts
                         .audit(
                             who.principal(),
