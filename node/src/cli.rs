@@ -607,6 +607,16 @@ async fn serve(
     println!("Yui node for town {} is running.", node.config.town);
     println!("API:       http://{local}/api/v1/  (status: http://{local}/api/v1/status)");
     println!("API token: {}", node.token_path.display());
+    // The console needs a user; say how to make the first one.
+    let has_users = node.accounts.users().await.is_ok_and(|u| !u.is_empty());
+    if has_users {
+        println!("Console:   http://{local}/");
+    } else {
+        println!(
+            "Console:   http://{local}/  (no users yet: yui --data-dir {} user add NAME --role admin)",
+            node.data_dir.path.display()
+        );
+    }
     match (&peer_listener, node.peering.is_some()) {
         (Some(l), _) => println!("Peers:     https://{}/ (mutual TLS)", l.local_addr()?),
         (None, true) => println!("Peers:     dialling out only (no peer port)"),

@@ -92,6 +92,20 @@ fn the_systemd_unit_runs_the_node_and_sigterm_keeps_every_acknowledged_write() {
                 .to_owned();
         }
     };
+    // With no console user yet, the node says how to make the first one.
+    let console = loop {
+        let line = lines
+            .next()
+            .expect("serve printed its console")
+            .expect("line");
+        if let Some(rest) = line.strip_prefix("Console:") {
+            break rest.trim().to_owned();
+        }
+    };
+    assert!(
+        console.starts_with(&format!("{api}/")) && console.contains("user add NAME --role admin"),
+        "{console}"
+    );
     std::thread::spawn(move || for _ in lines {});
     let token = std::fs::read_to_string(data.join("api-token"))
         .expect("token")
