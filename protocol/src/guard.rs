@@ -229,7 +229,7 @@ fn is_dash(c: char) -> bool {
 fn normalise(original: &[char]) -> Vec<(char, usize)> {
     let mut out = Vec::with_capacity(original.len());
     for (i, c) in original.iter().enumerate() {
-        if nfkc_stable(*c) {
+        if crate::search::nfkc_stable(*c) {
             out.push((*c, i));
             continue;
         }
@@ -243,14 +243,6 @@ fn normalise(original: &[char]) -> Vec<(char, usize)> {
         }
     }
     out
-}
-
-/// Characters NFKC leaves as they are, by far the most common in Japanese
-/// text: ASCII, hiragana and katakana letters, unified kanji. (Normalising
-/// them one by one was most of the guard's time.)
-fn nfkc_stable(c: char) -> bool {
-    c.is_ascii()
-        || matches!(c, '\u{3041}'..='\u{3096}' | '\u{30A1}'..='\u{30FA}' | '\u{4E00}'..='\u{9FFF}')
 }
 
 /// The form names are compared in: normalised, without spaces or middle
@@ -663,7 +655,7 @@ mod tests {
     fn the_fast_path_agrees_with_nfkc() {
         let ranges = [0x20..0x7f, 0x3041..0x3097, 0x30a1..0x30fb, 0x4e00..0xa000];
         for c in ranges.into_iter().flatten().filter_map(char::from_u32) {
-            assert!(nfkc_stable(c));
+            assert!(crate::search::nfkc_stable(c));
             assert_eq!(
                 std::iter::once(c).nfkc().collect::<String>(),
                 c.to_string(),
