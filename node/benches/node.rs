@@ -32,13 +32,18 @@
 //! builds along with this benchmark.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+#[path = "support/common.rs"]
+mod support;
+
 use std::io::BufRead;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
+
+use support::{percentile, yui_binary};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Map, Value, json};
@@ -431,14 +436,6 @@ fn contains_query(fields: &Map<String, Value>, query: &str) -> bool {
 }
 
 // ---------------------------------------------------------------- figures
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
 
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
@@ -905,22 +902,6 @@ fn proc_status_kb(pid: u32, key: &str) -> Result<u64> {
         .ok_or_else(|| anyhow!("no {key} in /proc/{pid}/status"))
 }
 
-fn yui_binary() -> Result<PathBuf> {
-    // Cargo builds the package's binaries along with a benchmark.
-    let built = PathBuf::from(env!("CARGO_BIN_EXE_yui"));
-    if built.exists() {
-        return Ok(built);
-    }
-    let fallback = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/yui");
-    if fallback.exists() {
-        return Ok(fallback);
-    }
-    bail!(
-        "the release binary is missing ({}); build it with `cargo build --release --bin yui`",
-        built.display()
-    )
-}
-
 struct Served {
     child: Child,
     lines: std::sync::mpsc::Receiver<(Instant, String)>,
@@ -1167,19 +1148,12 @@ fn mb(kb: u64) -> String {
 #[tokio::main]
 async fn main() -> Result<()> {
     let o = parse_opts()?;
-    let root = std::env::temp_dir().join(format!(
-        "yui-bench-{}-{}",
-        std::process::id(),
-        yui_node::store::now_ms()
-    ));
-    std::fs::create_dir_all(&root)?;
-    let result = bench(&o, &root).await;
-    if o.keep {
-        eprintln!("kept {}", root.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&root);
-    }
-    result
+    support::in_scratch_dir(
+        "yui-bench",
+        o.keep,
+        |root| async move { bench(&o, &root).await },
+    )
+    .await
 }
 
 async fn bench(o: &Opts, root: &Path) -> Result<()> {

@@ -59,6 +59,9 @@
 //! `--no-pouchdb`, `--no-direct`, `--peers-dir`, `--keep`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
+#[path = "support/common.rs"]
+mod support;
+
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -67,6 +70,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
+
+use support::{percentile, yui_binary};
 
 use anyhow::{Context, Result, anyhow, bail};
 use prost::Message;
@@ -240,14 +245,6 @@ fn worker_fields(r: &Value) -> Map<String, Value> {
 }
 
 // ---------------------------------------------------------------- numbers
-
-fn percentile(sorted: &[Duration], p: f64) -> Duration {
-    if sorted.is_empty() {
-        return Duration::ZERO;
-    }
-    let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
-    sorted[rank.clamp(1, sorted.len()) - 1]
-}
 
 fn msf(d: Duration) -> f64 {
     (d.as_secs_f64() * 1e5).round() / 100.0
@@ -639,19 +636,6 @@ async fn inbound_from(src: &Api, node_id: &str) -> Result<Inbound> {
 }
 
 // ---------------------------------------------------------------- nodes
-
-fn yui_binary() -> Result<PathBuf> {
-    // Cargo builds the package's binaries along with a benchmark.
-    let built = PathBuf::from(env!("CARGO_BIN_EXE_yui"));
-    if built.exists() {
-        return Ok(built);
-    }
-    let fallback = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/yui");
-    if fallback.exists() {
-        return Ok(fallback);
-    }
-    bail!("the release binary is missing; build it with `cargo build --release --bin yui`")
-}
 
 fn run_yui(bin: &Path, args: &[&str]) -> Result<String> {
     let out = Command::new(bin)
@@ -1471,19 +1455,10 @@ async fn breakdown(src_db: &Path, town: &str, root: &Path) -> Result<Breakdown> 
 #[tokio::main(flavor = "multi_thread", worker_threads = 2)]
 async fn main() -> Result<()> {
     let o = parse_opts()?;
-    let root = std::env::temp_dir().join(format!(
-        "yui-sync-bench-{}-{}",
-        std::process::id(),
-        yui_node::store::now_ms()
-    ));
-    std::fs::create_dir_all(&root)?;
-    let result = bench(&o, &root).await;
-    if o.keep {
-        eprintln!("kept {}", root.display());
-    } else {
-        let _ = std::fs::remove_dir_all(&root);
-    }
-    result
+    support::in_scratch_dir("yui-sync-bench", o.keep, |root| async move {
+        bench(&o, &root).await
+    })
+    .await
 }
 
 #[allow(clippy::too_many_lines)]
@@ -1768,6 +1743,8 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
 
     // ---- figure 2: idle round
     println!("\n## Figure 2: idle round at N = {n} (B dials A; POST /api/v1/sync on B)");
+    // Let the pushers' and long polls' last exchanges after figure 1 finish,
+    // so they are not counted as the idle round's bytes.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut idle = Vec::new();
     for k in 0..5 {

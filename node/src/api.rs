@@ -768,9 +768,7 @@ async fn egress_log(
 ) -> Result<Response> {
     let limit = audit_page(params.limit)?;
     if let Some(since) = &params.since
-        && !since
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-:.+TZ".contains(c))
+        && !crate::store::Store::is_egress_since(since)
     {
         return Err(Error::bad_request(
             "invalid_query",

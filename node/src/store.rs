@@ -1161,6 +1161,16 @@ impl Store {
             .await
     }
 
+    /// Whether `since` reads like the date or time [`Store::egress`] compares
+    /// with (`2026-11-21`, `2026-11-21T09:00:00Z`): digits, letters and
+    /// `-:.+` only. Callers reject or drop anything else.
+    pub fn is_egress_since(since: &str) -> bool {
+        !since.is_empty()
+            && since
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-:.+".contains(c))
+    }
+
     /// The egress ledger, newest first: every document this node sent to a
     /// peer, optionally only to one peer (node id or town) and since a time
     /// (RFC 3339, compared as text, so `2026-11-21` works too).

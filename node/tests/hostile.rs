@@ -10,38 +10,13 @@ use std::time::{Duration, Instant};
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio_util::sync::CancellationToken;
-use yui_node::datadir::{DataDir, InitOptions};
-use yui_node::node::Node;
 use yui_node::pki::CaDir;
 use yui_protocol::wire::{DocUpdate, PROTOCOL_VERSION, SyncRequest, SyncResponse};
 use yui_protocol::{Collection, RecordId};
 
-struct Town {
-    node: Arc<Node>,
-    _dir: tempfile::TempDir,
-}
-
-fn make_town(ca: &CaDir, town: &str) -> Town {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = DataDir::new(dir.path().join(town));
-    data.init(&InitOptions {
-        town: town.into(),
-        name: String::new(),
-        api_listen: "127.0.0.1:0".parse().expect("addr"),
-        peer_listen: "127.0.0.1:0".parse().expect("addr"),
-    })
-    .expect("init");
-    let now = time::OffsetDateTime::now_utc();
-    let csr = std::fs::read_to_string(data.csr_path()).expect("csr");
-    let (cert, _) = ca.issue(&csr, 30, now).expect("issue");
-    let ca_pem = std::fs::read(ca.cert_path()).expect("ca");
-    yui_node::pki::install(&data, town, cert.as_bytes(), &ca_pem, now.unix_timestamp())
-        .expect("install");
-    Town {
-        node: Arc::new(Node::open(data, true).expect("open")),
-        _dir: dir,
-    }
-}
+#[path = "support/attack.rs"]
+mod kit;
+use kit::make_town;
 
 /// One HTTP/1.1 request over a fresh mutual-TLS connection, as the attacker.
 async fn post(

@@ -19,6 +19,10 @@ const CONVERGE: Duration = Duration::from_secs(10);
 const RECONNECT: Duration = Duration::from_secs(30);
 /// How long refused nodes get to try (and fail) to deliver.
 const REFUSAL_WINDOW: Duration = Duration::from_secs(3);
+/// How long a test waits before it asserts that a record did NOT arrive:
+/// ~100 times the propagation between online peers, so an absence after it
+/// means no sync, not a slow one.
+const ABSENCE_WINDOW: Duration = Duration::from_secs(1);
 
 /// A string no other test (or run) writes.
 fn unique(prefix: &str) -> String {
@@ -583,7 +587,7 @@ fn records_written_while_the_relay_is_down_reach_the_far_side_when_it_returns() 
     assert_eq!(c.status()["peers"], json!([]));
     let (gone, _) = write_knowledge(&a, "after-removal");
     wait_for_record(&b, "knowledge", &gone, CONVERGE);
-    std::thread::sleep(Duration::from_secs(1));
+    std::thread::sleep(ABSENCE_WINDOW);
     assert_eq!(
         c.record("knowledge", &gone),
         None,
@@ -1009,7 +1013,9 @@ fn a_revoked_peer_that_we_dial_is_cut_off() {
     import_revocations(&victim, &list);
     // Answering the long poll that was open at the revocation…
     let (theirs_first, _) = write_knowledge(&revoked, "theirs-after-1");
-    std::thread::sleep(Duration::from_secs(1));
+    // Long enough for that answer to go out on the poll that was open, so
+    // the next write travels on a request made after the revocation.
+    std::thread::sleep(ABSENCE_WINDOW);
     // …and on requests the victim makes after the revocation.
     let (theirs_later, _) = write_knowledge(&revoked, "theirs-after-2");
     let (ours, _) = write_knowledge(&victim, "ours-after");

@@ -62,13 +62,12 @@ pub async fn show(
         .peer
         .map(|p| p.trim().to_owned())
         .filter(|p| !p.is_empty());
-    // A date (or a time) as typed; anything else matches nothing rather
-    // than reaching the query.
-    let since = q.since.map(|s| s.trim().to_owned()).filter(|s| {
-        !s.is_empty()
-            && s.chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-:.+TZ".contains(c))
-    });
+    // A date (or a time) as typed; anything else is ignored, and the
+    // ledger is shown without a date filter.
+    let since = q
+        .since
+        .map(|s| s.trim().to_owned())
+        .filter(|s| crate::store::Store::is_egress_since(s));
     let entries = node
         .store
         .egress(peer.clone(), since.clone(), EGRESS_ROWS)
