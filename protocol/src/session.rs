@@ -7,6 +7,12 @@
 //! checks cannot drift apart.
 //!
 //! Client: [`client_request`] (read) → send → [`client_apply`] (one write).
+//! While a long pull is under way the client may pipeline: with an answer in
+//! hand and not yet stored, [`client_next_pull`] builds the next request, so
+//! the server prepares batch k+1 while the client stores batch k. The
+//! request's `confirmed` tells the server how much is stored; an answer
+//! stands only if every earlier one ended where it began
+//! ([`ClientOutcome::reached`]).
 //! Server: [`server_accept`] (write) → [`server_prepare`] (read, repeated
 //! while a long poll waits) → [`server_delivered`] (write) → answer with
 //! [`server_response`].
@@ -136,6 +142,49 @@ pub struct ClientOutcome {
     pub server_restored: bool,
 }
 
+/// The next pull of a pipelined run: asks for what follows `answer` (not
+/// yet stored) and confirms only `confirmed`, the pull cursor as stored.
+/// `None` when the answer says there is no more, or its server does not
+/// honour `confirmed` (it would take `since` as delivered, and a crash
+/// before `answer` is stored would lose what the server then skips), or the
+/// server was restored (everything restarts at 0).
+pub fn client_next_pull(
+    sent: &Outgoing,
+    answer: &SyncResponse,
+    confirmed: u64,
+) -> Option<Outgoing> {
+    let restored = sent.request.server_epoch != 0 && sent.request.server_epoch != answer.epoch;
+    if !sent.request.pull || !answer.more || !answer.confirms_separately || restored {
+        return None;
+    }
+    Some(Outgoing {
+        request: SyncRequest {
+            version: PROTOCOL_VERSION,
+            epoch: sent.request.epoch,
+            server_epoch: answer.epoch,
+            since: answer.cursor,
+            confirmed: Some(confirmed.min(answer.cursor)),
+            pull: true,
+            wait_ms: 0,
+            ..SyncRequest::default()
+        },
+        pushed: Vec::new(),
+        push: false,
+        push_end: 0,
+        push_more: false,
+    })
+}
+
+impl ClientOutcome {
+    /// Whether applying an answer left the pull cursor at `cursor`, the
+    /// answer's own: then a request already sent from there stands. A
+    /// document that needs resending, or a restored server, moves the cursor
+    /// elsewhere and voids the answers pulled ahead.
+    pub fn reached(&self, cursor: u64) -> bool {
+        self.pull_cursor == Some(cursor) && self.needs.is_empty() && !self.server_restored
+    }
+}
+
 /// Applies the server's answer, in one write: forgets what the server says it
 /// lacks, records what it now has, stores its news, and moves the cursors.
 pub fn client_apply<R: Replica>(
@@ -247,7 +296,10 @@ pub fn server_accept_planned<R: Replica>(
     // delivered, if it refers to this incarnation of our feed.
     let own = replica.feed_epoch()?;
     if request.server_epoch == own {
-        replica.confirm_peer_heads(client, request.since)?;
+        let stored = request
+            .confirmed
+            .map_or(request.since, |c| c.min(request.since));
+        replica.confirm_peer_heads(client, stored)?;
     }
     sync::apply_needs(replica, client, &request.needs)?;
     sync::commit_plans(replica, client, plans)
@@ -291,6 +343,7 @@ pub fn server_response(epoch: u64, accepted: Outcome, batch: Option<Batch>) -> S
     let mut response = SyncResponse {
         version: PROTOCOL_VERSION,
         epoch,
+        confirms_separately: true,
         needs: accepted.needs,
         refused: accepted.refused,
         ..SyncResponse::default()
@@ -447,5 +500,134 @@ mod tests {
             "its own write, lost locally, comes back from the peer"
         );
         assert_eq!(a.shared_state(), b.shared_state());
+    }
+
+    /// One server step of the node's handler: accept, prepare, deliver, answer.
+    fn serve(
+        server: &mut MemoryReplica,
+        client: &str,
+        mut request: SyncRequest,
+        limits: Limits,
+    ) -> SyncResponse {
+        let accepted = server_accept(server, client, &mut request).expect("accept");
+        let batch = server_prepare(server, client, request.since, limits).expect("prepare");
+        server_delivered(server, client, &batch).expect("delivered");
+        server_response(server.epoch, accepted, Some(batch))
+    }
+
+    #[test]
+    fn a_pipelined_pull_confirms_only_what_is_stored_so_a_crash_loses_nothing() {
+        let mut a = MemoryReplica::new("tateshina", ActorId::from([1u8; 16].as_slice()));
+        let mut b = MemoryReplica::new("omachi", ActorId::from([2u8; 16].as_slice()));
+        let ids: Vec<RecordId> = (0..6)
+            .map(|i| knowledge(&mut a, &format!("a{i}"), i))
+            .collect();
+        let small = Limits {
+            max_docs: 2,
+            max_bytes: 1 << 20,
+        };
+        let (cid, sid) = (b.town.clone(), a.town.clone());
+        let step = client_request(
+            &mut b,
+            &sid,
+            Cursors::default(),
+            false,
+            true,
+            0,
+            Vec::new(),
+            small,
+        )
+        .expect("request");
+        let ClientStep::Send(first) = step else {
+            panic!("a pull always sends")
+        };
+        let answer1 = serve(&mut a, &cid, first.request.clone(), small);
+        assert!(answer1.more && answer1.confirms_separately);
+        // Batch 1 is in hand, not stored: the next pull confirms nothing yet.
+        let second = client_next_pull(&first, &answer1, 0).expect("pipelines");
+        assert_eq!(
+            (second.request.since, second.request.confirmed),
+            (answer1.cursor, Some(0))
+        );
+        let answer2 = serve(&mut a, &cid, second.request.clone(), small);
+        assert_eq!(answer2.docs.len(), 2);
+        for d in &answer1.docs {
+            let id: RecordId = d.id.parse().expect("id");
+            assert!(
+                crate::sync::Replica::peer_heads(&mut a, &cid, &id)
+                    .expect("read")
+                    .is_empty(),
+                "the server must not count {id} as delivered"
+            );
+        }
+        // The client crashes with both answers unstored. It asks again from
+        // its stored cursor and still gets batch 1.
+        let again = client_request(
+            &mut b,
+            &sid,
+            Cursors::default(),
+            false,
+            true,
+            0,
+            Vec::new(),
+            small,
+        )
+        .expect("request");
+        let ClientStep::Send(again) = again else {
+            panic!("a pull always sends")
+        };
+        let answer = serve(&mut a, &cid, again.request.clone(), small);
+        let resent: Vec<&str> = answer.docs.iter().map(|d| d.id.as_str()).collect();
+        assert_eq!(resent, [ids[0].as_str(), ids[1].as_str()]);
+
+        // Without a crash: store each answer while the next is on its way.
+        let mut cursor = 0;
+        let mut sent = *again;
+        let mut answer = answer;
+        let mut rounds = 0;
+        loop {
+            rounds += 1;
+            assert!(rounds < 10, "the pipelined pull did not end");
+            let next = client_next_pull(&sent, &answer, cursor);
+            let next_answer = next
+                .as_ref()
+                .map(|n| serve(&mut a, &cid, n.request.clone(), small));
+            let end = answer.cursor;
+            let outcome = client_apply(&mut b, &sid, &sent, answer).expect("apply");
+            assert!(outcome.reached(end));
+            cursor = outcome.pull_cursor.expect("pulled");
+            match (next, next_answer) {
+                (Some(n), Some(r)) => (sent, answer) = (n, r),
+                _ => break,
+            }
+        }
+        for id in &ids {
+            assert!(b.view(id).is_some(), "{id} arrived");
+        }
+        // An old-style request (no `confirmed`) still confirms `since`.
+        let mut plain = client_request(
+            &mut b,
+            &sid,
+            Cursors {
+                push: 0,
+                pull: cursor,
+            },
+            false,
+            true,
+            0,
+            Vec::new(),
+            small,
+        )
+        .expect("request");
+        let ClientStep::Send(plain) = &mut plain else {
+            panic!("a pull always sends")
+        };
+        assert_eq!(plain.request.confirmed, None);
+        serve(&mut a, &cid, plain.request.clone(), small);
+        assert!(
+            !crate::sync::Replica::peer_heads(&mut a, &cid, &ids[5])
+                .expect("read")
+                .is_empty()
+        );
     }
 }

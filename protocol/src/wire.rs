@@ -104,6 +104,13 @@ pub struct SyncRequest {
     /// instead of holding a long poll.
     #[prost(uint64, tag = "10")]
     pub server_epoch: u64,
+    /// How far through the server's feed the client has stored what it
+    /// pulled, when that is less than `since`: a client that asks for the
+    /// next batch while it is still storing the last one. The server then
+    /// takes only this far as delivered. Absent: `since` is stored too.
+    /// Only sent to servers whose answers set `confirms_separately`.
+    #[prost(uint64, optional, tag = "11")]
+    pub confirmed: Option<u64>,
     #[prost(message, repeated, tag = "15")]
     pub extensions: Vec<Extension>,
 }
@@ -159,6 +166,10 @@ pub struct SyncResponse {
     /// The server's feed epoch.
     #[prost(uint64, tag = "9")]
     pub epoch: u64,
+    /// The server honours the request's `confirmed`, so the client may ask
+    /// for the next batch before it has stored this one.
+    #[prost(bool, tag = "10")]
+    pub confirms_separately: bool,
     #[prost(message, repeated, tag = "15")]
     pub extensions: Vec<Extension>,
 }

@@ -265,7 +265,13 @@ fn build(case: &Case) -> Vec<u8> {
 /// Valid messages, from the fixture's updates and random scalar fields.
 fn valid_request() -> impl Strategy<Value = SyncRequest> {
     (
-        (any::<u64>(), any::<bool>(), 0..=MAX_WAIT_MS, any::<u64>()),
+        (
+            any::<u64>(),
+            any::<bool>(),
+            0..=MAX_WAIT_MS,
+            any::<u64>(),
+            proptest::option::of(any::<u64>()),
+        ),
         prop::collection::vec(any::<Index>(), 0..6),
         (
             proptest::option::of(prop::collection::vec(any::<u8>(), 0..40)),
@@ -280,7 +286,7 @@ fn valid_request() -> impl Strategy<Value = SyncRequest> {
     )
         .prop_map(
             |(
-                (since, pull, wait_ms, revocation_number),
+                (since, pull, wait_ms, revocation_number, confirmed),
                 push,
                 (revocations, needs, epoch, server_epoch, extensions),
             )| SyncRequest {
@@ -303,6 +309,7 @@ fn valid_request() -> impl Strategy<Value = SyncRequest> {
                     .collect(),
                 epoch,
                 server_epoch,
+                confirmed,
                 extensions: extensions
                     .into_iter()
                     .map(|(tag, data)| Extension { tag, data })
@@ -314,12 +321,23 @@ fn valid_request() -> impl Strategy<Value = SyncRequest> {
 fn valid_response() -> impl Strategy<Value = SyncResponse> {
     (
         prop::collection::vec((any::<Index>(), any::<u64>()), 0..6),
-        (any::<u64>(), any::<bool>(), any::<u64>(), any::<u64>()),
+        (
+            any::<u64>(),
+            any::<bool>(),
+            any::<u64>(),
+            any::<u64>(),
+            any::<bool>(),
+        ),
         prop::collection::vec(("\\PC{0,20}", "[a-z_]{0,20}", "\\PC{0,40}"), 0..3),
         proptest::option::of(prop::collection::vec(any::<u8>(), 0..40)),
     )
         .prop_map(
-            |(docs, (cursor, more, revocation_number, epoch), refused, revocations)| SyncResponse {
+            |(
+                docs,
+                (cursor, more, revocation_number, epoch, confirms_separately),
+                refused,
+                revocations,
+            )| SyncResponse {
                 version: PROTOCOL_VERSION,
                 docs: docs
                     .iter()
@@ -338,6 +356,7 @@ fn valid_response() -> impl Strategy<Value = SyncResponse> {
                 revocation_number,
                 revocations,
                 epoch,
+                confirms_separately,
                 extensions: Vec::new(),
             },
         )
