@@ -234,6 +234,18 @@ pub fn render_peers(
     }
     let _ = writeln!(
         out,
+        "# HELP yui_inbound_pulled_ahead_total Sync requests that asked for the next batch before the last was stored."
+    );
+    let _ = writeln!(out, "# TYPE yui_inbound_pulled_ahead_total counter");
+    for (node_id, s) in inbound {
+        let _ = writeln!(
+            out,
+            "yui_inbound_pulled_ahead_total{{node_id=\"{node_id}\",town=\"{}\"}} {}",
+            s.town, s.pulled_ahead
+        );
+    }
+    let _ = writeln!(
+        out,
         "# HELP yui_inbound_bad_messages_total Malformed messages refused from a node."
     );
     let _ = writeln!(out, "# TYPE yui_inbound_bad_messages_total counter");

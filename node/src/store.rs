@@ -22,7 +22,9 @@
 //! start-up loads none. Every write gives the record the next value of a
 //! node-wide sequence (`records.seq`): the change feed that sync reads. The
 //! search index (`search`, FTS5 over bigram terms) is updated in the same
-//! transaction as the record.
+//! transaction as the record. Its terms are folded before they reach FTS5
+//! (`protocol::search`), so it uses the `ascii` tokenizer; a database made
+//! with `unicode61` (before 2026-11-22) is re-indexed once when opened.
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::panic::AssertUnwindSafe;
@@ -78,7 +80,7 @@ CREATE TABLE doc_chunks (
     data BLOB NOT NULL,
     PRIMARY KEY (record, n)
 ) STRICT, WITHOUT ROWID;
-CREATE VIRTUAL TABLE search USING fts5 (terms, content = '', contentless_delete = 1);
+CREATE VIRTUAL TABLE search USING fts5 (terms, content = '', contentless_delete = 1, tokenize = 'ascii');
 CREATE TABLE peers (
     url TEXT PRIMARY KEY,
     node_id TEXT,
@@ -149,6 +151,22 @@ pub struct PeerInfo {
     pub docs_out: i64,
     /// Shared records this peer is not yet known to have.
     pub pending: u64,
+}
+
+/// A peer's answer whose documents are planned ([`Store::sync_plan`]) and
+/// not yet stored ([`Store::sync_commit`]).
+pub struct PlannedAnswer {
+    /// The answer, without its documents (they are in the plans).
+    response: SyncResponse,
+    plans: Vec<sync::Plan>,
+    rendered: HashMap<RecordId, Rendered>,
+}
+
+impl PlannedAnswer {
+    /// The point of the peer's feed the answer brings us to.
+    pub fn cursor(&self) -> u64 {
+        self.response.cursor
+    }
 }
 
 /// The outcome of one exchange, for [`Store::peer_round`].
@@ -440,6 +458,7 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| corrupt(path, e))?;
         conn.pragma_update(None, "synchronous", "FULL")?;
+        reindex_for_ascii_tokenizer(&conn)?;
         let next_seq: i64 = conn
             .query_row("SELECT coalesce(max(seq), 0) + 1 FROM records", [], |r| {
                 r.get(0)
@@ -1255,8 +1274,36 @@ impl Store {
         sent: session::Outgoing,
         response: SyncResponse,
     ) -> Result<session::ClientOutcome> {
-        let mut response = response;
+        let planned = self.sync_plan(response).await?;
+        self.sync_commit(url, peer, sent, planned).await
+    }
+
+    /// The first half of [`Store::sync_apply`], reads only (on two threads):
+    /// load, check and render the answer's documents. A pipelined pull plans
+    /// one answer while the writer stores the one before.
+    pub async fn sync_plan(&self, mut response: SyncResponse) -> Result<PlannedAnswer> {
         let (plans, rendered) = self.plan(std::mem::take(&mut response.docs)).await?;
+        Ok(PlannedAnswer {
+            response,
+            plans,
+            rendered,
+        })
+    }
+
+    /// The second half of [`Store::sync_apply`]: one write. Documents that
+    /// changed here since they were planned are planned again inside it.
+    pub async fn sync_commit(
+        &self,
+        url: String,
+        peer: String,
+        sent: session::Outgoing,
+        planned: PlannedAnswer,
+    ) -> Result<session::ClientOutcome> {
+        let PlannedAnswer {
+            response,
+            plans,
+            rendered,
+        } = planned;
         self.write(move |conn, state| {
             let mut replica = SqlReplica {
                 conn,
@@ -1680,6 +1727,51 @@ fn store_change(
     raw(json)
 }
 
+/// Declared in [`SCHEMA`]: terms arrive folded, and FTS5 only splits them.
+const SEARCH_TOKENIZER: &str = "tokenize = 'ascii'";
+
+/// Re-indexes a database whose search table still uses the `unicode61`
+/// tokenizer (made before the terms were folded here), in one transaction:
+/// seconds for 10,000 records, once. An older `yui` still searches the
+/// re-indexed table (its own terms, split at spaces).
+fn reindex_for_ascii_tokenizer(conn: &Connection) -> Result<()> {
+    let declared: String = conn.query_row(
+        "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'search'",
+        [],
+        |r| r.get(0),
+    )?;
+    if declared.contains(SEARCH_TOKENIZER) {
+        return Ok(());
+    }
+    let started = std::time::Instant::now();
+    let tx = conn.unchecked_transaction()?;
+    tx.execute_batch(&format!(
+        "DROP TABLE search;
+         CREATE VIRTUAL TABLE search USING fts5 (terms, content = '', contentless_delete = 1, {SEARCH_TOKENIZER});"
+    ))?;
+    let mut indexed = 0usize;
+    {
+        let mut rows = tx.prepare("SELECT rowid, view FROM records WHERE deleted = 0")?;
+        let mut insert = tx.prepare("INSERT INTO search (rowid, terms) VALUES (?1, ?2)")?;
+        let mut rows = rows.query([])?;
+        while let Some(row) = rows.next()? {
+            let rowid: i64 = row.get(0)?;
+            let json: String = row.get(1)?;
+            let view: RecordView = serde_json::from_str(&json)
+                .map_err(|e| Error::Storage(format!("record {rowid}: unreadable view: {e}")))?;
+            insert.execute(params![rowid, index_terms(&view)])?;
+            indexed += 1;
+        }
+    }
+    tx.commit()?;
+    tracing::info!(
+        records = indexed,
+        took_ms = started.elapsed().as_millis() as u64,
+        "re-indexed search for the ascii tokenizer (once)"
+    );
+    Ok(())
+}
+
 /// The search terms of a record: its words, titles, texts and tags.
 fn index_terms(view: &RecordView) -> String {
     let mut terms = String::new();
@@ -2055,13 +2147,11 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
             ),
         };
         let seq = state.next_seq;
+        // Cached statements: this runs for every record a peer sends.
         let existing: Option<i64> = self
             .conn
-            .query_row(
-                "SELECT rowid FROM records WHERE id = ?1",
-                [id.as_str()],
-                |r| r.get(0),
-            )
+            .prepare_cached("SELECT rowid FROM records WHERE id = ?1")?
+            .query_row([id.as_str()], |r| r.get(0))
             .optional()?;
         let rowid = match existing {
             Some(rowid) => {
@@ -2077,9 +2167,10 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
                 rowid
             }
             None => {
-                self.conn.execute(
+                self.conn.prepare_cached(
                     "INSERT INTO records (id, collection, shared, town, deleted, seq, heads, doc, chunks, view)
                      VALUES (?1, ?2, 1, ?3, ?4, ?5, ?6, ?7, 0, ?8)",
+                )?.execute(
                     params![
                         id.as_str(),
                         collection.get().name(),

@@ -194,7 +194,7 @@ pub struct Limits {
 impl Default for Limits {
     fn default() -> Self {
         Limits {
-            max_docs: 2_000,
+            max_docs: 400,
             max_bytes: 8 * 1024 * 1024,
         }
     }

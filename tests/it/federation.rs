@@ -530,6 +530,61 @@ fn kill_9_in_the_middle_of_a_sync_loses_nothing() {
     assert_all_there(&a, &written);
 }
 
+/// A catch-up of several batches is pipelined: Omachi asks for the next
+/// batch while it stores the last (Tateshina counts those requests). Killing
+/// Omachi in the middle of it loses nothing: each request confirmed only
+/// what was stored, so Tateshina sends again what the kill dropped.
+#[test]
+fn a_pipelined_catch_up_killed_halfway_loses_nothing() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::init(&dir.path().join("ca"), "pipeline");
+    let a_dir = member(dir.path(), "tateshina", &ca);
+    let b_dir = member(dir.path(), "omachi", &ca);
+    let a = Server::start_peer(&a_dir, "127.0.0.1:0");
+    let b = Server::start_peer(&b_dir, "127.0.0.1:0");
+    let b_url = b.peer_url().to_owned();
+    // Five batches of the reference sender's 400, small records. The first
+    // exchange is an ordinary one; the pipeline runs from the second.
+    let written: Vec<(String, String)> = (0..2_000)
+        .map(|i| {
+            let title = format!("pipe-{i:04}");
+            let rec = a.create(
+                "knowledge",
+                json!({"title": title, "body": filler(i as u64, 300), "category": "other"}),
+            );
+            (id_of(&rec), title)
+        })
+        .collect();
+    b.add_peer(a.peer_url());
+    assert!(
+        wait_for(RECONNECT, || b.count("knowledge") > 400),
+        "the pipeline did not start: {}",
+        b.status()["peers"]
+    );
+    let at_kill = b.count("knowledge");
+    b.kill_9();
+    let b = Server::restart_peer(&b_dir, &b_url);
+    assert!(
+        wait_for(RECONNECT, || b.count("knowledge") == 2_000),
+        "Omachi has {} of 2000 records: {}",
+        b.count("knowledge"),
+        b.status()["peers"]
+    );
+    eprintln!("killed with {at_kill} of 2000 records stored");
+    assert_all_there(&b, &written);
+    let pulled_ahead: u64 = a.status()["inbound"]
+        .as_array()
+        .expect("inbound")
+        .iter()
+        .map(|s| s["pulled_ahead"].as_u64().expect("pulled_ahead"))
+        .sum();
+    assert!(
+        pulled_ahead > 0,
+        "no request pulled ahead: {}",
+        a.status()["inbound"]
+    );
+}
+
 #[test]
 fn records_written_while_the_relay_is_down_reach_the_far_side_when_it_returns() {
     let dir = tempfile::tempdir().expect("tempdir");

@@ -116,6 +116,50 @@ pub struct Exchange {
     pub sent: bool,
     /// The server turned out to be restored from a backup.
     pub server_restored: bool,
+    /// The server honours `confirmed`: later pulls may be pipelined.
+    pub confirms_separately: bool,
+}
+
+/// A peer's answer, received and not yet stored.
+pub struct Fetched {
+    pub sent: session::Outgoing,
+    pub response: SyncResponse,
+    pub bytes_out: u64,
+    pub bytes_in: u64,
+}
+
+/// Sends a request built by `session` and returns the answer. Fills in the
+/// revocation fields (our list goes along when the server's number is
+/// lower) and installs a newer list the answer carries.
+pub async fn send(
+    node: &crate::node::Node,
+    client: &PeerClient,
+    url: &PeerUrl,
+    node_id: &str,
+    mut sent: session::Outgoing,
+    server_revocations: u64,
+) -> Result<Fetched> {
+    let peering = node
+        .peering
+        .as_ref()
+        .ok_or_else(|| Error::Config("not joined".into()))?;
+    let own = peering.trust.revocation_number();
+    sent.request.revocation_number = own;
+    if own > server_revocations {
+        sent.request.revocations = Some(peering.trust.revocations_der());
+    }
+    let (response, bytes_out, bytes_in) = client.sync(url, node_id, &sent.request).await?;
+    if let Some(der) = &response.revocations
+        && let Err(e) = peering.install_revocations(&node.data_dir, der)
+    {
+        tracing::warn!(error = %e, "a peer sent a revocation list that does not verify");
+    }
+    Ok(Fetched {
+        sent,
+        response,
+        bytes_out,
+        bytes_in,
+    })
 }
 
 impl PeerClient {
@@ -281,15 +325,11 @@ pub async fn exchange(
     needs: Vec<yui_protocol::wire::Need>,
     server_revocations: u64,
 ) -> Result<Exchange> {
-    let peering = node
-        .peering
-        .as_ref()
-        .ok_or_else(|| Error::Config("not joined".into()))?;
     let step = node
         .store
         .sync_request(node_id.to_owned(), cursors, push, pull, wait_ms, needs)
         .await?;
-    let mut sent = match step {
+    let sent = match step {
         session::ClientStep::Skip { push_cursor, more } => {
             return Ok(Exchange {
                 push_cursor,
@@ -299,22 +339,18 @@ pub async fn exchange(
         }
         session::ClientStep::Send(sent) => *sent,
     };
-    let own = peering.trust.revocation_number();
-    sent.request.revocation_number = own;
-    if own > server_revocations {
-        sent.request.revocations = Some(peering.trust.revocations_der());
-    }
     // The ledger first: once the request is on its way, it has left.
     node.store
         .record_push(node_id.to_owned(), String::new(), sent.request.push.clone())
         .await?;
-    let (resp, bytes_out, bytes_in) = client.sync(url, node_id, &sent.request).await?;
+    let Fetched {
+        sent,
+        response: resp,
+        bytes_out,
+        bytes_in,
+    } = send(node, client, url, node_id, sent, server_revocations).await?;
     let server_revocations = resp.revocation_number;
-    if let Some(der) = &resp.revocations
-        && let Err(e) = peering.install_revocations(&node.data_dir, der)
-    {
-        tracing::warn!(error = %e, "a peer sent a revocation list that does not verify");
-    }
+    let confirms_separately = resp.confirms_separately;
     let outcome = node
         .store
         .sync_apply(stored_url.to_owned(), node_id.to_owned(), sent, resp)
@@ -337,5 +373,6 @@ pub async fn exchange(
         server_revocations,
         sent: true,
         server_restored: outcome.server_restored,
+        confirms_separately,
     })
 }

@@ -12,11 +12,12 @@
 
 pub mod client;
 pub mod codec;
+mod pipeline;
 pub mod server;
 pub mod tls;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -78,6 +79,9 @@ pub struct InboundStats {
     pub docs_in: u64,
     pub docs_out: u64,
     pub bad_messages: u64,
+    /// Requests that asked for the next batch before the last was stored
+    /// (pipelined pulls, `confirmed` below `since`).
+    pub pulled_ahead: u64,
     pub last_seen_at: String,
 }
 
@@ -95,6 +99,9 @@ struct PeerTask {
     /// Documents of the last answer we could not apply (sent next time).
     needs: Mutex<Vec<yui_protocol::wire::Need>>,
     server_revocations: AtomicU64,
+    /// The peer's last answer said it honours `confirmed`, so a long pull
+    /// may be pipelined (see `pipeline`).
+    pulls_ahead: AtomicBool,
     index: usize,
 }
 
@@ -109,6 +116,7 @@ impl PeerTask {
             pull_lock: tokio::sync::Mutex::new(()),
             needs: Mutex::new(Vec::new()),
             server_revocations: AtomicU64::new(0),
+            pulls_ahead: AtomicBool::new(false),
             index,
         }
     }
@@ -210,6 +218,7 @@ impl Peering {
         bytes_out: u64,
         docs_in: u64,
         docs_out: u64,
+        pulled_ahead: bool,
     ) {
         let mut inbound = lock(&self.inbound);
         let s = inbound.entry(peer.node_id.clone()).or_default();
@@ -219,6 +228,7 @@ impl Peering {
         s.bytes_out += bytes_out;
         s.docs_in += docs_in;
         s.docs_out += docs_out;
+        s.pulled_ahead += u64::from(pulled_ahead);
         s.last_seen_at = now_text();
     }
 
@@ -449,6 +459,10 @@ async fn run_exchange(
         Ok(x) => {
             task.server_revocations
                 .store(x.server_revocations, Ordering::Relaxed);
+            if x.sent {
+                task.pulls_ahead
+                    .store(x.confirms_separately, Ordering::Relaxed);
+            }
             if x.server_restored {
                 tracing::warn!(peer = %url, "the peer was restored from a backup: resending everything it may lack");
                 // Wake the pusher: its cursor went back to the start.
@@ -507,14 +521,24 @@ async fn pull_loop(node: Arc<Node>, url: String, task: Arc<PeerTask>) {
     let mut more = false;
     loop {
         let wait = if more { 0 } else { LONG_POLL_MS };
+        // A catch-up with a peer that allows it is pipelined; needs left by
+        // the last answer go out in an ordinary exchange first.
+        let ahead =
+            more && task.pulls_ahead.load(Ordering::Relaxed) && lock(&task.needs).is_empty();
         let result = tokio::select! {
             _ = task.cancel.cancelled() => return,
-            r = run_exchange(&node, &url, false, true, wait, false) => r,
+            r = async {
+                if ahead {
+                    pipeline::pull(&node, &url, &task).await
+                } else {
+                    run_exchange(&node, &url, false, true, wait, false).await.map(|x| x.more)
+                }
+            } => r,
         };
         match result {
             Ok(x) => {
                 backoff = BACKOFF_MIN;
-                more = x.more;
+                more = x;
             }
             Err(e) => {
                 tracing::info!(peer = %url, error = %e, retry_in = ?backoff, "pull failed");

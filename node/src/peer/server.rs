@@ -494,6 +494,7 @@ async fn sync(
         tracing::warn!(peer = %peer.town, error = %e, "a peer sent a revocation list that does not verify");
     }
     let pushed = req.push.len();
+    let pulled_ahead = req.confirmed.is_some_and(|c| c < req.since);
     let wait_ms = if yui_protocol::session::may_wait(&req, node.store.feed_epoch()) {
         req.wait_ms
     } else {
@@ -579,7 +580,14 @@ async fn sync(
     let docs_out = resp.docs.len() as u64;
     let encoded = resp.encode_to_vec();
     let (body, gzipped) = codec::encode_body(&headers, encoded);
-    peering.served(&peer, bytes_in, body.len() as u64, pushed as u64, docs_out);
+    peering.served(
+        &peer,
+        bytes_in,
+        body.len() as u64,
+        pushed as u64,
+        docs_out,
+        pulled_ahead,
+    );
     let mut response = Response::new(Body::from(body));
     response.headers_mut().insert(
         header::CONTENT_TYPE,

@@ -1,0 +1,191 @@
+//! Pipelined pulls: a long catch-up with one peer as three stages at once.
+//!
+//! An ordinary exchange asks, waits, plans and stores, one batch after the
+//! other, so the peer idles while we store and we idle while it prepares.
+//! Here, once a peer has said it has more and that it honours `confirmed`
+//! (see `session::client_next_pull`), each step runs together: the peer
+//! prepares and sends batch k+1, our readers load and check batch k on two
+//! threads, and the writer stores batch k−1. Each request confirms only
+//! what is stored, so a crash anywhere loses nothing the peer then skips.
+//!
+//! A batch that does not end where it began (a document to ask for again,
+//! a restored peer) voids the batches pulled after it: they are dropped,
+//! unstored, and the next exchange is an ordinary one from the stored
+//! cursor.
+
+use std::sync::Arc;
+use std::sync::atomic::Ordering;
+
+use yui_protocol::session::{self, ClientStep, Cursors};
+
+use super::client::{self, Fetched};
+use super::{PeerTask, lock, not_joined, peer_info};
+use crate::error::{Error, Result};
+use crate::node::Node;
+use crate::store::{PeerRound, PlannedAnswer};
+
+/// An answer whose documents are planned, waiting for the writer.
+struct Planned {
+    sent: session::Outgoing,
+    answer: PlannedAnswer,
+    bytes_out: u64,
+    bytes_in: u64,
+}
+
+/// Pulls from the peer at `url` until it has no more, pipelined. Returns
+/// whether more is waiting (an answer voided the ones after it). Each
+/// stored batch is recorded as one round; a failure is recorded as the
+/// peer's last error, after what was already planned has been stored.
+pub(super) async fn pull(node: &Arc<Node>, url: &str, task: &PeerTask) -> Result<bool> {
+    let result = pull_inner(node, url, task).await;
+    if let Err(e) = &result {
+        node.store
+            .peer_round(
+                url.to_owned(),
+                PeerRound {
+                    at: crate::store::now_ms(),
+                    error: Some(e.to_string()),
+                    ..PeerRound::default()
+                },
+            )
+            .await?;
+    }
+    result
+}
+
+async fn pull_inner(node: &Arc<Node>, url: &str, task: &PeerTask) -> Result<bool> {
+    let peering = node.peering.clone().ok_or_else(not_joined)?;
+    let _pull = task.pull_lock.lock().await;
+    let info = peer_info(node, url).await?;
+    let node_id = info
+        .node_id
+        .clone()
+        .ok_or_else(|| Error::Config(format!("{url} has not been identified yet")))?;
+    let target = client::parse_peer_url(url)?;
+    let http = peering.client();
+    let needs = std::mem::take(&mut *lock(&task.needs));
+    let step = node
+        .store
+        .sync_request(
+            node_id.clone(),
+            Cursors {
+                push: info.push_cursor,
+                pull: info.pull_cursor,
+            },
+            false,
+            true,
+            0,
+            needs,
+        )
+        .await?;
+    let ClientStep::Send(first) = step else {
+        return Ok(false);
+    };
+    let mut stored_cursor = info.pull_cursor;
+    let revocations = || task.server_revocations.load(Ordering::Relaxed);
+    let fetched = client::send(node, &http, &target, &node_id, *first, revocations()).await?;
+    task.server_revocations
+        .store(fetched.response.revocation_number, Ordering::Relaxed);
+    let mut fetched = Some(fetched);
+    let mut planned: Option<Planned> = None;
+    let mut failure: Option<Error> = None;
+    let mut more = true;
+    // Bounded: every turn stores the batch planned last turn or plans the
+    // one fetched; a fetch happens only while the peer says it has more,
+    // and its cursor only moves forward through its finite feed.
+    while fetched.is_some() || planned.is_some() {
+        let next = match (&fetched, &failure) {
+            (Some(f), None) => session::client_next_pull(&f.sent, &f.response, stored_cursor),
+            _ => None,
+        };
+        let store = async {
+            match planned.take() {
+                Some(p) => {
+                    let end = p.answer.cursor();
+                    let outcome = node
+                        .store
+                        .sync_commit(url.to_owned(), node_id.clone(), p.sent, p.answer)
+                        .await;
+                    Some(outcome.map(|o| (o, end, p.bytes_out, p.bytes_in)))
+                }
+                None => None,
+            }
+        };
+        let plan = async {
+            match fetched.take() {
+                Some(Fetched {
+                    sent,
+                    response,
+                    bytes_out,
+                    bytes_in,
+                }) => Some(node.store.sync_plan(response).await.map(|answer| Planned {
+                    sent,
+                    answer,
+                    bytes_out,
+                    bytes_in,
+                })),
+                None => None,
+            }
+        };
+        let fetch = async {
+            match next {
+                Some(n) => {
+                    Some(client::send(node, &http, &target, &node_id, n, revocations()).await)
+                }
+                None => None,
+            }
+        };
+        let (stored, plan_done, fetch_done) = tokio::join!(store, plan, fetch);
+        if let Some(stored) = stored {
+            let (outcome, end, bytes_out, bytes_in) = stored?;
+            for r in &outcome.refused_here {
+                tracing::warn!(peer = %node_id, id = %r.id, code = %r.code, reason = %r.message, "refused a document from a peer");
+            }
+            node.store
+                .peer_round(
+                    url.to_owned(),
+                    PeerRound {
+                        at: crate::store::now_ms(),
+                        error: None,
+                        bytes_in,
+                        bytes_out,
+                        docs_in: outcome.docs_in as u64,
+                        docs_out: 0,
+                        push_cursor: None,
+                        pull_cursor: outcome.pull_cursor,
+                    },
+                )
+                .await?;
+            stored_cursor = outcome.pull_cursor.unwrap_or(stored_cursor);
+            more = outcome.more;
+            if !outcome.reached(end) {
+                lock(&task.needs).clone_from(&outcome.needs);
+                if outcome.server_restored {
+                    tracing::warn!(peer = %url, "the peer was restored from a backup: resending everything it may lack");
+                    task.wake_push.notify_one();
+                }
+                // What was planned and fetched after it is dropped unstored.
+                return Ok(true);
+            }
+        }
+        match plan_done {
+            Some(Ok(p)) => planned = Some(p),
+            Some(Err(e)) => return Err(e),
+            None => {}
+        }
+        match fetch_done {
+            Some(Ok(f)) => {
+                task.server_revocations
+                    .store(f.response.revocation_number, Ordering::Relaxed);
+                fetched = Some(f);
+            }
+            // Store what is planned, then report.
+            Some(Err(e)) => failure = Some(e),
+            None => {}
+        }
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(more),
+    }
+}
