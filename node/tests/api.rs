@@ -511,6 +511,64 @@ async fn paging_and_filters() {
 }
 
 #[tokio::test]
+async fn a_search_index_made_with_unicode61_is_rebuilt_once_and_folds_diacritics() {
+    let n = TestNode::start().await;
+    let cafe = n
+        .create_record(
+            "knowledge",
+            knowledge("Café Müller の研修", "naïve な質問にも答える。"),
+        )
+        .await;
+    let gone = n
+        .create_record("knowledge", knowledge("削除する研修", "消える記録。"))
+        .await;
+    let (status, _) = n
+        .send(
+            reqwest::Method::DELETE,
+            &format!(
+                "/api/v1/records/knowledge/{}",
+                gone["id"].as_str().expect("id")
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(status, StatusCode::NO_CONTENT);
+    let (dir, data) = n.stop().await;
+    // As a database made before 2026-11-22 has it: the unicode61 table
+    // (left empty here, so only a rebuild can find anything).
+    let db = rusqlite::Connection::open(data.db_path()).expect("open");
+    db.execute_batch(
+        "DROP TABLE search;
+         CREATE VIRTUAL TABLE search USING fts5 (terms, content = '', contentless_delete = 1);",
+    )
+    .expect("old table");
+    drop(db);
+
+    let n = TestNode::open(dir, data).await;
+    let declared: String = rusqlite::Connection::open(n.data_dir().db_path())
+        .expect("open")
+        .query_row(
+            "SELECT sql FROM sqlite_master WHERE name = 'search'",
+            [],
+            |r| r.get(0),
+        )
+        .expect("sql");
+    assert!(declared.contains("tokenize = 'ascii'"), "{declared}");
+    for q in ["cafe", "CAFÉ", "muller", "naive", "研修"] {
+        let (status, body) = n.get(&format!("/api/v1/search?q={}", urlencode(q))).await;
+        assert_eq!(status, StatusCode::OK);
+        let ids: Vec<&str> = body["items"]
+            .as_array()
+            .expect("items")
+            .iter()
+            .map(|r| r["id"].as_str().expect("id"))
+            .collect();
+        assert_eq!(ids, [cafe["id"].as_str().expect("id")], "{q}");
+    }
+    n.stop().await;
+}
+
+#[tokio::test]
 async fn japanese_search_finds_two_character_words_and_mixed_text() {
     let n = TestNode::start().await;
     let a = n

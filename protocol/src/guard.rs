@@ -662,6 +662,12 @@ mod tests {
                 c.to_string(),
                 "{c:?}"
             );
+            // `search::normalize` lowercases these as ASCII.
+            assert_eq!(
+                c.to_lowercase().collect::<String>(),
+                c.to_ascii_lowercase().to_string(),
+                "{c:?}"
+            );
         }
     }
 

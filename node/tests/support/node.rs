@@ -163,6 +163,10 @@ impl TestNode {
         (self.dir, self.data)
     }
 
+    pub fn data_dir(&self) -> &DataDir {
+        &self.data
+    }
+
     pub fn url(&self, path: &str) -> String {
         format!("{}{path}", self.base)
     }
