@@ -1341,6 +1341,7 @@ async fn breakdown(src_db: &Path, town: &str, root: &Path) -> Result<Breakdown> 
     let mut steps = [Duration::ZERO; STEPS];
     let mut levels: Vec<(u32, u64, Duration)> = vec![
         (1, 0, Duration::ZERO),
+        (3, 0, Duration::ZERO),
         (6, 0, Duration::ZERO),
         (9, 0, Duration::ZERO),
     ];
