@@ -116,8 +116,6 @@ pub struct Exchange {
     pub sent: bool,
     /// The server turned out to be restored from a backup.
     pub server_restored: bool,
-    /// The server honours `confirmed`: later pulls may be pipelined.
-    pub confirms_separately: bool,
 }
 
 /// A peer's answer, received and not yet stored.
@@ -350,7 +348,6 @@ pub async fn exchange(
         bytes_in,
     } = send(node, client, url, node_id, sent, server_revocations).await?;
     let server_revocations = resp.revocation_number;
-    let confirms_separately = resp.confirms_separately;
     let outcome = node
         .store
         .sync_apply(stored_url.to_owned(), node_id.to_owned(), sent, resp)
@@ -373,6 +370,5 @@ pub async fn exchange(
         server_revocations,
         sent: true,
         server_restored: outcome.server_restored,
-        confirms_separately,
     })
 }

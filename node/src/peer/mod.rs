@@ -17,7 +17,7 @@ pub mod server;
 pub mod tls;
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -99,9 +99,6 @@ struct PeerTask {
     /// Documents of the last answer we could not apply (sent next time).
     needs: Mutex<Vec<yui_protocol::wire::Need>>,
     server_revocations: AtomicU64,
-    /// The peer's last answer said it honours `confirmed`, so a long pull
-    /// may be pipelined (see `pipeline`).
-    pulls_ahead: AtomicBool,
     index: usize,
 }
 
@@ -116,7 +113,6 @@ impl PeerTask {
             pull_lock: tokio::sync::Mutex::new(()),
             needs: Mutex::new(Vec::new()),
             server_revocations: AtomicU64::new(0),
-            pulls_ahead: AtomicBool::new(false),
             index,
         }
     }
@@ -412,28 +408,7 @@ async fn run_exchange(
     // Everything from here on is recorded as this peer's last outcome,
     // including a first contact that fails.
     let result = async {
-        let node_id = match &info.node_id {
-            Some(id) => id.clone(),
-            None => {
-                // Only one task asks who the peer is; the other finds the
-                // answer when it gets the lock. Released before the exchange.
-                let _asking = task.identify.lock().await;
-                match peer_info(node, url).await?.node_id {
-                    Some(id) => id,
-                    None => {
-                        let id = peer_client.hello(&target, task.index).await?;
-                        if id.node_id == peering.trust.own.node_id {
-                            return Err(Error::Config(format!("{url} is this node itself")));
-                        }
-                        node.store
-                            .peer_identified(url.to_owned(), id.node_id.clone(), id.town.clone())
-                            .await?;
-                        tracing::info!(%url, town = %id.town, node_id = %id.node_id, "identified peer");
-                        id.node_id
-                    }
-                }
-            }
-        };
+        let node_id = node_id_of(node, url, &info, &task, &peer_client, &target).await?;
         let needs = std::mem::take(&mut *lock(&task.needs));
         client::exchange(
             node,
@@ -459,10 +434,6 @@ async fn run_exchange(
         Ok(x) => {
             task.server_revocations
                 .store(x.server_revocations, Ordering::Relaxed);
-            if x.sent {
-                task.pulls_ahead
-                    .store(x.confirms_separately, Ordering::Relaxed);
-            }
             if x.server_restored {
                 tracing::warn!(peer = %url, "the peer was restored from a backup: resending everything it may lack");
                 // Wake the pusher: its cursor went back to the start.
@@ -503,6 +474,36 @@ async fn run_exchange(
     result
 }
 
+/// The node id of the peer at `url`, asking it (`hello`) if it was never
+/// identified. Only one task asks; the other finds the answer when it gets
+/// the lock, which is released before the exchange.
+async fn node_id_of(
+    node: &Node,
+    url: &str,
+    info: &PeerInfo,
+    task: &PeerTask,
+    peer_client: &PeerClient,
+    target: &client::PeerUrl,
+) -> Result<String> {
+    if let Some(id) = &info.node_id {
+        return Ok(id.clone());
+    }
+    let peering = node.peering.as_ref().ok_or_else(not_joined)?;
+    let _asking = task.identify.lock().await;
+    if let Some(id) = peer_info(node, url).await?.node_id {
+        return Ok(id);
+    }
+    let id = peer_client.hello(target, task.index).await?;
+    if id.node_id == peering.trust.own.node_id {
+        return Err(Error::Config(format!("{url} is this node itself")));
+    }
+    node.store
+        .peer_identified(url.to_owned(), id.node_id.clone(), id.town.clone())
+        .await?;
+    tracing::info!(%url, town = %id.town, node_id = %id.node_id, "identified peer");
+    Ok(id.node_id)
+}
+
 fn not_joined() -> Error {
     Error::Config("this node has not joined a consortium (no certificate installed)".into())
 }
@@ -521,19 +522,9 @@ async fn pull_loop(node: Arc<Node>, url: String, task: Arc<PeerTask>) {
     let mut more = false;
     loop {
         let wait = if more { 0 } else { LONG_POLL_MS };
-        // A catch-up with a peer that allows it is pipelined; needs left by
-        // the last answer go out in an ordinary exchange first.
-        let ahead =
-            more && task.pulls_ahead.load(Ordering::Relaxed) && lock(&task.needs).is_empty();
         let result = tokio::select! {
             _ = task.cancel.cancelled() => return,
-            r = async {
-                if ahead {
-                    pipeline::pull(&node, &url, &task).await
-                } else {
-                    run_exchange(&node, &url, false, true, wait, false).await.map(|x| x.more)
-                }
-            } => r,
+            r = pipeline::pull(&node, &url, &task, wait) => r,
         };
         match result {
             Ok(x) => {

@@ -1,12 +1,15 @@
-//! Pipelined pulls: a long catch-up with one peer as three stages at once.
+//! The puller's pulls, pipelined: a catch-up with one peer as three stages
+//! at once.
 //!
 //! An ordinary exchange asks, waits, plans and stores, one batch after the
 //! other, so the peer idles while we store and we idle while it prepares.
-//! Here, once a peer has said it has more and that it honours `confirmed`
-//! (see `session::client_next_pull`), each step runs together: the peer
-//! prepares and sends batch k+1, our readers load and check batch k on two
-//! threads, and the writer stores batch k−1. Each request confirms only
-//! what is stored, so a crash anywhere loses nothing the peer then skips.
+//! Here, as soon as an answer says the peer has more and honours
+//! `confirmed` (see `session::client_next_pull`), each step runs together:
+//! the peer prepares and sends batch k+1, our readers load and check batch
+//! k on two threads, and the writer stores batch k−1. Each request confirms
+//! only what is stored, so a crash anywhere loses nothing the peer then
+//! skips. An answer without more (a long poll's news) is planned and stored
+//! as an ordinary exchange would.
 //!
 //! A batch that does not end where it began (a document to ask for again,
 //! a restored peer) voids the batches pulled after it: they are dropped,
@@ -19,7 +22,7 @@ use std::sync::atomic::Ordering;
 use yui_protocol::session::{self, ClientStep, Cursors};
 
 use super::client::{self, Fetched};
-use super::{PeerTask, lock, not_joined, peer_info};
+use super::{PeerTask, lock, node_id_of, not_joined, peer_info};
 use crate::error::{Error, Result};
 use crate::node::Node;
 use crate::store::{PeerRound, PlannedAnswer};
@@ -32,12 +35,18 @@ struct Planned {
     bytes_in: u64,
 }
 
-/// Pulls from the peer at `url` until it has no more, pipelined. Returns
-/// whether more is waiting (an answer voided the ones after it). Each
-/// stored batch is recorded as one round; a failure is recorded as the
-/// peer's last error, after what was already planned has been stored.
-pub(super) async fn pull(node: &Arc<Node>, url: &str, task: &PeerTask) -> Result<bool> {
-    let result = pull_inner(node, url, task).await;
+/// Pulls from the peer at `url` (the first request held up to `wait_ms` for
+/// news) until it has no more, pipelined. Returns whether more is waiting
+/// (an answer voided the ones after it). Each stored batch is recorded as
+/// one round; a failure is recorded as the peer's last error, after what
+/// was already planned has been stored.
+pub(super) async fn pull(
+    node: &Arc<Node>,
+    url: &str,
+    task: &PeerTask,
+    wait_ms: u32,
+) -> Result<bool> {
+    let result = pull_inner(node, url, task, wait_ms).await;
     if let Err(e) = &result {
         node.store
             .peer_round(
@@ -53,16 +62,13 @@ pub(super) async fn pull(node: &Arc<Node>, url: &str, task: &PeerTask) -> Result
     result
 }
 
-async fn pull_inner(node: &Arc<Node>, url: &str, task: &PeerTask) -> Result<bool> {
+async fn pull_inner(node: &Arc<Node>, url: &str, task: &PeerTask, wait_ms: u32) -> Result<bool> {
     let peering = node.peering.clone().ok_or_else(not_joined)?;
     let _pull = task.pull_lock.lock().await;
     let info = peer_info(node, url).await?;
-    let node_id = info
-        .node_id
-        .clone()
-        .ok_or_else(|| Error::Config(format!("{url} has not been identified yet")))?;
     let target = client::parse_peer_url(url)?;
     let http = peering.client();
+    let node_id = node_id_of(node, url, &info, task, &http, &target).await?;
     let needs = std::mem::take(&mut *lock(&task.needs));
     let step = node
         .store
@@ -74,7 +80,7 @@ async fn pull_inner(node: &Arc<Node>, url: &str, task: &PeerTask) -> Result<bool
             },
             false,
             true,
-            0,
+            wait_ms,
             needs,
         )
         .await?;
