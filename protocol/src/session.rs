@@ -527,20 +527,25 @@ mod tests {
             max_bytes: 1 << 20,
         };
         let (cid, sid) = (b.town.clone(), a.town.clone());
-        let step = client_request(
-            &mut b,
-            &sid,
-            Cursors::default(),
-            false,
-            true,
-            0,
-            Vec::new(),
-            small,
-        )
-        .expect("request");
-        let ClientStep::Send(first) = step else {
-            panic!("a pull always sends")
+        // An ordinary pull from the client's stored cursor.
+        let pull_from = |b: &mut MemoryReplica, pull: u64| {
+            let step = client_request(
+                b,
+                &sid,
+                Cursors { push: 0, pull },
+                false,
+                true,
+                0,
+                Vec::new(),
+                small,
+            )
+            .expect("request");
+            let ClientStep::Send(sent) = step else {
+                panic!("a pull always sends")
+            };
+            *sent
         };
+        let first = pull_from(&mut b, 0);
         let answer1 = serve(&mut a, &cid, first.request.clone(), small);
         assert!(answer1.more && answer1.confirms_separately);
         // Batch 1 is in hand, not stored: the next pull confirms nothing yet.
@@ -562,27 +567,14 @@ mod tests {
         }
         // The client crashes with both answers unstored. It asks again from
         // its stored cursor and still gets batch 1.
-        let again = client_request(
-            &mut b,
-            &sid,
-            Cursors::default(),
-            false,
-            true,
-            0,
-            Vec::new(),
-            small,
-        )
-        .expect("request");
-        let ClientStep::Send(again) = again else {
-            panic!("a pull always sends")
-        };
+        let again = pull_from(&mut b, 0);
         let answer = serve(&mut a, &cid, again.request.clone(), small);
         let resent: Vec<&str> = answer.docs.iter().map(|d| d.id.as_str()).collect();
         assert_eq!(resent, [ids[0].as_str(), ids[1].as_str()]);
 
         // Without a crash: store each answer while the next is on its way.
         let mut cursor = 0;
-        let mut sent = *again;
+        let mut sent = again;
         let mut answer = answer;
         let mut rounds = 0;
         loop {
@@ -605,23 +597,7 @@ mod tests {
             assert!(b.view(id).is_some(), "{id} arrived");
         }
         // An old-style request (no `confirmed`) still confirms `since`.
-        let mut plain = client_request(
-            &mut b,
-            &sid,
-            Cursors {
-                push: 0,
-                pull: cursor,
-            },
-            false,
-            true,
-            0,
-            Vec::new(),
-            small,
-        )
-        .expect("request");
-        let ClientStep::Send(plain) = &mut plain else {
-            panic!("a pull always sends")
-        };
+        let plain = pull_from(&mut b, cursor);
         assert_eq!(plain.request.confirmed, None);
         serve(&mut a, &cid, plain.request.clone(), small);
         assert!(
