@@ -548,6 +548,13 @@ mod tests {
         let first = pull_from(&mut b, 0);
         let answer1 = serve(&mut a, &cid, first.request.clone(), small);
         assert!(answer1.more && answer1.confirms_separately);
+        // A server that does not say it honours `confirmed` (an older node)
+        // would take `since` as delivered: never pipeline with it.
+        let older = SyncResponse {
+            confirms_separately: false,
+            ..answer1.clone()
+        };
+        assert!(client_next_pull(&first, &older, 0).is_none());
         // Batch 1 is in hand, not stored: the next pull confirms nothing yet.
         let second = client_next_pull(&first, &answer1, 0).expect("pipelines");
         assert_eq!(
