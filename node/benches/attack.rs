@@ -26,6 +26,8 @@
 
 #[path = "../tests/support/attack.rs"]
 mod kit;
+#[path = "support/common.rs"]
+mod support;
 
 use std::time::Duration;
 
@@ -55,33 +57,12 @@ fn main() {
     if let Some(ms) = option(&args, "interval-ms") {
         opts.interval = Duration::from_millis(ms);
     }
-    let repo = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let git = |args: &[&str]| {
-        std::process::Command::new("git")
-            .arg("-C")
-            .arg(&repo)
-            .args(args)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default()
-    };
-    let dirty = !git(&["status", "--porcelain", "node/src", "protocol/src"]).is_empty();
     println!("# Yui hostile peers benchmark (issue 4)");
     println!(
-        "code: commit {}{}; {} cores; load average at start {}",
-        git(&["rev-parse", "--short", "HEAD"]),
-        if dirty {
-            " with uncommitted changes in node/src or protocol/src"
-        } else {
-            ""
-        },
+        "code: {}; {} cores; load average at start {}",
+        support::CodeState::of_this_checkout(),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-        std::fs::read_to_string("/proc/loadavg")
-            .unwrap_or_default()
-            .split_whitespace()
-            .take(3)
-            .collect::<Vec<_>>()
-            .join(" ")
+        support::loadavg()
     );
     println!(
         "baseline {:?}, phases of at least {:?}, {} records held, one request every {:?} plus its own time",

@@ -289,15 +289,6 @@ fn cpu_ms(pid: u32) -> u64 {
     (t(11) + t(12)) * 10
 }
 
-fn loadavg() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .unwrap_or_default()
-        .split_whitespace()
-        .take(3)
-        .collect::<Vec<_>>()
-        .join(" ")
-}
-
 // ---------------------------------------------------------------- proxy
 
 #[derive(Default)]
@@ -1471,35 +1462,17 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
     println!(
         "N = {n}{}, {cores} cores, load average at start {}, data in {}",
         if o.quick { " (quick)" } else { "" },
-        loadavg(),
+        support::loadavg(),
         root.display()
     );
-    let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-    let git = |args: &[&str]| {
-        Command::new("git")
-            .arg("-C")
-            .arg(&repo)
-            .args(args)
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
-            .unwrap_or_default()
-    };
-    let commit = git(&["rev-parse", "--short", "HEAD"]);
-    let dirty = !git(&["status", "--porcelain", "node/src", "protocol/src"]).is_empty();
-    println!(
-        "code: commit {commit}{}",
-        if dirty {
-            " with uncommitted changes in node/src or protocol/src"
-        } else {
-            ""
-        }
-    );
+    let code = support::CodeState::of_this_checkout();
+    println!("code: {code}");
     let mut out = Map::new();
     out.insert("bench".into(), "yui-sync".into());
-    out.insert("commit".into(), commit.clone().into());
-    out.insert("dirty".into(), dirty.into());
+    out.insert("commit".into(), code.commit.clone().into());
+    out.insert("dirty".into(), code.dirty.into());
     out.insert("n".into(), n.into());
-    out.insert("loadavg_start".into(), loadavg().into());
+    out.insert("loadavg_start".into(), support::loadavg().into());
 
     // ---- workload
     let gen_js = o
@@ -2116,7 +2089,7 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
         (t5.as_secs_f64() / t1.as_secs_f64() - 1.0) * 100.0,
         (b5 as f64 / b1 as f64 - 1.0) * 100.0
     );
-    out.insert("loadavg_end".into(), loadavg().into());
+    out.insert("loadavg_end".into(), support::loadavg().into());
     out.insert("status".into(), "ok".into());
     println!("\n{}", Value::Object(out));
     Ok(())

@@ -399,24 +399,18 @@ async fn create_record(
         .store
         .create_guarded(collection, fields, crate::store::now_ms(), mode)
         .await?;
-    node.metrics.record_write();
     let id = serde_json::from_str::<RecordRef>(record.get())
         .map(|r| r.id)
         .unwrap_or_default();
-    if let Some(o) = &body.personal_data_override {
-        let target = format!("{collection}/{id}");
-        node.accounts
-            .audit_override(&principal, &target, o.reason.trim(), &findings)
-            .await;
-    }
-    node.accounts
-        .audit(
-            &principal,
-            "record.create",
-            &format!("{collection}/{id}"),
-            &field_names(&body.fields),
-        )
-        .await;
+    node.record_written(
+        &principal,
+        "record.create",
+        &format!("{collection}/{id}"),
+        &field_names(&body.fields),
+        override_reason(&body),
+        &findings,
+    )
+    .await;
     Ok(json_response(StatusCode::CREATED, &record))
 }
 
@@ -456,20 +450,15 @@ async fn update_record(
         .store
         .update_guarded(collection, id, patch, crate::store::now_ms(), mode)
         .await?;
-    node.metrics.record_write();
-    if let Some(o) = &body.personal_data_override {
-        node.accounts
-            .audit_override(&principal, &target, o.reason.trim(), &findings)
-            .await;
-    }
-    node.accounts
-        .audit(
-            &principal,
-            "record.update",
-            &target,
-            &field_names(&body.fields),
-        )
-        .await;
+    node.record_written(
+        &principal,
+        "record.update",
+        &target,
+        &field_names(&body.fields),
+        override_reason(&body),
+        &findings,
+    )
+    .await;
     Ok(json_response(StatusCode::OK, &record))
 }
 
@@ -484,9 +473,7 @@ async fn delete_record(
     node.store
         .delete(collection, id, crate::store::now_ms())
         .await?;
-    node.metrics.record_write();
-    node.accounts
-        .audit(&principal, "record.delete", &target, "")
+    node.record_written(&principal, "record.delete", &target, "", "", &[])
         .await;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -789,6 +776,14 @@ struct RecordRef {
 }
 
 /// The names (never the values) of the fields a write touched, for the audit log.
+/// The reason given with `personal_data_override`, if any (without it the
+/// guard refuses, so no findings are let through to audit).
+fn override_reason(body: &RecordBody) -> &str {
+    body.personal_data_override
+        .as_ref()
+        .map_or("", |o| o.reason.trim())
+}
+
 fn field_names(fields: &Map<String, Value>) -> String {
     let names: Vec<&str> = fields.keys().map(String::as_str).collect();
     format!("fields: {}", names.join(", "))

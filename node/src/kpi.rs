@@ -189,7 +189,6 @@ pub async fn publish(
             (stored, false)
         }
     };
-    node.metrics.record_write();
     let record: RecordView =
         serde_json::from_str(stored.get()).map_err(|e| Error::Storage(e.to_string()))?;
     let detail = FIGURES
@@ -201,14 +200,15 @@ pub async fn publish(
         .collect::<Vec<_>>()
         .join(" ");
     let way = if created { "created" } else { "updated" };
-    node.accounts
-        .audit(
-            principal,
-            "kpi.publish",
-            &format!("kpi_reports/{}", record.id),
-            &format!("FY{fy} {way}: {detail}"),
-        )
-        .await;
+    node.record_written(
+        principal,
+        "kpi.publish",
+        &format!("kpi_reports/{}", record.id),
+        &format!("FY{fy} {way}: {detail}"),
+        "",
+        &[],
+    )
+    .await;
     Ok(Published { record, created })
 }
 

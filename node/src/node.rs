@@ -200,6 +200,26 @@ impl Node {
         crate::accounts::constant_time_eq(self.token.as_bytes(), presented.as_bytes())
     }
 
+    /// What a record write through the API or the console leaves behind:
+    /// the write counter, the audit entry of an override of the
+    /// personal-data guard (only when it let findings through), and the
+    /// write's own audit entry.
+    pub async fn record_written(
+        &self,
+        principal: &crate::accounts::Principal,
+        action: &str,
+        target: &str,
+        detail: &str,
+        override_reason: &str,
+        findings: &[yui_protocol::guard::Finding],
+    ) {
+        self.metrics.record_write();
+        self.accounts
+            .audit_override(principal, target, override_reason, findings)
+            .await;
+        self.accounts.audit(principal, action, target, detail).await;
+    }
+
     pub async fn status(&self) -> Result<Status> {
         let api = match self.api_url.get() {
             Some(url) => Some(url.clone()),

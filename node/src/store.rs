@@ -80,7 +80,6 @@ CREATE TABLE doc_chunks (
     data BLOB NOT NULL,
     PRIMARY KEY (record, n)
 ) STRICT, WITHOUT ROWID;
-CREATE VIRTUAL TABLE search USING fts5 (terms, content = '', contentless_delete = 1, tokenize = 'ascii');
 CREATE TABLE peers (
     url TEXT PRIMARY KEY,
     node_id TEXT,
@@ -427,6 +426,7 @@ impl Store {
         let conn = Connection::open(path)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.execute_batch(SCHEMA)?;
+        conn.execute(SEARCH_TABLE, [])?;
         set_meta(&conn, "town", town)?;
         set_meta(&conn, "actor", &new_actor_hex())?;
         set_meta(&conn, "feed_epoch", &new_epoch().to_string())?;
@@ -458,7 +458,7 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| corrupt(path, e))?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        reindex_for_ascii_tokenizer(&conn)?;
+        rebuild_search_if_redeclared(&conn)?;
         let next_seq: i64 = conn
             .query_row("SELECT coalesce(max(seq), 0) + 1 FROM records", [], |r| {
                 r.get(0)
@@ -1727,28 +1727,28 @@ fn store_change(
     raw(json)
 }
 
-/// Declared in [`SCHEMA`]: terms arrive folded, and FTS5 only splits them.
-const SEARCH_TOKENIZER: &str = "tokenize = 'ascii'";
+/// The search index. Its terms arrive folded (`protocol::search`), so FTS5's
+/// `ascii` tokenizer only splits them at the spaces.
+const SEARCH_TABLE: &str = "CREATE VIRTUAL TABLE search USING fts5 (terms, content = '', contentless_delete = 1, tokenize = 'ascii')";
 
-/// Re-indexes a database whose search table still uses the `unicode61`
-/// tokenizer (made before the terms were folded here), in one transaction:
-/// 0.8 s for 10,000 records on the benchmark machine, once. An older `yui` still searches the
-/// re-indexed table (its own terms, split at spaces).
-fn reindex_for_ascii_tokenizer(conn: &Connection) -> Result<()> {
+/// Re-indexes a database whose search table was declared otherwise than
+/// [`SEARCH_TABLE`] (before 2026-11-22: the `unicode61` tokenizer), in one
+/// transaction: 0.8 s for 10,000 records on the benchmark machine, once.
+/// An older `yui` still searches the re-indexed table (its own terms,
+/// split at spaces).
+fn rebuild_search_if_redeclared(conn: &Connection) -> Result<()> {
     let declared: String = conn.query_row(
         "SELECT sql FROM sqlite_master WHERE type = 'table' AND name = 'search'",
         [],
         |r| r.get(0),
     )?;
-    if declared.contains(SEARCH_TOKENIZER) {
+    if declared == SEARCH_TABLE {
         return Ok(());
     }
     let started = std::time::Instant::now();
     let tx = conn.unchecked_transaction()?;
-    tx.execute_batch(&format!(
-        "DROP TABLE search;
-         CREATE VIRTUAL TABLE search USING fts5 (terms, content = '', contentless_delete = 1, {SEARCH_TOKENIZER});"
-    ))?;
+    tx.execute_batch("DROP TABLE search")?;
+    tx.execute(SEARCH_TABLE, [])?;
     let mut indexed = 0usize;
     {
         let mut rows = tx.prepare("SELECT rowid, view FROM records WHERE deleted = 0")?;

@@ -510,17 +510,13 @@ fn mutations_reach_every_outcome() {
         panics > 0,
         "no mutation reached Automerge's parser deep enough"
     );
-    for code in [
-        "invalid_id",
-        "unknown_collection",
-        "local_collection",
-        "invalid_changes",
-        "id_conflict",
-        "collection_mismatch",
-        "document_mismatch",
-        "invalid_document",
-    ] {
-        assert!(codes.contains_key(code), "no case was refused as {code}");
+    // Every refusal but `schema_violation`: a mutated byte almost never
+    // leaves a document that still reads as a record but breaks its schema.
+    for code in common::REFUSAL_CODES
+        .iter()
+        .filter(|c| **c != "schema_violation")
+    {
+        assert!(codes.contains_key(*code), "no case was refused as {code}");
     }
 }
 

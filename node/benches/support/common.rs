@@ -1,5 +1,6 @@
 //! What the benchmark binaries share: their scratch directory, the `yui`
-//! binary they start, and percentiles of latencies.
+//! binary they start, percentiles of latencies, and what they print about
+//! the code and the machine.
 #![allow(dead_code)]
 
 use std::future::Future;
@@ -53,4 +54,50 @@ pub fn percentile(sorted: &[Duration], p: f64) -> Duration {
     }
     let rank = ((p / 100.0) * sorted.len() as f64).ceil() as usize;
     sorted[rank.clamp(1, sorted.len()) - 1]
+}
+
+/// The commit measured, and whether `node/src` or `protocol/src` had
+/// uncommitted changes (then the figures are not that commit's).
+pub struct CodeState {
+    pub commit: String,
+    pub dirty: bool,
+}
+
+impl CodeState {
+    pub fn of_this_checkout() -> CodeState {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let git = |args: &[&str]| {
+            std::process::Command::new("git")
+                .arg("-C")
+                .arg(&repo)
+                .args(args)
+                .output()
+                .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_owned())
+                .unwrap_or_default()
+        };
+        CodeState {
+            commit: git(&["rev-parse", "--short", "HEAD"]),
+            dirty: !git(&["status", "--porcelain", "node/src", "protocol/src"]).is_empty(),
+        }
+    }
+}
+
+impl std::fmt::Display for CodeState {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "commit {}", self.commit)?;
+        if self.dirty {
+            write!(f, " with uncommitted changes in node/src or protocol/src")?;
+        }
+        Ok(())
+    }
+}
+
+/// The load averages over 1, 5 and 15 minutes, as `/proc/loadavg` has them.
+pub fn loadavg() -> String {
+    std::fs::read_to_string("/proc/loadavg")
+        .unwrap_or_default()
+        .split_whitespace()
+        .take(3)
+        .collect::<Vec<_>>()
+        .join(" ")
 }

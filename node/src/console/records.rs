@@ -920,16 +920,18 @@ pub async fn create(
                 .await
             {
                 Ok((stored, findings)) => {
-                    node.metrics.record_write();
                     let view: RecordView = serde_json::from_str(stored.get())
                         .map_err(|e| who.failed(crate::Error::Storage(e.to_string())))?;
                     let target = format!("{}/{}", collection.name(), view.id);
-                    node.accounts
-                        .audit_override(who.principal(), &target, &reason, &findings)
-                        .await;
-                    node.accounts
-                        .audit(who.principal(), "record.create", &target, "")
-                        .await;
+                    node.record_written(
+                        who.principal(),
+                        "record.create",
+                        &target,
+                        "",
+                        &reason,
+                        &findings,
+                    )
+                    .await;
                     let href = record_href(collection, view.id.as_str());
                     return Ok(Redirect::to(&format!("{href}?done=created")).into_response());
                 }
@@ -1013,20 +1015,17 @@ pub async fn update(
                 .await
             {
                 Ok((_, findings)) => {
-                    node.metrics.record_write();
                     let changed: Vec<&str> = patch.keys().map(String::as_str).collect();
                     let target = format!("{}/{id}", collection.name());
-                    node.accounts
-                        .audit_override(who.principal(), &target, &reason, &findings)
-                        .await;
-                    node.accounts
-                        .audit(
-                            who.principal(),
-                            "record.update",
-                            &target,
-                            &changed.join(","),
-                        )
-                        .await;
+                    node.record_written(
+                        who.principal(),
+                        "record.update",
+                        &target,
+                        &changed.join(","),
+                        &reason,
+                        &findings,
+                    )
+                    .await;
                     let href = record_href(collection, &id);
                     return Ok(Redirect::to(&format!("{href}?done=updated")).into_response());
                 }
@@ -1090,10 +1089,8 @@ pub async fn delete(
         .delete(collection, id.clone(), crate::store::now_ms())
         .await
         .map_err(|e| who.failed(e))?;
-    node.metrics.record_write();
     let target = format!("{}/{id}", collection.name());
-    node.accounts
-        .audit(who.principal(), "record.delete", &target, "")
+    node.record_written(who.principal(), "record.delete", &target, "", "", &[])
         .await;
     Ok(Redirect::to(&format!("/records/{}?done=deleted", collection.name())).into_response())
 }

@@ -308,6 +308,17 @@ fn describe(e: reqwest::Error, url: &PeerUrl) -> Error {
     Error::Config(format!("{msg}{hint}"))
 }
 
+/// Logs the documents each side refused in one exchange: refusals are final,
+/// so an administrator must hear of them.
+pub fn log_refusals(node_id: &str, outcome: &session::ClientOutcome) {
+    for r in &outcome.refused_by_peer {
+        tracing::warn!(peer = %node_id, id = %r.id, code = %r.code, reason = %r.message, "the peer refused a document");
+    }
+    for r in &outcome.refused_here {
+        tracing::warn!(peer = %node_id, id = %r.id, code = %r.code, reason = %r.message, "refused a document from a peer");
+    }
+}
+
 /// Runs one exchange with a peer: push what it lacks, pull what we lack.
 #[allow(clippy::too_many_arguments)]
 pub async fn exchange(
@@ -352,12 +363,7 @@ pub async fn exchange(
         .store
         .sync_apply(stored_url.to_owned(), node_id.to_owned(), sent, resp)
         .await?;
-    for r in &outcome.refused_by_peer {
-        tracing::warn!(peer = %node_id, id = %r.id, code = %r.code, reason = %r.message, "the peer refused a document");
-    }
-    for r in &outcome.refused_here {
-        tracing::warn!(peer = %node_id, id = %r.id, code = %r.code, reason = %r.message, "refused a document from a peer");
-    }
+    log_refusals(node_id, &outcome);
     Ok(Exchange {
         bytes_out,
         bytes_in,

@@ -103,6 +103,17 @@ struct PeerTask {
 }
 
 impl PeerTask {
+    /// What an answer leaves for the next exchange: the documents to ask
+    /// for again, and, when the peer turned out to be restored from a
+    /// backup, a pusher woken to resend (its cursor went back to the start).
+    fn carry_over(&self, url: &str, needs: &[yui_protocol::wire::Need], server_restored: bool) {
+        *lock(&self.needs) = needs.to_vec();
+        if server_restored {
+            tracing::warn!(peer = %url, "the peer was restored from a backup: resending everything it may lack");
+            self.wake_push.notify_one();
+        }
+    }
+
     fn new(cancel: CancellationToken, index: usize) -> PeerTask {
         PeerTask {
             cancel,
@@ -429,23 +440,17 @@ async fn run_exchange(
         .await
     }
     .await;
-    let at = crate::store::now_ms();
     match &result {
         Ok(x) => {
             task.server_revocations
                 .store(x.server_revocations, Ordering::Relaxed);
-            if x.server_restored {
-                tracing::warn!(peer = %url, "the peer was restored from a backup: resending everything it may lack");
-                // Wake the pusher: its cursor went back to the start.
-                task.wake_push.notify_one();
-            }
-            lock(&task.needs).clone_from(&x.needs);
+            task.carry_over(url, &x.needs, x.server_restored);
             if x.sent || x.push_cursor.is_some() {
                 node.store
                     .peer_round(
                         url.to_owned(),
                         PeerRound {
-                            at,
+                            at: crate::store::now_ms(),
                             error: None,
                             bytes_in: x.bytes_in,
                             bytes_out: x.bytes_out,
@@ -458,20 +463,23 @@ async fn run_exchange(
                     .await?;
             }
         }
-        Err(e) => {
-            node.store
-                .peer_round(
-                    url.to_owned(),
-                    PeerRound {
-                        at,
-                        error: Some(e.to_string()),
-                        ..Default::default()
-                    },
-                )
-                .await?;
-        }
+        Err(e) => record_failure(node, url, e).await?,
     }
     result
+}
+
+/// Records a failed exchange as the peer's last error.
+async fn record_failure(node: &Node, url: &str, e: &Error) -> Result<()> {
+    node.store
+        .peer_round(
+            url.to_owned(),
+            PeerRound {
+                at: crate::store::now_ms(),
+                error: Some(e.to_string()),
+                ..Default::default()
+            },
+        )
+        .await
 }
 
 /// The node id of the peer at `url`, asking it (`hello`) if it was never

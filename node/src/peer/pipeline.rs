@@ -22,7 +22,7 @@ use std::sync::atomic::Ordering;
 use yui_protocol::session::{self, ClientStep, Cursors};
 
 use super::client::{self, Fetched};
-use super::{PeerTask, lock, node_id_of, not_joined, peer_info};
+use super::{PeerTask, lock, node_id_of, not_joined, peer_info, record_failure};
 use crate::error::{Error, Result};
 use crate::node::Node;
 use crate::store::{PeerRound, PlannedAnswer};
@@ -48,16 +48,7 @@ pub(super) async fn pull(
 ) -> Result<bool> {
     let result = pull_inner(node, url, task, wait_ms).await;
     if let Err(e) = &result {
-        node.store
-            .peer_round(
-                url.to_owned(),
-                PeerRound {
-                    at: crate::store::now_ms(),
-                    error: Some(e.to_string()),
-                    ..PeerRound::default()
-                },
-            )
-            .await?;
+        record_failure(node, url, e).await?;
     }
     result
 }
@@ -144,9 +135,7 @@ async fn pull_inner(node: &Arc<Node>, url: &str, task: &PeerTask, wait_ms: u32) 
         let (stored, plan_done, fetch_done) = tokio::join!(store, plan, fetch);
         if let Some(stored) = stored {
             let (outcome, end, bytes_out, bytes_in) = stored?;
-            for r in &outcome.refused_here {
-                tracing::warn!(peer = %node_id, id = %r.id, code = %r.code, reason = %r.message, "refused a document from a peer");
-            }
+            client::log_refusals(&node_id, &outcome);
             node.store
                 .peer_round(
                     url.to_owned(),
@@ -165,11 +154,7 @@ async fn pull_inner(node: &Arc<Node>, url: &str, task: &PeerTask, wait_ms: u32) 
             stored_cursor = outcome.pull_cursor.unwrap_or(stored_cursor);
             more = outcome.more;
             if !outcome.reached(end) {
-                lock(&task.needs).clone_from(&outcome.needs);
-                if outcome.server_restored {
-                    tracing::warn!(peer = %url, "the peer was restored from a backup: resending everything it may lack");
-                    task.wake_push.notify_one();
-                }
+                task.carry_over(url, &outcome.needs, outcome.server_restored);
                 // What was planned and fetched after it is dropped unstored.
                 return Ok(true);
             }
