@@ -634,7 +634,7 @@ async fn serve(
         tracing::info!("shutting down: finishing requests and writes in flight");
         signal.cancel();
     });
-    crate::node::serve(Arc::new(node), listener, peer_listener, shutdown).await?;
+    crate::daemon::serve(Arc::new(node), listener, peer_listener, shutdown).await?;
     tracing::info!("stopped");
     Ok(())
 }
@@ -980,14 +980,14 @@ async fn peer(data_dir: DataDir, cmd: PeerCommand) -> Result<()> {
                 let detail = node_id
                     .as_deref()
                     .map_or_else(String::new, |id| format!("node id {id}"));
-                crate::peer::add_peer(&node, &url, node_id, None).await?;
+                crate::peer::add_peer(&node.federation(), &url, node_id, None).await?;
                 node.accounts
                     .audit(&cli_principal(), "peer.add", &url, &detail)
                     .await;
                 println!("Added peer {url}. The node syncs with it when it runs (`yui serve`).");
             }
             PeerCommand::Remove { peer } => {
-                let removed = crate::peer::remove_peer(&node, &peer).await?;
+                let removed = crate::peer::remove_peer(&node.federation(), &peer).await?;
                 if removed.is_empty() {
                     anyhow::bail!("no peer has the URL or node id {peer:?}");
                 }
@@ -1057,7 +1057,7 @@ async fn sync(data_dir: DataDir) -> Result<()> {
                 "this node has not joined a consortium yet (`yui cert install` first)"
             ))
         } else {
-            crate::peer::Peering::sync_all(&node)
+            crate::peer::Peering::sync_all(&node.federation())
                 .await
                 .map_err(anyhow::Error::from)
                 .and_then(|r| Ok(serde_json::from_value(serde_json::to_value(r)?)?))

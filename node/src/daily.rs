@@ -4,8 +4,8 @@
 //!
 //! This module owns the views' shapes, the rules that build them (pure
 //! functions over record views, so the JSON API and the console show the same
-//! thing) and the `/api/v1/views/...` routes. The console pages that render
-//! them live in `console::daily`.
+//! thing). The JSON API serves them from `http::views`, the console
+//! renders them in `console::daily`.
 //!
 //! A view reads every live record of the collections it needs, newest first,
 //! up to [`MAX_RECORDS`] per collection: a town keeps tens or hundreds of
@@ -13,21 +13,13 @@
 //! collection from costing more; a view that hit it says so (`truncated`).
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
-use std::sync::Arc;
 
-use axum::Router;
-use axum::extract::State;
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 use yui_protocol::kpi::fiscal_year;
 use yui_protocol::{Collection, RecordView};
 
-use crate::api::{QueryParams, ViewerAccess};
 use crate::error::{Error, Result};
-use crate::node::Node;
 use crate::store::{ListQuery, Store};
 
 /// Most records of one collection a view reads (newest first).
@@ -730,123 +722,6 @@ pub async fn pr_view(store: &Store, fy: Option<i64>) -> Result<PrPlan> {
     let (items, truncated) = load(store, Collection::PrItems).await?;
     let fy = fy.unwrap_or_else(|| fiscal_year(&today_jst()).unwrap_or(2024));
     Ok(pr_plan(&items, fy, truncated))
-}
-
-// --------------------------------------------------------------- the API
-
-type AppState = Arc<Node>;
-
-/// `/views/...`, nested under `/api/v1` behind the token layer.
-pub fn api_routes() -> Router<AppState> {
-    Router::new()
-        .route("/views/skills", get(api_skills))
-        .route("/views/orders", get(api_orders))
-        .route("/views/training", get(api_training))
-        .route("/views/pr", get(api_pr))
-}
-
-fn json(body: &impl Serialize) -> Response {
-    (StatusCode::OK, axum::Json(body)).into_response()
-}
-
-fn empty_as_none(v: Option<String>) -> Option<String> {
-    v.filter(|s| !s.trim().is_empty())
-}
-
-async fn api_skills(
-    _: ViewerAccess,
-    State(node): State<AppState>,
-    QueryParams(filter): QueryParams<SkillFilter>,
-) -> Result<Response> {
-    let filter = SkillFilter {
-        status: empty_as_none(filter.status),
-        skill: empty_as_none(filter.skill),
-    };
-    Ok(json(&skills_view(&node.store, &filter).await?))
-}
-
-async fn api_orders(_: ViewerAccess, State(node): State<AppState>) -> Result<Response> {
-    Ok(json(&orders_view(&node.store).await?))
-}
-
-async fn api_training(
-    _: ViewerAccess,
-    State(node): State<AppState>,
-    QueryParams(filter): QueryParams<TrainingFilter>,
-) -> Result<Response> {
-    let fy = parse_fiscal_year(filter.fiscal_year.as_deref())?;
-    let worker = empty_as_none(filter.worker);
-    let (log, _) = training_view(&node.store, fy, worker.as_deref()).await?;
-    Ok(json(&log))
-}
-
-async fn api_pr(
-    _: ViewerAccess,
-    State(node): State<AppState>,
-    QueryParams(filter): QueryParams<PrFilter>,
-) -> Result<Response> {
-    let fy = parse_fiscal_year(filter.fiscal_year.as_deref())?;
-    Ok(json(&pr_view(&node.store, fy).await?))
-}
-
-/// The views' entries in the OpenAPI document's `paths`.
-pub fn openapi_paths() -> Vec<(&'static str, Value)> {
-    use serde_json::json;
-    let error = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
-    let r#ref = json!({"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": ["string", "null"], "description": "null when the record is deleted or unknown"}}});
-    let fy = json!({"name": "fiscal_year", "in": "query", "schema": {"type": "integer", "minimum": 2000, "maximum": 2100},
-        "description": "fiscal year (April to March): 2024 is 2024-04-01 to 2025-03-31"});
-    let note = format!(
-        "Reads this town's local collections only, at most {MAX_RECORDS} records of each (newest first); truncated is true when a collection had more."
-    );
-    vec![
-        (
-            "/api/v1/views/skills",
-            json!({"get": {
-            "summary": "スキルの可視化 / Skill matrix: workers × skills with levels",
-            "description": format!("Rows: workers, active and in training first, then registered, paused, left. Columns: every distinct skills[].skill, sorted. counts gives, per column, the workers assessed and those at level 3 or higher. {note}"),
-            "parameters": [
-                {"name": "status", "in": "query", "schema": {"type": "string", "enum": WORKER_ORDER}, "description": "only workers with this status"},
-                {"name": "skill", "in": "query", "schema": {"type": "string"}, "description": "only workers assessed in this skill, and only its column"}],
-            "responses": {"200": {"description": "skills, all_skills, workers [{id, name, status, skills: {SKILL: {level, assessed_on}}}], counts [{skill, assessed, level3_plus}], truncated",
-                "content": {"application/json": {"schema": {"type": "object"}}}},
-                "400": error("unknown query parameter")}}}),
-        ),
-        (
-            "/api/v1/views/orders",
-            json!({"get": {
-            "summary": "受発注 / Order pipeline: orders by status with hours and amounts",
-            "description": format!("stages in pipeline order (inquiry, quoted, ordered, in_progress, delivered, invoiced, closed), each with its orders (soonest due first) and totals {{count, estimated_hours, actual_hours, amount_jpy}}; lost orders apart; totals over the pipeline without lost. An order is overdue when due_on is before today (Japan time) and it is not yet delivered. Customer and assignee names are resolved. {note}"),
-            "responses": {"200": {"description": "today, stages, lost, totals, overdue, truncated",
-                "content": {"application/json": {"schema": {"type": "object", "properties": {
-                    "stages": {"type": "array", "items": {"type": "object", "properties": {
-                        "status": {"type": "string"}, "totals": {"type": "object"},
-                        "orders": {"type": "array", "items": {"type": "object", "properties": {
-                            "id": {"type": "string"}, "title": {"type": "string"}, "customer": r#ref, "assignees": {"type": "array", "items": r#ref},
-                            "due_on": {"type": ["string", "null"]}, "overdue": {"type": "boolean"},
-                            "estimated_hours": {"type": ["number", "null"]}, "actual_hours": {"type": ["number", "null"]}, "amount_jpy": {"type": ["integer", "null"]}}}}}}}}}}}}}}}),
-        ),
-        (
-            "/api/v1/views/training",
-            json!({"get": {
-            "summary": "研修・メンタリング / Training and mentoring log, newest first",
-            "description": format!("trainings [{{id, held_on, title, audience, attendee_count, attendees}}] and mentoring [{{id, held_on, mentor, mentee}}]; with worker, only that worker's own log (trainings attended, mentoring as mentor or mentee). {note}"),
-            "parameters": [fy, {"name": "worker", "in": "query", "schema": {"type": "string"}, "description": "a worker's record id"}],
-            "responses": {"200": {"description": "fiscal_year, worker, fiscal_years, trainings, mentoring, truncated",
-                "content": {"application/json": {"schema": {"type": "object"}}}},
-                "400": error("bad fiscal_year"), "404": error("no such worker")}}}),
-        ),
-        (
-            "/api/v1/views/pr",
-            json!({"get": {
-            "summary": "広報計画 / PR plan by month and audience",
-            "description": format!("months: the twelve months of the fiscal year (default: the year under way), each with residents and customers items [{{id, title, status, channel, planned_on}}]; unscheduled: items without planned_on; by_status: the year's items per status. {note}"),
-            "parameters": [{"name": "fiscal_year", "in": "query", "schema": {"type": "integer", "minimum": 2000, "maximum": 2100}}],
-            "responses": {"200": {"description": "fiscal_year, fiscal_years, months, unscheduled, by_status, truncated",
-                "content": {"application/json": {"schema": {"type": "object"}}}},
-                "400": error("bad fiscal_year")}}}),
-        ),
-    ]
 }
 
 #[cfg(test)]

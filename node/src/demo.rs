@@ -135,12 +135,12 @@ async fn run_in(base: &std::path::Path, stop: impl Future<Output = ()>) -> Resul
         .clone();
     for (i, town) in towns.iter().enumerate() {
         if i != 1 {
-            crate::peer::add_peer(&town.node, &middle, None, None).await?;
+            crate::peer::add_peer(&town.node.federation(), &middle, None, None).await?;
         }
     }
     let mut tasks = Vec::new();
     for (node, api, peers) in servers {
-        tasks.push(tokio::spawn(crate::node::serve(
+        tasks.push(tokio::spawn(crate::daemon::serve(
             node,
             api,
             Some(peers),

@@ -1,13 +1,10 @@
-//! The node's one error type, and how each error reads over HTTP.
+//! The node's one error type.
 //!
-//! Every failure the API can report has a stable snake_case `code` (SPEC §8);
-//! scripts match on codes, people read messages. Internal details (SQLite
-//! messages, paths) are logged, not sent: a storage failure answers
-//! `storage_error` with a generic message.
+//! Every failure has a stable snake_case `code` (SPEC §8); scripts match on
+//! codes, people read messages. How an error reads over HTTP (its status,
+//! and what of it is sent) is the HTTP layer's business: `crate::http::error`.
 
-use axum::http::StatusCode;
-use axum::response::{IntoResponse, Response};
-use yui_protocol::{FieldError, ValidationErrors};
+use yui_protocol::ValidationErrors;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -71,25 +68,6 @@ impl From<yui_protocol::doc::DocError> for Error {
 }
 
 impl Error {
-    pub fn status(&self) -> StatusCode {
-        match self {
-            Error::Validation(_) | Error::PersonalData(_) => StatusCode::UNPROCESSABLE_ENTITY,
-            Error::UnknownCollection { .. } | Error::RecordNotFound { .. } | Error::NotFound(_) => {
-                StatusCode::NOT_FOUND
-            }
-            Error::RecordDeleted { .. } => StatusCode::GONE,
-            Error::Conflict(_) => StatusCode::CONFLICT,
-            Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
-            Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
-            Error::Forbidden { .. } => StatusCode::FORBIDDEN,
-            Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-            Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
-            Error::CorruptDatabase { .. } | Error::Storage(_) | Error::Config(_) => {
-                StatusCode::INTERNAL_SERVER_ERROR
-            }
-        }
-    }
-
     /// The stable code of SPEC §8's error shape.
     pub fn code(&self) -> &'static str {
         match self {
@@ -114,41 +92,5 @@ impl Error {
             code,
             message: message.into(),
         }
-    }
-}
-
-impl IntoResponse for Error {
-    fn into_response(self) -> Response {
-        let status = self.status();
-        let message = if status.is_server_error() {
-            tracing::error!(code = self.code(), error = %self, "request failed");
-            match self {
-                Error::ShuttingDown => self.to_string(),
-                _ => "the node could not complete the request; see its log for details".to_owned(),
-            }
-        } else {
-            if status == StatusCode::NOT_FOUND {
-                // Clients poll for records; a miss is routine.
-                tracing::debug!(code = self.code(), error = %self, "request refused");
-            } else {
-                tracing::info!(code = self.code(), error = %self, "request refused");
-            }
-            self.to_string()
-        };
-        let mut error = serde_json::json!({ "code": self.code(), "message": message });
-        if let Error::Validation(ValidationErrors(fields)) = &self {
-            error["fields"] = serde_json::to_value(fields as &Vec<FieldError>).unwrap_or_default();
-        }
-        if let Error::PersonalData(findings) = &self {
-            error["findings"] = findings
-                .iter()
-                .map(|f| {
-                    let mut v = serde_json::to_value(f).unwrap_or_default();
-                    v["may_override"] = f.kind.may_override().into();
-                    v
-                })
-                .collect();
-        }
-        (status, axum::Json(serde_json::json!({ "error": error }))).into_response()
     }
 }

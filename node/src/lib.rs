@@ -9,22 +9,23 @@
 //! Automerge mapping — lives in the `yui-protocol` crate, without I/O.
 
 pub mod accounts;
-pub mod api;
 pub mod cli;
 pub mod console;
-// Daily work (issue 6)
+pub mod daemon;
 pub mod daily;
 pub mod datadir;
 pub mod demo;
 pub mod error;
 pub mod export;
+pub mod http;
 pub mod kpi;
 pub mod metrics;
 pub mod node;
-pub mod openapi;
 pub mod peer;
 pub mod pki;
+pub mod records;
 pub mod store;
 
+pub use daemon::run;
 pub use error::{Error, Result};
-pub use node::{Node, run};
+pub use node::Node;

@@ -1,15 +1,13 @@
-//! A running node: its data directory, store and metrics, and the server loop.
-//!
-//! `main` only parses arguments and sets up logging; everything a test needs
-//! to run a node in-process is here: [`Node::open`] and [`run`], which takes
-//! an already-bound listener (tests bind `127.0.0.1:0`) and a cancellation
-//! token for graceful shutdown.
+//! A node's state: its data directory, store, accounts, metrics and (once
+//! joined) federation, opened together by [`Node::open`], and what the
+//! adapters ask of it as a whole: [`Node::status`] and the trail a record
+//! write leaves ([`Node::record_written`]). Serving it is `crate::daemon`'s
+//! job; federation sees only [`Node::federation`].
 
 use std::path::PathBuf;
 use std::sync::{Arc, OnceLock};
 
 use serde::Serialize;
-use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
 use crate::datadir::{Config, DataDir, ServeLock};
@@ -158,7 +156,7 @@ impl Node {
         })
     }
 
-    fn membership(&self) -> Membership {
+    pub fn membership(&self) -> Membership {
         let Some(peering) = &self.peering else {
             return Membership {
                 joined: false,
@@ -193,6 +191,25 @@ impl Node {
                 peering.trust.own.town
             ),
         }
+    }
+
+    /// Federation's view of this node: the store, the peering and the data
+    /// directory, for the peer tasks and the peer port.
+    pub fn federation(&self) -> crate::peer::Federation {
+        crate::peer::Federation {
+            store: self.store.clone(),
+            peering: self.peering.clone(),
+            data_dir: self.data_dir.clone(),
+        }
+    }
+
+    /// Records that the API is served at `url`: `status` shows it, and the
+    /// serve lock announces it to `yui` commands run beside the node.
+    pub fn serving_at(&self, url: String) {
+        if let Some(lock) = &self.lock {
+            lock.announce(&url);
+        }
+        let _ = self.api_url.set(url);
     }
 
     /// Compares in constant time, so response timing reveals nothing of the token.
@@ -289,68 +306,4 @@ impl Node {
             uptime_seconds: self.started.elapsed().as_secs(),
         })
     }
-}
-
-/// Serves the local API on `listener` until `shutdown` is cancelled, then
-/// finishes in-flight requests and queued writes before returning.
-pub async fn run(
-    node: Arc<Node>,
-    listener: TcpListener,
-    shutdown: CancellationToken,
-) -> Result<()> {
-    serve(node, listener, None, shutdown).await
-}
-
-/// Serves the local API, and on a joined node the peer port (when given a
-/// listener) and outbound sync with every peer, until `shutdown`.
-pub async fn serve(
-    node: Arc<Node>,
-    api: TcpListener,
-    peers: Option<TcpListener>,
-    shutdown: CancellationToken,
-) -> Result<()> {
-    let _ = node.shutdown.set(shutdown.clone());
-    if let Ok(addr) = api.local_addr() {
-        let url = format!("http://{addr}/");
-        if let Some(lock) = &node.lock {
-            lock.announce(&url);
-        }
-        let _ = node.api_url.set(url);
-    }
-    let mut background = Vec::new();
-    if node.peering.is_some() {
-        if let Some(listener) = peers {
-            background.push(tokio::spawn(crate::peer::server::serve(
-                node.clone(),
-                listener,
-                shutdown.clone(),
-            )));
-        }
-        crate::peer::Peering::start_all(&node, &shutdown).await?;
-        // Certificate expiry and revocation warnings: at start, then daily.
-        let (watched, stop) = (node.clone(), shutdown.clone());
-        background.push(tokio::spawn(async move {
-            loop {
-                for w in watched.membership().warnings {
-                    tracing::warn!("{w}");
-                }
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(24 * 3600)) => {}
-                }
-            }
-        }));
-    }
-    let app = crate::api::router(node.clone());
-    let result = axum::serve(api, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
-    shutdown.cancel();
-    for task in background {
-        let _ = task.await;
-    }
-    // Joining the writer thread blocks: keep it off the async workers.
-    let store = node.store.clone();
-    let _ = tokio::task::spawn_blocking(move || store.close()).await;
-    result.map_err(|e| Error::Config(format!("serving the API: {e}")))
 }

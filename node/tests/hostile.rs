@@ -131,7 +131,7 @@ async fn a_hostile_member_cannot_crash_stall_or_corrupt_the_node() {
         .expect("bind");
     let peer_addr = peers.local_addr().expect("addr");
     let shutdown = CancellationToken::new();
-    let server = tokio::spawn(yui_node::node::serve(
+    let server = tokio::spawn(yui_node::daemon::serve(
         victim.node.clone(),
         api,
         Some(peers),

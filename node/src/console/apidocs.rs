@@ -1,4 +1,4 @@
-//! `/api/docs`: the OpenAPI document of the local API (`crate::openapi`) as
+//! `/api/docs`: the OpenAPI document of the local API (`crate::http::openapi`) as
 //! a readable page, rendered here from the same JSON, so it works offline
 //! and cannot drift from `/api/v1/openapi.json`.
 
@@ -101,7 +101,7 @@ fn operations(doc: &Value) -> Vec<Operation> {
 }
 
 pub async fn show(who: SignedIn) -> Response {
-    let doc = crate::openapi::document();
+    let doc = crate::http::openapi::document();
     let schemas = doc
         .pointer("/components/schemas")
         .and_then(Value::as_object)

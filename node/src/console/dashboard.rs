@@ -249,7 +249,7 @@ pub async fn sync_now(
     }
     // A row's button names its peer; the button above the table, none.
     let only = form.get("peer").filter(|u| !u.is_empty());
-    let results = crate::peer::Peering::sync_peers(&node, only)
+    let results = crate::peer::Peering::sync_peers(&node.federation(), only)
         .await
         .map_err(|e| match e {
             crate::Error::NotFound(_) => who.error(StatusCode::NOT_FOUND, who.m().not_found),

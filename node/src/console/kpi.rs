@@ -302,7 +302,7 @@ pub async fn csv(
     let r = crate::kpi::rollup(&node, fy)
         .await
         .map_err(|e| who.failed(e))?;
-    Ok(crate::kpi::csv_response(&r))
+    Ok(crate::http::kpi::csv_response(&r))
 }
 
 struct DraftField {

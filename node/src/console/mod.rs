@@ -24,8 +24,6 @@ mod kpi; // KPI (issue 6)
 mod peers;
 mod records;
 
-use std::sync::Arc;
-
 use askama::Template;
 use axum::Router;
 use axum::extract::{FromRequestParts, OriginalUri};
@@ -35,12 +33,10 @@ use axum::response::{IntoResponse, Redirect, Response};
 use axum::routing::{get, post};
 
 use crate::accounts::{Principal, SESSION_COOKIE, Session, constant_time_eq};
-use crate::node::Node;
+use crate::http::AppState;
 use i18n::{LANG_COOKIE, Lang, Messages};
 
-type AppState = Arc<Node>;
-
-/// The console's routes; `api::router` merges them beside `/api/v1`.
+/// The console's routes; the daemon merges them beside the API's.
 pub fn routes() -> Router<AppState> {
     Router::new()
         .route("/", get(dashboard::show))
@@ -85,7 +81,9 @@ pub fn routes() -> Router<AppState> {
 pub async fn fallback(visitor: Visitor, req: axum::extract::Request) -> Response {
     let path = req.uri().path();
     if path.starts_with("/api/") || path == "/metrics" || path == "/healthz" {
-        return crate::api::unknown_route(req).await.into_response();
+        return crate::http::extract::unknown_route(req)
+            .await
+            .into_response();
     }
     PageError::new(&visitor, StatusCode::NOT_FOUND, visitor.m().not_found).into_response()
 }

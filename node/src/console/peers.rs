@@ -170,7 +170,7 @@ pub async fn add(
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned);
-    match crate::peer::add_peer(&node, &url, node_id, node.shutdown.get()).await {
+    match crate::peer::add_peer(&node.federation(), &url, node_id, node.shutdown.get()).await {
         Ok(()) => {
             tracing::info!(%url, "peer added from the console");
             node.accounts
@@ -202,7 +202,7 @@ pub async fn remove(
         )
         .await;
     }
-    let removed = crate::peer::remove_peer(&node, &key)
+    let removed = crate::peer::remove_peer(&node.federation(), &key)
         .await
         .map_err(|e| who.failed(e))?;
     if removed.is_empty() {

@@ -24,6 +24,7 @@ use yui_protocol::{Collection, FieldError, RecordId, RecordView, ValidationError
 
 use super::i18n::Lang;
 use super::{AppState, Chrome, FormPairs, PageError, SignedIn, render, show_time, url_encode};
+use crate::records::{self, Guarding, OverrideRefused};
 use crate::store::ListQuery;
 
 const PAGE_SIZE: usize = 25;
@@ -692,24 +693,18 @@ fn personal_data_errors(findings: &[yui_protocol::guard::Finding]) -> Vec<FieldE
         .collect()
 }
 
-/// What an administrator's override asks for, from the form: the guard
-/// mode and the reason (see `override_reason_missing`).
-fn override_of(
-    who: &SignedIn,
-    form: &FormPairs,
-) -> Result<Option<(crate::store::GuardMode, String)>, PageError> {
+/// What the form asks of the personal-data guard; `None` when it asks for
+/// an override without a reason (the form then says so). An override
+/// needs the admin role: anyone else gets the forbidden page.
+fn guarding_of(who: &SignedIn, form: &FormPairs) -> Result<Option<Guarding>, PageError> {
     if form.get("personal_data_override") != Some("1") {
-        return Ok(None);
+        return Ok(Some(Guarding::refuse()));
     }
-    who.require(who.principal().role.can_administer())?;
-    let reason = form.get("override_reason").unwrap_or("").trim().to_owned();
-    Ok(Some((crate::store::GuardMode::AcceptOverridable, reason)))
-}
-
-/// Whether an override was asked for without a reason of at least 5
-/// characters.
-fn override_reason_missing(overriding: &Option<(crate::store::GuardMode, String)>) -> bool {
-    matches!(overriding, Some((_, reason)) if reason.chars().count() < 5)
+    match Guarding::overriding(who.principal(), form.get("override_reason").unwrap_or("")) {
+        Ok(guarding) => Ok(Some(guarding)),
+        Err(OverrideRefused::NotAdministrator) => who.require(false).map(|()| None),
+        Err(OverrideRefused::NoReason) => Ok(None),
+    }
 }
 
 async fn ref_choices(node: &AppState, to: Collection, selected: &[String]) -> Vec<Choice> {
@@ -894,7 +889,7 @@ pub async fn create(
     let collection = collection_of(&who, &name)?;
     let form = who.posted_form(&body, who.principal().role.can_write_records())?;
     let raw = raw_of_form(collection, &form);
-    let overriding = override_of(&who, &form)?;
+    let guarding = guarding_of(&who, &form)?;
     let mut input = Map::new();
     let mut errors = Vec::new();
     for def in collection.fields() {
@@ -907,37 +902,23 @@ pub async fn create(
         }
     }
     let mut extra = None;
-    let reason_missing = override_reason_missing(&overriding);
-    let (mode, reason) = overriding.unwrap_or_default();
-    if reason_missing {
-        extra = Some(who.m().override_reason_required);
-    } else if errors.is_empty() {
-        match validate_create(collection, &input) {
+    match &guarding {
+        None => extra = Some(who.m().override_reason_required),
+        Some(guarding) if errors.is_empty() => match validate_create(collection, &input) {
             Err(ValidationErrors(found)) => errors = found,
-            Ok(fields) => match node
-                .store
-                .create_guarded(collection, fields, crate::store::now_ms(), mode)
-                .await
-            {
-                Ok((stored, findings)) => {
-                    let view: RecordView = serde_json::from_str(stored.get())
-                        .map_err(|e| who.failed(crate::Error::Storage(e.to_string())))?;
-                    let target = format!("{}/{}", collection.name(), view.id);
-                    node.record_written(
-                        who.principal(),
-                        "record.create",
-                        &target,
-                        "",
-                        &reason,
-                        &findings,
-                    )
-                    .await;
-                    let href = record_href(collection, view.id.as_str());
-                    return Ok(Redirect::to(&format!("{href}?done=created")).into_response());
+            Ok(fields) => {
+                match records::create(&node, who.principal(), collection, fields, guarding, "")
+                    .await
+                {
+                    Ok(written) => {
+                        let href = record_href(collection, &written.id);
+                        return Ok(Redirect::to(&format!("{href}?done=created")).into_response());
+                    }
+                    Err(e) => (errors, extra) = form_problem(&who, e)?,
                 }
-                Err(e) => (errors, extra) = form_problem(&who, e)?,
-            },
-        }
+            }
+        },
+        Some(_) => {}
     }
     Ok(form_page(
         &node,
@@ -1000,38 +981,35 @@ pub async fn update(
             Err(e) => errors.push(e),
         }
     }
-    let overriding = override_of(&who, &form)?;
+    let guarding = guarding_of(&who, &form)?;
     let mut extra = None;
-    let reason_missing = override_reason_missing(&overriding);
-    let (mode, reason) = overriding.unwrap_or_default();
-    if reason_missing {
-        extra = Some(who.m().override_reason_required);
-    } else if errors.is_empty() {
-        match validate_patch(collection, &patch) {
+    match &guarding {
+        None => extra = Some(who.m().override_reason_required),
+        Some(guarding) if errors.is_empty() => match validate_patch(collection, &patch) {
             Err(ValidationErrors(found)) => errors = found,
-            Ok(typed) => match node
-                .store
-                .update_guarded(collection, id.clone(), typed, crate::store::now_ms(), mode)
+            Ok(typed) => {
+                let changed: Vec<&str> = patch.keys().map(String::as_str).collect();
+                let detail = changed.join(",");
+                match records::update(
+                    &node,
+                    who.principal(),
+                    collection,
+                    id.clone(),
+                    typed,
+                    guarding,
+                    &detail,
+                )
                 .await
-            {
-                Ok((_, findings)) => {
-                    let changed: Vec<&str> = patch.keys().map(String::as_str).collect();
-                    let target = format!("{}/{id}", collection.name());
-                    node.record_written(
-                        who.principal(),
-                        "record.update",
-                        &target,
-                        &changed.join(","),
-                        &reason,
-                        &findings,
-                    )
-                    .await;
-                    let href = record_href(collection, &id);
-                    return Ok(Redirect::to(&format!("{href}?done=updated")).into_response());
+                {
+                    Ok(_) => {
+                        let href = record_href(collection, &id);
+                        return Ok(Redirect::to(&format!("{href}?done=updated")).into_response());
+                    }
+                    Err(e) => (errors, extra) = form_problem(&who, e)?,
                 }
-                Err(e) => (errors, extra) = form_problem(&who, e)?,
-            },
-        }
+            }
+        },
+        Some(_) => {}
     }
     Ok(form_page(
         &node,
@@ -1085,13 +1063,9 @@ pub async fn delete(
     let collection = collection_of(&who, &name)?;
     let id = id_of(&who, &id)?;
     who.posted_form(&body, who.principal().role.can_write_records())?;
-    node.store
-        .delete(collection, id.clone(), crate::store::now_ms())
+    records::delete(&node, who.principal(), collection, id)
         .await
         .map_err(|e| who.failed(e))?;
-    let target = format!("{}/{id}", collection.name());
-    node.record_written(who.principal(), "record.delete", &target, "", "", &[])
-        .await;
     Ok(Redirect::to(&format!("/records/{}?done=deleted", collection.name())).into_response())
 }
 
@@ -1154,7 +1128,7 @@ pub async fn search(
             // The same search as GET /api/v1/search.
             let found = node
                 .store
-                .search(q.clone(), within, crate::api::DEFAULT_PAGE)
+                .search(q.clone(), within, crate::http::DEFAULT_PAGE)
                 .await
                 .map_err(|e| who.failed(e))?;
             for view in parse_views(&found) {

@@ -17,6 +17,7 @@ use prost::Message;
 use yui_protocol::session;
 use yui_protocol::wire::{SyncRequest, SyncResponse};
 
+use super::Federation;
 use super::codec;
 use super::tls::{self, Trust};
 use crate::error::{Error, Result};
@@ -130,14 +131,14 @@ pub struct Fetched {
 /// revocation fields (our list goes along when the server's number is
 /// lower) and installs a newer list the answer carries.
 pub async fn send(
-    node: &crate::node::Node,
+    fed: &Federation,
     client: &PeerClient,
     url: &PeerUrl,
     node_id: &str,
     mut sent: session::Outgoing,
     server_revocations: u64,
 ) -> Result<Fetched> {
-    let peering = node
+    let peering = fed
         .peering
         .as_ref()
         .ok_or_else(|| Error::Config("not joined".into()))?;
@@ -148,7 +149,7 @@ pub async fn send(
     }
     let (response, bytes_out, bytes_in) = client.sync(url, node_id, &sent.request).await?;
     if let Some(der) = &response.revocations
-        && let Err(e) = peering.install_revocations(&node.data_dir, der)
+        && let Err(e) = peering.install_revocations(&fed.data_dir, der)
     {
         tracing::warn!(error = %e, "a peer sent a revocation list that does not verify");
     }
@@ -322,7 +323,7 @@ pub fn log_refusals(node_id: &str, outcome: &session::ClientOutcome) {
 /// Runs one exchange with a peer: push what it lacks, pull what we lack.
 #[allow(clippy::too_many_arguments)]
 pub async fn exchange(
-    node: &crate::node::Node,
+    fed: &Federation,
     client: &PeerClient,
     stored_url: &str,
     url: &PeerUrl,
@@ -334,7 +335,7 @@ pub async fn exchange(
     needs: Vec<yui_protocol::wire::Need>,
     server_revocations: u64,
 ) -> Result<Exchange> {
-    let step = node
+    let step = fed
         .store
         .sync_request(node_id.to_owned(), cursors, push, pull, wait_ms, needs)
         .await?;
@@ -349,7 +350,7 @@ pub async fn exchange(
         session::ClientStep::Send(sent) => *sent,
     };
     // The ledger first: once the request is on its way, it has left.
-    node.store
+    fed.store
         .record_push(node_id.to_owned(), String::new(), sent.request.push.clone())
         .await?;
     let Fetched {
@@ -357,9 +358,9 @@ pub async fn exchange(
         response: resp,
         bytes_out,
         bytes_in,
-    } = send(node, client, url, node_id, sent, server_revocations).await?;
+    } = send(fed, client, url, node_id, sent, server_revocations).await?;
     let server_revocations = resp.revocation_number;
-    let outcome = node
+    let outcome = fed
         .store
         .sync_apply(stored_url.to_owned(), node_id.to_owned(), sent, resp)
         .await?;

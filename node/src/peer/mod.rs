@@ -27,11 +27,21 @@ use tokio_util::sync::CancellationToken;
 
 use crate::datadir::DataDir;
 use crate::error::{Error, Result};
-use crate::node::Node;
 use crate::pki::PeerIdentity;
-use crate::store::{PeerInfo, PeerRound};
+use crate::store::{PeerInfo, PeerRound, Store};
 use client::PeerClient;
 pub use tls::Trust;
+
+/// What federation works with, and all it knows of the node: the store, the
+/// node's trust and peer tasks once it has joined a consortium, and the data
+/// directory that revocation lists are installed in. Cheap to clone; the
+/// peer tasks hold one each.
+#[derive(Clone)]
+pub struct Federation {
+    pub store: Store,
+    pub peering: Option<Arc<Peering>>,
+    pub data_dir: DataDir,
+}
 
 /// Longest a pull waits at the peer for news.
 pub const LONG_POLL_MS: u32 = 25_000;
@@ -272,16 +282,16 @@ impl Peering {
     }
 
     /// Starts the tasks of every stored peer.
-    pub async fn start_all(node: &Arc<Node>, shutdown: &CancellationToken) -> Result<()> {
-        for peer in node.store.peers().await? {
-            Peering::start(node, &peer.url, shutdown);
+    pub async fn start_all(fed: &Federation, shutdown: &CancellationToken) -> Result<()> {
+        for peer in fed.store.peers().await? {
+            Peering::start(fed, &peer.url, shutdown);
         }
         Ok(())
     }
 
     /// Starts (or keeps) the tasks of one peer.
-    pub fn start(node: &Arc<Node>, url: &str, shutdown: &CancellationToken) {
-        let Some(peering) = node.peering.clone() else {
+    pub fn start(fed: &Federation, url: &str, shutdown: &CancellationToken) {
+        let Some(peering) = fed.peering.clone() else {
             return;
         };
         let task = {
@@ -296,8 +306,8 @@ impl Peering {
             tasks.insert(url.to_owned(), task.clone());
             task
         };
-        tokio::spawn(pull_loop(node.clone(), url.to_owned(), task.clone()));
-        tokio::spawn(push_loop(node.clone(), url.to_owned(), task));
+        tokio::spawn(pull_loop(fed.clone(), url.to_owned(), task.clone()));
+        tokio::spawn(push_loop(fed.clone(), url.to_owned(), task));
     }
 
     /// Stops the tasks of a removed peer.
@@ -312,14 +322,14 @@ impl Peering {
     }
 
     /// Syncs with every peer now, both ways, until each has nothing more.
-    pub async fn sync_all(node: &Arc<Node>) -> Result<Vec<SyncResult>> {
-        Peering::sync_peers(node, None).await
+    pub async fn sync_all(fed: &Federation) -> Result<Vec<SyncResult>> {
+        Peering::sync_peers(fed, None).await
     }
 
     /// [`Peering::sync_all`], or only with the peer at `only` (its URL as
     /// listed); an unknown URL is a not-found error.
-    pub async fn sync_peers(node: &Arc<Node>, only: Option<&str>) -> Result<Vec<SyncResult>> {
-        let mut peers = node.store.peers().await?;
+    pub async fn sync_peers(fed: &Federation, only: Option<&str>) -> Result<Vec<SyncResult>> {
+        let mut peers = fed.store.peers().await?;
         if let Some(url) = only {
             peers.retain(|p| p.url == url);
             if peers.is_empty() {
@@ -328,7 +338,7 @@ impl Peering {
         }
         let mut jobs = Vec::new();
         for peer in peers {
-            let node = node.clone();
+            let fed = fed.clone();
             jobs.push(tokio::spawn(async move {
                 let mut result = SyncResult {
                     url: peer.url.clone(),
@@ -339,7 +349,7 @@ impl Peering {
                     docs_out: 0,
                 };
                 for _ in 0..1000 {
-                    match run_exchange(&node, &peer.url, true, true, 0, true).await {
+                    match run_exchange(&fed, &peer.url, true, true, 0, true).await {
                         Ok(x) => {
                             result.docs_in += x.docs_in;
                             result.docs_out += x.docs_out;
@@ -354,11 +364,11 @@ impl Peering {
                         }
                     }
                 }
-                if let Some(task) = node.peering.as_ref().and_then(|p| p.task(&peer.url)) {
+                if let Some(task) = fed.peering.as_ref().and_then(|p| p.task(&peer.url)) {
                     task.interrupt.notify_waiters();
                 }
                 if result.town.is_none() {
-                    result.town = node
+                    result.town = fed
                         .store
                         .peers()
                         .await
@@ -382,14 +392,14 @@ impl Peering {
 /// One exchange with the peer at `url`, with its state read before and
 /// written after. A `manual` round runs beside the background puller.
 async fn run_exchange(
-    node: &Arc<Node>,
+    fed: &Federation,
     url: &str,
     push: bool,
     pull: bool,
     wait_ms: u32,
     manual: bool,
 ) -> Result<client::Exchange> {
-    let peering = node.peering.clone().ok_or_else(not_joined)?;
+    let peering = fed.peering.clone().ok_or_else(not_joined)?;
     let ephemeral;
     let task = match peering.task(url) {
         Some(t) => t,
@@ -413,16 +423,16 @@ async fn run_exchange(
     } else {
         None
     };
-    let info = peer_info(node, url).await?;
+    let info = peer_info(fed, url).await?;
     let target = client::parse_peer_url(url)?;
     let peer_client = peering.client();
     // Everything from here on is recorded as this peer's last outcome,
     // including a first contact that fails.
     let result = async {
-        let node_id = node_id_of(node, url, &info, &task, &peer_client, &target).await?;
+        let node_id = node_id_of(fed, url, &info, &task, &peer_client, &target).await?;
         let needs = std::mem::take(&mut *lock(&task.needs));
         client::exchange(
-            node,
+            fed,
             &peer_client,
             url,
             &target,
@@ -446,7 +456,7 @@ async fn run_exchange(
                 .store(x.server_revocations, Ordering::Relaxed);
             task.carry_over(url, &x.needs, x.server_restored);
             if x.sent || x.push_cursor.is_some() {
-                node.store
+                fed.store
                     .peer_round(
                         url.to_owned(),
                         PeerRound {
@@ -463,14 +473,14 @@ async fn run_exchange(
                     .await?;
             }
         }
-        Err(e) => record_failure(node, url, e).await?,
+        Err(e) => record_failure(fed, url, e).await?,
     }
     result
 }
 
 /// Records a failed exchange as the peer's last error.
-async fn record_failure(node: &Node, url: &str, e: &Error) -> Result<()> {
-    node.store
+async fn record_failure(fed: &Federation, url: &str, e: &Error) -> Result<()> {
+    fed.store
         .peer_round(
             url.to_owned(),
             PeerRound {
@@ -486,7 +496,7 @@ async fn record_failure(node: &Node, url: &str, e: &Error) -> Result<()> {
 /// identified. Only one task asks; the other finds the answer when it gets
 /// the lock, which is released before the exchange.
 async fn node_id_of(
-    node: &Node,
+    fed: &Federation,
     url: &str,
     info: &PeerInfo,
     task: &PeerTask,
@@ -496,16 +506,16 @@ async fn node_id_of(
     if let Some(id) = &info.node_id {
         return Ok(id.clone());
     }
-    let peering = node.peering.as_ref().ok_or_else(not_joined)?;
+    let peering = fed.peering.as_ref().ok_or_else(not_joined)?;
     let _asking = task.identify.lock().await;
-    if let Some(id) = peer_info(node, url).await?.node_id {
+    if let Some(id) = peer_info(fed, url).await?.node_id {
         return Ok(id);
     }
     let id = peer_client.hello(target, task.index).await?;
     if id.node_id == peering.trust.own.node_id {
         return Err(Error::Config(format!("{url} is this node itself")));
     }
-    node.store
+    fed.store
         .peer_identified(url.to_owned(), id.node_id.clone(), id.town.clone())
         .await?;
     tracing::info!(%url, town = %id.town, node_id = %id.node_id, "identified peer");
@@ -516,8 +526,8 @@ fn not_joined() -> Error {
     Error::Config("this node has not joined a consortium (no certificate installed)".into())
 }
 
-async fn peer_info(node: &Node, url: &str) -> Result<PeerInfo> {
-    node.store
+async fn peer_info(fed: &Federation, url: &str) -> Result<PeerInfo> {
+    fed.store
         .peers()
         .await?
         .into_iter()
@@ -525,14 +535,14 @@ async fn peer_info(node: &Node, url: &str) -> Result<PeerInfo> {
         .ok_or_else(|| Error::NotFound(format!("{url} is not a peer")))
 }
 
-async fn pull_loop(node: Arc<Node>, url: String, task: Arc<PeerTask>) {
+async fn pull_loop(fed: Federation, url: String, task: Arc<PeerTask>) {
     let mut backoff = BACKOFF_MIN;
     let mut more = false;
     loop {
         let wait = if more { 0 } else { LONG_POLL_MS };
         let result = tokio::select! {
             _ = task.cancel.cancelled() => return,
-            r = pipeline::pull(&node, &url, &task, wait) => r,
+            r = pipeline::pull(&fed, &url, &task, wait) => r,
         };
         match result {
             Ok(x) => {
@@ -553,13 +563,13 @@ async fn pull_loop(node: Arc<Node>, url: String, task: Arc<PeerTask>) {
     }
 }
 
-async fn push_loop(node: Arc<Node>, url: String, task: Arc<PeerTask>) {
-    let mut seq = node.store.watch_seq();
+async fn push_loop(fed: Federation, url: String, task: Arc<PeerTask>) {
+    let mut seq = fed.store.watch_seq();
     let mut backoff = BACKOFF_MIN;
     loop {
         let mut more = true;
         while more {
-            match run_exchange(&node, &url, true, false, 0, false).await {
+            match run_exchange(&fed, &url, true, false, 0, false).await {
                 Ok(x) => {
                     backoff = BACKOFF_MIN;
                     more = x.more;
@@ -588,26 +598,26 @@ async fn push_loop(node: Arc<Node>, url: String, task: Arc<PeerTask>) {
 
 /// Adds a peer and, on a running node, starts syncing with it at once.
 pub async fn add_peer(
-    node: &Arc<Node>,
+    fed: &Federation,
     url: &str,
     node_id: Option<String>,
     shutdown: Option<&CancellationToken>,
 ) -> Result<()> {
     let url = client::parse_peer_url(url)?.canonical();
-    node.store
+    fed.store
         .add_peer(url.clone(), node_id, crate::store::now_ms())
         .await?;
     if let Some(shutdown) = shutdown {
-        Peering::start(node, &url, shutdown);
+        Peering::start(fed, &url, shutdown);
     }
     Ok(())
 }
 
 /// Removes a peer by URL or node id and stops its tasks.
-pub async fn remove_peer(node: &Arc<Node>, key: &str) -> Result<Vec<String>> {
+pub async fn remove_peer(fed: &Federation, key: &str) -> Result<Vec<String>> {
     let key = client::parse_peer_url(key).map_or_else(|_| key.to_owned(), |u| u.canonical());
-    let removed = node.store.remove_peer(key).await?;
-    if let Some(peering) = &node.peering {
+    let removed = fed.store.remove_peer(key).await?;
+    if let Some(peering) = &fed.peering {
         for url in &removed {
             peering.stop(url);
         }

@@ -16,15 +16,14 @@
 //! unstored, and the next exchange is an ordinary one from the stored
 //! cursor.
 
-use std::sync::Arc;
 use std::sync::atomic::Ordering;
 
 use yui_protocol::session::{self, ClientStep, Cursors};
 
+use super::Federation;
 use super::client::{self, Fetched};
 use super::{PeerTask, lock, node_id_of, not_joined, peer_info, record_failure};
 use crate::error::{Error, Result};
-use crate::node::Node;
 use crate::store::{PeerRound, PlannedAnswer};
 
 /// An answer whose documents are planned, waiting for the writer.
@@ -41,27 +40,27 @@ struct Planned {
 /// one round; a failure is recorded as the peer's last error, after what
 /// was already planned has been stored.
 pub(super) async fn pull(
-    node: &Arc<Node>,
+    fed: &Federation,
     url: &str,
     task: &PeerTask,
     wait_ms: u32,
 ) -> Result<bool> {
-    let result = pull_inner(node, url, task, wait_ms).await;
+    let result = pull_inner(fed, url, task, wait_ms).await;
     if let Err(e) = &result {
-        record_failure(node, url, e).await?;
+        record_failure(fed, url, e).await?;
     }
     result
 }
 
-async fn pull_inner(node: &Arc<Node>, url: &str, task: &PeerTask, wait_ms: u32) -> Result<bool> {
-    let peering = node.peering.clone().ok_or_else(not_joined)?;
+async fn pull_inner(fed: &Federation, url: &str, task: &PeerTask, wait_ms: u32) -> Result<bool> {
+    let peering = fed.peering.clone().ok_or_else(not_joined)?;
     let _pull = task.pull_lock.lock().await;
-    let info = peer_info(node, url).await?;
+    let info = peer_info(fed, url).await?;
     let target = client::parse_peer_url(url)?;
     let http = peering.client();
-    let node_id = node_id_of(node, url, &info, task, &http, &target).await?;
+    let node_id = node_id_of(fed, url, &info, task, &http, &target).await?;
     let needs = std::mem::take(&mut *lock(&task.needs));
-    let step = node
+    let step = fed
         .store
         .sync_request(
             node_id.clone(),
@@ -80,7 +79,7 @@ async fn pull_inner(node: &Arc<Node>, url: &str, task: &PeerTask, wait_ms: u32) 
     };
     let mut stored_cursor = info.pull_cursor;
     let revocations = || task.server_revocations.load(Ordering::Relaxed);
-    let fetched = client::send(node, &http, &target, &node_id, *first, revocations()).await?;
+    let fetched = client::send(fed, &http, &target, &node_id, *first, revocations()).await?;
     task.server_revocations
         .store(fetched.response.revocation_number, Ordering::Relaxed);
     let mut fetched = Some(fetched);
@@ -99,7 +98,7 @@ async fn pull_inner(node: &Arc<Node>, url: &str, task: &PeerTask, wait_ms: u32) 
             match planned.take() {
                 Some(p) => {
                     let end = p.answer.cursor();
-                    let outcome = node
+                    let outcome = fed
                         .store
                         .sync_commit(url.to_owned(), node_id.clone(), p.sent, p.answer)
                         .await;
@@ -115,7 +114,7 @@ async fn pull_inner(node: &Arc<Node>, url: &str, task: &PeerTask, wait_ms: u32) 
                     response,
                     bytes_out,
                     bytes_in,
-                }) => Some(node.store.sync_plan(response).await.map(|answer| Planned {
+                }) => Some(fed.store.sync_plan(response).await.map(|answer| Planned {
                     sent,
                     answer,
                     bytes_out,
@@ -127,7 +126,7 @@ async fn pull_inner(node: &Arc<Node>, url: &str, task: &PeerTask, wait_ms: u32) 
         let fetch = async {
             match next {
                 Some(n) => {
-                    Some(client::send(node, &http, &target, &node_id, n, revocations()).await)
+                    Some(client::send(fed, &http, &target, &node_id, n, revocations()).await)
                 }
                 None => None,
             }
@@ -136,7 +135,7 @@ async fn pull_inner(node: &Arc<Node>, url: &str, task: &PeerTask, wait_ms: u32) 
         if let Some(stored) = stored {
             let (outcome, end, bytes_out, bytes_in) = stored?;
             client::log_refusals(&node_id, &outcome);
-            node.store
+            fed.store
                 .peer_round(
                     url.to_owned(),
                     PeerRound {

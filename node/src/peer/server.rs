@@ -35,8 +35,8 @@ use tokio_util::sync::CancellationToken;
 use yui_protocol::sync::Limits;
 use yui_protocol::wire::{self, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, SyncRequest};
 
+use super::Federation;
 use super::codec;
-use crate::node::Node;
 use crate::pki::PeerIdentity;
 
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -58,8 +58,8 @@ pub const MIN_BODY_RATE: usize = 16 * 1024;
 pub const BODY_GRACE: Duration = Duration::from_secs(10);
 
 /// Serves the peer port until `shutdown`.
-pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: CancellationToken) {
-    let Some(peering) = node.peering.clone() else {
+pub async fn serve(fed: Federation, listener: TcpListener, shutdown: CancellationToken) {
+    let Some(peering) = fed.peering.clone() else {
         return;
     };
     let config = match peering.trust.server_config() {
@@ -69,7 +69,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Cancellatio
             return;
         }
     };
-    let app = router(node.clone(), shutdown.clone());
+    let app = router(fed.clone(), shutdown.clone());
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let hellos = Arc::new(Handshakes::default());
     let handshakes = Arc::new(Handshakes::default());
@@ -88,18 +88,18 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Cancellatio
             },
         };
         let hello = hellos.begin(addr.ip());
-        let (config, handshakes, app, node, shutdown, slots, members) = (
+        let (config, handshakes, app, fed, shutdown, slots, members) = (
             config.clone(),
             handshakes.clone(),
             app.clone(),
-            node.clone(),
+            fed.clone(),
             shutdown.clone(),
             slots.clone(),
             members.clone(),
         );
         tokio::spawn(async move {
             let from = addr.to_string();
-            let peering = peering_of(&node);
+            let peering = peering_of(&fed);
             let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
             let timed_out = || peering.refused(from.clone(), "TLS handshake timed out".into());
             let failed = |e: std::io::Error| {
@@ -137,17 +137,17 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Cancellatio
                 Some(cert) => match crate::pki::identity(cert) {
                     Ok(id) => id,
                     Err(e) => {
-                        peering_of(&node)
+                        peering_of(&fed)
                             .refused(addr.to_string(), format!("unusable certificate: {e}"));
                         return;
                     }
                 },
                 None => {
-                    peering_of(&node).refused(addr.to_string(), "no client certificate".into());
+                    peering_of(&fed).refused(addr.to_string(), "no client certificate".into());
                     return;
                 }
             };
-            if peering_of(&node).trust.is_revoked(&identity.serial) {
+            if peering_of(&fed).trust.is_revoked(&identity.serial) {
                 // Serve it anyway: every request is answered 403 "revoked",
                 // which tells its administrator why, instead of a dropped
                 // connection. The per-request check records the refusal.
@@ -176,7 +176,7 @@ pub async fn serve(node: Arc<Node>, listener: TcpListener, shutdown: Cancellatio
             let service = match &admitted {
                 Ok(_) => TowerToHyperService::new(app.layer(Extension(Arc::new(identity)))),
                 Err((status, reason)) => {
-                    peering_of(&node).refused(member, reason.clone());
+                    peering_of(&fed).refused(member, reason.clone());
                     TowerToHyperService::new(over_budget(*status, reason.clone()))
                 }
             };
@@ -328,20 +328,20 @@ fn over_budget(status: StatusCode, reason: String) -> Router {
     })
 }
 
-fn peering_of(node: &Node) -> &super::Peering {
-    node.peering
+fn peering_of(fed: &Federation) -> &super::Peering {
+    fed.peering
         .as_deref()
         .expect("the peer port runs only on joined nodes")
 }
 
 #[derive(Clone)]
 struct PeerState {
-    node: Arc<Node>,
+    fed: Federation,
     shutdown: CancellationToken,
 }
 
-fn router(node: Arc<Node>, shutdown: CancellationToken) -> Router {
-    let state = PeerState { node, shutdown };
+fn router(fed: Federation, shutdown: CancellationToken) -> Router {
+    let state = PeerState { fed, shutdown };
     Router::new()
         .route("/yui/v1/hello", get(hello))
         .route("/yui/v1/sync", post(sync))
@@ -362,7 +362,7 @@ async fn check_revocation(
     req: Request,
     next: Next,
 ) -> Response {
-    let peering = peering_of(&state.node);
+    let peering = peering_of(&state.fed);
     if peering.trust.is_revoked(&peer.serial) {
         peering.refused(
             format!("{} ({})", peer.town, peer.node_id),
@@ -381,7 +381,7 @@ async fn hello(
     State(state): State<PeerState>,
     Extension(peer): Extension<Arc<PeerIdentity>>,
 ) -> Response {
-    let own = &peering_of(&state.node).trust.own;
+    let own = &peering_of(&state.fed).trust.own;
     tracing::debug!(peer = %peer.town, "hello");
     axum::Json(serde_json::json!({
         "protocol_version": PROTOCOL_VERSION,
@@ -454,8 +454,8 @@ async fn sync(
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    let node = &state.node;
-    let peering = peering_of(node);
+    let fed = &state.fed;
+    let peering = peering_of(fed);
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
@@ -489,19 +489,19 @@ async fn sync(
         }
     };
     if let Some(der) = &req.revocations
-        && let Err(e) = peering.install_revocations(&node.data_dir, der)
+        && let Err(e) = peering.install_revocations(&fed.data_dir, der)
     {
         tracing::warn!(peer = %peer.town, error = %e, "a peer sent a revocation list that does not verify");
     }
     let pushed = req.push.len();
     let pulled_ahead = req.confirmed.is_some_and(|c| c < req.since);
-    let wait_ms = if yui_protocol::session::may_wait(&req, node.store.feed_epoch()) {
+    let wait_ms = if yui_protocol::session::may_wait(&req, fed.store.feed_epoch()) {
         req.wait_ms
     } else {
         0
     };
     let (pull, since, client_revocations) = (req.pull, req.since, req.revocation_number);
-    let accepted = match node.store.sync_accept(peer.node_id.clone(), req).await {
+    let accepted = match fed.store.sync_accept(peer.node_id.clone(), req).await {
         Ok(o) => o,
         Err(e) => {
             tracing::error!(peer = %peer.town, error = %e, "storing a peer's updates failed");
@@ -516,11 +516,11 @@ async fn sync(
     }
     let batch = if pull {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(wait_ms));
-        let mut seq = node.store.watch_seq();
+        let mut seq = fed.store.watch_seq();
         let mut cursor = since;
         let batch = loop {
             seq.borrow_and_update();
-            let batch = match node
+            let batch = match fed
                 .store
                 .sync_prepare(peer.node_id.clone(), cursor, Limits::default())
                 .await
@@ -555,7 +555,7 @@ async fn sync(
                 "this node's certificate is revoked".into(),
             );
         }
-        match node
+        match fed
             .store
             .sync_delivered(peer.node_id.clone(), peer.town.clone(), batch)
             .await
@@ -572,7 +572,7 @@ async fn sync(
     } else {
         None
     };
-    let mut resp = yui_protocol::session::server_response(node.store.feed_epoch(), accepted, batch);
+    let mut resp = yui_protocol::session::server_response(fed.store.feed_epoch(), accepted, batch);
     resp.revocation_number = peering.trust.revocation_number();
     if client_revocations < resp.revocation_number {
         resp.revocations = Some(peering.trust.revocations_der());

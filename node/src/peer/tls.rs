@@ -23,11 +23,6 @@ use crate::pki::{self, NODE_DNS_NAME, PeerIdentity, Revocations};
 /// accept any consortium node.
 const SYNTHETIC_SUFFIX: &str = ".yui.invalid";
 
-/// Installs ring as the process's rustls crypto provider (idempotent).
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }

@@ -105,7 +105,7 @@ impl Running {
                         peers.local_addr().expect("addr"),
                     ))
                     .expect("send");
-                    yui_node::node::serve(node, api, Some(peers), stop)
+                    yui_node::daemon::serve(node, api, Some(peers), stop)
                         .await
                         .expect("serve");
                 });
@@ -1215,7 +1215,7 @@ pub async fn run(opts: &Options) -> Report {
     let made_in = t.elapsed();
 
     let node = Running::start(victim.node.clone(), 2);
-    yui_node::peer::add_peer(&honest.node, &node.peer_url(), None, None)
+    yui_node::peer::add_peer(&honest.node.federation(), &node.peer_url(), None, None)
         .await
         .expect("add peer");
     let member_node = Running::start(honest.node.clone(), 1);

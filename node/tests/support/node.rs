@@ -17,8 +17,9 @@ use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use yui_node::accounts::Role;
+use yui_node::daemon::run;
 use yui_node::datadir::{DataDir, InitOptions};
-use yui_node::node::{Node, run};
+use yui_node::node::Node;
 
 /// A fresh data directory for town `tateshina`, as `yui init` leaves it.
 pub fn init_data_dir() -> (tempfile::TempDir, DataDir) {

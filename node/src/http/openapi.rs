@@ -1,9 +1,18 @@
 //! The OpenAPI 3.1 document of the local API, generated from the schemas in
 //! `yui_protocol::schema`, so it cannot drift from what the node validates.
 
+use axum::http::StatusCode;
+use axum::response::Response;
 use serde_json::{Map, Value, json};
 use yui_protocol::Collection;
 use yui_protocol::schema::{FieldDef, FieldKind, MAX_RECORD_BYTES};
+
+use super::extract::ViewerAccess;
+
+/// `GET /api/v1/openapi.json`.
+pub(super) async fn serve(_: ViewerAccess) -> Response {
+    super::json_response(StatusCode::OK, &document())
+}
 
 fn kind_schema(kind: &FieldKind) -> Value {
     match *kind {
@@ -117,7 +126,7 @@ pub fn document() -> Value {
                     "403": error("needs the admin role")}}});
     let audit = json!({"get": {"summary": "The local audit log, newest first (admin)",
                 "parameters": [{"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1,
-                    "maximum": crate::api::MAX_AUDIT_PAGE, "default": crate::api::DEFAULT_AUDIT_PAGE}}],
+                    "maximum": super::MAX_AUDIT_PAGE, "default": super::DEFAULT_AUDIT_PAGE}}],
                 "responses": {"200": {"description": "entries", "content": {"application/json": {"schema": {
                     "type": "object", "properties": {"entries": {"type": "array", "items": {"type": "object", "properties": {
                         "at": {"type": "string", "format": "date-time"}, "user": {"type": "string"},
@@ -141,7 +150,7 @@ pub fn document() -> Value {
                 "parameters": [collection_param],
                 "get": {"summary": "List records, newest first",
                     "parameters": [
-                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": crate::api::MAX_PAGE}},
+                        {"name": "limit", "in": "query", "schema": {"type": "integer", "minimum": 1, "maximum": super::MAX_PAGE}},
                         {"name": "cursor", "in": "query", "schema": {"type": "string"}},
                         {"name": "include_deleted", "in": "query", "schema": {"type": "boolean"}}
                     ],
@@ -223,7 +232,7 @@ pub fn document() -> Value {
     doc["paths"]["/api/v1/users"] = users;
     doc["paths"]["/api/v1/audit"] = audit;
     // Daily work (issue 6)
-    for (path, item) in crate::daily::openapi_paths() {
+    for (path, item) in super::views::openapi_paths() {
         doc["paths"][path] = item;
     }
     // KPI (issue 6)

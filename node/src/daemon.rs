@@ -1,0 +1,96 @@
+//! The running node: the composition of every layer. [`serve`] binds the
+//! local API and the web console to one listener, and on a joined node the
+//! peer port and the outbound peer tasks, until shutdown; then it finishes
+//! in-flight requests and queued writes before returning. [`app`] is the one
+//! HTTP service both adapters share.
+//!
+//! `main` only parses arguments and sets up logging; tests run a node
+//! in-process with [`Node::open`](crate::node::Node::open) and [`run`], which
+//! takes an already-bound listener (tests bind `127.0.0.1:0`) and a
+//! cancellation token for graceful shutdown.
+
+use std::sync::Arc;
+
+use axum::Router;
+use axum::extract::DefaultBodyLimit;
+use axum::middleware;
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+use crate::error::{Error, Result};
+use crate::http::{self, MAX_BODY_BYTES};
+use crate::node::Node;
+
+/// The whole HTTP service of the API port: the JSON API and the web console
+/// side by side, each request observed (counted, timed, logged) and its body
+/// limited.
+pub fn app(node: Arc<Node>) -> Router {
+    http::routes(&node)
+        // The web console: its own session-cookie auth, outside the token layer.
+        .merge(crate::console::routes())
+        .fallback(crate::console::fallback)
+        .method_not_allowed_fallback(http::method_not_allowed)
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(node.clone(), http::observe))
+        .with_state(node)
+}
+
+/// Serves the local API on `listener` until `shutdown` is cancelled, then
+/// finishes in-flight requests and queued writes before returning.
+pub async fn run(
+    node: Arc<Node>,
+    listener: TcpListener,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    serve(node, listener, None, shutdown).await
+}
+
+/// Serves the local API, and on a joined node the peer port (when given a
+/// listener) and outbound sync with every peer, until `shutdown`.
+pub async fn serve(
+    node: Arc<Node>,
+    api: TcpListener,
+    peers: Option<TcpListener>,
+    shutdown: CancellationToken,
+) -> Result<()> {
+    let _ = node.shutdown.set(shutdown.clone());
+    if let Ok(addr) = api.local_addr() {
+        node.serving_at(format!("http://{addr}/"));
+    }
+    let mut background = Vec::new();
+    if node.peering.is_some() {
+        if let Some(listener) = peers {
+            background.push(tokio::spawn(crate::peer::server::serve(
+                node.federation(),
+                listener,
+                shutdown.clone(),
+            )));
+        }
+        crate::peer::Peering::start_all(&node.federation(), &shutdown).await?;
+        // Certificate expiry and revocation warnings: at start, then daily.
+        let (watched, stop) = (node.clone(), shutdown.clone());
+        background.push(tokio::spawn(async move {
+            loop {
+                for w in watched.membership().warnings {
+                    tracing::warn!("{w}");
+                }
+                tokio::select! {
+                    _ = stop.cancelled() => return,
+                    _ = tokio::time::sleep(std::time::Duration::from_secs(24 * 3600)) => {}
+                }
+            }
+        }));
+    }
+    let app = app(node.clone());
+    let result = axum::serve(api, app)
+        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
+        .await;
+    shutdown.cancel();
+    for task in background {
+        let _ = task.await;
+    }
+    // Joining the writer thread blocks: keep it off the async workers.
+    let store = node.store.clone();
+    let _ = tokio::task::spawn_blocking(move || store.close()).await;
+    result.map_err(|e| Error::Config(format!("serving the API: {e}")))
+}

@@ -1,0 +1,203 @@
+//! The node's own state and administration over the API: `/status`,
+//! `/sync`, `/peers`, `/revocations`, `/users`, `/audit` and
+//! `/audit/egress`.
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::Response;
+use axum::routing::{delete, get, post};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::extract::{AdminAccess, JsonBody, QueryParams, ViewerAccess};
+use super::{AppState, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE, json_response};
+use crate::error::{Error, Result};
+
+/// The node's own routes, nested under `/api/v1` behind the token layer.
+pub(super) fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/status", get(status))
+        .route("/sync", post(sync_now))
+        .route("/peers", get(list_peers).post(add_peer))
+        .route("/peers/{key}", delete(remove_peer))
+        .route("/revocations", post(import_revocations))
+        .route("/users", get(list_users))
+        .route("/audit", get(audit_log))
+        .route("/audit/egress", get(egress_log))
+}
+
+async fn status(_: ViewerAccess, State(node): State<AppState>) -> Result<Response> {
+    Ok(json_response(StatusCode::OK, &node.status().await?))
+}
+
+async fn sync_now(_: AdminAccess, State(node): State<AppState>) -> Result<Response> {
+    if node.peering.is_none() {
+        return Err(not_joined());
+    }
+    let peers = crate::peer::Peering::sync_all(&node.federation()).await?;
+    Ok(json_response(StatusCode::OK, &json!({ "peers": peers })))
+}
+
+fn not_joined() -> Error {
+    Error::Conflict(
+        "this node has not joined a consortium yet: install its certificate with `yui cert install`".into(),
+    )
+}
+
+async fn list_peers(_: ViewerAccess, State(node): State<AppState>) -> Result<Response> {
+    let peers = node.status().await?.peers;
+    Ok(json_response(StatusCode::OK, &json!({ "peers": peers })))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewPeer {
+    url: String,
+    #[serde(default)]
+    node_id: Option<String>,
+}
+
+async fn add_peer(
+    AdminAccess(principal): AdminAccess,
+    State(node): State<AppState>,
+    JsonBody(body): JsonBody<NewPeer>,
+) -> Result<Response> {
+    let detail = body
+        .node_id
+        .as_deref()
+        .map_or_else(String::new, |id| format!("node id {id}"));
+    crate::peer::add_peer(
+        &node.federation(),
+        &body.url,
+        body.node_id,
+        node.shutdown.get(),
+    )
+    .await?;
+    tracing::info!(url = %body.url, "peer added");
+    node.accounts
+        .audit(&principal, "peer.add", &body.url, &detail)
+        .await;
+    let peers = node.status().await?.peers;
+    let peer = peers.into_iter().find(|p| p.url == body.url);
+    Ok(json_response(StatusCode::CREATED, &json!({ "peer": peer })))
+}
+
+async fn remove_peer(
+    AdminAccess(principal): AdminAccess,
+    State(node): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<StatusCode> {
+    let removed = crate::peer::remove_peer(&node.federation(), &key).await?;
+    if removed.is_empty() {
+        return Err(Error::NotFound(format!(
+            "no peer has the node id or URL {key:?}"
+        )));
+    }
+    tracing::info!(peers = ?removed, "peer removed");
+    node.accounts
+        .audit(&principal, "peer.remove", &key, &removed.join(", "))
+        .await;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Body: a revocation list in PEM, as `yui ca revoke` writes it.
+async fn import_revocations(
+    AdminAccess(principal): AdminAccess,
+    State(node): State<AppState>,
+    body: Bytes,
+) -> Result<Response> {
+    let peering = node.peering.as_ref().ok_or_else(not_joined)?;
+    let text = std::str::from_utf8(&body).map_err(|_| {
+        Error::bad_request(
+            "invalid_revocations",
+            "send the revocation list as PEM text",
+        )
+    })?;
+    let der = crate::pki::parse_crl_pem(text)
+        .map_err(|e| Error::bad_request("invalid_revocations", e.to_string()))?;
+    let newer = peering
+        .install_revocations(&node.data_dir, &der)
+        .map_err(|e| Error::bad_request("invalid_revocations", e.to_string()))?;
+    let number = peering.trust.revocation_number();
+    node.accounts
+        .audit(
+            &principal,
+            "revocations.import",
+            "revocations",
+            &format!("list number {number}, newer than the installed one: {newer}"),
+        )
+        .await;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "installed": newer, "number": peering.trust.revocation_number() }),
+    ))
+}
+
+async fn list_users(_: AdminAccess, State(node): State<AppState>) -> Result<Response> {
+    let users = node.accounts.users().await?;
+    Ok(json_response(StatusCode::OK, &json!({ "users": users })))
+}
+
+/// The number of audit or ledger entries asked for (default 100).
+fn audit_page(limit: Option<usize>) -> Result<usize> {
+    let limit = limit.unwrap_or(DEFAULT_AUDIT_PAGE);
+    if !(1..=MAX_AUDIT_PAGE).contains(&limit) {
+        return Err(Error::bad_request(
+            "invalid_query",
+            format!("limit must be a whole number from 1 to {MAX_AUDIT_PAGE}"),
+        ));
+    }
+    Ok(limit)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    limit: Option<usize>,
+}
+
+async fn audit_log(
+    _: AdminAccess,
+    State(node): State<AppState>,
+    QueryParams(params): QueryParams<AuditParams>,
+) -> Result<Response> {
+    let limit = audit_page(params.limit)?;
+    let entries = node.accounts.audit_log(limit).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "entries": entries }),
+    ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EgressParams {
+    peer: Option<String>,
+    since: Option<String>,
+    limit: Option<usize>,
+}
+
+/// `GET /api/v1/audit/egress`: every document this node sent to a peer,
+/// newest first (admin: it shows what left the town).
+async fn egress_log(
+    _: AdminAccess,
+    State(node): State<AppState>,
+    QueryParams(params): QueryParams<EgressParams>,
+) -> Result<Response> {
+    let limit = audit_page(params.limit)?;
+    if let Some(since) = &params.since
+        && !crate::store::Store::is_egress_since(since)
+    {
+        return Err(Error::bad_request(
+            "invalid_query",
+            "since must be a date or time like 2026-11-21 or 2026-11-21T09:00:00Z",
+        ));
+    }
+    let entries = node.store.egress(params.peer, params.since, limit).await?;
+    Ok(json_response(
+        StatusCode::OK,
+        &json!({ "entries": entries }),
+    ))
+}

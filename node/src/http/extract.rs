@@ -1,0 +1,159 @@
+//! Who is calling, and what they may do: the bearer-token layer of `/api/`,
+//! the role extractors every handler states its need with, and the body and
+//! query extractors whose rejections answer in the §8 error shape. The
+//! console takes the same role rules through its own session extractor.
+
+use axum::body::Bytes;
+use axum::extract::{FromRequest, Query, Request, State};
+use axum::http::{StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use serde::de::DeserializeOwned;
+
+use super::{AppState, MAX_BODY_BYTES};
+use crate::accounts::{Principal, Role};
+use crate::error::{Error, Result};
+
+/// Resolves the bearer token to a [`Principal`] and puts it in the request's
+/// extensions, or answers 401.
+pub async fn authenticate(State(node): State<AppState>, mut req: Request, next: Next) -> Response {
+    let header = req.headers().get(header::AUTHORIZATION);
+    let Some(value) = header else {
+        return Error::Unauthorized {
+            code: "missing_token",
+            message: format!(
+                "this request needs the header 'Authorization: Bearer TOKEN'; the token is in {}",
+                node.token_path.display()
+            ),
+        }
+        .into_response();
+    };
+    let presented = value
+        .to_str()
+        .ok()
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or("")
+        .trim()
+        .to_owned();
+    let Some(principal) = node.accounts.principal_for_token(&presented).await else {
+        return Error::Unauthorized {
+            code: "invalid_token",
+            message: "the bearer token is neither this node's API token nor a user's token (`yui user token NAME` makes one)".into(),
+        }
+        .into_response();
+    };
+    req.extensions_mut().insert(principal);
+    next.run(req).await
+}
+
+/// The authenticated principal, if it has at least `needed`.
+fn authorise(parts: &axum::http::request::Parts, needed: Role) -> Result<Principal> {
+    let principal = parts
+        .extensions
+        .get::<Principal>()
+        .cloned()
+        .ok_or_else(|| Error::Unauthorized {
+            code: "missing_token",
+            message: "this request needs the header 'Authorization: Bearer TOKEN'".into(),
+        })?;
+    if principal.role < needed {
+        return Err(Error::Forbidden {
+            message: format!(
+                "this needs the {needed} role (or higher); {} has the {} role",
+                principal.user, principal.role
+            ),
+        });
+    }
+    Ok(principal)
+}
+
+macro_rules! access {
+    ($(#[$doc:meta])* $name:ident, $role:expr) => {
+        $(#[$doc])*
+        pub struct $name(pub Principal);
+
+        impl<S: Send + Sync> axum::extract::FromRequestParts<S> for $name {
+            type Rejection = Error;
+
+            async fn from_request_parts(
+                parts: &mut axum::http::request::Parts,
+                _: &S,
+            ) -> Result<Self> {
+                authorise(parts, $role).map($name)
+            }
+        }
+    };
+}
+
+access!(
+    /// A caller allowed to read (any role).
+    ViewerAccess,
+    Role::Viewer
+);
+access!(
+    /// A caller allowed to create, update and delete records.
+    EditorAccess,
+    Role::Editor
+);
+access!(
+    /// A caller allowed to manage peers, users, revocations and sync.
+    AdminAccess,
+    Role::Admin
+);
+
+pub async fn unknown_route(req: Request) -> Error {
+    Error::NotFound(format!(
+        "no such endpoint: {} {}",
+        req.method(),
+        req.uri().path()
+    ))
+}
+
+/// Query parameters, with a malformed query string answered in the §8 shape.
+pub struct QueryParams<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for QueryParams<T> {
+    type Rejection = Error;
+
+    async fn from_request_parts(parts: &mut axum::http::request::Parts, state: &S) -> Result<Self> {
+        Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|Query(t)| QueryParams(t))
+            .map_err(|rejection| Error::bad_request("invalid_query", rejection.body_text()))
+    }
+}
+
+/// A JSON body, with every failure in the §8 shape.
+pub struct JsonBody<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
+    type Rejection = Error;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self> {
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE {
+                Error::BodyTooLarge {
+                    limit: MAX_BODY_BYTES,
+                }
+            } else {
+                Error::bad_request("unreadable_body", rejection.body_text())
+            }
+        })?;
+        if bytes.is_empty() {
+            return Err(Error::bad_request(
+                "malformed_json",
+                "the request body is empty; send a JSON object",
+            ));
+        }
+        serde_json::from_slice(&bytes).map(JsonBody).map_err(|e| {
+            if e.classify() == serde_json::error::Category::Data {
+                Error::bad_request(
+                    "invalid_body",
+                    format!("the JSON does not have the expected shape: {e}"),
+                )
+            } else {
+                Error::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))
+            }
+        })
+    }
+}

@@ -1,0 +1,49 @@
+//! What monitoring reads without a token: `/healthz` (alive, and the
+//! database answers) and `/metrics` (Prometheus text format).
+
+use axum::extract::State;
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use serde_json::json;
+
+use super::{AppState, json_response};
+use crate::error::Result;
+
+/// Alive, and the database answers a query.
+pub async fn healthz(State(node): State<AppState>) -> Response {
+    match node.store.check_readable().await {
+        Ok(()) => json_response(
+            StatusCode::OK,
+            &json!({"status": "ok", "town": node.config.town}),
+        ),
+        Err(e) => {
+            tracing::error!(error = %e, "health check: the database does not answer");
+            json_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                &json!({"status": "unavailable", "town": node.config.town, "error": {"code": e.code(), "message": "the database does not answer; see the node's log"}}),
+            )
+        }
+    }
+}
+
+pub async fn metrics(State(node): State<AppState>) -> Result<Response> {
+    let counts = node.store.counts().await?;
+    let mut text = node.metrics.render(&counts, node.store.disk_bytes());
+    if let Some(peering) = &node.peering {
+        let peers = node.store.peers().await?;
+        crate::metrics::render_peers(
+            &mut text,
+            &peers,
+            &peering.inbound(),
+            peering.refused_attempts().len(),
+        );
+    }
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("text/plain; version=0.0.4"),
+        )],
+        text,
+    )
+        .into_response())
+}

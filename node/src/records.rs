@@ -1,0 +1,144 @@
+//! Writing records on a person's behalf, the one way the JSON API and the
+//! web console both take: the rule for overriding the personal-data guard,
+//! the store write, and the trail a write leaves (the write counter, the
+//! audit entry of an override, the write's own audit entry). The adapters
+//! only translate: JSON or a form in, this module's results out.
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use yui_protocol::Collection;
+use yui_protocol::validate::{Fields, Patch};
+
+use crate::accounts::Principal;
+use crate::error::{Error, Result};
+use crate::node::Node;
+use crate::store::GuardMode;
+use crate::store::now_ms;
+
+/// The shortest reason an override may give: it goes to the audit log.
+pub const MIN_OVERRIDE_REASON_CHARS: usize = 5;
+
+/// What a write asks of the personal-data guard.
+#[derive(Debug, Clone, Default)]
+pub struct Guarding {
+    pub mode: GuardMode,
+    /// The reason given with an override; empty without one.
+    pub reason: String,
+}
+
+/// Why an override of the guard was refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OverrideRefused {
+    /// Only administrators may override.
+    NotAdministrator,
+    /// The reason is shorter than [`MIN_OVERRIDE_REASON_CHARS`].
+    NoReason,
+}
+
+impl Guarding {
+    /// The guard refuses every finding.
+    pub fn refuse() -> Guarding {
+        Guarding::default()
+    }
+
+    /// An override asked for by `principal` with `reason`: every finding but
+    /// My Number is let through, if the principal is an administrator and
+    /// says why.
+    pub fn overriding(principal: &Principal, reason: &str) -> Result<Guarding, OverrideRefused> {
+        if !principal.role.can_administer() {
+            return Err(OverrideRefused::NotAdministrator);
+        }
+        let reason = reason.trim();
+        if reason.chars().count() < MIN_OVERRIDE_REASON_CHARS {
+            return Err(OverrideRefused::NoReason);
+        }
+        Ok(Guarding {
+            mode: GuardMode::AcceptOverridable,
+            reason: reason.to_owned(),
+        })
+    }
+}
+
+/// A record just written, as the API shows it, and its id.
+pub struct Written {
+    pub record: Box<RawValue>,
+    pub id: String,
+}
+
+/// Creates a record; `detail` is the audit entry's detail.
+pub async fn create(
+    node: &Node,
+    principal: &Principal,
+    collection: Collection,
+    fields: Fields,
+    guarding: &Guarding,
+    detail: &str,
+) -> Result<Written> {
+    let (record, findings) = node
+        .store
+        .create_guarded(collection, fields, now_ms(), guarding.mode)
+        .await?;
+    let id = id_of(&record)?;
+    node.record_written(
+        principal,
+        "record.create",
+        &format!("{collection}/{id}"),
+        detail,
+        &guarding.reason,
+        &findings,
+    )
+    .await;
+    Ok(Written { record, id })
+}
+
+/// Changes the fields of `patch`; `detail` is the audit entry's detail.
+pub async fn update(
+    node: &Node,
+    principal: &Principal,
+    collection: Collection,
+    id: String,
+    patch: Patch,
+    guarding: &Guarding,
+    detail: &str,
+) -> Result<Written> {
+    let target = format!("{collection}/{id}");
+    let (record, findings) = node
+        .store
+        .update_guarded(collection, id.clone(), patch, now_ms(), guarding.mode)
+        .await?;
+    node.record_written(
+        principal,
+        "record.update",
+        &target,
+        detail,
+        &guarding.reason,
+        &findings,
+    )
+    .await;
+    Ok(Written { record, id })
+}
+
+/// Marks a record deleted.
+pub async fn delete(
+    node: &Node,
+    principal: &Principal,
+    collection: Collection,
+    id: String,
+) -> Result<()> {
+    let target = format!("{collection}/{id}");
+    node.store.delete(collection, id, now_ms()).await?;
+    node.record_written(principal, "record.delete", &target, "", "", &[])
+        .await;
+    Ok(())
+}
+
+/// The id of a record just written, read back from its API JSON.
+fn id_of(record: &RawValue) -> Result<String> {
+    #[derive(Deserialize)]
+    struct RecordRef {
+        id: String,
+    }
+    serde_json::from_str::<RecordRef>(record.get())
+        .map(|r| r.id)
+        .map_err(|e| Error::Storage(format!("reading back a written record: {e}")))
+}
