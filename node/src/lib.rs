@@ -11,6 +11,7 @@
 pub mod accounts;
 pub mod api;
 pub mod cli;
+pub mod clock;
 pub mod console;
 // Daily work (issue 6)
 pub mod daily;
@@ -18,6 +19,7 @@ pub mod datadir;
 pub mod demo;
 pub mod error;
 pub mod export;
+pub mod fsio;
 pub mod kpi;
 pub mod metrics;
 pub mod node;
