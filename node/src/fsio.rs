@@ -56,3 +56,34 @@ pub fn sync_parent_dir(path: &Path) {
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::Config(format!("{what} {}: {e}", path.display()))
 }
+
+#[cfg(test)]
+mod tests {
+    use std::os::unix::fs::PermissionsExt;
+
+    use super::*;
+
+    #[test]
+    fn private_files_are_owner_only_and_never_overwritten() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("secret");
+        write_private(&path, b"one").expect("created");
+        let mode = fs::metadata(&path).expect("metadata").permissions().mode();
+        assert_eq!(mode & 0o777, 0o600);
+        let err = write_private(&path, b"two").expect_err("exists");
+        assert!(err.to_string().contains("creating"), "{err}");
+        assert_eq!(fs::read(&path).expect("read"), b"one");
+    }
+
+    #[test]
+    fn replace_file_replaces_and_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("ca.cert.pem");
+        replace_file(&path, b"old", 0o644).expect("written");
+        replace_file(&path, b"new", 0o644).expect("replaced");
+        assert_eq!(fs::read(&path).expect("read"), b"new");
+        assert!(!path.with_extension("tmp").exists());
+        let mode = fs::metadata(&path).expect("metadata").permissions().mode();
+        assert_eq!(mode & 0o777, 0o644);
+    }
+}

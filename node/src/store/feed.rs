@@ -81,3 +81,18 @@ pub(super) fn read_shared_feed(
     }
     Ok(out)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn equal_head_sets_pack_to_equal_blobs() {
+        let (a, b) = ([1u8; 32], [2u8; 32]);
+        let one = pack_hashes(&mut [b, a]);
+        assert_eq!(one, pack_hashes(&mut [a, b]));
+        assert_eq!(unpack_heads(&one), vec![a, b]);
+        // A torn blob yields only its whole hashes.
+        assert_eq!(unpack_heads(&one[..40]), vec![a]);
+    }
+}

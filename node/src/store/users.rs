@@ -370,3 +370,57 @@ fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere leaves the connection usable: SQLite rolled back.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn users_db() -> (tempfile::TempDir, UsersDb) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("yui.sqlite");
+        super::super::Store::create_database(&path, "tateshina").expect("database");
+        let db = UsersDb::open(&path).expect("opened");
+        (dir, db)
+    }
+
+    #[test]
+    fn a_transaction_that_fails_leaves_nothing_behind() {
+        let (_dir, db) = users_db();
+        let failed = db.with(|conn| {
+            conn.transaction(|tx| {
+                tx.add_user("sato", "admin", "hash", 1)?;
+                tx.insert_audit(1, "cli", "user.add", "sato", "")?;
+                Err::<(), _>(crate::Error::Conflict("stop".into()))
+            })
+        });
+        assert!(failed.is_err());
+        db.with(|conn| {
+            assert_eq!(conn.role_of("sato")?, None);
+            assert!(conn.audit_log(10)?.is_empty());
+            Ok(())
+        })
+        .expect("read");
+    }
+
+    #[test]
+    fn failures_count_up_and_a_lock_out_restarts_the_count() {
+        let (_dir, db) = users_db();
+        db.with(|conn| {
+            assert_eq!(conn.count_failure("sato", 1)?, 1);
+            assert_eq!(conn.count_failure("sato", 2)?, 2);
+            conn.lock_out("sato", 100)?;
+            assert_eq!(conn.locked_until("sato")?, Some(100));
+            assert_eq!(conn.count_failure("sato", 200)?, 1);
+            assert_eq!(conn.locked_until("sato")?, None);
+            Ok(())
+        })
+        .expect("counted");
+    }
+
+    #[test]
+    fn a_missing_database_is_refused_not_created() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        assert!(UsersDb::open(&dir.path().join("missing.sqlite")).is_err());
+        assert!(!dir.path().join("missing.sqlite").exists());
+    }
+}
