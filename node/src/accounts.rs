@@ -3,9 +3,11 @@
 //!
 //! Everything here stays in the town. The tables live in the node's SQLite
 //! file (so `yui backup` and `yui restore` carry them) but are written
-//! through this module's own connection, never through the record store, and
-//! nothing here reaches an Automerge document: peers see the town that made
-//! a change, never the person.
+//! through the accounts' own connection (`store::UsersDb`, which holds their
+//! SQL), never through the record store, and nothing here reaches an
+//! Automerge document: peers see the town that made a change, never the
+//! person. The one exception is the audit log of a serving node, whose
+//! entries go through the store's writer (given at open).
 //!
 //! Secrets are stored only as hashes: passwords as Argon2id PHC strings,
 //! session ids and API tokens as SHA-256 (they are 32 random bytes, so a
@@ -18,16 +20,18 @@
 
 use std::path::Path;
 use std::str::FromStr;
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, OnceLock};
 
 use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
 use rand::RngCore;
-use rusqlite::{Connection, OpenFlags, OptionalExtension, params};
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
+pub use crate::clock::{Clock, system_clock};
 use crate::datadir::DataDir;
 use crate::error::{Error, Result};
+pub use crate::store::AuditEntry;
+use crate::store::{Store, UsersConn, UsersDb};
 
 /// The cookie that carries a console session id.
 pub const SESSION_COOKIE: &str = "yui_session";
@@ -62,45 +66,6 @@ const TOUCH_EVERY_MS: i64 = 60_000;
 const FORGET_FAILURES_MS: i64 = 24 * 3600 * 1000;
 const MAX_NAME_CHARS: usize = 32;
 const MAX_LABEL_CHARS: usize = 64;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS users (
-    name TEXT PRIMARY KEY,
-    role TEXT NOT NULL,
-    password_hash TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    last_login_at INTEGER
-) STRICT;
-CREATE TABLE IF NOT EXISTS login_failures (
-    name TEXT PRIMARY KEY,
-    failures INTEGER NOT NULL,
-    last_failure_at INTEGER NOT NULL,
-    locked_until INTEGER
-) STRICT;
-CREATE TABLE IF NOT EXISTS sessions (
-    id_hash BLOB PRIMARY KEY,
-    user TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    last_seen_at INTEGER NOT NULL
-) STRICT;
-CREATE INDEX IF NOT EXISTS sessions_by_user ON sessions (user);
-CREATE TABLE IF NOT EXISTS api_tokens (
-    token_hash BLOB PRIMARY KEY,
-    user TEXT NOT NULL,
-    role TEXT NOT NULL,
-    label TEXT NOT NULL,
-    created_at INTEGER NOT NULL,
-    UNIQUE (user, label)
-) STRICT;
-CREATE TABLE IF NOT EXISTS audit_log (
-    id INTEGER PRIMARY KEY,
-    at INTEGER NOT NULL,
-    user TEXT NOT NULL,
-    action TEXT NOT NULL,
-    target TEXT NOT NULL,
-    detail TEXT NOT NULL
-) STRICT;
-";
 
 /// What a user may do. Ordered: a higher role may do everything a lower one may.
 #[derive(
@@ -219,25 +184,6 @@ pub struct UserInfo {
     pub locked_until: Option<String>,
 }
 
-#[derive(Clone, Debug, Serialize)]
-pub struct AuditEntry {
-    /// RFC 3339, UTC.
-    pub at: String,
-    pub user: String,
-    /// e.g. `record.create`, `peer.add`, `user.add`, `login`, `login.failed`.
-    pub action: String,
-    /// e.g. `knowledge/01J…` or a peer URL.
-    pub target: String,
-    pub detail: String,
-}
-
-/// Milliseconds since the epoch. Injectable so tests can move time.
-pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
-
-pub fn system_clock() -> Clock {
-    Arc::new(crate::store::now_ms)
-}
-
 /// Handle to the accounts tables; cheap to clone.
 #[derive(Clone)]
 pub struct Accounts {
@@ -245,11 +191,11 @@ pub struct Accounts {
 }
 
 struct Inner {
-    conn: Mutex<Connection>,
+    db: UsersDb,
     /// In a serving node, audit entries go through the store's writer: one
     /// writer on the database (no lock waits between two connections) and
     /// group commit with the records they describe.
-    audit_via: OnceLock<crate::store::Store>,
+    audit_via: Option<Store>,
     node_token: String,
     clock: Clock,
     hashing: Semaphore,
@@ -273,21 +219,22 @@ impl Accounts {
     /// Opens the accounts tables in the Yui database at `db`, creating them
     /// if needed. `node_token` is the node's own API token.
     pub fn open_with_clock(db: &Path, node_token: String, clock: Clock) -> Result<Accounts> {
-        // Fails unless `db` is an existing Yui database: never create one here.
-        crate::store::stored_actor(db)?;
-        let conn = Connection::open_with_flags(
-            db,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )?;
-        // `yui user …` writes while `yui serve` runs: wait for its locks.
-        conn.busy_timeout(std::time::Duration::from_secs(10))?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
-        conn.pragma_update(None, "synchronous", "FULL")?;
-        conn.execute_batch(SCHEMA)?;
+        Accounts::open_with_audit_via(db, node_token, clock, None)
+    }
+
+    /// [`Accounts::open_with_clock`] for a serving node: audit entries go
+    /// through `audit_via`'s writer (when given) rather than this handle's
+    /// own connection.
+    pub fn open_with_audit_via(
+        db: &Path,
+        node_token: String,
+        clock: Clock,
+        audit_via: Option<Store>,
+    ) -> Result<Accounts> {
         Ok(Accounts {
             inner: Arc::new(Inner {
-                conn: Mutex::new(conn),
-                audit_via: OnceLock::new(),
+                db: UsersDb::open(db)?,
+                audit_via,
                 node_token,
                 clock,
                 hashing: Semaphore::new(CONCURRENT_HASHES),
@@ -300,20 +247,16 @@ impl Accounts {
         (self.inner.clock)()
     }
 
-    /// Writes audit entries through `store`'s writer from now on.
-    pub fn audit_through(&self, store: crate::store::Store) {
-        let _ = self.inner.audit_via.set(store);
-    }
-
-    /// Runs `f` with the connection and the current time, off the async workers.
+    /// Runs `f` with the connection held and the current time, off the
+    /// async workers.
     async fn with_conn<T: Send + 'static>(
         &self,
-        f: impl FnOnce(&Connection, i64) -> Result<T> + Send + 'static,
+        f: impl FnOnce(&UsersConn<'_>, i64) -> Result<T> + Send + 'static,
     ) -> Result<T> {
         let inner = self.inner.clone();
         tokio::task::spawn_blocking(move || {
             let now = (inner.clock)();
-            f(&lock(&inner.conn), now)
+            inner.db.with(|conn| f(conn, now))
         })
         .await
         .map_err(|e| Error::Storage(format!("accounts task failed: {e}")))?
@@ -360,35 +303,16 @@ impl Accounts {
         let found = self
             .with_conn(move |conn, now| {
                 let id_hash = sha256(id.as_bytes());
-                let row = conn
-                    .query_row(
-                        "SELECT s.user, s.created_at, s.last_seen_at, u.role
-                         FROM sessions s JOIN users u ON u.name = s.user
-                         WHERE s.id_hash = ?1",
-                        [&id_hash],
-                        |r| {
-                            Ok((
-                                r.get::<_, String>(0)?,
-                                r.get::<_, i64>(1)?,
-                                r.get::<_, i64>(2)?,
-                                r.get::<_, String>(3)?,
-                            ))
-                        },
-                    )
-                    .optional()?;
-                let Some((user, created_at, last_seen_at, role)) = row else {
+                let Some((user, created_at, last_seen_at, role)) = conn.session(&id_hash)? else {
                     return Ok(None);
                 };
                 if now >= session_expiry(created_at, last_seen_at) {
-                    conn.execute("DELETE FROM sessions WHERE id_hash = ?1", [&id_hash])?;
+                    conn.delete_session(&id_hash)?;
                     return Ok(None);
                 }
                 let mut seen = last_seen_at;
                 if now - last_seen_at >= TOUCH_EVERY_MS {
-                    conn.execute(
-                        "UPDATE sessions SET last_seen_at = ?1 WHERE id_hash = ?2",
-                        params![now, id_hash],
-                    )?;
+                    conn.touch_session(&id_hash, now)?;
                     seen = now;
                 }
                 Ok(Some(Session {
@@ -413,15 +337,9 @@ impl Accounts {
         let id_hash = sha256(id.as_bytes());
         let ended = self
             .with_conn(move |conn, now| {
-                let user: Option<String> = conn
-                    .query_row(
-                        "DELETE FROM sessions WHERE id_hash = ?1 RETURNING user",
-                        [&id_hash],
-                        |r| r.get(0),
-                    )
-                    .optional()?;
+                let user = conn.end_session(&id_hash)?;
                 if let Some(user) = &user {
-                    insert_audit(conn, now, user, "logout", user, "")?;
+                    conn.insert_audit(now, user, "logout", user, "")?;
                 }
                 Ok(())
             })
@@ -447,21 +365,7 @@ impl Accounts {
         let token_hash = sha256(bearer.as_bytes());
         let found = self
             .with_conn(move |conn, _| {
-                let row = conn
-                    .query_row(
-                        "SELECT t.user, t.role, u.role FROM api_tokens t
-                         JOIN users u ON u.name = t.user WHERE t.token_hash = ?1",
-                        [&token_hash],
-                        |r| {
-                            Ok((
-                                r.get::<_, String>(0)?,
-                                r.get::<_, String>(1)?,
-                                r.get::<_, String>(2)?,
-                            ))
-                        },
-                    )
-                    .optional()?;
-                let Some((user, token_role, user_role)) = row else {
+                let Some((user, token_role, user_role)) = conn.token(&token_hash)? else {
                     return Ok(None);
                 };
                 let role = token_role.parse::<Role>()?.min(user_role.parse()?);
@@ -483,12 +387,12 @@ impl Accounts {
             target.to_owned(),
             detail.to_owned(),
         );
-        let written = match self.inner.audit_via.get() {
+        let written = match &self.inner.audit_via {
             Some(store) => store.append_audit(self.now(), entry).await,
             None => {
                 self.with_conn(move |conn, now| {
                     let (user, action, target, detail) = entry;
-                    insert_audit(conn, now, &user, &action, &target, &detail)
+                    conn.insert_audit(now, &user, &action, &target, &detail)
                 })
                 .await
             }
@@ -523,42 +427,13 @@ impl Accounts {
     /// The newest `limit` audit entries, newest first.
     pub async fn audit_log(&self, limit: usize) -> Result<Vec<AuditEntry>> {
         let limit = i64::try_from(limit).unwrap_or(i64::MAX);
-        self.with_conn(move |conn, _| {
-            let mut stmt = conn.prepare(
-                "SELECT at, user, action, target, detail FROM audit_log ORDER BY id DESC LIMIT ?1",
-            )?;
-            let rows = stmt.query_map([limit], |r| {
-                Ok(AuditEntry {
-                    at: yui_protocol::record::format_time(r.get(0)?),
-                    user: r.get(1)?,
-                    action: r.get(2)?,
-                    target: r.get(3)?,
-                    detail: r.get(4)?,
-                })
-            })?;
-            Ok(rows.collect::<rusqlite::Result<Vec<_>>>()?)
-        })
-        .await
+        self.with_conn(move |conn, _| conn.audit_log(limit)).await
     }
 
     pub async fn users(&self) -> Result<Vec<UserInfo>> {
         self.with_conn(|conn, now| {
-            let mut stmt = conn.prepare(
-                "SELECT u.name, u.role, u.created_at, u.last_login_at, f.locked_until
-                 FROM users u LEFT JOIN login_failures f ON f.name = u.name ORDER BY u.name",
-            )?;
-            let rows = stmt.query_map([], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                    r.get::<_, Option<i64>>(3)?,
-                    r.get::<_, Option<i64>>(4)?,
-                ))
-            })?;
             let mut users = Vec::new();
-            for row in rows {
-                let (name, role, created_at, last_login_at, locked_until) = row?;
+            for (name, role, created_at, last_login_at, locked_until) in conn.users()? {
                 users.push(UserInfo {
                     name,
                     role: role.parse()?,
@@ -582,12 +457,7 @@ impl Accounts {
         let hash = self.hash_password(password).await?;
         let name = name.to_owned();
         self.with_conn(move |conn, now| {
-            let added = conn.execute(
-                "INSERT INTO users (name, role, password_hash, created_at) VALUES (?1, ?2, ?3, ?4)
-                 ON CONFLICT (name) DO NOTHING",
-                params![name, role.as_str(), hash, now],
-            )?;
-            if added == 0 {
+            if !conn.add_user(&name, role.as_str(), &hash, now)? {
                 return Err(Error::Conflict(format!(
                     "a user named {name:?} already exists"
                 )));
@@ -602,19 +472,18 @@ impl Accounts {
     pub async fn remove_user(&self, name: &str) -> Result<()> {
         let name = name.to_owned();
         self.with_conn(move |conn, _| {
-            let tx = conn.unchecked_transaction()?;
-            let role = user_role(&tx, &name)?;
-            if role == Role::Admin && admin_count(&tx)? <= 1 {
-                return Err(Error::Conflict(format!(
-                    "{name:?} is the last admin; make another user admin first"
-                )));
-            }
-            tx.execute("DELETE FROM sessions WHERE user = ?1", [&name])?;
-            tx.execute("DELETE FROM api_tokens WHERE user = ?1", [&name])?;
-            tx.execute("DELETE FROM login_failures WHERE name = ?1", [&name])?;
-            tx.execute("DELETE FROM users WHERE name = ?1", [&name])?;
-            tx.commit()?;
-            Ok(())
+            conn.transaction(|tx| {
+                let role = user_role(tx, &name)?;
+                if role == Role::Admin && tx.admin_count()? <= 1 {
+                    return Err(Error::Conflict(format!(
+                        "{name:?} is the last admin; make another user admin first"
+                    )));
+                }
+                tx.delete_sessions_of(&name)?;
+                tx.delete_tokens_of(&name)?;
+                tx.clear_failures(&name)?;
+                tx.delete_user(&name)
+            })
         })
         .await
     }
@@ -628,18 +497,13 @@ impl Accounts {
         let hash = self.hash_password(password).await?;
         let name = name.to_owned();
         self.with_conn(move |conn, _| {
-            let tx = conn.unchecked_transaction()?;
-            let changed = tx.execute(
-                "UPDATE users SET password_hash = ?1 WHERE name = ?2",
-                params![hash, name],
-            )?;
-            if changed == 0 {
-                return Err(no_such_user(&name));
-            }
-            tx.execute("DELETE FROM sessions WHERE user = ?1", [&name])?;
-            tx.execute("DELETE FROM login_failures WHERE name = ?1", [&name])?;
-            tx.commit()?;
-            Ok(())
+            conn.transaction(|tx| {
+                if !tx.set_password_hash(&name, &hash)? {
+                    return Err(no_such_user(&name));
+                }
+                tx.delete_sessions_of(&name)?;
+                tx.clear_failures(&name)
+            })
         })
         .await
     }
@@ -649,19 +513,15 @@ impl Accounts {
     pub async fn set_role(&self, name: &str, role: Role) -> Result<()> {
         let name = name.to_owned();
         self.with_conn(move |conn, _| {
-            let tx = conn.unchecked_transaction()?;
-            let current = user_role(&tx, &name)?;
-            if current == Role::Admin && role != Role::Admin && admin_count(&tx)? <= 1 {
-                return Err(Error::Conflict(format!(
-                    "{name:?} is the last admin; make another user admin first"
-                )));
-            }
-            tx.execute(
-                "UPDATE users SET role = ?1 WHERE name = ?2",
-                params![role.as_str(), name],
-            )?;
-            tx.commit()?;
-            Ok(())
+            conn.transaction(|tx| {
+                let current = user_role(tx, &name)?;
+                if current == Role::Admin && role != Role::Admin && tx.admin_count()? <= 1 {
+                    return Err(Error::Conflict(format!(
+                        "{name:?} is the last admin; make another user admin first"
+                    )));
+                }
+                tx.set_role(&name, role.as_str())
+            })
         })
         .await
     }
@@ -682,12 +542,7 @@ impl Accounts {
                 ));
             }
             let secret = random_hex();
-            let added = conn.execute(
-                "INSERT INTO api_tokens (token_hash, user, role, label, created_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (user, label) DO NOTHING",
-                params![sha256(secret.as_bytes()), user, role.as_str(), label, now],
-            )?;
-            if added == 0 {
+            if !conn.add_token(&sha256(secret.as_bytes()), &user, role.as_str(), &label, now)? {
                 return Err(Error::Conflict(format!(
                     "{user:?} already has a token labelled {label:?}; choose another label or revoke that one"
                 )));
@@ -700,11 +555,7 @@ impl Accounts {
     pub async fn revoke_token(&self, user: &str, label: &str) -> Result<()> {
         let (user, label) = (user.to_owned(), label.to_owned());
         self.with_conn(move |conn, _| {
-            let removed = conn.execute(
-                "DELETE FROM api_tokens WHERE user = ?1 AND label = ?2",
-                params![user, label],
-            )?;
-            if removed == 0 {
+            if !conn.remove_token(&user, &label)? {
                 return Err(Error::NotFound(format!(
                     "{user:?} has no token labelled {label:?}"
                 )));
@@ -719,19 +570,8 @@ impl Accounts {
         let user = user.to_owned();
         self.with_conn(move |conn, _| {
             user_role(conn, &user)?;
-            let mut stmt = conn.prepare(
-                "SELECT label, role, created_at FROM api_tokens WHERE user = ?1 ORDER BY created_at",
-            )?;
-            let rows = stmt.query_map([&user], |r| {
-                Ok((
-                    r.get::<_, String>(0)?,
-                    r.get::<_, String>(1)?,
-                    r.get::<_, i64>(2)?,
-                ))
-            })?;
             let mut tokens = Vec::new();
-            for row in rows {
-                let (label, role, at) = row?;
+            for (label, role, at) in conn.tokens_of(&user)? {
                 tokens.push((label, role.parse()?, yui_protocol::record::format_time(at)));
             }
             Ok(tokens)
@@ -748,30 +588,20 @@ impl Accounts {
 fn login_blocking(inner: &Inner, name: &str, password: &str) -> Result<Session, LoginError> {
     let internal = |e: Error| LoginError::Internal(e.to_string());
     let now = (inner.clock)();
-    let stored_hash = {
-        let conn = lock(&inner.conn);
-        let locked_until: Option<i64> = conn
-            .query_row(
-                "SELECT locked_until FROM login_failures WHERE name = ?1",
-                [name],
-                |r| r.get(0),
-            )
-            .optional()
-            .map_err(|e| internal(e.into()))?
-            .flatten();
-        if let Some(until) = locked_until.filter(|&t| t > now) {
-            return Err(LoginError::LockedOut {
-                retry_after_secs: u64::try_from((until - now + 999) / 1000).unwrap_or(1),
-            });
-        }
-        conn.query_row(
-            "SELECT password_hash FROM users WHERE name = ?1",
-            [name],
-            |r| r.get::<_, String>(0),
-        )
-        .optional()
-        .map_err(|e| internal(e.into()))?
-    };
+    // In the closures below, the outer `Result` is the database's and the
+    // inner one the login's.
+    let stored_hash = inner
+        .db
+        .with(|conn| {
+            let locked_until = conn.locked_until(name)?;
+            if let Some(until) = locked_until.filter(|&t| t > now) {
+                return Ok(Err(LoginError::LockedOut {
+                    retry_after_secs: u64::try_from((until - now + 999) / 1000).unwrap_or(1),
+                }));
+            }
+            Ok(Ok(conn.password_hash(name)?))
+        })
+        .map_err(internal)??;
     // The hash work happens without the connection lock held.
     let dummy = inner
         .dummy_hash
@@ -780,101 +610,59 @@ fn login_blocking(inner: &Inner, name: &str, password: &str) -> Result<Session, 
         && verify_password(password, stored_hash.as_deref().unwrap_or(dummy))
         && stored_hash.is_some();
 
-    let conn = lock(&inner.conn);
-    if !matches {
-        let detail = if stored_hash.is_some() {
-            "wrong password"
-        } else {
-            "unknown user"
-        };
-        let locked = record_failure(&conn, name, now).map_err(internal)?;
-        let detail = if locked {
-            format!(
-                "{detail}; locked out for {} minutes after {MAX_FAILED_LOGINS} failures in a row",
-                LOCKOUT_SECS / 60
-            )
-        } else {
-            detail.to_owned()
-        };
-        insert_audit(&conn, now, name, "login.failed", name, &detail).map_err(internal)?;
-        return Err(LoginError::BadCredentials);
-    }
-    let session = (|| -> Result<Session> {
-        let tx = conn.unchecked_transaction()?;
-        tx.execute("DELETE FROM login_failures WHERE name = ?1", [name])?;
-        tx.execute(
-            "UPDATE users SET last_login_at = ?1 WHERE name = ?2",
-            params![now, name],
-        )?;
-        // Expired sessions are swept here rather than by a timer.
-        tx.execute(
-            "DELETE FROM sessions WHERE last_seen_at < ?1 OR created_at < ?2",
-            params![
+    inner.db.with(|conn| {
+        if !matches {
+            let detail = if stored_hash.is_some() {
+                "wrong password"
+            } else {
+                "unknown user"
+            };
+            let locked = record_failure(conn, name, now)?;
+            let detail = if locked {
+                format!(
+                    "{detail}; locked out for {} minutes after {MAX_FAILED_LOGINS} failures in a row",
+                    LOCKOUT_SECS / 60
+                )
+            } else {
+                detail.to_owned()
+            };
+            conn.insert_audit(now, name, "login.failed", name, &detail)?;
+            return Ok(Err(LoginError::BadCredentials));
+        }
+        conn.transaction(|tx| {
+            tx.clear_failures(name)?;
+            tx.set_last_login(name, now)?;
+            // Expired sessions are swept here rather than by a timer.
+            tx.sweep_sessions(
                 now - SESSION_IDLE_SECS * 1000,
-                now - SESSION_MAX_SECS * 1000
-            ],
-        )?;
-        let role: Role = user_role(&tx, name)?;
-        let id = random_hex();
-        tx.execute(
-            "INSERT INTO sessions (id_hash, user, created_at, last_seen_at) VALUES (?1, ?2, ?3, ?3)",
-            params![sha256(id.as_bytes()), name, now],
-        )?;
-        insert_audit(&tx, now, name, "login", name, "")?;
-        tx.commit()?;
-        Ok(Session {
-            csrf_token: csrf_token_for(&id),
-            id,
-            principal: Principal {
-                user: name.to_owned(),
-                role,
-            },
-            expires_at: session_expiry(now, now).div_euclid(1000),
+                now - SESSION_MAX_SECS * 1000,
+            )?;
+            let role: Role = user_role(tx, name)?;
+            let id = random_hex();
+            tx.insert_session(&sha256(id.as_bytes()), name, now)?;
+            tx.insert_audit(now, name, "login", name, "")?;
+            Ok(Ok(Session {
+                csrf_token: csrf_token_for(&id),
+                id,
+                principal: Principal {
+                    user: name.to_owned(),
+                    role,
+                },
+                expires_at: session_expiry(now, now).div_euclid(1000),
+            }))
         })
-    })();
-    session.map_err(internal)
+    })
+    .map_err(internal)?
 }
 
 /// Counts one failed login for `name`; returns whether it is now locked out.
-fn record_failure(conn: &Connection, name: &str, now: i64) -> Result<bool> {
-    conn.execute(
-        "DELETE FROM login_failures WHERE last_failure_at < ?1 AND coalesce(locked_until, 0) < ?2",
-        params![now - FORGET_FAILURES_MS, now],
-    )?;
-    // A lock-out that has run out starts the count again.
-    let failures: i64 = conn.query_row(
-        "INSERT INTO login_failures (name, failures, last_failure_at) VALUES (?1, 1, ?2)
-         ON CONFLICT (name) DO UPDATE SET
-             failures = CASE WHEN locked_until IS NOT NULL THEN 1 ELSE failures + 1 END,
-             locked_until = NULL,
-             last_failure_at = excluded.last_failure_at
-         RETURNING failures",
-        params![name, now],
-        |r| r.get(0),
-    )?;
-    if failures >= MAX_FAILED_LOGINS {
-        conn.execute(
-            "UPDATE login_failures SET locked_until = ?1 WHERE name = ?2",
-            params![now + LOCKOUT_SECS * 1000, name],
-        )?;
+fn record_failure(conn: &UsersConn<'_>, name: &str, now: i64) -> Result<bool> {
+    conn.forget_failures(now - FORGET_FAILURES_MS, now)?;
+    if conn.count_failure(name, now)? >= MAX_FAILED_LOGINS {
+        conn.lock_out(name, now + LOCKOUT_SECS * 1000)?;
         return Ok(true);
     }
     Ok(false)
-}
-
-pub(crate) fn insert_audit(
-    conn: &Connection,
-    now: i64,
-    user: &str,
-    action: &str,
-    target: &str,
-    detail: &str,
-) -> Result<()> {
-    conn.execute(
-        "INSERT INTO audit_log (at, user, action, target, detail) VALUES (?1, ?2, ?3, ?4, ?5)",
-        params![now, user, action, target, detail],
-    )?;
-    Ok(())
 }
 
 /// When a session with these times ends, in milliseconds.
@@ -882,21 +670,10 @@ fn session_expiry(created_at: i64, last_seen_at: i64) -> i64 {
     (last_seen_at + SESSION_IDLE_SECS * 1000).min(created_at + SESSION_MAX_SECS * 1000)
 }
 
-fn user_role(conn: &Connection, name: &str) -> Result<Role> {
-    conn.query_row("SELECT role FROM users WHERE name = ?1", [name], |r| {
-        r.get::<_, String>(0)
-    })
-    .optional()?
-    .ok_or_else(|| no_such_user(name))?
-    .parse()
-}
-
-fn admin_count(conn: &Connection) -> Result<i64> {
-    Ok(
-        conn.query_row("SELECT count(*) FROM users WHERE role = 'admin'", [], |r| {
-            r.get(0)
-        })?,
-    )
+fn user_role(conn: &UsersConn<'_>, name: &str) -> Result<Role> {
+    conn.role_of(name)?
+        .ok_or_else(|| no_such_user(name))?
+        .parse()
 }
 
 fn no_such_user(name: &str) -> Error {
@@ -1000,11 +777,6 @@ fn sha256(data: &[u8]) -> Vec<u8> {
 /// is never the hash stored as the session's key).
 fn csrf_token_for(session_id: &str) -> String {
     hex(&sha256(format!("yui-csrf:{session_id}").as_bytes()))
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic elsewhere leaves the connection usable: SQLite rolled back.
-    m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
 }
 
 #[cfg(test)]

@@ -24,6 +24,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
+use crate::fsio::{write_file, write_private};
 
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7480";
 pub const DEFAULT_PEER_LISTEN: &str = "0.0.0.0:7443";
@@ -333,23 +334,6 @@ fn base32(bytes: &[u8]) -> String {
 
 fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::Config(format!("{what} {}: {e}", path.display()))
-}
-
-/// Creates a file readable by its owner only, failing if it exists.
-pub fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    write_file(path, data, 0o600)
-}
-
-fn write_file(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(path)
-        .map_err(|e| io_error("creating", path, e))?;
-    f.write_all(data)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| io_error("writing", path, e))
 }
 
 #[cfg(test)]

@@ -1,15 +1,24 @@
-//! The Yui town node: storage, local API and command line.
+//! The Yui town node: storage, the local API and web console, federation and
+//! the command line. The protocol itself (records, schemas, validation, the
+//! Automerge mapping, the sync session) lives in the `yui-protocol` crate,
+//! without I/O.
 //!
-//! Module map: [`datadir`] (the data directory and `yui init`), [`store`]
-//! (SQLite: documents, change feed, search index), [`accounts`] (local users,
-//! roles, sessions, API tokens, audit log), [`api`] (the local HTTP API),
-//! [`console`] (the web console on the same port), [`daily`] (the towns'
-//! daily work views), [`kpi`] (KPI drafts, roll-up and publishing), [`node`]
-//! (a running node and its server loop), [`cli`] (the `yui` commands). The protocol itself — records, schemas, validation, the
-//! Automerge mapping — lives in the `yui-protocol` crate, without I/O.
+//! The modules form floors, and each imports only from the floors below it
+//! (`node/tests/layers.rs` checks this; `docs/architecture.md` draws it):
+//!
+//! - base: [`error`], [`clock`], [`fsio`];
+//! - resources, one kind of I/O each: [`store`] (SQLite), [`datadir`],
+//!   [`accounts`] (users, roles, sessions, tokens, audit), [`pki`],
+//!   [`peer`] (the peer port and peer tasks), [`metrics`];
+//! - domain, plain types in and out: [`node`] (a node's state and status),
+//!   [`records`] (record writes with the guard), [`daily`], [`kpi`],
+//!   [`export`];
+//! - adapters: [`http`] (the JSON API) and [`console`] (the web console);
+//! - composition: [`daemon`] (serving a node), [`demo`], [`cli`].
 
 pub mod accounts;
 pub mod cli;
+pub mod clock;
 pub mod console;
 pub mod daemon;
 pub mod daily;
@@ -17,6 +26,7 @@ pub mod datadir;
 pub mod demo;
 pub mod error;
 pub mod export;
+pub mod fsio;
 pub mod http;
 pub mod kpi;
 pub mod metrics;

@@ -120,12 +120,12 @@ impl Node {
         let token = data_dir.read_token()?;
         let node_id = data_dir.node_id()?;
         let store = Store::open(&data_dir.db_path(), &config.town)?;
-        let accounts = crate::accounts::Accounts::open_with_clock(
+        let accounts = crate::accounts::Accounts::open_with_audit_via(
             &data_dir.db_path(),
             token.clone(),
             crate::accounts::system_clock(),
+            Some(store.clone()),
         )?;
-        accounts.audit_through(store.clone());
         let peering = match crate::peer::Trust::load(&data_dir)? {
             Some(trust) => {
                 if trust.own.node_id != node_id {

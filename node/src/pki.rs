@@ -35,8 +35,10 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
-use crate::datadir::{node_id, write_private};
+use crate::datadir::node_id;
 use crate::error::{Error, Result};
+pub use crate::fsio::replace_file;
+use crate::fsio::write_private;
 
 /// The DNS name in every node certificate (see the module doc).
 pub const NODE_DNS_NAME: &str = "node.yui.invalid";
@@ -536,24 +538,6 @@ fn base64_encode(data: &[u8]) -> String {
 
 fn write_public(path: &Path, data: &[u8]) -> Result<()> {
     replace_file(path, data, 0o644)
-}
-
-/// Writes a file atomically (temporary file, fsync, rename).
-pub fn replace_file(path: &Path, data: &[u8], mode: u32) -> Result<()> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
-    let tmp = path.with_extension("tmp");
-    let _ = fs::remove_file(&tmp);
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create_new(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(|e| pki_err(&format!("creating {}", tmp.display()), e))?;
-    f.write_all(data)
-        .and_then(|()| f.sync_all())
-        .map_err(|e| pki_err(&format!("writing {}", tmp.display()), e))?;
-    fs::rename(&tmp, path).map_err(|e| pki_err(&format!("replacing {}", path.display()), e))
 }
 
 #[cfg(test)]

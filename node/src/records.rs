@@ -10,10 +10,10 @@ use yui_protocol::Collection;
 use yui_protocol::validate::{Fields, Patch};
 
 use crate::accounts::Principal;
+use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::node::Node;
 use crate::store::GuardMode;
-use crate::store::now_ms;
 
 /// The shortest reason an override may give: it goes to the audit log.
 pub const MIN_OVERRIDE_REASON_CHARS: usize = 5;

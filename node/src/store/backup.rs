@@ -1,0 +1,125 @@
+//! Backup and restore of the whole database file, and reading the actor id
+//! of a stopped node's database. These work on files, not on a running
+//! `Store`.
+
+use std::path::{Path, PathBuf};
+
+use rusqlite::{Connection, OpenFlags};
+use yui_protocol::Millis;
+
+use super::schema::{corrupt, identify, new_actor_hex, new_epoch, set_meta};
+use super::writer::open_reader;
+use crate::error::{Error, Result};
+use crate::fsio::{sync_parent_dir, write_private};
+
+/// Writes a consistent copy of the database to `dest` (which must not exist),
+/// readable by its owner only. Safe while the node is serving: the copy is one
+/// read transaction's snapshot.
+pub fn backup(db: &Path, dest: &Path) -> Result<u64> {
+    if dest.exists() {
+        return Err(Error::Config(format!(
+            "{} already exists; choose a new file name",
+            dest.display()
+        )));
+    }
+    let conn = open_reader(db)?;
+    identify(&conn, db)?;
+    // Created first with mode 0600: a backup holds personal data.
+    write_private(dest, b"")?;
+    let target = dest
+        .to_str()
+        .ok_or_else(|| Error::Config("backup path is not UTF-8".into()))?;
+    if let Err(e) = conn.execute("VACUUM INTO ?1", [target]) {
+        let _ = std::fs::remove_file(dest);
+        return Err(e.into());
+    }
+    Ok(std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0))
+}
+
+/// Replaces the database at `db` with the backup at `src`. The node must be
+/// stopped. The restored database gets a **new actor id**: the old one may
+/// have written changes after the backup was taken, and reusing it would fork
+/// documents for good. The database it replaces is kept beside it (returned).
+pub fn restore(db: &Path, src: &Path, town: &str, now: Millis) -> Result<Option<PathBuf>> {
+    let unusable = |e: Error| {
+        let detail = match e {
+            Error::CorruptDatabase { detail, .. } => detail,
+            other => other.to_string(),
+        };
+        Error::Config(format!(
+            "{} is not a usable Yui backup ({detail}); nothing was changed",
+            src.display()
+        ))
+    };
+    if !src.is_file() {
+        return Err(Error::Config(format!(
+            "backup file {} does not exist",
+            src.display()
+        )));
+    }
+    let check = Connection::open_with_flags(src, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .map_err(|e| unusable(corrupt(src, e)))?;
+    let (backup_town, _) = identify(&check, src).map_err(unusable)?;
+    if backup_town != town {
+        return Err(Error::Config(format!(
+            "{} is a backup of town {backup_town:?}, but this node is {town:?}; nothing was changed",
+            src.display()
+        )));
+    }
+    let verdict: String = check
+        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+        .map_err(|e| unusable(corrupt(src, e)))?;
+    if verdict != "ok" {
+        return Err(unusable(corrupt(
+            src,
+            format!("integrity check: {verdict}"),
+        )));
+    }
+    drop(check);
+
+    let staged = db.with_extension("sqlite.restoring");
+    let _ = std::fs::remove_file(&staged);
+    write_private(&staged, b"")?;
+    std::fs::copy(src, &staged)
+        .map_err(|e| Error::Config(format!("copying {}: {e}", src.display())))?;
+    // fs::copy takes the backup's mode; the database is owner-only.
+    std::fs::set_permissions(&staged, std::os::unix::fs::PermissionsExt::from_mode(0o600))
+        .map_err(|e| Error::Config(format!("setting permissions: {e}")))?;
+    {
+        let conn = Connection::open(&staged)?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        set_meta(&conn, "actor", &new_actor_hex())?;
+        set_meta(&conn, "restored_at", &now.to_string())?;
+        // Its feed positions will be reused: peers must read it from the start.
+        set_meta(&conn, "feed_epoch", &new_epoch().to_string())?;
+        conn.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)")?;
+    }
+    let mut kept = None;
+    if db.exists() {
+        // Fold the old WAL into the old file, so the file kept is complete and
+        // no stale WAL is left to be replayed into the restored one.
+        if let Ok(old) = Connection::open(db) {
+            let _ = old.execute_batch("PRAGMA wal_checkpoint(TRUNCATE)");
+        }
+        let keep = db.with_extension(format!("sqlite.before-restore-{now}"));
+        std::fs::rename(db, &keep)
+            .map_err(|e| Error::Config(format!("keeping the old database: {e}")))?;
+        kept = Some(keep);
+    }
+    for suffix in ["-wal", "-shm"] {
+        let _ = std::fs::remove_file(format!("{}{suffix}", db.display()));
+        let _ = std::fs::remove_file(format!("{}{suffix}", staged.display()));
+    }
+    std::fs::rename(&staged, db)
+        .map_err(|e| Error::Config(format!("installing the restored database: {e}")))?;
+    // Make the renames themselves durable.
+    sync_parent_dir(db);
+    Ok(kept)
+}
+
+/// The actor id stored in a database, hex (for `status` and tests).
+pub fn stored_actor(db: &Path) -> Result<String> {
+    let conn = open_reader(db)?;
+    let (_, actor) = identify(&conn, db)?;
+    Ok(actor.to_hex_string())
+}

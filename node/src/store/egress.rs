@@ -1,0 +1,157 @@
+//! The egress ledger: a row for every document handed to a peer (`yui audit
+//! egress`), written in the same transaction as the sync state that sent
+//! it, and the last-line refusal of anything not of a shared collection.
+
+use rusqlite::{Connection, params};
+use yui_protocol::Collection;
+use yui_protocol::wire::DocUpdate;
+
+use super::Store;
+use crate::error::{Error, Result};
+
+/// One document sent to a peer (`yui audit egress`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct EgressEntry {
+    /// When it was handed to the connection (RFC 3339, UTC).
+    pub at: String,
+    /// The peer's node id.
+    pub peer: String,
+    /// The peer's town, from its certificate (empty if not known yet).
+    pub peer_town: String,
+    /// `pulled` (the peer asked) or `pushed` (this node sent it).
+    pub way: String,
+    pub record_id: String,
+    pub collection: String,
+    /// The document's heads after the changes sent (hex change hashes):
+    /// what was sent is every change up to them that the peer lacked.
+    pub heads: Vec<String>,
+    /// The size of the changes sent.
+    pub bytes: u64,
+}
+
+#[derive(Clone, Copy)]
+pub(super) enum EgressWay {
+    Pulled,
+    Pushed,
+}
+
+/// Writes the ledger rows for documents about to leave. Refuses, as a last
+/// line, anything that is not of a shared collection: the sync layer cannot
+/// express one, and this keeps it so for every future code path.
+pub(super) fn record_egress(
+    conn: &Connection,
+    peer: &str,
+    peer_town: &str,
+    way: EgressWay,
+    docs: &[DocUpdate],
+) -> Result<()> {
+    let at = time::OffsetDateTime::now_utc()
+        .format(&time::format_description::well_known::Rfc3339)
+        .map_err(|e| Error::Storage(e.to_string()))?;
+    let way = match way {
+        EgressWay::Pulled => "pulled",
+        EgressWay::Pushed => "pushed",
+    };
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO egress (at, peer, peer_town, way, record_id, collection, heads, bytes)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+    )?;
+    for d in docs {
+        let shared = d
+            .collection
+            .parse::<Collection>()
+            .is_ok_and(|c| c.is_shared());
+        if !shared {
+            return Err(Error::Storage(format!(
+                "refused to send {} of collection {:?} to a peer: not a shared collection",
+                d.id, d.collection
+            )));
+        }
+        let heads: Vec<String> = d.heads.iter().map(|h| hex(h)).collect();
+        insert.execute(params![
+            at,
+            peer,
+            peer_town,
+            way,
+            d.id,
+            d.collection,
+            heads.join(","),
+            d.changes.len() as i64
+        ])?;
+    }
+    Ok(())
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Store {
+    /// Client side, a write before a push goes out: the egress ledger.
+    pub async fn record_push(
+        &self,
+        peer: String,
+        peer_town: String,
+        docs: Vec<DocUpdate>,
+    ) -> Result<()> {
+        if docs.is_empty() {
+            return Ok(());
+        }
+        self.write(move |conn, _| record_egress(conn, &peer, &peer_town, EgressWay::Pushed, &docs))
+            .await
+    }
+
+    /// Whether `since` reads like the date or time [`Store::egress`] compares
+    /// with (`2026-11-21`, `2026-11-21T09:00:00Z`): digits, letters and
+    /// `-:.+` only. Callers reject or drop anything else.
+    pub fn is_egress_since(since: &str) -> bool {
+        !since.is_empty()
+            && since
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "-:.+".contains(c))
+    }
+
+    /// The egress ledger, newest first: every document this node sent to a
+    /// peer, optionally only to one peer (node id or town) and since a time
+    /// (RFC 3339, compared as text, so `2026-11-21` works too).
+    pub async fn egress(
+        &self,
+        peer: Option<String>,
+        since: Option<String>,
+        limit: usize,
+    ) -> Result<Vec<EgressEntry>> {
+        self.read(move |conn| {
+            let mut stmt = conn.prepare_cached(
+                // A push's town comes from the peer list (the dialled
+                // node's certificate), a pull's from the connection's.
+                "SELECT at, peer, town, way, record_id, collection, heads, bytes FROM (
+                     SELECT e.rowid AS n, e.*, coalesce(nullif(e.peer_town, ''),
+                         (SELECT p.town FROM peers p WHERE p.node_id = e.peer LIMIT 1), '') AS town
+                     FROM egress e)
+                 WHERE (?1 IS NULL OR peer = ?1 OR town = ?1) AND (?2 IS NULL OR at >= ?2)
+                 ORDER BY n DESC LIMIT ?3",
+            )?;
+            let rows = stmt
+                .query_map(params![peer, since, limit as i64], |r| {
+                    Ok(EgressEntry {
+                        at: r.get(0)?,
+                        peer: r.get(1)?,
+                        peer_town: r.get(2)?,
+                        way: r.get(3)?,
+                        record_id: r.get(4)?,
+                        collection: r.get(5)?,
+                        heads: r
+                            .get::<_, String>(6)?
+                            .split(',')
+                            .filter(|h| !h.is_empty())
+                            .map(str::to_owned)
+                            .collect(),
+                        bytes: r.get::<_, i64>(7)? as u64,
+                    })
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+}

@@ -1,0 +1,296 @@
+//! Record writes: create, update and delete, each a job on the writer, and
+//! how a changed document is stored (an appended change chunk, or a fresh
+//! save every [`COMPACT_AFTER`] chunks) together with its view and search
+//! terms.
+
+use std::panic::AssertUnwindSafe;
+
+use automerge::AutoCommit;
+use rand::RngCore;
+use rusqlite::{Connection, OptionalExtension, params};
+use serde_json::value::RawValue;
+use yui_protocol::doc;
+use yui_protocol::validate::{self, Fields, Patch};
+use yui_protocol::{Collection, Millis, RecordId, RecordView, guard};
+
+use super::constraints::{check_one_kpi_report_per_year, check_references};
+use super::feed::{pack_heads, raw_changes_after};
+use super::search::index_terms;
+use super::writer::WriterState;
+use super::{COMPACT_AFTER, GuardMode, Store, lock, not_found, raw};
+use crate::error::{Error, Result};
+
+impl Store {
+    /// Creates a record and returns it as the API shows it. A shared record
+    /// with personal data in it is refused.
+    pub async fn create(
+        &self,
+        collection: Collection,
+        fields: Fields,
+        now: Millis,
+    ) -> Result<Box<RawValue>> {
+        self.create_guarded(collection, fields, now, GuardMode::Refuse)
+            .await
+            .map(|(record, _)| record)
+    }
+
+    /// [`Store::create`] with a choice of guard mode; also returns the
+    /// personal-data findings that were let through.
+    pub async fn create_guarded(
+        &self,
+        collection: Collection,
+        fields: Fields,
+        now: Millis,
+        mode: GuardMode,
+    ) -> Result<(Box<RawValue>, Vec<guard::Finding>)> {
+        let findings = self.check_personal_data(collection, &fields, mode).await?;
+        let record = self.create_unguarded(collection, fields, now).await?;
+        Ok((record, findings))
+    }
+
+    async fn create_unguarded(
+        &self,
+        collection: Collection,
+        fields: Fields,
+        now: Millis,
+    ) -> Result<Box<RawValue>> {
+        let mut random = [0u8; 10];
+        rand::rng().fill_bytes(&mut random);
+        let id = {
+            let mut last = lock(&self.inner.last_id);
+            let id = RecordId::generate_after(now, random, last.as_ref());
+            *last = Some(id.clone());
+            id
+        };
+        let (actor, town) = (self.inner.actor.clone(), self.inner.town.clone());
+        // The Automerge work runs in parallel on the blocking pool; only the
+        // inserts queue for the writer.
+        let prepared = tokio::task::spawn_blocking(move || -> Result<_> {
+            let mut d = doc::create(actor, collection, &id, &town, now, &fields)?;
+            let view = doc::read(&d)?;
+            let terms = index_terms(&view);
+            let bytes = d.save_nocompress();
+            let heads = pack_heads(&d.get_heads());
+            let refs = validate::references(collection, fields.iter());
+            Ok((id, bytes, heads, view, terms, refs))
+        })
+        .await
+        .map_err(|e| Error::Storage(format!("create task failed: {e}")))??;
+        let (id, bytes, heads, view, terms, refs) = prepared;
+        let json = serde_json::to_string(&view).map_err(|e| Error::Storage(e.to_string()))?;
+        self.write(move |conn, state| {
+            check_references(conn, &refs)?;
+            if collection == Collection::KpiReports {
+                check_one_kpi_report_per_year(conn, &state.town, &view, None)?;
+            }
+            let seq = state.next_seq;
+            conn.execute(
+                "INSERT INTO records (id, collection, shared, town, deleted, seq, heads, doc, chunks, view)
+                 VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, 0, ?8)",
+                params![
+                    id.as_str(),
+                    collection.name(),
+                    collection.is_shared(),
+                    view.town,
+                    seq,
+                    heads,
+                    bytes,
+                    json
+                ],
+            )?;
+            conn.execute(
+                "INSERT INTO search (rowid, terms) VALUES (last_insert_rowid(), ?1)",
+                [&terms],
+            )?;
+            state.next_seq += 1;
+            raw(json)
+        })
+        .await
+    }
+
+    /// Applies a partial update and returns the record after it. New values
+    /// with personal data in a shared record are refused.
+    pub async fn update(
+        &self,
+        collection: Collection,
+        id: String,
+        patch: Patch,
+        now: Millis,
+    ) -> Result<Box<RawValue>> {
+        self.update_guarded(collection, id, patch, now, GuardMode::Refuse)
+            .await
+            .map(|(record, _)| record)
+    }
+
+    /// [`Store::update`] with a choice of guard mode; also returns the
+    /// personal-data findings that were let through.
+    pub async fn update_guarded(
+        &self,
+        collection: Collection,
+        id: String,
+        patch: Patch,
+        now: Millis,
+        mode: GuardMode,
+    ) -> Result<(Box<RawValue>, Vec<guard::Finding>)> {
+        let new_values: Fields = patch
+            .iter()
+            .filter_map(|(k, v)| Some((*k, v.clone()?)))
+            .collect();
+        let findings = self
+            .check_personal_data(collection, &new_values, mode)
+            .await?;
+        let record = self.update_unguarded(collection, id, patch, now).await?;
+        Ok((record, findings))
+    }
+
+    async fn update_unguarded(
+        &self,
+        collection: Collection,
+        id: String,
+        patch: Patch,
+        now: Millis,
+    ) -> Result<Box<RawValue>> {
+        let refs = validate::references(
+            collection,
+            patch.iter().filter_map(|(k, v)| Some((k, v.as_ref()?))),
+        );
+        self.write(move |conn, state| {
+            check_references(conn, &refs)?;
+            let mut loaded = load_doc(conn, collection, &id)?;
+            loaded.doc.set_actor(state.actor.clone());
+            if loaded.deleted {
+                return Err(Error::RecordDeleted {
+                    collection: collection.name().to_owned(),
+                    id,
+                });
+            }
+            let before = loaded.doc.get_heads();
+            let changed = doc::update(&mut loaded.doc, collection, &state.town, now, &patch)?;
+            if changed.is_empty() {
+                return raw(loaded.view_json);
+            }
+            let view = doc::read(&loaded.doc)?;
+            validate::check_merged(collection, &view.fields)?;
+            if collection == Collection::KpiReports && patch.contains_key("fiscal_year") {
+                check_one_kpi_report_per_year(conn, &view.town, &view, Some(&id))?;
+            }
+            store_change(conn, state, &mut loaded, &before, &view)
+        })
+        .await
+    }
+
+    /// Marks a record deleted. Deleting a deleted record changes nothing.
+    pub async fn delete(&self, collection: Collection, id: String, now: Millis) -> Result<()> {
+        self.write(move |conn, state| {
+            let mut loaded = load_doc(conn, collection, &id)?;
+            loaded.doc.set_actor(state.actor.clone());
+            if loaded.deleted {
+                return Err(not_found(collection, &id));
+            }
+            let before = loaded.doc.get_heads();
+            doc::delete(&mut loaded.doc, &state.town, now)?;
+            let view = doc::read(&loaded.doc)?;
+            store_change(conn, state, &mut loaded, &before, &view)?;
+            Ok(())
+        })
+        .await
+    }
+}
+
+pub(super) struct LoadedDoc {
+    pub(super) rowid: i64,
+    pub(super) deleted: bool,
+    pub(super) chunks: i64,
+    pub(super) doc: AutoCommit,
+    pub(super) view_json: String,
+}
+
+pub(super) fn load_doc(conn: &Connection, collection: Collection, id: &str) -> Result<LoadedDoc> {
+    let row: Option<(i64, bool, i64, Vec<u8>, String)> = conn
+        .query_row(
+            "SELECT rowid, deleted, chunks, doc, view FROM records WHERE id = ?1 AND collection = ?2",
+            params![id, collection.name()],
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+        )
+        .optional()?;
+    let (rowid, deleted, chunks, bytes, view_json) =
+        row.ok_or_else(|| not_found(collection, id))?;
+    let mut doc =
+        AutoCommit::load(&bytes).map_err(|e| Error::Storage(format!("loading {id}: {e}")))?;
+    if chunks > 0 {
+        let mut stmt =
+            conn.prepare_cached("SELECT data FROM doc_chunks WHERE record = ?1 ORDER BY n")?;
+        let rows = stmt.query_map([rowid], |r| r.get::<_, Vec<u8>>(0))?;
+        for chunk in rows {
+            doc.load_incremental(&chunk?)
+                .map_err(|e| Error::Storage(format!("loading {id}: {e}")))?;
+        }
+    }
+    Ok(LoadedDoc {
+        rowid,
+        deleted,
+        chunks,
+        doc,
+        view_json,
+    })
+}
+
+/// Persists a change to a loaded document: an appended chunk, or a fresh
+/// compacted save once enough chunks have gathered. Returns the new view.
+fn store_change(
+    conn: &Connection,
+    state: &mut WriterState,
+    loaded: &mut LoadedDoc,
+    before: &[automerge::ChangeHash],
+    view: &RecordView,
+) -> Result<Box<RawValue>> {
+    let json = serde_json::to_string(view).map_err(|e| Error::Storage(e.to_string()))?;
+    let seq = state.next_seq;
+    let heads = pack_heads(&loaded.doc.get_heads());
+    // Compact only into bytes that load again (a peer's crafted history may
+    // save to bytes Automerge cannot read); otherwise keep appending chunks.
+    let compacted = (loaded.chunks + 1 >= COMPACT_AFTER)
+        .then(|| {
+            std::panic::catch_unwind(AssertUnwindSafe(|| {
+                let bytes = loaded.doc.save_nocompress();
+                AutoCommit::load(&bytes).is_ok().then_some(bytes)
+            }))
+            .ok()
+            .flatten()
+        })
+        .flatten();
+    if loaded.chunks + 1 >= COMPACT_AFTER && compacted.is_none() {
+        tracing::warn!(
+            rowid = loaded.rowid,
+            "a record's compacted save would not load again; kept as chunks"
+        );
+    }
+    if let Some(bytes) = compacted {
+        conn.execute("DELETE FROM doc_chunks WHERE record = ?1", [loaded.rowid])?;
+        conn.execute(
+            "UPDATE records SET doc = ?1, chunks = 0, seq = ?2, view = ?3, deleted = ?4, heads = ?5
+             WHERE rowid = ?6",
+            params![bytes, seq, json, view.deleted, heads, loaded.rowid],
+        )?;
+    } else {
+        let chunk = raw_changes_after(&mut loaded.doc, before);
+        conn.execute(
+            "INSERT INTO doc_chunks (record, n, data) VALUES (?1, ?2, ?3)",
+            params![loaded.rowid, loaded.chunks, chunk],
+        )?;
+        conn.execute(
+            "UPDATE records SET chunks = chunks + 1, seq = ?1, view = ?2, deleted = ?3, heads = ?4
+             WHERE rowid = ?5",
+            params![seq, json, view.deleted, heads, loaded.rowid],
+        )?;
+    }
+    conn.execute("DELETE FROM search WHERE rowid = ?1", [loaded.rowid])?;
+    if !view.deleted {
+        conn.execute(
+            "INSERT INTO search (rowid, terms) VALUES (?1, ?2)",
+            params![loaded.rowid, index_terms(view)],
+        )?;
+    }
+    state.next_seq += 1;
+    raw(json)
+}
