@@ -595,7 +595,7 @@ fn encode(s: &str) -> String {
 
 impl Api {
     fn new(addr: SocketAddr, token: String) -> Result<Api> {
-        yui_node::pki::install_crypto_provider();
+        yui_node::peer::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(60))

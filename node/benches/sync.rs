@@ -447,7 +447,7 @@ struct Api {
 
 impl Api {
     fn new(base: String, token: String) -> Result<Api> {
-        yui_node::pki::install_crypto_provider();
+        yui_node::peer::tls::install_crypto_provider();
         let client = reqwest::Client::builder()
             .no_proxy()
             .timeout(Duration::from_secs(600))

@@ -860,7 +860,7 @@ async fn call_api(
     body: Option<reqwest::Body>,
     json: bool,
 ) -> Result<serde_json::Value> {
-    crate::pki::install_crypto_provider();
+    crate::peer::tls::install_crypto_provider();
     let client = reqwest::Client::builder().no_proxy().build()?;
     let mut req = client
         .request(method, format!("{}{path}", base.trim_end_matches('/')))

@@ -9,7 +9,7 @@ use yui_node::cli::{Cli, LogFormat};
 #[tokio::main]
 async fn main() -> ExitCode {
     let cli = Cli::parse();
-    yui_node::pki::install_crypto_provider();
+    yui_node::peer::tls::install_crypto_provider();
     // The demo prints its own story; its logs would drown it. Automerge
     // opens an INFO span for every document it loads: formatting those was
     // 4 % of a node's CPU while it received a peer's records.

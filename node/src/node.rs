@@ -110,7 +110,7 @@ impl Node {
     /// Opens the node in `data_dir`. With `serving`, takes the data
     /// directory's lock: one `yui serve` per data directory.
     pub fn open(data_dir: DataDir, serving: bool) -> Result<Node> {
-        crate::pki::install_crypto_provider();
+        crate::peer::tls::install_crypto_provider();
         let config = data_dir.open()?;
         let lock = if serving {
             Some(data_dir.lock()?)

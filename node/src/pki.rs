@@ -49,12 +49,6 @@ const CA_YEARS: i64 = 10;
 /// Expiry closer than this shows as a warning.
 pub const EXPIRY_WARNING_DAYS: i64 = 30;
 
-/// Installs ring as the process's rustls crypto provider. Called before any
-/// TLS or HTTP client is built; calling it again is harmless.
-pub fn install_crypto_provider() {
-    let _ = rustls::crypto::ring::default_provider().install_default();
-}
-
 fn pki_err(what: &str, e: impl std::fmt::Display) -> Error {
     Error::Config(format!("{what}: {e}"))
 }

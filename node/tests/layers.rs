@@ -2,8 +2,9 @@
 //! rust-analyzer's tidy tests): the top-level modules of `node/src` form
 //! floors, and a module imports only from the floors below it, or from the
 //! modules before it on its own floor. So there are no import circles, and
-//! a new one fails CI with the edge that closed it. `docs/architecture.md`
-//! states the same rules for people.
+//! a new one fails CI with the edge that closed it. Below the adapters no
+//! module names axum; only the store names rusqlite, and only the peer
+//! layer rustls. `docs/architecture.md` states the same rules for people.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs;
@@ -27,6 +28,15 @@ const FLOORS: &[(&str, &[&str])] = &[
 const NO_AXUM: &[&str] = &[
     "error", "clock", "fsio", "store", "datadir", "accounts", "pki", "metrics", "node", "records",
     "daily", "kpi", "export",
+];
+
+/// Crates that only some modules may name: SQL stays in the store, TLS in
+/// the peer layer (reqwest also in the CLI, which calls the node's own API
+/// over plain HTTP on 127.0.0.1).
+const CONFINED: &[(&str, &[&str])] = &[
+    ("rusqlite", &["store"]),
+    ("rustls", &["peer"]),
+    ("reqwest", &["peer", "cli"]),
 ];
 
 fn src_dir() -> PathBuf {
@@ -133,8 +143,8 @@ fn leading_ident(s: &str) -> Option<String> {
 struct Source {
     /// module -> the modules it imports, with one file that does.
     edges: BTreeMap<String, BTreeMap<String, PathBuf>>,
-    /// module -> files that name `axum`.
-    axum: BTreeMap<String, Vec<PathBuf>>,
+    /// crate name -> module -> files that name it (`axum` and [`CONFINED`]).
+    names: BTreeMap<&'static str, BTreeMap<String, Vec<PathBuf>>>,
 }
 
 fn read_source() -> Source {
@@ -143,7 +153,7 @@ fn read_source() -> Source {
     files.sort();
     let mut source = Source {
         edges: BTreeMap::new(),
-        axum: BTreeMap::new(),
+        names: BTreeMap::new(),
     };
     for file in files {
         let module = module_of(&file);
@@ -158,8 +168,11 @@ fn read_source() -> Source {
                 out.entry(target).or_insert_with(|| file.clone());
             }
         }
-        if code.contains("axum") {
-            source.axum.entry(module).or_default().push(file);
+        for name in std::iter::once("axum").chain(CONFINED.iter().map(|(name, _)| *name)) {
+            if code.contains(name) {
+                let files = source.names.entry(name).or_default();
+                files.entry(module.clone()).or_default().push(file.clone());
+            }
         }
     }
     source
@@ -263,15 +276,33 @@ fn no_import_circles() {
 #[test]
 fn lower_floors_speak_no_http_framework() {
     let source = read_source();
+    let axum = source.names.get("axum").cloned().unwrap_or_default();
     let offenders: Vec<_> = NO_AXUM
         .iter()
-        .filter_map(|m| source.axum.get(*m))
+        .filter_map(|m| axum.get(*m))
         .flatten()
         .map(|f| f.display().to_string())
         .collect();
     assert!(
         offenders.is_empty(),
         "modules below the adapters name axum: {offenders:?}"
+    );
+}
+
+#[test]
+fn sql_and_tls_stay_where_they_belong() {
+    let source = read_source();
+    let mut offenders = Vec::new();
+    for (name, allowed) in CONFINED {
+        for (module, files) in source.names.get(name).into_iter().flatten() {
+            if !allowed.contains(&module.as_str()) {
+                offenders.extend(files.iter().map(|f| format!("{name} in {}", f.display())));
+            }
+        }
+    }
+    assert!(
+        offenders.is_empty(),
+        "confined crates named elsewhere: {offenders:?}"
     );
 }
 

@@ -23,6 +23,12 @@ use crate::pki::{self, NODE_DNS_NAME, PeerIdentity, Revocations};
 /// accept any consortium node.
 const SYNTHETIC_SUFFIX: &str = ".yui.invalid";
 
+/// Installs ring as the process's rustls crypto provider. Called before any
+/// TLS or HTTP client is built; calling it again is harmless.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
 pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
