@@ -920,16 +920,20 @@ async fn revocations_import(data_dir: DataDir, file: &Path) -> Result<()> {
         let newer = peering.install_revocations(&node.data_dir, &der)?;
         Ok((newer, peering.trust.revocation_number()))
     })();
+    // Audit before closing the store: the audit entry goes through its writer,
+    // which refuses work once closed.
+    if let Ok((newer, number)) = result {
+        node.accounts
+            .audit(
+                &cli_principal(),
+                "revocations.import",
+                "revocations",
+                &format!("list number {number}, newer than the installed one: {newer}"),
+            )
+            .await;
+    }
     node.store.close();
     let (newer, number) = result?;
-    node.accounts
-        .audit(
-            &cli_principal(),
-            "revocations.import",
-            "revocations",
-            &format!("list number {number}, newer than the installed one: {newer}"),
-        )
-        .await;
     report_revocations(newer, number);
     Ok(())
 }
