@@ -14,6 +14,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::accounts::{Accounts, CLI_USER, Principal, Role};
 use crate::datadir::{DEFAULT_API_LISTEN, DEFAULT_PEER_LISTEN, DataDir, InitOptions};
+pub use crate::export::ExportFormat;
 use crate::node::Node;
 
 /// Yui (結): one town's node of the regional telework consortium.
@@ -322,12 +323,6 @@ pub enum AuditCommand {
         #[arg(long)]
         json: bool,
     },
-}
-
-#[derive(Copy, Clone, Debug, ValueEnum)]
-pub enum ExportFormat {
-    Json,
-    Markdown,
 }
 
 pub async fn run(cli: Cli) -> Result<()> {
