@@ -64,70 +64,136 @@ pub async fn run(dir: Option<PathBuf>, stop: impl Future<Output = ()>) -> Result
     result
 }
 
+/// The demo's steps, in order; each prints its own lines.
 async fn run_in(base: &std::path::Path, stop: impl Future<Output = ()>) -> Result<()> {
     let spec: Value = serde_json::from_str(RECORDS).context("examples/demo-records.json")?;
     let towns_spec = spec["towns"].as_array().context("demo records: no towns")?;
     let now = time::OffsetDateTime::now_utc();
-    let ca = CaDir::new(base.join("ca"));
-    ca.init("結デモ・コンソーシアム", now)?;
-    let ca_pem = std::fs::read(ca.cert_path())?;
-    println!("結 Yui デモ / demo — {}", base.display());
-    println!("コンソーシアム認証局を作りました / created a consortium CA");
+    let (ca, ca_pem) = make_ca(base, now)?;
 
     let shutdown = CancellationToken::new();
     let mut towns = Vec::new();
     let mut servers = Vec::new();
     for t in towns_spec {
-        let id = t["town"].as_str().context("town id")?.to_owned();
-        let name = t["name"].as_str().unwrap_or_default().to_owned();
-        let data = DataDir::new(base.join(&id));
-        data.init(&InitOptions {
-            town: id.clone(),
-            name: name.clone(),
-            api_listen: "127.0.0.1:0".parse()?,
-            peer_listen: "127.0.0.1:0".parse()?,
-        })?;
-        let csr = std::fs::read_to_string(data.csr_path())?;
-        let (cert_pem, _) = ca.issue(&csr, crate::pki::DEFAULT_CERT_DAYS, now)?;
-        crate::pki::install(
-            &data,
-            &id,
-            cert_pem.as_bytes(),
-            &ca_pem,
-            now.unix_timestamp(),
-        )?;
-        let token = data.read_token()?;
-        let node = Arc::new(Node::open(data, true)?);
-        // A console login per town; a fresh password each run, shown below.
-        let console_password: String = {
-            use rand::Rng;
-            const LETTERS: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
-            let mut rng = rand::rng();
-            (0..12)
-                .map(|_| LETTERS[rng.random_range(0..LETTERS.len())] as char)
-                .collect()
-        };
-        node.accounts
-            .add_user(DEMO_USER, crate::accounts::Role::Admin, &console_password)
-            .await?;
-        let api = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let peers = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-        let api_url = format!("http://{}/", api.local_addr()?);
-        let peer_url = format!("https://{}", peers.local_addr()?);
-        towns.push(Town {
-            id,
-            name,
-            node: node.clone(),
-            api: api_url,
-            peer_url,
-            token,
-            console_password,
-            named: HashMap::new(),
-            written: HashMap::new(),
-        });
-        servers.push((node, api, peers));
+        let (town, server) = start_town(base, t, &ca, &ca_pem, now).await?;
+        towns.push(town);
+        servers.push(server);
     }
-    // A chain: the two outer towns dial the middle one, which dials nobody.
+    peer_in_a_chain(&towns).await?;
+    let tasks = serve_all(servers, &shutdown);
+    println!(
+        "3つの町を起動し、{} → {} ← {} の順につなぎました / three towns, peered in a chain",
+        towns[0].name, towns[1].name, towns[2].name
+    );
+
+    write_examples(&mut towns, towns_spec).await?;
+    println!("例のレコードを入れました / example records written");
+
+    // Show a shared record crossing both hops, and a worker staying home.
+    let pilot = towns[0]
+        .named
+        .get("worktrip")
+        .cloned()
+        .context("worktrip record")?;
+    let worker = towns[0]
+        .named
+        .get("hanako")
+        .cloned()
+        .context("worker record")?;
+    show_pilot_crossing(&towns, &pilot).await;
+    wait_until_all_shared(&towns, towns_spec).await?;
+    show_worker_stays_home(&towns, &worker).await;
+    print_towns(&towns);
+
+    tokio::select! {
+        _ = stop => {}
+        _ = shutdown.cancelled() => {}
+    }
+    println!("停止しています / stopping…");
+    shutdown.cancel();
+    for task in tasks {
+        task.await.context("a demo town")??;
+    }
+    Ok(())
+}
+
+/// A fresh consortium CA in `base/ca`; returns it and its certificate.
+fn make_ca(base: &std::path::Path, now: time::OffsetDateTime) -> Result<(CaDir, Vec<u8>)> {
+    let ca = CaDir::new(base.join("ca"));
+    ca.init("結デモ・コンソーシアム", now)?;
+    let ca_pem = std::fs::read(ca.cert_path())?;
+    println!("結 Yui デモ / demo — {}", base.display());
+    println!("コンソーシアム認証局を作りました / created a consortium CA");
+    Ok((ca, ca_pem))
+}
+
+/// A node and its two listeners, bound but not yet served.
+type Server = (Arc<Node>, tokio::net::TcpListener, tokio::net::TcpListener);
+
+/// One town as `yui init`, `yui ca issue` and `yui cert install` would make
+/// it, opened, with its console user and its listeners bound.
+async fn start_town(
+    base: &std::path::Path,
+    t: &Value,
+    ca: &CaDir,
+    ca_pem: &[u8],
+    now: time::OffsetDateTime,
+) -> Result<(Town, Server)> {
+    let id = t["town"].as_str().context("town id")?.to_owned();
+    let name = t["name"].as_str().unwrap_or_default().to_owned();
+    let data = DataDir::new(base.join(&id));
+    data.init(&InitOptions {
+        town: id.clone(),
+        name: name.clone(),
+        api_listen: "127.0.0.1:0".parse()?,
+        peer_listen: "127.0.0.1:0".parse()?,
+    })?;
+    let csr = std::fs::read_to_string(data.csr_path())?;
+    let (cert_pem, _) = ca.issue(&csr, crate::pki::DEFAULT_CERT_DAYS, now)?;
+    crate::pki::install(
+        &data,
+        &id,
+        cert_pem.as_bytes(),
+        ca_pem,
+        now.unix_timestamp(),
+    )?;
+    let token = data.read_token()?;
+    let node = Arc::new(Node::open(data, true)?);
+    // A console login per town; a fresh password each run, shown at the end.
+    let console_password = new_password();
+    node.accounts
+        .add_user(DEMO_USER, crate::accounts::Role::Admin, &console_password)
+        .await?;
+    let api = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let peers = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let api_url = format!("http://{}/", api.local_addr()?);
+    let peer_url = format!("https://{}", peers.local_addr()?);
+    let town = Town {
+        id,
+        name,
+        node: node.clone(),
+        api: api_url,
+        peer_url,
+        token,
+        console_password,
+        named: HashMap::new(),
+        written: HashMap::new(),
+    };
+    Ok((town, (node, api, peers)))
+}
+
+/// Twelve letters and digits, without the ones people confuse (i, l, o, 0, 1).
+fn new_password() -> String {
+    use rand::Rng;
+    const LETTERS: &[u8] = b"abcdefghjkmnpqrstuvwxyz23456789";
+    let mut rng = rand::rng();
+    (0..12)
+        .map(|_| LETTERS[rng.random_range(0..LETTERS.len())] as char)
+        .collect()
+}
+
+/// A chain: the two outer towns dial the middle one, which dials nobody.
+async fn peer_in_a_chain(towns: &[Town]) -> Result<()> {
     let middle = towns
         .get(1)
         .context("the demo needs three towns")?
@@ -138,20 +204,29 @@ async fn run_in(base: &std::path::Path, stop: impl Future<Output = ()>) -> Resul
             crate::peer::add_peer(&town.node.federation(), &middle, None, None).await?;
         }
     }
-    let mut tasks = Vec::new();
-    for (node, api, peers) in servers {
-        tasks.push(tokio::spawn(crate::daemon::serve(
-            node,
-            api,
-            Some(peers),
-            shutdown.clone(),
-        )));
-    }
-    println!(
-        "3つの町を起動し、{} → {} ← {} の順につなぎました / three towns, peered in a chain",
-        towns[0].name, towns[1].name, towns[2].name
-    );
+    Ok(())
+}
 
+fn serve_all(
+    servers: Vec<Server>,
+    shutdown: &CancellationToken,
+) -> Vec<tokio::task::JoinHandle<crate::error::Result<()>>> {
+    servers
+        .into_iter()
+        .map(|(node, api, peers)| {
+            tokio::spawn(crate::daemon::serve(
+                node,
+                api,
+                Some(peers),
+                shutdown.clone(),
+            ))
+        })
+        .collect()
+}
+
+/// Each town's example records, written straight to its store; records
+/// refer to earlier ones as "@name".
+async fn write_examples(towns: &mut [Town], towns_spec: &[Value]) -> Result<()> {
     for (town, spec) in towns.iter_mut().zip(towns_spec) {
         for r in spec["records"].as_array().into_iter().flatten() {
             let collection: Collection = r["collection"].as_str().unwrap_or_default().parse()?;
@@ -174,19 +249,12 @@ async fn run_in(base: &std::path::Path, stop: impl Future<Output = ()>) -> Resul
             }
         }
     }
-    println!("例のレコードを入れました / example records written");
+    Ok(())
+}
 
-    // Show a shared record crossing both hops, and a worker staying home.
-    let pilot = towns[0]
-        .named
-        .get("worktrip")
-        .cloned()
-        .context("worktrip record")?;
-    let worker = towns[0]
-        .named
-        .get("hanako")
-        .cloned()
-        .context("worker record")?;
+/// Waits (up to 30 s from its writing) for the first town's pilot result to
+/// reach the last town, two hops away, and says how long it took.
+async fn show_pilot_crossing(towns: &[Town], pilot: &str) {
     let start = towns[0]
         .written
         .get("worktrip")
@@ -196,7 +264,7 @@ async fn run_in(base: &std::path::Path, stop: impl Future<Output = ()>) -> Resul
         if towns[2]
             .node
             .store
-            .get(Collection::PilotResults, pilot.clone(), false)
+            .get(Collection::PilotResults, pilot.to_owned(), false)
             .await
             .is_ok()
         {
@@ -224,7 +292,10 @@ async fn run_in(base: &std::path::Path, stop: impl Future<Output = ()>) -> Resul
             "✘ 共有レコードが 30 秒以内に届きませんでした / a shared record did not arrive within 30 s"
         );
     }
-    // Then wait until every town holds every shared example record.
+}
+
+/// Waits (up to 30 s) until every town holds every shared example record.
+async fn wait_until_all_shared(towns: &[Town], towns_spec: &[Value]) -> Result<()> {
     let shared_total = towns_spec
         .iter()
         .flat_map(|t| t["records"].as_array().into_iter().flatten())
@@ -238,7 +309,7 @@ async fn run_in(base: &std::path::Path, stop: impl Future<Output = ()>) -> Resul
     let settle = Instant::now();
     loop {
         let mut settled = true;
-        for town in &towns {
+        for town in towns {
             let counts = town.node.store.counts().await?;
             let shared: u64 = counts
                 .iter()
@@ -251,19 +322,23 @@ async fn run_in(base: &std::path::Path, stop: impl Future<Output = ()>) -> Resul
             println!(
                 "✔ 3つの町が共有レコード {shared_total} 件をそろって持っています / all three towns hold all {shared_total} shared records"
             );
-            break;
+            return Ok(());
         }
         if settle.elapsed() > Duration::from_secs(30) {
             println!("✘ 共有レコードがそろいませんでした / the towns did not converge within 30 s");
-            break;
+            return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// The first town's worker record must be in no other town.
+async fn show_worker_stays_home(towns: &[Town], worker: &str) {
     for town in &towns[1..] {
         let there = town
             .node
             .store
-            .get(Collection::Workers, worker.clone(), true)
+            .get(Collection::Workers, worker.to_owned(), true)
             .await
             .is_ok();
         println!(
@@ -279,8 +354,12 @@ async fn run_in(base: &std::path::Path, stop: impl Future<Output = ()>) -> Resul
             town.id
         );
     }
+}
+
+/// Where to look: each town's console, API, token, peer port and data.
+fn print_towns(towns: &[Town]) {
     println!();
-    for town in &towns {
+    for town in towns {
         println!("{} ({})", town.name, town.id);
         println!(
             "  コンソール / console: {}  (ユーザー / user: {DEMO_USER}, パスワード / password: {})",
@@ -297,16 +376,6 @@ async fn run_in(base: &std::path::Path, stop: impl Future<Output = ()>) -> Resul
         towns[2].token, towns[2].api
     );
     println!("Ctrl-C で終了します / Ctrl-C stops the demo");
-    tokio::select! {
-        _ = stop => {}
-        _ = shutdown.cancelled() => {}
-    }
-    println!("停止しています / stopping…");
-    shutdown.cancel();
-    for task in tasks {
-        task.await.context("a demo town")??;
-    }
-    Ok(())
 }
 
 /// Replaces "@name" strings with the ids of named records.

@@ -15,10 +15,19 @@ use anyhow::{Context, Result};
 use yui_protocol::schema::FieldKind;
 use yui_protocol::{Collection, RecordView};
 
-use crate::cli::ExportFormat;
 use crate::store::Store;
 
 const BATCH: usize = 1000;
+
+/// What `yui export` writes: one JSON file per collection, or one Markdown
+/// file per record plus an index. It lives here, not in `cli`, so the export
+/// imports nothing from the command line. The variants have no doc comments
+/// because clap would print them in `yui export --help`.
+#[derive(Copy, Clone, Debug, clap::ValueEnum)]
+pub enum ExportFormat {
+    Json,
+    Markdown,
+}
 
 pub async fn export(
     store: &Store,

@@ -1,9 +1,10 @@
-//! The command line: help texts, init, serve's defaults, status, export.
+//! The command line: help texts, init, serve's defaults, status, export,
+//! and what a command run on a stopped node leaves in the audit log.
 
 use std::process::Command;
 
 use serde_json::Value;
-use yui_tests::{Server, init, knowledge, mode, yui_bin, yui_fails, yui_ok};
+use yui_tests::{Ca, Server, init, knowledge, member, mode, yui_bin, yui_fails, yui_ok};
 
 #[test]
 fn every_command_explains_itself() {
@@ -168,4 +169,34 @@ fn export_writes_json_and_markdown() {
     assert!(page.contains("住民ワーカーの研修"), "{page}");
     let index = std::fs::read_to_string(md.join("index.md")).expect("index");
     assert!(index.contains("糸魚川のナレッジ"), "{index}");
+}
+
+#[test]
+fn revocations_import_on_a_stopped_node_is_audited() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::init(&dir.path().join("ca"), "信州コンソーシアム");
+    let data = member(dir.path(), "omachi", &ca);
+    member(dir.path(), "tateshina", &ca);
+    let list = ca.revoke_town("tateshina");
+
+    // No `yui serve` on `data`: the command works on the database itself.
+    let out = yui_ok(
+        &data,
+        &["revocations", "import", list.to_str().expect("utf8")],
+    );
+    assert!(out.contains("number 1"), "{out}");
+
+    let log: Value =
+        serde_json::from_str(&yui_ok(&data, &["audit", "log", "--json"])).expect("json");
+    let entries = log.as_array().expect("entries");
+    let import = entries
+        .iter()
+        .find(|e| e["action"] == "revocations.import")
+        .unwrap_or_else(|| panic!("no revocations.import entry: {log:#}"));
+    assert_eq!(import["user"], "cli");
+    assert_eq!(import["target"], "revocations");
+    assert_eq!(
+        import["detail"],
+        "list number 1, newer than the installed one: true"
+    );
 }

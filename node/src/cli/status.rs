@@ -1,0 +1,84 @@
+//! `yui status`: the town, node id, membership, peers and record counts,
+//! from the running node if there is one (it knows more), otherwise from the
+//! data directory.
+
+use anyhow::Result;
+
+use super::call_api::{call_api, running_api};
+use crate::datadir::DataDir;
+use crate::node::Node;
+
+pub(super) async fn run(data_dir: DataDir, json: bool) -> Result<()> {
+    // A running node knows more (connections to it, refused attempts): ask it.
+    let status = match running_api(&data_dir)? {
+        Some(api) => call_api(&api, reqwest::Method::GET, "/api/v1/status", None, false).await?,
+        None => {
+            let node = Node::open(data_dir, false)?;
+            let status = node.status().await;
+            node.store.close();
+            serde_json::to_value(status?)?
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string_pretty(&status)?);
+        return Ok(());
+    }
+    let s = |v: &serde_json::Value| v.as_str().unwrap_or("").to_owned();
+    println!("town:        {} {}", s(&status["town"]), s(&status["name"]));
+    println!("node id:     {}", s(&status["node_id"]));
+    println!("version:     {}", s(&status["version"]));
+    match status["api"].as_str() {
+        Some(api) => println!("running:     yes, API at {api}api/v1/"),
+        None => println!("running:     no (start with `yui serve`)"),
+    }
+    let m = &status["membership"];
+    println!("consortium:  {}", s(&m["hint"]));
+    if let Some(days) = m["certificate_expires_in_days"].as_i64() {
+        println!("certificate: expires in {days} days");
+    }
+    for w in m["warnings"].as_array().into_iter().flatten() {
+        println!("WARNING:     {}", s(w));
+    }
+    if m["joined"].as_bool() == Some(true) {
+        let peers = status["peers"].as_array().cloned().unwrap_or_default();
+        if peers.is_empty() {
+            println!("peers:       none (add one with `yui peer add https://HOST:7443`)");
+        }
+        for p in &peers {
+            println!(
+                "peer:        {} town={} state={} last_sync={} pending={}",
+                s(&p["url"]),
+                p["town"].as_str().unwrap_or("?"),
+                s(&p["state"]),
+                p["last_sync_at"].as_str().unwrap_or("never"),
+                p["pending"]
+            );
+            if let Some(e) = p["last_error"].as_str() {
+                println!("             last error: {e}");
+            }
+        }
+        for i in status["inbound"].as_array().into_iter().flatten() {
+            println!(
+                "dialled by:  {} ({}) rounds={} last_seen={}",
+                s(&i["town"]),
+                s(&i["node_id"]),
+                i["rounds"],
+                s(&i["last_seen_at"])
+            );
+        }
+        let refused = status["refused_connections"].as_array().map_or(0, Vec::len);
+        if refused > 0 {
+            println!("refused:     {refused} connection attempts (see `yui status --json`)");
+        }
+    }
+    println!(
+        "database:    {} ({} bytes)",
+        s(&status["storage"]["database"]),
+        status["storage"]["bytes"]
+    );
+    println!("records:");
+    for (name, c) in status["collections"].as_object().into_iter().flatten() {
+        println!("  {name:<15} {:>8}  ({})", c["count"], s(&c["scope"]));
+    }
+    Ok(())
+}
