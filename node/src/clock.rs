@@ -1,5 +1,6 @@
 //! The node's one clock: milliseconds since the epoch, read from the system
-//! here, and the injectable form that lets tests move time.
+//! here, the injectable form that lets tests move time, and today's date in
+//! Japan, where the consortium's days and fiscal years turn.
 
 use std::sync::Arc;
 
@@ -18,4 +19,13 @@ pub type Clock = Arc<dyn Fn() -> i64 + Send + Sync>;
 /// The system clock, as a [`Clock`].
 pub fn system_clock() -> Clock {
     Arc::new(now_ms)
+}
+
+/// Today's date in Japan (`YYYY-MM-DD`): every town of the consortium is
+/// there, and its fiscal years turn at midnight JST, not UTC.
+pub fn today_jst() -> String {
+    let now = time::OffsetDateTime::now_utc().to_offset(time::macros::offset!(+9));
+    now.date()
+        .format(time::macros::format_description!("[year]-[month]-[day]"))
+        .unwrap_or_default()
 }

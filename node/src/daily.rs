@@ -19,6 +19,9 @@ use serde_json::Value;
 use yui_protocol::kpi::fiscal_year;
 use yui_protocol::{Collection, RecordView};
 
+use yui_protocol::schema::{FISCAL_YEAR_MAX, FISCAL_YEAR_MIN};
+
+use crate::clock::today_jst;
 use crate::error::{Error, Result};
 use crate::store::{ListQuery, Store};
 
@@ -81,14 +84,6 @@ pub async fn load(store: &Store, collection: Collection) -> Result<(Vec<RecordVi
             None => return Ok((views, false)),
         }
     }
-}
-
-/// Today's date in Japan (`YYYY-MM-DD`): every town of the consortium is there.
-pub fn today_jst() -> String {
-    let now = time::OffsetDateTime::now_utc().to_offset(time::macros::offset!(+9));
-    now.date()
-        .format(time::macros::format_description!("[year]-[month]-[day]"))
-        .unwrap_or_default()
 }
 
 fn str_field<'a>(r: &'a RecordView, name: &str) -> Option<&'a str> {
@@ -478,13 +473,13 @@ pub fn parse_fiscal_year(value: Option<&str>) -> Result<Option<i64>> {
         Some(v) => v
             .parse::<i64>()
             .ok()
-            .filter(|y| (2000..=2100).contains(y))
+            .filter(|y| (FISCAL_YEAR_MIN..=FISCAL_YEAR_MAX).contains(y))
             .map(Some)
             .ok_or_else(|| {
                 Error::bad_request(
                     "invalid_query",
                     format!(
-                        "fiscal_year must be a year from 2000 to 2100 (FY2024 is April 2024 to March 2025), not {:?}",
+                        "fiscal_year must be a year from {FISCAL_YEAR_MIN} to {FISCAL_YEAR_MAX} (FY2024 is April 2024 to March 2025), not {:?}",
                         v.chars().take(20).collect::<String>()
                     ),
                 )

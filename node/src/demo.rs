@@ -237,7 +237,7 @@ async fn write_examples(towns: &mut [Town], towns_spec: &[Value]) -> Result<()> 
             let created = town
                 .node
                 .store
-                .create(collection, fields, crate::store::now_ms())
+                .create(collection, fields, crate::clock::now_ms())
                 .await?;
             let created: Value = serde_json::from_str(created.get())?;
             if let Some(name) = r["name"].as_str() {

@@ -16,6 +16,9 @@ use yui_protocol::validate::{validate_create, validate_patch};
 use yui_protocol::{Collection, RecordView};
 
 use crate::accounts::Principal;
+use yui_protocol::schema::{FISCAL_YEAR_MAX, FISCAL_YEAR_MIN};
+
+use crate::clock::today_jst;
 use crate::error::{Error, Result};
 use crate::node::Node;
 
@@ -28,20 +31,11 @@ pub const FIGURES: [&str; 4] = [
 ];
 
 /// The fiscal years the schema accepts (`kpi_reports.fiscal_year`).
-const YEARS: std::ops::RangeInclusive<i64> = 2000..=2100;
-
-/// Today in Japan (`YYYY-MM-DD`): the consortium's fiscal years turn at
-/// midnight JST, not UTC.
-pub fn today() -> String {
-    let now = time::OffsetDateTime::now_utc().to_offset(time::macros::offset!(+9));
-    now.date()
-        .format(time::macros::format_description!("[year]-[month]-[day]"))
-        .unwrap_or_default()
-}
+const YEARS: std::ops::RangeInclusive<i64> = FISCAL_YEAR_MIN..=FISCAL_YEAR_MAX;
 
 /// The fiscal year under way.
 pub fn current_fiscal_year() -> i64 {
-    kpi::fiscal_year(&today()).unwrap_or(2024)
+    kpi::fiscal_year(&today_jst()).unwrap_or(2024)
 }
 
 /// A requested fiscal year, or the current one; refuses years no report
@@ -74,7 +68,7 @@ pub async fn member_towns(node: &Node) -> Result<BTreeSet<String>> {
 pub async fn rollup(node: &Node, fy: i64) -> Result<Rollup> {
     let reports = node.store.all_views(Collection::KpiReports).await?;
     let towns = member_towns(node).await?;
-    Ok(kpi::rollup(fy, &reports, &towns, &today()))
+    Ok(kpi::rollup(fy, &reports, &towns, &today_jst()))
 }
 
 /// This town's draft for a year, with what it was computed from.
@@ -147,7 +141,7 @@ pub async fn publish(
     let town = node.config.town.clone();
     fields.insert("fiscal_year".into(), json!(fy));
     let reports = node.store.all_views(Collection::KpiReports).await?;
-    let now = crate::store::now_ms();
+    let now = crate::clock::now_ms();
     let (stored, created) = match own_report(reports, &town, fy) {
         None => {
             fields.retain(|_, v| !v.is_null() && v.as_str() != Some(""));

@@ -169,7 +169,7 @@ impl Node {
                 ),
             };
         };
-        let days = (peering.trust.own.not_after - crate::store::now_ms() / 1000).div_euclid(86_400);
+        let days = (peering.trust.own.not_after - crate::clock::now_ms() / 1000).div_euclid(86_400);
         let mut warnings = Vec::new();
         if days < 0 {
             warnings.push("the node certificate has expired: peers refuse this node; ask the secretariat for a new one".to_owned());

@@ -308,14 +308,18 @@ const PILOT_RESULTS: &[FieldDef] = &[
     field("lessons", "教訓", "Lessons", TEXT, false),
 ];
 
+/// The fiscal years a KPI report (and every fiscal-year query) may name.
+pub const FISCAL_YEAR_MIN: i64 = 2000;
+pub const FISCAL_YEAR_MAX: i64 = 2100;
+
 const KPI_REPORTS: &[FieldDef] = &[
     field(
         "fiscal_year",
         "年度",
         "Fiscal year",
         FieldKind::Int {
-            min: 2000,
-            max: 2100,
+            min: FISCAL_YEAR_MIN,
+            max: FISCAL_YEAR_MAX,
         },
         true,
     ),

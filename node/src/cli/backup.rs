@@ -24,7 +24,7 @@ pub(super) fn restore(data_dir: DataDir, file: &Path) -> Result<()> {
         )
     })?;
     let db = data_dir.db_path();
-    let kept = crate::store::restore(&db, file, &config.town, crate::store::now_ms())?;
+    let kept = crate::store::restore(&db, file, &config.town, crate::clock::now_ms())?;
     println!("Restored {} from {}.", db.display(), file.display());
     if let Some(kept) = kept {
         println!("The previous database is kept as {}.", kept.display());

@@ -27,7 +27,7 @@ pub(super) fn install(data_dir: &DataDir, cert: &Path, ca_cert: &Path) -> Result
     let cert_pem = std::fs::read(cert).with_context(|| format!("reading {}", cert.display()))?;
     let ca_pem =
         std::fs::read(ca_cert).with_context(|| format!("reading {}", ca_cert.display()))?;
-    let now = crate::store::now_ms() / 1000;
+    let now = crate::clock::now_ms() / 1000;
     let id = crate::pki::install(data_dir, &config.town, &cert_pem, &ca_pem, now)?;
     let days = (id.not_after - now) / 86_400;
     println!(

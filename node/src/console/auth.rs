@@ -103,7 +103,7 @@ pub async fn login(
     match node.accounts.login(user, password).await {
         Ok(session) => {
             tracing::info!(user = %session.principal.user, "console: logged in");
-            let max_age = (session.expires_at - crate::store::now_ms() / 1000).max(0);
+            let max_age = (session.expires_at - crate::clock::now_ms() / 1000).max(0);
             let mut response = Redirect::to(&next).into_response();
             for cookie in [
                 set_cookie(SESSION_COOKIE, &session.id, "/", max_age, &visitor),

@@ -5,6 +5,7 @@ use axum::http::StatusCode;
 use axum::response::Response;
 use serde_json::{Map, Value, json};
 use yui_protocol::Collection;
+use yui_protocol::schema::{FISCAL_YEAR_MAX, FISCAL_YEAR_MIN};
 use yui_protocol::schema::{FieldDef, FieldKind, MAX_RECORD_BYTES};
 
 use super::extract::ViewerAccess;
@@ -236,7 +237,7 @@ pub fn document() -> Value {
         doc["paths"][path] = item;
     }
     // KPI (issue 6)
-    let year = json!([{"name": "fiscal_year", "in": "query", "schema": {"type": "integer", "minimum": 2000, "maximum": 2100},
+    let year = json!([{"name": "fiscal_year", "in": "query", "schema": {"type": "integer", "minimum": FISCAL_YEAR_MIN, "maximum": FISCAL_YEAR_MAX},
         "description": "fiscal year (April to March: 2024 is 2024-04-01 to 2025-03-31); default: the current one in Japan"}]);
     let figures = json!({"type": "object", "properties": {
         "new_hires": {"type": "integer"}, "pilot_projects": {"type": "integer"},

@@ -8,6 +8,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use serde::Serialize;
 use serde_json::Value;
+use yui_protocol::schema::{FISCAL_YEAR_MAX, FISCAL_YEAR_MIN};
 
 use super::AppState;
 use super::extract::{QueryParams, ViewerAccess};
@@ -75,7 +76,7 @@ pub fn openapi_paths() -> Vec<(&'static str, Value)> {
     use serde_json::json;
     let error = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     let r#ref = json!({"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": ["string", "null"], "description": "null when the record is deleted or unknown"}}});
-    let fy = json!({"name": "fiscal_year", "in": "query", "schema": {"type": "integer", "minimum": 2000, "maximum": 2100},
+    let fy = json!({"name": "fiscal_year", "in": "query", "schema": {"type": "integer", "minimum": FISCAL_YEAR_MIN, "maximum": FISCAL_YEAR_MAX},
         "description": "fiscal year (April to March): 2024 is 2024-04-01 to 2025-03-31"});
     let note = format!(
         "Reads this town's local collections only, at most {MAX_RECORDS} records of each (newest first); truncated is true when a collection had more."
@@ -122,7 +123,7 @@ pub fn openapi_paths() -> Vec<(&'static str, Value)> {
             json!({"get": {
             "summary": "広報計画 / PR plan by month and audience",
             "description": format!("months: the twelve months of the fiscal year (default: the year under way), each with residents and customers items [{{id, title, status, channel, planned_on}}]; unscheduled: items without planned_on; by_status: the year's items per status. {note}"),
-            "parameters": [{"name": "fiscal_year", "in": "query", "schema": {"type": "integer", "minimum": 2000, "maximum": 2100}}],
+            "parameters": [{"name": "fiscal_year", "in": "query", "schema": {"type": "integer", "minimum": FISCAL_YEAR_MIN, "maximum": FISCAL_YEAR_MAX}}],
             "responses": {"200": {"description": "fiscal_year, fiscal_years, months, unscheduled, by_status, truncated",
                 "content": {"application/json": {"schema": {"type": "object"}}}},
                 "400": error("bad fiscal_year")}}}),

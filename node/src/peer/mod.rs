@@ -156,7 +156,7 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 fn now_text() -> String {
-    yui_protocol::record::format_time(crate::store::now_ms())
+    yui_protocol::record::format_time(crate::clock::now_ms())
 }
 
 /// The result of syncing with one peer now (`POST /api/v1/sync`).
@@ -460,7 +460,7 @@ async fn run_exchange(
                     .peer_round(
                         url.to_owned(),
                         PeerRound {
-                            at: crate::store::now_ms(),
+                            at: crate::clock::now_ms(),
                             error: None,
                             bytes_in: x.bytes_in,
                             bytes_out: x.bytes_out,
@@ -484,7 +484,7 @@ async fn record_failure(fed: &Federation, url: &str, e: &Error) -> Result<()> {
         .peer_round(
             url.to_owned(),
             PeerRound {
-                at: crate::store::now_ms(),
+                at: crate::clock::now_ms(),
                 error: Some(e.to_string()),
                 ..Default::default()
             },
@@ -605,7 +605,7 @@ pub async fn add_peer(
 ) -> Result<()> {
     let url = client::parse_peer_url(url)?.canonical();
     fed.store
-        .add_peer(url.clone(), node_id, crate::store::now_ms())
+        .add_peer(url.clone(), node_id, crate::clock::now_ms())
         .await?;
     if let Some(shutdown) = shutdown {
         Peering::start(fed, &url, shutdown);

@@ -139,7 +139,7 @@ async fn pull_inner(fed: &Federation, url: &str, task: &PeerTask, wait_ms: u32) 
                 .peer_round(
                     url.to_owned(),
                     PeerRound {
-                        at: crate::store::now_ms(),
+                        at: crate::clock::now_ms(),
                         error: None,
                         bytes_in,
                         bytes_out,
