@@ -59,9 +59,6 @@
 //! `--no-pouchdb`, `--no-direct`, `--peers-dir`, `--keep`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "support/common.rs"]
-mod support;
-
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
@@ -70,8 +67,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use support::{percentile, yui_binary};
 
 use anyhow::{Context, Result, anyhow, bail};
 use prost::Message;
@@ -85,6 +80,8 @@ use yui_protocol::sync::Limits;
 use yui_protocol::validate::{Fields, validate_create};
 use yui_protocol::wire::SyncResponse;
 use yui_protocol::{Collection, RecordId, doc};
+use yui_tests::bench::{self as support, yui_binary};
+use yui_tests::stats::percentile;
 
 /// Published fingerprints of the workload (peers/README.md).
 const KNOWN_SHA: &[(usize, &str)] = &[

@@ -3,39 +3,19 @@
 //! refused with 422 `personal_data` naming the field, the kind and the
 //! position; nothing is stored; local records may hold personal data.
 
-#[path = "support/node.rs"]
-mod support;
-
 use serde_json::{Value, json};
-use support::TestNode;
+use yui_tests::test_node::TestNode;
 use yui_node::accounts::Role;
 
-impl TestNode {
-    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-        let resp = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .expect("send");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
+/// A request with the node's token and a JSON body; the status as a number.
+trait Send {
+    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value);
+}
 
-    async fn count(&self, collection: &str) -> u64 {
-        let resp = self
-            .client
-            .get(format!("{}/api/v1/status", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .expect("status");
-        let status: Value = resp.json().await.expect("json");
-        status["collections"][collection]["count"]
-            .as_u64()
-            .expect("count")
+impl Send for TestNode {
+    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
+        let (status, body) = self.send_as(&self.token, method, path, Some(body)).await;
+        (status.as_u16(), body)
     }
 }
 

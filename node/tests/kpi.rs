@@ -9,21 +9,27 @@
 //! what the peer port calls after mutual TLS). That is also the only way to
 //! give a report an old `updated_at`, which the stale flag needs.
 
-#[path = "support/node.rs"]
-mod support;
-
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use serde_json::{Value, json};
-use support::{
-    Browser, LINK_ATTRIBUTES, Page, TestNode, assert_attributes_stay_local, field_block,
+use yui_tests::browser::{
+    Browser, LINK_ATTRIBUTES, Page, assert_attributes_stay_local, field_block,
 };
+use yui_tests::test_node::TestNode;
 use yui_node::accounts::Role;
 use yui_protocol::validate::validate_create;
 use yui_protocol::wire::{DocUpdate, PROTOCOL_VERSION, SyncRequest};
 use yui_protocol::{Collection, RecordId};
 
-impl TestNode {
+/// Requests with another token, records arriving from other towns, and
+/// the reports held.
+trait KpiNode {
+    async fn api(&self, token: &str, path: &str) -> reqwest::Response;
+    async fn arrive_from(&self, town: &str, at: &str, collection: Collection, fields: Value);
+    async fn kpi_reports(&self) -> Vec<Value>;
+}
+
+impl KpiNode for TestNode {
     async fn api(&self, token: &str, path: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))
@@ -86,7 +92,13 @@ fn rand_bytes(town: &str, ms: i64) -> [u8; 16] {
     out
 }
 
-impl Browser {
+/// Publishing a report, and the language switch.
+trait KpiPages {
+    async fn publish(&mut self, fields: &[(&str, &str)]) -> Page;
+    async fn english(&mut self);
+}
+
+impl KpiPages for Browser {
     async fn publish(&mut self, fields: &[(&str, &str)]) -> Page {
         let mut form = vec![("fiscal_year", "2024")];
         form.extend_from_slice(fields);

@@ -12,7 +12,6 @@
 //! Meanwhile an honest client of the LOCAL API reads one record by id and
 //! runs one small search every few milliseconds, and every request's
 //! latency is kept with the phase it started in.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -23,13 +22,18 @@ use std::time::{Duration, Instant};
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 use tokio_util::sync::CancellationToken;
-use yui_node::datadir::{DataDir, InitOptions};
-use yui_node::node::Node;
-use yui_node::pki::CaDir;
-use yui_protocol::wire::{DocUpdate, PROTOCOL_VERSION, SyncRequest, SyncResponse};
-use yui_protocol::{Collection, RecordId};
+use yui_protocol::Collection;
+use yui_protocol::wire::{DocUpdate, SyncResponse};
+
+use crate::records::knowledge_fields;
+use crate::stats::{Spread, ms};
+use crate::tls::{Member, client_hello};
+use crate::town::{Consortium, Running, Town, seed_records};
+use crate::wire::{
+    doc_update, local_documents, long_poll_body, push_body, random_id, refusal_codes,
+    schema_violation,
+};
 
 /// The peer port's connection budgets (`node::peer::server`).
 pub const CONNECTION_CAP: usize = yui_node::peer::server::MAX_CONNECTIONS;
@@ -37,397 +41,6 @@ pub const MEMBER_CAP: usize = yui_node::peer::server::MAX_PER_MEMBER;
 pub const BODY_GRACE: Duration = yui_node::peer::server::BODY_GRACE;
 /// Its TLS handshake and header timeouts.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-// ---------------------------------------------------------------------------
-// Towns and running nodes
-// ---------------------------------------------------------------------------
-
-pub struct Town {
-    pub node: Arc<Node>,
-    pub name: String,
-    _dir: tempfile::TempDir,
-}
-
-/// An initialised data directory with a certificate of `ca`, opened.
-pub fn make_town(ca: &CaDir, town: &str) -> Town {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = DataDir::new(dir.path().join(town));
-    data.init(&InitOptions {
-        town: town.into(),
-        name: String::new(),
-        api_listen: "127.0.0.1:0".parse().expect("addr"),
-        peer_listen: "127.0.0.1:0".parse().expect("addr"),
-    })
-    .expect("init");
-    let now = time::OffsetDateTime::now_utc();
-    let csr = std::fs::read_to_string(data.csr_path()).expect("csr");
-    let (cert, _) = ca.issue(&csr, 30, now).expect("issue");
-    let ca_pem = std::fs::read(ca.cert_path()).expect("ca");
-    yui_node::pki::install(&data, town, cert.as_bytes(), &ca_pem, now.unix_timestamp())
-        .expect("install");
-    Town {
-        node: Arc::new(Node::open(data, true).expect("open")),
-        name: town.to_owned(),
-        _dir: dir,
-    }
-}
-
-/// A node serving its API and peer port on its own runtime and threads.
-pub struct Running {
-    pub api: SocketAddr,
-    pub peer: SocketAddr,
-    shutdown: CancellationToken,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Running {
-    pub fn start(node: Arc<Node>, workers: usize) -> Running {
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name(format!("node-{}", node.config.town))
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(workers)
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async move {
-                    let api = tokio::net::TcpListener::bind("127.0.0.1:0")
-                        .await
-                        .expect("bind");
-                    let peers = tokio::net::TcpListener::bind("127.0.0.1:0")
-                        .await
-                        .expect("bind");
-                    tx.send((
-                        api.local_addr().expect("addr"),
-                        peers.local_addr().expect("addr"),
-                    ))
-                    .expect("send");
-                    yui_node::node::serve(node, api, Some(peers), stop)
-                        .await
-                        .expect("serve");
-                });
-            })
-            .expect("thread");
-        let (api, peer) = rx.recv().expect("addresses");
-        Running {
-            api,
-            peer,
-            shutdown,
-            thread: Some(thread),
-        }
-    }
-
-    pub fn peer_url(&self) -> String {
-        format!("https://{}", self.peer)
-    }
-
-    /// Graceful shutdown; waits for the node's threads.
-    pub fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(t) = self.thread.take() {
-            t.join().expect("node thread");
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Records and documents
-// ---------------------------------------------------------------------------
-
-pub fn knowledge_fields(title: &str) -> yui_protocol::validate::Fields {
-    yui_protocol::validate::validate_create(
-        Collection::Knowledge,
-        serde_json::json!({
-            "title": title,
-            "body": "住民ワーカーの研修は月に一度。顧客とのやりとりは記録に残す。",
-            "category": "training",
-            "tags": ["研修"]
-        })
-        .as_object()
-        .expect("object"),
-    )
-    .expect("valid")
-}
-
-/// Writes `n` knowledge records and `n / 4` local worker records straight
-/// into the store; returns the knowledge records as the API shows them.
-pub async fn seed_records(town: &Town, n: usize) -> Vec<serde_json::Value> {
-    let now = yui_node::store::now_ms();
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let rec = town
-            .node
-            .store
-            .create(
-                Collection::Knowledge,
-                knowledge_fields(&format!("{} の記録 {i}", town.name)),
-                now,
-            )
-            .await
-            .expect("create");
-        out.push(serde_json::from_str(rec.get()).expect("json"));
-    }
-    for i in 0..n / 4 {
-        let fields = yui_protocol::validate::validate_create(
-            Collection::Workers,
-            serde_json::json!({"name": format!("住民 {i}"), "status": "active"})
-                .as_object()
-                .expect("object"),
-        )
-        .expect("valid");
-        town.node
-            .store
-            .create(Collection::Workers, fields, now)
-            .await
-            .expect("create");
-    }
-    out
-}
-
-fn random_id(n: u64, salt: u8) -> RecordId {
-    let mut r = [salt; 10];
-    r[..8].copy_from_slice(&n.to_be_bytes());
-    RecordId::generate(yui_node::store::now_ms(), r)
-}
-
-/// A whole Automerge document of a new record, as a peer would send it.
-pub fn doc_update(
-    collection: Collection,
-    fields: &yui_protocol::validate::Fields,
-    salt: u8,
-    n: u64,
-) -> DocUpdate {
-    let id = random_id(n, salt);
-    let mut doc = yui_protocol::doc::create(
-        automerge::ActorId::from([salt; 16].as_slice()),
-        collection,
-        &id,
-        "evil",
-        yui_node::store::now_ms(),
-        fields,
-    )
-    .expect("doc");
-    heads_and_changes(id.to_string(), collection.name(), &mut doc)
-}
-
-fn heads_and_changes(id: String, collection: &str, doc: &mut automerge::AutoCommit) -> DocUpdate {
-    DocUpdate {
-        id,
-        collection: collection.into(),
-        heads: doc.get_heads().iter().map(|h| h.0.to_vec()).collect(),
-        changes: doc.save_nocompress(),
-        ..Default::default()
-    }
-}
-
-/// A valid knowledge record whose category the schema does not know.
-pub fn schema_violation(n: u64) -> DocUpdate {
-    use automerge::ReadDoc;
-    use automerge::transaction::Transactable;
-    let id = random_id(n, 0x5c);
-    let mut doc = yui_protocol::doc::create(
-        automerge::ActorId::from([0x5c; 16].as_slice()),
-        Collection::Knowledge,
-        &id,
-        "evil",
-        yui_node::store::now_ms(),
-        &knowledge_fields("スキーマ違反"),
-    )
-    .expect("doc");
-    let Some((_, fields)) = doc.get(automerge::ROOT, "fields").expect("get") else {
-        panic!("no fields")
-    };
-    doc.put(&fields, "category", "gossip").expect("put");
-    doc.commit();
-    heads_and_changes(id.to_string(), "knowledge", &mut doc)
-}
-
-/// A worker record (personal data), as a document: sent as itself, and
-/// disguised as a knowledge record.
-pub fn local_documents(n: u64) -> [DocUpdate; 2] {
-    let fields = yui_protocol::validate::validate_create(
-        Collection::Workers,
-        serde_json::json!({"name": format!("攻撃 {n}"), "status": "active", "notes": "個人情報"})
-            .as_object()
-            .expect("object"),
-    )
-    .expect("valid");
-    let as_itself = doc_update(Collection::Workers, &fields, 0x10, n);
-    let mut disguised = doc_update(Collection::Workers, &fields, 0x11, n);
-    disguised.collection = "knowledge".into();
-    [as_itself, disguised]
-}
-
-pub fn push_body(docs: Vec<DocUpdate>) -> Vec<u8> {
-    SyncRequest {
-        version: PROTOCOL_VERSION,
-        push: docs,
-        ..Default::default()
-    }
-    .encode_to_vec()
-}
-
-pub fn long_poll_body(since: u64, epoch: u64, wait_ms: u32) -> Vec<u8> {
-    SyncRequest {
-        version: PROTOCOL_VERSION,
-        pull: true,
-        since,
-        wait_ms,
-        server_epoch: epoch,
-        ..Default::default()
-    }
-    .encode_to_vec()
-}
-
-pub fn refusal_codes(body: &[u8]) -> BTreeMap<String, usize> {
-    let mut codes = BTreeMap::new();
-    for r in SyncResponse::decode(body).expect("a sync response").refused {
-        *codes.entry(r.code).or_default() += 1;
-    }
-    codes
-}
-
-// ---------------------------------------------------------------------------
-// The attacker's connections
-// ---------------------------------------------------------------------------
-
-/// A member's mutual-TLS client.
-#[derive(Clone)]
-pub struct Member {
-    pub addr: SocketAddr,
-    pub config: Arc<rustls::ClientConfig>,
-}
-
-impl Member {
-    pub fn of(town: &Town, addr: SocketAddr) -> Member {
-        Member {
-            addr,
-            config: Arc::new(
-                town.node
-                    .peering
-                    .as_ref()
-                    .expect("joined")
-                    .trust
-                    .client_config()
-                    .expect("config"),
-            ),
-        }
-    }
-
-    pub async fn tls(&self) -> std::io::Result<TlsStream<TcpStream>> {
-        let tcp = TcpStream::connect(self.addr).await?;
-        tcp.set_nodelay(true)?;
-        let name = rustls::pki_types::ServerName::try_from("node.yui.invalid").expect("name");
-        tokio_rustls::TlsConnector::from(self.config.clone())
-            .connect(name, tcp)
-            .await
-    }
-
-    pub async fn conn(&self) -> std::io::Result<Conn> {
-        Ok(Conn {
-            tls: self.tls().await?,
-            buf: Vec::new(),
-        })
-    }
-
-    /// One request on a fresh connection (given a minute at most).
-    pub async fn post(&self, headers: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
-        let exchange = async { self.conn().await?.request(headers, body).await };
-        tokio::time::timeout(Duration::from_secs(60), exchange)
-            .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 60 s")
-            })?
-    }
-}
-
-/// A keep-alive HTTP/1.1 connection to the peer port.
-pub struct Conn {
-    tls: TlsStream<TcpStream>,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    pub async fn request(&mut self, headers: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
-        let head = format!(
-            "POST /yui/v1/sync HTTP/1.1\r\nHost: victim\r\nContent-Type: application/x-protobuf\r\n{headers}Content-Length: {}\r\n\r\n",
-            body.len()
-        );
-        self.tls.write_all(head.as_bytes()).await?;
-        // The server may answer (413) before reading a large body. Flush:
-        // under back-pressure the TLS layer keeps the tail of a write
-        // buffered, and the server would wait for it forever.
-        let mut wrote = self.tls.write_all(body).await;
-        if wrote.is_ok() {
-            wrote = self.tls.flush().await;
-        }
-        let answer = self.read_response().await;
-        match (answer, wrote) {
-            (Ok(a), _) => Ok(a),
-            (Err(e), Err(w)) => Err(std::io::Error::new(e.kind(), format!("{e} (writing: {w})"))),
-            (Err(e), Ok(())) => Err(e),
-        }
-    }
-
-    async fn fill(&mut self) -> std::io::Result<()> {
-        let mut chunk = vec![0u8; 64 * 1024];
-        let n = self.tls.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
-    }
-
-    async fn read_response(&mut self) -> std::io::Result<(u16, Vec<u8>)> {
-        let end = loop {
-            if let Some(p) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break p;
-            }
-            self.fill().await?;
-        };
-        let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {head}")))?;
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .unwrap_or(0);
-        self.buf.drain(..end + 4);
-        while self.buf.len() < length {
-            self.fill().await?;
-        }
-        let body = self.buf.drain(..length).collect();
-        Ok((status, body))
-    }
-}
-
-/// The first bytes of a real TLS client (its ClientHello).
-pub fn client_hello(member: &Member) -> Vec<u8> {
-    let name = rustls::pki_types::ServerName::try_from("node.yui.invalid").expect("name");
-    let mut conn = rustls::ClientConnection::new(member.config.clone(), name).expect("client");
-    let mut hello = Vec::new();
-    while conn.wants_write() {
-        conn.write_tls(&mut hello).expect("write_tls");
-    }
-    hello
-}
 
 // ---------------------------------------------------------------------------
 // The honest local-API client
@@ -451,21 +64,14 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn of(mut samples: Vec<Duration>, failures: usize) -> Latency {
-        samples.sort();
-        let at = |q: f64| {
-            if samples.is_empty() {
-                Duration::ZERO
-            } else {
-                samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1]
-            }
-        };
+    fn of(samples: Vec<Duration>, failures: usize) -> Latency {
+        let spread = Spread::of(samples);
         Latency {
-            requests: samples.len() + failures,
+            requests: spread.samples + failures,
             failures,
-            p50: at(0.50),
-            p99: at(0.99),
-            max: samples.last().copied().unwrap_or_default(),
+            p50: spread.p50,
+            p99: spread.p99,
+            max: spread.max,
         }
     }
 
@@ -479,10 +85,6 @@ impl Latency {
             self.failures
         )
     }
-}
-
-pub fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 /// One request of the honest client: its phase, its latency, its failure.
@@ -1197,13 +799,10 @@ async fn slow(scene: &mut Scene, opts: &Options, peer_port: SocketAddr) -> Slow 
 /// runs on it, the victim and the honest member on runtimes of their own.
 pub async fn run(opts: &Options) -> Report {
     let began = Instant::now();
-    let ca_dir = tempfile::tempdir().expect("tempdir");
-    let ca = CaDir::new(ca_dir.path().join("ca"));
-    ca.init("攻撃テスト", time::OffsetDateTime::now_utc())
-        .expect("ca");
-    let victim = make_town(&ca, "omachi");
-    let honest = make_town(&ca, "itoigawa");
-    let attacker = make_town(&ca, "evil");
+    let consortium = Consortium::new("攻撃テスト");
+    let victim = consortium.town("omachi");
+    let honest = consortium.town("itoigawa");
+    let attacker = consortium.town("evil");
     let kept = seed_records(&victim, opts.records).await;
     let kept_ids: Vec<String> = kept
         .iter()
