@@ -1370,7 +1370,11 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
     let v2 = validated.clone();
     let bare = tokio::task::spawn_blocking(move || bare_automerge(&v2)).await??;
     print_bare(&bare, &mut out);
-    let pouch = if o.pouchdb { pouchdb(o, &work.sha) } else { None };
+    let pouch = if o.pouchdb {
+        pouchdb(o, &work.sha)
+    } else {
+        None
+    };
     if let Some(p) = &pouch {
         out.insert(
             "pouchdb".into(),

@@ -8,12 +8,12 @@ use std::sync::atomic::{AtomicI64, Ordering};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use yui_tests::test_node::{TestNode, init_data_dir};
 use yui_node::accounts::{
     Accounts, Clock, LOCKOUT_SECS, LoginError, MAX_FAILED_LOGINS, Principal, Role,
     SESSION_IDLE_SECS, SESSION_MAX_SECS,
 };
 use yui_node::datadir::DataDir;
+use yui_tests::test_node::{TestNode, init_data_dir};
 
 const PASSWORD: &str = "correct horse battery";
 
@@ -412,7 +412,9 @@ async fn viewer_reads_editor_writes_records_admin_manages_peers() {
         .send_as(&admin, Method::POST, "/api/v1/peers", Some(peer.clone()))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body) = node.send_as(&admin, Method::GET, "/api/v1/users", None).await;
+    let (status, body) = node
+        .send_as(&admin, Method::GET, "/api/v1/users", None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     let names: Vec<_> = body["users"]
         .as_array()
@@ -545,7 +547,9 @@ async fn every_write_is_audited_with_its_user_who_never_reaches_the_documents() 
         } else {
             json!({"fields": {"stage": "active"}})
         };
-        let (status, _) = node.send_as(&editor, Method::PATCH, &path, Some(patch)).await;
+        let (status, _) = node
+            .send_as(&editor, Method::PATCH, &path, Some(patch))
+            .await;
         assert_eq!(status, StatusCode::OK);
         let (status, history) = node
             .send_as(&editor, Method::GET, &format!("{path}/history"), None)

@@ -5,8 +5,8 @@ use std::sync::Arc;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use yui_tests::test_node::TestNode;
 use yui_node::node::Node;
+use yui_tests::test_node::TestNode;
 
 /// The requests these tests send, with the node's own token; every
 /// answer with a body must be JSON.

@@ -8,9 +8,9 @@
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 use serde_json::{Value, json};
+use yui_node::accounts::Role;
 use yui_tests::browser::{Browser, assert_no_external_urls};
 use yui_tests::test_node::TestNode;
-use yui_node::accounts::Role;
 
 /// The node these tests use: an editor, who may add records, and a viewer.
 async fn node_with_editor_and_viewer() -> TestNode {

@@ -4,8 +4,8 @@
 //! position; nothing is stored; local records may hold personal data.
 
 use serde_json::{Value, json};
-use yui_tests::test_node::TestNode;
 use yui_node::accounts::Role;
+use yui_tests::test_node::TestNode;
 
 /// A request with the node's token and a JSON body; the status as a number.
 trait Send {

@@ -12,14 +12,14 @@
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use serde_json::{Value, json};
-use yui_tests::browser::{
-    Browser, LINK_ATTRIBUTES, Page, assert_attributes_stay_local, field_block,
-};
-use yui_tests::test_node::TestNode;
 use yui_node::accounts::Role;
 use yui_protocol::validate::validate_create;
 use yui_protocol::wire::{DocUpdate, PROTOCOL_VERSION, SyncRequest};
 use yui_protocol::{Collection, RecordId};
+use yui_tests::browser::{
+    Browser, LINK_ATTRIBUTES, Page, assert_attributes_stay_local, field_block,
+};
+use yui_tests::test_node::TestNode;
 
 /// Requests with another token, records arriving from other towns, and
 /// the reports held.

@@ -8,6 +8,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use yui_tests::tls;
 use yui_tests::{
     Ca, Server, id_of, init, install_unchecked, knowledge, member, wait_for, yui, yui_fails, yui_ok,
 };
@@ -665,24 +666,7 @@ fn addr_of(peer_url: &str) -> String {
 /// A TLS client that trusts the consortium CA (and so would accept the
 /// node) but presents no certificate of its own.
 fn tls_without_client_cert(ca: &Ca) -> Arc<rustls::ClientConfig> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(ca.cert_path()).expect("CA pem"))
-        .expect("root");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
-}
-
-fn node_name() -> rustls::pki_types::ServerName<'static> {
-    rustls::pki_types::ServerName::try_from("node.yui.invalid").expect("name")
+    tls::without_client_certificate(&ca.cert_path())
 }
 
 /// Dials the peer port with no client certificate and asks who is there.
@@ -692,8 +676,8 @@ fn hello_without_certificate(peer_url: &str, ca: &Ca) -> (String, Result<String,
     tcp.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     let local = tcp.local_addr().expect("local").to_string();
-    let conn =
-        rustls::ClientConnection::new(tls_without_client_cert(ca), node_name()).expect("client");
+    let conn = rustls::ClientConnection::new(tls_without_client_cert(ca), tls::node_name())
+        .expect("client");
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     let result = tls
         .write_all(
@@ -908,8 +892,8 @@ fn a_revoked_node_is_refused_even_on_a_connection_opened_before_and_the_list_spr
 
 /// The first bytes a real TLS client sends (its ClientHello).
 fn client_hello(ca: &Ca) -> Vec<u8> {
-    let mut conn =
-        rustls::ClientConnection::new(tls_without_client_cert(ca), node_name()).expect("client");
+    let mut conn = rustls::ClientConnection::new(tls_without_client_cert(ca), tls::node_name())
+        .expect("client");
     let mut hello = Vec::new();
     while conn.wants_write() {
         conn.write_tls(&mut hello).expect("write_tls");

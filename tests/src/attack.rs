@@ -28,7 +28,7 @@ use yui_protocol::wire::{DocUpdate, SyncResponse};
 
 use crate::records::knowledge_fields;
 use crate::stats::{Spread, ms};
-use crate::tls::{Member, client_hello};
+use crate::tls::{Conn, Member, client_hello};
 use crate::town::{Consortium, Running, Town, seed_records};
 use crate::wire::{
     doc_update, local_documents, long_poll_body, push_body, random_id, refusal_codes,
@@ -501,111 +501,15 @@ async fn long_polls(scene: &mut Scene, opts: &Options, docs: &mut AttackerDocs) 
     let member = scene.member.clone();
     let phase_end = Instant::now() + opts.phase;
     let mut pusher = member.conn().await.expect("a connection for pushes");
-    // Where the victim's feed is now, as a member learns it.
-    let (since, epoch) = {
-        let mut since = 0;
-        loop {
-            let (status, body) = pusher
-                .request("", &long_poll_body(since, 0, 0))
-                .await
-                .expect("pull");
-            assert_eq!(status, 200);
-            let answer = SyncResponse::decode(&body[..]).expect("response");
-            since = answer.cursor;
-            if !answer.more {
-                break (since, answer.epoch);
-            }
-        }
-    };
-    // A connection is held if it gets an answer; over the member's budget
-    // the node answers 429 and closes it.
-    let attempts: Vec<_> = (0..opts.long_polls)
-        .map(|_| {
-            let member = member.clone();
-            tokio::spawn(async move {
-                let t = Instant::now();
-                let held = async {
-                    let mut conn = member.conn().await?;
-                    match conn.request("", &long_poll_body(since, epoch, 0)).await? {
-                        (200, _) => Ok(conn),
-                        (status, body) => Err(std::io::Error::other(format!(
-                            "{status} {}",
-                            String::from_utf8_lossy(&body)
-                        ))),
-                    }
-                };
-                (held.await, t.elapsed())
-            })
-        })
-        .collect();
-    let mut held = Vec::new();
-    let (mut refused, mut slowest_refusal) = (0, Duration::ZERO);
-    for a in attempts {
-        match a.await.expect("join") {
-            (Ok(conn), _) => held.push(conn),
-            (Err(_), took) => {
-                refused += 1;
-                slowest_refusal = slowest_refusal.max(took);
-            }
-        }
-    }
+    let (since, epoch) = feed_position(&mut pusher).await;
+    let (held, refused, slowest_refusal) =
+        open_long_polls(&member, opts.long_polls, since, epoch).await;
     let held_count = held.len();
     scene.step(&format!("{held_count} long polls held, {refused} refused"));
     let stop = CancellationToken::new();
     let answered = Arc::new(AtomicU64::new(0));
-    let polls: Vec<_> = held
-        .into_iter()
-        .map(|mut conn| {
-            let (stop, answered) = (stop.clone(), answered.clone());
-            let mut since = since;
-            tokio::spawn(async move {
-                loop {
-                    let body = long_poll_body(since, epoch, 30_000);
-                    tokio::select! {
-                        _ = stop.cancelled() => return None,
-                        r = conn.request("", &body) => match r {
-                            Ok((200, body)) => {
-                                since = SyncResponse::decode(&body[..]).expect("response").cursor;
-                                answered.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok((status, body)) => {
-                                return Some(format!("{status} {}", String::from_utf8_lossy(&body)));
-                            }
-                            Err(e) => return Some(e.to_string()),
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    // While they wait: a push every 100 ms (every commit wakes every poll),
-    // and every fifth time a record from the honest member, which every
-    // poll is then sent (the attacker's own records are not sent back).
-    let mut trickle = std::mem::take(&mut docs.trickle).into_iter();
-    let (mut pushes, mut news) = (0u64, 0);
-    while Instant::now() < phase_end {
-        let (docs, invalid): (Vec<DocUpdate>, usize) = if pushes.is_multiple_of(2) {
-            let valid: Vec<DocUpdate> = trickle.by_ref().take(5).collect();
-            scene.stored += valid.len() as u64;
-            (valid, 0)
-        } else {
-            (vec![schema_violation(10_000 + pushes)], 1)
-        };
-        let (status, body) = pusher
-            .request("", &push_body(docs))
-            .await
-            .expect("pushes on an open connection go on");
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-        assert_eq!(refusal_codes(&body).values().sum::<usize>(), invalid);
-        pushes += 1;
-        if pushes.is_multiple_of(5) {
-            scene
-                .member_writes("news from the member during the long polls")
-                .await;
-            news += 1;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let polls = keep_polling(held, since, epoch, &stop, &answered);
+    let (pushes, news) = push_while_polling(scene, &mut pusher, docs, phase_end).await;
     scene.step("honest round");
     let honest = scene.honest_round(PHASES[2]).await;
     let refusals = scene
@@ -651,6 +555,152 @@ async fn long_polls(scene: &mut Scene, opts: &Options, docs: &mut AttackerDocs) 
     ));
 
     scene.step("checking that the slots come back");
+    slots_come_back(&member, since, epoch).await;
+    LongPolls {
+        held: held_count,
+        refused,
+        slowest_refusal,
+        honest,
+    }
+}
+
+/// Where the victim's feed is now, as a member learns it: the cursor and
+/// the feed's epoch.
+async fn feed_position(pusher: &mut Conn) -> (u64, u64) {
+    let mut since = 0;
+    loop {
+        let (status, body) = pusher
+            .request("", &long_poll_body(since, 0, 0))
+            .await
+            .expect("pull");
+        assert_eq!(status, 200);
+        let answer = SyncResponse::decode(&body[..]).expect("response");
+        since = answer.cursor;
+        if !answer.more {
+            return (since, answer.epoch);
+        }
+    }
+}
+
+/// Tries `n` connections at once. A connection is held if it gets an
+/// answer; over the member's budget the node answers 429 and closes it.
+/// Returns the held ones, how many were refused, and the slowest refusal.
+async fn open_long_polls(
+    member: &Member,
+    n: usize,
+    since: u64,
+    epoch: u64,
+) -> (Vec<Conn>, usize, Duration) {
+    let attempts: Vec<_> = (0..n)
+        .map(|_| {
+            let member = member.clone();
+            tokio::spawn(async move {
+                let t = Instant::now();
+                let held = async {
+                    let mut conn = member.conn().await?;
+                    match conn.request("", &long_poll_body(since, epoch, 0)).await? {
+                        (200, _) => Ok(conn),
+                        (status, body) => Err(std::io::Error::other(format!(
+                            "{status} {}",
+                            String::from_utf8_lossy(&body)
+                        ))),
+                    }
+                };
+                (held.await, t.elapsed())
+            })
+        })
+        .collect();
+    let mut held = Vec::new();
+    let (mut refused, mut slowest_refusal) = (0, Duration::ZERO);
+    for a in attempts {
+        match a.await.expect("join") {
+            (Ok(conn), _) => held.push(conn),
+            (Err(_), took) => {
+                refused += 1;
+                slowest_refusal = slowest_refusal.max(took);
+            }
+        }
+    }
+    (held, refused, slowest_refusal)
+}
+
+/// Each held connection long-polls again as soon as it is answered, until
+/// `stop`; a task's result is its failure, if any.
+fn keep_polling(
+    held: Vec<Conn>,
+    since: u64,
+    epoch: u64,
+    stop: &CancellationToken,
+    answered: &Arc<AtomicU64>,
+) -> Vec<tokio::task::JoinHandle<Option<String>>> {
+    held.into_iter()
+        .map(|mut conn| {
+            let (stop, answered) = (stop.clone(), answered.clone());
+            let mut since = since;
+            tokio::spawn(async move {
+                loop {
+                    let body = long_poll_body(since, epoch, 30_000);
+                    tokio::select! {
+                        _ = stop.cancelled() => return None,
+                        r = conn.request("", &body) => match r {
+                            Ok((200, body)) => {
+                                since = SyncResponse::decode(&body[..]).expect("response").cursor;
+                                answered.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok((status, body)) => {
+                                return Some(format!("{status} {}", String::from_utf8_lossy(&body)));
+                            }
+                            Err(e) => return Some(e.to_string()),
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Pushes until `phase_end` while the polls wait; returns the pushes and
+/// the member's records written.
+async fn push_while_polling(
+    scene: &mut Scene,
+    pusher: &mut Conn,
+    docs: &mut AttackerDocs,
+    phase_end: Instant,
+) -> (u64, u64) {
+    // While they wait: a push every 100 ms (every commit wakes every poll),
+    // and every fifth time a record from the honest member, which every
+    // poll is then sent (the attacker's own records are not sent back).
+    let mut trickle = std::mem::take(&mut docs.trickle).into_iter();
+    let (mut pushes, mut news) = (0u64, 0);
+    while Instant::now() < phase_end {
+        let (docs, invalid): (Vec<DocUpdate>, usize) = if pushes.is_multiple_of(2) {
+            let valid: Vec<DocUpdate> = trickle.by_ref().take(5).collect();
+            scene.stored += valid.len() as u64;
+            (valid, 0)
+        } else {
+            (vec![schema_violation(10_000 + pushes)], 1)
+        };
+        let (status, body) = pusher
+            .request("", &push_body(docs))
+            .await
+            .expect("pushes on an open connection go on");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(refusal_codes(&body).values().sum::<usize>(), invalid);
+        pushes += 1;
+        if pushes.is_multiple_of(5) {
+            scene
+                .member_writes("news from the member during the long polls")
+                .await;
+            news += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (pushes, news)
+}
+
+/// The member's connection slots come back once the polls are gone: it can
+/// open its whole budget again (within 10 s).
+async fn slots_come_back(member: &Member, since: u64, epoch: u64) {
     let want = MEMBER_CAP;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -674,12 +724,6 @@ async fn long_polls(scene: &mut Scene, opts: &Options, docs: &mut AttackerDocs) 
         );
         drop(conns);
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    LongPolls {
-        held: held_count,
-        refused,
-        slowest_refusal,
-        honest,
     }
 }
 

@@ -139,7 +139,9 @@ impl Given {
                             args.next().ok_or_else(|| anyhow!("{flag} needs a value"))?,
                         ),
                     };
-                    given.values.push((name.trim_start_matches("--").to_owned(), value));
+                    given
+                        .values
+                        .push((name.trim_start_matches("--").to_owned(), value));
                 }
                 other => bail!("unexpected argument {other:?}; try --help"),
             }

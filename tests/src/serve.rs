@@ -30,7 +30,12 @@ pub struct Printed {
 }
 
 /// Spawns `yui --data-dir DATA_DIR serve --api-listen 127.0.0.1:0 EXTRA…`.
-pub fn spawn(bin: &Path, data_dir: &Path, extra: &[&str], stderr: Stdio) -> std::io::Result<Spawned> {
+pub fn spawn(
+    bin: &Path,
+    data_dir: &Path,
+    extra: &[&str],
+    stderr: Stdio,
+) -> std::io::Result<Spawned> {
     let spawned = Instant::now();
     let mut child = Command::new(bin)
         .arg("--data-dir")

@@ -186,7 +186,10 @@ impl TestNode {
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, String) {
-        let mut req = self.client.request(method, self.url(path)).bearer_auth(token);
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
         if let Some(body) = body {
             req = req.json(&body);
         }

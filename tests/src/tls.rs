@@ -1,6 +1,7 @@
 //! Mutual-TLS clients of a node's peer port, as a member: the TLS stream,
 //! a keep-alive HTTP/1.1 connection that sends sync requests over it, and
-//! the first bytes of a handshake (to stall one halfway).
+//! the first bytes of a handshake (to stall one halfway); and a client
+//! without a certificate, as anyone who can reach the port is.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -17,6 +18,25 @@ pub fn node_name() -> rustls::pki_types::ServerName<'static> {
     rustls::pki_types::ServerName::try_from("node.yui.invalid").expect("name")
 }
 
+/// A client configuration that trusts the consortium CA in `ca_cert` (and
+/// so would accept a node) but presents no certificate of its own.
+pub fn without_client_certificate(ca_cert: &std::path::Path) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::CertificateDer;
+    use rustls::pki_types::pem::PemObject;
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(ca_cert).expect("CA pem"))
+        .expect("root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_no_client_auth(),
+    )
+}
+
 /// A TLS connection to `addr` with `config` (TCP_NODELAY).
 pub async fn connect(
     addr: SocketAddr,
@@ -28,7 +48,6 @@ pub async fn connect(
         .connect(node_name(), tcp)
         .await
 }
-
 
 /// A member's mutual-TLS client.
 #[derive(Clone)]

@@ -154,7 +154,6 @@ pub async fn seed_records(town: &Town, n: usize) -> Vec<serde_json::Value> {
     out
 }
 
-
 /// A consortium CA made in-process (`CaDir`), in a temporary directory.
 pub struct Consortium {
     pub ca: CaDir,
