@@ -47,7 +47,8 @@ use yui_protocol::automerge::ActorId;
 use yui_protocol::validate::{Fields, validate_create};
 use yui_protocol::{Collection, RecordId, doc, search};
 use yui_tests::bench::{
-    Given, cpu_time, in_scratch_dir, proc_status_kb, thread_cpu_time, whole_number, yui_binary,
+    Given, api_client, cpu_time, in_scratch_dir, proc_status_kb, search_terms, thread_cpu_time,
+    whole_number, yui_binary,
 };
 use yui_tests::rng::SplitMix64 as Rng;
 use yui_tests::serve;
@@ -448,23 +449,7 @@ fn breakdown(maps: &[Map<String, Value>]) -> Result<Vec<(&'static str, f64)>> {
         t[3] += s.elapsed();
         // The store indexes title, body and tags like this.
         let s = Instant::now();
-        let mut terms = String::new();
-        for k in ["title", "body"] {
-            if let Some(v) = view.fields.get(k).and_then(Value::as_str) {
-                search::index_terms(v, &mut terms);
-            }
-        }
-        for tag in view
-            .fields
-            .get("tags")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(tag) = tag.as_str() {
-                search::index_terms(tag, &mut terms);
-            }
-        }
+        let terms = search_terms(&view.fields);
         t[4] += s.elapsed();
         let s = Instant::now();
         let bytes = d.save();
@@ -527,14 +512,8 @@ fn encode(s: &str) -> String {
 
 impl Api {
     fn new(addr: SocketAddr, token: String) -> Result<Api> {
-        yui_node::pki::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(64)
-            .build()?;
         Ok(Api {
-            client,
+            client: api_client(Duration::from_secs(60))?,
             base: format!("http://{addr}"),
             token,
         })

@@ -79,7 +79,9 @@ use yui_protocol::sync::Limits;
 use yui_protocol::validate::{Fields, validate_create};
 use yui_protocol::wire::SyncResponse;
 use yui_protocol::{Collection, RecordId, doc};
-use yui_tests::bench::{self as support, Given, cpu_time, whole_number, yui_binary};
+use yui_tests::bench::{
+    self as support, Given, api_client, cpu_time, search_terms, whole_number, yui_binary,
+};
 use yui_tests::serve;
 use yui_tests::stats::Spread;
 
@@ -367,6 +369,21 @@ impl Proxy {
         old.cancel();
     }
 
+    /// Runs `exchange`; returns how long it took, and what crossed this
+    /// proxy from its start until quiet for `quiet` (`max` at most).
+    async fn measure(
+        &self,
+        quiet: Duration,
+        max: Duration,
+        exchange: impl std::future::Future<Output = Result<()>>,
+    ) -> Result<(Duration, Traffic)> {
+        let before = self.now();
+        let t = Instant::now();
+        exchange.await?;
+        let took = t.elapsed();
+        Ok((took, self.settle(quiet, max).await.since(before)))
+    }
+
     /// Waits until no byte has crossed for `quiet`; at most `max`.
     async fn settle(&self, quiet: Duration, max: Duration) -> Traffic {
         let start = Instant::now();
@@ -397,14 +414,8 @@ struct Api {
 
 impl Api {
     fn new(base: String, token: String) -> Result<Api> {
-        yui_node::pki::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(600))
-            .pool_max_idle_per_host(64)
-            .build()?;
         Ok(Api {
-            client,
+            client: api_client(Duration::from_secs(600))?,
             base: base.trim_end_matches('/').to_owned(),
             token,
         })
@@ -1170,23 +1181,7 @@ fn apply_steps(
         let heads = doc.get_heads();
         steps[7] += t.elapsed();
         let t = Instant::now();
-        let mut terms = String::new();
-        for k in ["title", "body"] {
-            if let Some(v) = view.fields.get(k).and_then(Value::as_str) {
-                yui_protocol::search::index_terms(v, &mut terms);
-            }
-        }
-        for tag in view
-            .fields
-            .get("tags")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(tag) = tag.as_str() {
-                yui_protocol::search::index_terms(tag, &mut terms);
-            }
-        }
+        let terms = search_terms(&view.fields);
         steps[8] += t.elapsed();
         std::hint::black_box((json, bytes, heads, terms));
     }
@@ -1928,14 +1923,11 @@ async fn figure_3(
         fmt_bytes(edit_bytes.iter().copied().max().unwrap_or(0))
     );
     // A forced round right after: does anything remain?
-    let before = p_ba.now();
-    let t = Instant::now();
-    bnode.api.sync().await?;
-    let lat = t.elapsed();
-    let wire = p_ba
-        .settle(Duration::from_millis(300), Duration::from_secs(5))
-        .await
-        .since(before);
+    let (lat, wire) = p_ba
+        .measure(Duration::from_millis(300), Duration::from_secs(5), async {
+            bnode.api.sync().await.map(drop)
+        })
+        .await?;
     println!(
         "  then POST /api/v1/sync on B: {}  wire {}",
         fmt_ms(lat),
@@ -1995,15 +1987,12 @@ async fn figure_4(
     // A dials B; B's own link to A is cut.
     p_ba.block();
     let p_ab = Proxy::start(bnode.peer_addr).await?;
-    let before = p_ab.now();
-    let t = Instant::now();
-    a.api.add_peer(&p_ab.url()).await?;
-    first_exchange_done(a, t).await?;
-    let first = t.elapsed();
-    let wire = p_ab
-        .settle(Duration::from_millis(500), Duration::from_secs(20))
-        .await
-        .since(before);
+    let (first, wire) = p_ab
+        .measure(Duration::from_millis(500), Duration::from_secs(20), async {
+            a.api.add_peer(&p_ab.url()).await?;
+            first_exchange_done(a).await
+        })
+        .await?;
     println!(
         "  A adds B as a peer (B already holds everything): done in {}, wire {} (c→s {}, s→c {}), {} TCP conn",
         fmt_ms(first),
@@ -2032,8 +2021,9 @@ async fn figure_4(
 }
 
 /// Waits until A's peer list shows a first exchange done with nothing
-/// pending (two minutes at most, from `t`).
-async fn first_exchange_done(a: &YuiNode, t: Instant) -> Result<()> {
+/// pending (two minutes at most).
+async fn first_exchange_done(a: &YuiNode) -> Result<()> {
+    let t = Instant::now();
     // Bounded by the deadline.
     loop {
         let v = a

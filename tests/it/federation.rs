@@ -1019,12 +1019,19 @@ fn garbage_on_the_peer_port_is_refused_and_the_node_keeps_syncing() {
     assert_eq!(victim.stop().code(), Some(0), "and it stops cleanly");
 }
 
-#[test]
-fn a_long_poll_open_at_the_revocation_delivers_nothing_after_it() {
+/// A fresh consortium with a victim (Omachi) and the member it will revoke
+/// (Tateshina), both running.
+fn victim_and_member_to_revoke() -> (tempfile::TempDir, Ca, Server, Server) {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = Ca::init(&dir.path().join("ca"), "信州コンソーシアム");
     let victim = Server::start_peer(&member(dir.path(), "omachi", &ca), "127.0.0.1:0");
     let revoked = Server::start_peer(&member(dir.path(), "tateshina", &ca), "127.0.0.1:0");
+    (dir, ca, victim, revoked)
+}
+
+#[test]
+fn a_long_poll_open_at_the_revocation_delivers_nothing_after_it() {
+    let (_dir, ca, victim, revoked) = victim_and_member_to_revoke();
     revoked.add_peer(victim.peer_url());
     let (before, _) = write_knowledge(&victim, "before-revocation");
     wait_for_record(&revoked, "knowledge", &before, CONVERGE);
@@ -1044,10 +1051,7 @@ fn a_long_poll_open_at_the_revocation_delivers_nothing_after_it() {
 
 #[test]
 fn a_revoked_peer_that_we_dial_is_cut_off() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ca = Ca::init(&dir.path().join("ca"), "信州コンソーシアム");
-    let victim = Server::start_peer(&member(dir.path(), "omachi", &ca), "127.0.0.1:0");
-    let revoked = Server::start_peer(&member(dir.path(), "tateshina", &ca), "127.0.0.1:0");
+    let (_dir, ca, victim, revoked) = victim_and_member_to_revoke();
     // This time the victim dials the node that will be revoked.
     victim.add_peer(revoked.peer_url());
     let (before, _) = write_knowledge(&revoked, "before-revocation");

@@ -43,6 +43,39 @@ pub fn yui_binary() -> Result<PathBuf> {
     bail!("the release binary is missing; build it with `cargo build --release --bin yui`")
 }
 
+/// The HTTP client of a benchmark's API clients: no proxy, `timeout` per
+/// request, and a pool as large as the most clients a benchmark runs.
+pub fn api_client(timeout: Duration) -> Result<reqwest::Client> {
+    yui_node::pki::install_crypto_provider();
+    Ok(reqwest::Client::builder()
+        .no_proxy()
+        .timeout(timeout)
+        .pool_max_idle_per_host(64)
+        .build()?)
+}
+
+/// What the store indexes of a record's fields (title, body and tags), as
+/// search terms: the work a create and a sync both pay.
+pub fn search_terms(fields: &serde_json::Map<String, serde_json::Value>) -> String {
+    let mut terms = String::new();
+    for k in ["title", "body"] {
+        if let Some(v) = fields.get(k).and_then(serde_json::Value::as_str) {
+            yui_protocol::search::index_terms(v, &mut terms);
+        }
+    }
+    for tag in fields
+        .get("tags")
+        .and_then(serde_json::Value::as_array)
+        .into_iter()
+        .flatten()
+    {
+        if let Some(tag) = tag.as_str() {
+            yui_protocol::search::index_terms(tag, &mut terms);
+        }
+    }
+    terms
+}
+
 /// The commit measured, and whether `node/src` or `protocol/src` had
 /// uncommitted changes (then the figures are not that commit's).
 pub struct CodeState {
