@@ -1971,18 +1971,24 @@ async fn figure_4(
         "\n## Figure 4: propagation of one write, {} writes per path (201 at A → first GET 200)",
         o.writes
     );
-    let lats = propagation(&a.api, &[&bnode.api, &c.api], o.writes, records).await?;
-    println!(
-        "  B long-polls A (write at A, read at B):   {}",
-        lats[0].text()
-    );
-    println!(
-        "  A ← B ← C, two long polls (read at C):   {}",
-        lats[1].text()
-    );
+    let paths = Paths {
+        writer: a,
+        direct: bnode,
+        relayed: c,
+        records,
+        writes: o.writes,
+    };
     let mut fig4 = Map::new();
-    fig4.insert("pull_direct".into(), lats[0].json());
-    fig4.insert("pull_relayed".into(), lats[1].json());
+    paths
+        .measure(
+            [
+                "B long-polls A (write at A, read at B):  ",
+                "A ← B ← C, two long polls (read at C):  ",
+            ],
+            ["pull_direct", "pull_relayed"],
+            &mut fig4,
+        )
+        .await?;
 
     // A dials B; B's own link to A is cut.
     p_ba.block();
@@ -2005,19 +2011,47 @@ async fn figure_4(
         "second_direction_peering".into(),
         json!({"ms": msf(first), "wire": wire.json()}),
     );
-    let lats = propagation(&a.api, &[&bnode.api, &c.api], o.writes, records).await?;
-    println!(
-        "  A pushes to B (write at A, read at B):   {}",
-        lats[0].text()
-    );
-    println!(
-        "  A → B ← C, relayed (read at C):          {}",
-        lats[1].text()
-    );
-    fig4.insert("push_direct".into(), lats[0].json());
-    fig4.insert("push_relayed".into(), lats[1].json());
+    paths
+        .measure(
+            [
+                "A pushes to B (write at A, read at B):  ",
+                "A → B ← C, relayed (read at C):         ",
+            ],
+            ["push_direct", "push_relayed"],
+            &mut fig4,
+        )
+        .await?;
     out.insert("propagation".into(), Value::Object(fig4));
     Ok(())
+}
+
+/// The two paths of figure 4: from the writer to a node that syncs with it
+/// directly, and on to one that syncs only with that node.
+struct Paths<'a> {
+    writer: &'a YuiNode,
+    direct: &'a YuiNode,
+    relayed: &'a YuiNode,
+    records: &'a [Value],
+    writes: usize,
+}
+
+impl Paths<'_> {
+    /// Propagation along both paths, printed with `labels` and kept in
+    /// `fig4` under `keys`.
+    async fn measure(
+        &self,
+        labels: [&str; 2],
+        keys: [&str; 2],
+        fig4: &mut Map<String, Value>,
+    ) -> Result<()> {
+        let receivers = [&self.direct.api, &self.relayed.api];
+        let lats = propagation(&self.writer.api, &receivers, self.writes, self.records).await?;
+        for ((label, key), lat) in labels.iter().zip(keys).zip(&lats) {
+            println!("  {label} {}", lat.text());
+            fig4.insert(key.into(), lat.json());
+        }
+        Ok(())
+    }
 }
 
 /// Waits until A's peer list shows a first exchange done with nothing

@@ -41,5 +41,5 @@ pub mod wire;
 pub use ca::{Ca, install_unchecked, member};
 pub use cli::{init, mode, yui, yui_bin, yui_fails, yui_ok, yui_with_stdin};
 pub use records::{id_of, knowledge};
-pub use server::{Server, client_builder};
+pub use server::{Server, client_builder, start_members};
 pub use wait::wait_for;

@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
+use crate::ca::{Ca, member};
 use crate::cli::{yui_bin, yui_ok};
 use crate::serve;
 
@@ -220,6 +221,20 @@ impl Drop for Server {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// Each of `towns` joins `ca` in `root` (see [`member`]), then each starts
+/// with a peer port on a free port: their data directories and servers.
+pub fn start_members<const N: usize>(
+    root: &Path,
+    ca: &Ca,
+    towns: [&str; N],
+) -> ([PathBuf; N], [Server; N]) {
+    let dirs = towns.map(|town| member(root, town, ca));
+    let servers = dirs
+        .each_ref()
+        .map(|dir| Server::start_peer(dir, "127.0.0.1:0"));
+    (dirs, servers)
 }
 
 /// A blocking HTTP client (reqwest needs a TLS provider even for http://).
