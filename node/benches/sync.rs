@@ -1767,6 +1767,33 @@ struct Exchange {
     bodies_out: u64,
 }
 
+impl Exchange {
+    /// "wire … (c→s …, s→c …), … new TCP conn, … sync requests `verb` by A
+    /// (bodies … in / … out)".
+    fn text(&self, verb: &str) -> String {
+        format!(
+            "wire {} (c→s {}, s→c {}), {} new TCP conn, {} sync requests {verb} by A (bodies {} in / {} out)",
+            fmt_bytes(self.wire.total()),
+            self.wire.c2s,
+            self.wire.s2c,
+            self.wire.conns,
+            self.requests,
+            self.bodies_in,
+            self.bodies_out
+        )
+    }
+
+    /// The exchange's figures, with `more` of the caller's.
+    fn json(&self, more: Value) -> Value {
+        let mut v = json!({"wire": self.wire.json(), "sync_requests": self.requests,
+            "bodies_in": self.bodies_in, "bodies_out": self.bodies_out});
+        if let (Some(v), Value::Object(more)) = (v.as_object_mut(), more) {
+            v.extend(more);
+        }
+        v
+    }
+}
+
 /// Counts at the proxy and at A, taken before an exchange.
 struct Before {
     wire: Traffic,
@@ -1819,22 +1846,8 @@ async fn figure_2(
         bnode.api.sync().await?;
         let lat = t.elapsed();
         let x = before.settled(a, bnode, p_ba).await?;
-        println!(
-            "  round {}: {}  wire {} (c→s {}, s→c {}), {} new TCP conn, {} sync requests served by A (bodies {} in / {} out)",
-            k + 1,
-            fmt_ms(lat),
-            fmt_bytes(x.wire.total()),
-            x.wire.c2s,
-            x.wire.s2c,
-            x.wire.conns,
-            x.requests,
-            x.bodies_in,
-            x.bodies_out
-        );
-        idle.push(
-            json!({"ms": msf(lat), "wire": x.wire.json(), "sync_requests": x.requests,
-            "bodies_in": x.bodies_in, "bodies_out": x.bodies_out}),
-        );
+        println!("  round {}: {}  {}", k + 1, fmt_ms(lat), x.text("served"));
+        idle.push(x.json(json!({"ms": msf(lat)})));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     out.insert("idle_forced".into(), Value::Array(idle));
@@ -1896,21 +1909,13 @@ async fn figure_3(
         let seen = edit_seen(bnode, edit_id, &body, answered).await?;
         let x = before.settled(a, bnode, p_ba).await?;
         println!(
-            "  edit {}: PATCH answered in {}, visible at B {} after the answer; wire {} (c→s {}, s→c {}), {} new TCP conn, {} sync requests answered by A (bodies {} in / {} out)",
+            "  edit {}: PATCH answered in {}, visible at B {} after the answer; {}",
             k + 1,
             fmt_ms(patch_ms),
             fmt_ms(seen - answered),
-            fmt_bytes(x.wire.total()),
-            x.wire.c2s,
-            x.wire.s2c,
-            x.wire.conns,
-            x.requests,
-            x.bodies_in,
-            x.bodies_out
+            x.text("answered")
         );
-        edits.push(json!({"patch_ms": msf(patch_ms), "visible_ms": msf(seen - answered), "wire": x.wire.json(),
-            "sync_requests": x.requests, "bodies_in": x.bodies_in,
-            "bodies_out": x.bodies_out}));
+        edits.push(x.json(json!({"patch_ms": msf(patch_ms), "visible_ms": msf(seen - answered)})));
         edit_lat.push(seen - answered);
         edit_bytes.push(x.wire.total());
         tokio::time::sleep(Duration::from_millis(200)).await;

@@ -10,6 +10,7 @@ use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use yui_protocol::wire::{DocUpdate, PROTOCOL_VERSION, SyncRequest, SyncResponse};
 use yui_protocol::{Collection, RecordId};
+use yui_tests::records::validated;
 use yui_tests::tls::{self, Member};
 use yui_tests::town::{Consortium, Running, Town};
 use yui_tests::wire::push_body as push;
@@ -115,13 +116,10 @@ async fn a_hostile_member_cannot_crash_stall_or_corrupt_the_node() {
 
 /// The victim holds a record that must come through intact: it, and its id.
 async fn keep_one_record(victim: &Town) -> (serde_json::Value, String) {
-    let fields = yui_protocol::validate::validate_create(
+    let fields = validated(
         Collection::Knowledge,
-        serde_json::json!({"title": "守るべき記録", "body": "本文", "category": "security"})
-            .as_object()
-            .expect("obj"),
-    )
-    .expect("valid");
+        serde_json::json!({"title": "守るべき記録", "body": "本文", "category": "security"}),
+    );
     let kept = victim
         .node
         .store
@@ -180,13 +178,7 @@ fn valid_document() -> Vec<u8> {
         &RecordId::generate(2, [2; 10]),
         "evil",
         2,
-        &yui_protocol::validate::validate_create(
-            Collection::Knowledge,
-            serde_json::json!({"title": "t", "body": "悪意のある本文", "category": "pr", "tags": ["a", "b"]})
-                .as_object()
-                .expect("obj"),
-        )
-        .expect("valid"),
+        &validated(Collection::Knowledge, serde_json::json!({"title": "t", "body": "悪意のある本文", "category": "pr", "tags": ["a", "b"]})),
     )
     .expect("doc");
     doc.save_nocompress()

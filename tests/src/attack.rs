@@ -26,7 +26,7 @@ use tokio_util::sync::CancellationToken;
 use yui_protocol::Collection;
 use yui_protocol::wire::{DocUpdate, SyncResponse};
 
-use crate::records::knowledge_fields;
+use crate::records::{id_of, validated};
 use crate::stats::{Spread, ms};
 use crate::tls::{Conn, Member, client_hello};
 use crate::town::{Consortium, Running, Town, seed_records};
@@ -256,31 +256,16 @@ pub struct Report {
 /// Writes one record at each side and waits until it reached the other.
 async fn honest_round(victim: &Town, honest: &Town, label: &str) -> (Duration, Duration) {
     let start = Instant::now();
-    let mine = victim
-        .node
-        .store
-        .create(
-            Collection::Knowledge,
-            knowledge_fields(&format!("victim during {label}")),
-            yui_node::store::now_ms(),
-        )
-        .await
-        .expect("create");
-    let theirs = honest
-        .node
-        .store
-        .create(
-            Collection::Knowledge,
-            knowledge_fields(&format!("member during {label}")),
-            yui_node::store::now_ms(),
-        )
-        .await
-        .expect("create");
-    let id_of = |raw: &serde_json::value::RawValue| -> String {
-        let v: serde_json::Value = serde_json::from_str(raw.get()).expect("json");
-        v["id"].as_str().expect("id").to_owned()
-    };
-    let (mine, theirs) = (id_of(&mine), id_of(&theirs));
+    let mine = id_of(
+        &victim
+            .write_knowledge(&format!("victim during {label}"))
+            .await,
+    );
+    let theirs = id_of(
+        &honest
+            .write_knowledge(&format!("member during {label}"))
+            .await,
+    );
     let arrive = |at: &Town, id: String| {
         let store = at.node.store.clone();
         let name = at.name.clone();
@@ -331,16 +316,7 @@ impl Scene {
     }
 
     async fn member_writes(&mut self, title: &str) {
-        self.honest
-            .node
-            .store
-            .create(
-                Collection::Knowledge,
-                knowledge_fields(title),
-                yui_node::store::now_ms(),
-            )
-            .await
-            .expect("create");
+        self.honest.write_knowledge(title).await;
         self.stored += 1;
     }
 }
@@ -357,13 +333,10 @@ impl AttackerDocs {
     fn make(big: usize) -> AttackerDocs {
         // Not about 研修, so the honest client's search finds as much after
         // the attack as before it.
-        let fields = yui_protocol::validate::validate_create(
+        let fields = validated(
             Collection::Knowledge,
-            serde_json::json!({"title": "攻撃者の大量投稿", "body": "広報の予定を共有する。", "category": "pr"})
-                .as_object()
-                .expect("object"),
-        )
-        .expect("valid");
+            serde_json::json!({"title": "攻撃者の大量投稿", "body": "広報の予定を共有する。", "category": "pr"}),
+        );
         AttackerDocs {
             big: (0..big as u64)
                 .map(|n| doc_update(Collection::Knowledge, &fields, 0xb1, n))

@@ -19,18 +19,22 @@ pub fn knowledge(title: &str) -> Value {
 /// The fields of a knowledge record in category `training`, validated, for
 /// `Store::create`.
 pub fn knowledge_fields(title: &str) -> Fields {
-    yui_protocol::validate::validate_create(
+    validated(
         Collection::Knowledge,
         serde_json::json!({
             "title": title,
             "body": "住民ワーカーの研修は月に一度。顧客とのやりとりは記録に残す。",
             "category": "training",
             "tags": ["研修"]
-        })
-        .as_object()
-        .expect("object"),
+        }),
     )
-    .expect("valid")
+}
+
+/// `fields` validated as a new record of `collection` (they must be
+/// valid), for `Store::create` or a document.
+pub fn validated(collection: Collection, fields: Value) -> Fields {
+    yui_protocol::validate::validate_create(collection, fields.as_object().expect("object"))
+        .expect("valid")
 }
 
 /// The `id` of a record as the API returns it.

@@ -14,7 +14,7 @@ use yui_node::node::Node;
 use yui_node::pki::CaDir;
 use yui_protocol::Collection;
 
-use crate::records::knowledge_fields;
+use crate::records::{knowledge_fields, validated};
 
 /// `yui init --town TOWN` in `dir`, with the display name `name` and both
 /// listeners on free ports of 127.0.0.1.
@@ -33,6 +33,24 @@ pub struct Town {
     pub node: Arc<Node>,
     pub name: String,
     _dir: tempfile::TempDir,
+}
+
+impl Town {
+    /// Writes a knowledge record titled `title` straight into the store;
+    /// returns it as the API shows it.
+    pub async fn write_knowledge(&self, title: &str) -> serde_json::Value {
+        let rec = self
+            .node
+            .store
+            .create(
+                Collection::Knowledge,
+                knowledge_fields(title),
+                yui_node::store::now_ms(),
+            )
+            .await
+            .expect("create");
+        serde_json::from_str(rec.get()).expect("json")
+    }
 }
 
 /// An initialised data directory with a certificate of `ca`, opened.
@@ -138,13 +156,10 @@ pub async fn seed_records(town: &Town, n: usize) -> Vec<serde_json::Value> {
         out.push(serde_json::from_str(rec.get()).expect("json"));
     }
     for i in 0..n / 4 {
-        let fields = yui_protocol::validate::validate_create(
+        let fields = validated(
             Collection::Workers,
-            serde_json::json!({"name": format!("住民 {i}"), "status": "active"})
-                .as_object()
-                .expect("object"),
-        )
-        .expect("valid");
+            serde_json::json!({"name": format!("住民 {i}"), "status": "active"}),
+        );
         town.node
             .store
             .create(Collection::Workers, fields, now)

@@ -8,7 +8,7 @@ use prost::Message;
 use yui_protocol::wire::{DocUpdate, PROTOCOL_VERSION, SyncRequest, SyncResponse};
 use yui_protocol::{Collection, RecordId};
 
-use crate::records::knowledge_fields;
+use crate::records::{knowledge_fields, validated};
 
 /// A record id made from `n` and `salt`, the same on every run.
 pub fn random_id(n: u64, salt: u8) -> RecordId {
@@ -72,13 +72,10 @@ pub fn schema_violation(n: u64) -> DocUpdate {
 /// A worker record (personal data), as a document: sent as itself, and
 /// disguised as a knowledge record.
 pub fn local_documents(n: u64) -> [DocUpdate; 2] {
-    let fields = yui_protocol::validate::validate_create(
+    let fields = validated(
         Collection::Workers,
-        serde_json::json!({"name": format!("攻撃 {n}"), "status": "active", "notes": "個人情報"})
-            .as_object()
-            .expect("object"),
-    )
-    .expect("valid");
+        serde_json::json!({"name": format!("攻撃 {n}"), "status": "active", "notes": "個人情報"}),
+    );
     let as_itself = doc_update(Collection::Workers, &fields, 0x10, n);
     let mut disguised = doc_update(Collection::Workers, &fields, 0x11, n);
     disguised.collection = "knowledge".into();
