@@ -344,36 +344,7 @@ async fn viewer_reads_editor_writes_records_admin_manages_peers() {
         record["id"].as_str().expect("id")
     );
 
-    // The viewer reads everything, and writes nothing.
-    for read in [
-        "/api/v1/records/knowledge",
-        path.as_str(),
-        "/api/v1/search?q=研修",
-        "/api/v1/status",
-        "/api/v1/peers",
-    ] {
-        let (status, body) = node.send_as(&viewer, Method::GET, read, None).await;
-        assert_eq!(status, StatusCode::OK, "viewer GET {read}: {body}");
-    }
-    for (method, target, body) in [
-        (
-            Method::POST,
-            "/api/v1/records/knowledge",
-            Some(knowledge("x")),
-        ),
-        (
-            Method::PATCH,
-            path.as_str(),
-            Some(json!({"fields": {"title": "y"}})),
-        ),
-        (Method::DELETE, path.as_str(), None),
-    ] {
-        let (status, body) = node.send_as(&viewer, method.clone(), target, body).await;
-        assert_eq!(status, StatusCode::FORBIDDEN, "viewer {method} {target}");
-        assert_eq!(body["error"]["code"], "forbidden");
-        let message = body["error"]["message"].as_str().expect("message");
-        assert!(message.contains("editor role"), "{message}");
-    }
+    the_viewer_reads_everything_and_writes_nothing(&node, &viewer, &path).await;
 
     // The editor may not manage peers, users or the audit log.
     let peer = json!({"url": "https://192.0.2.10:7443"});
@@ -474,6 +445,35 @@ async fn viewer_reads_editor_writes_records_admin_manages_peers() {
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"]["code"], "missing_token");
     node.stop().await;
+}
+
+/// The viewer reads everything, and writes nothing.
+async fn the_viewer_reads_everything_and_writes_nothing(node: &TestNode, viewer: &str, path: &str) {
+    for read in [
+        "/api/v1/records/knowledge",
+        path,
+        "/api/v1/search?q=研修",
+        "/api/v1/status",
+        "/api/v1/peers",
+    ] {
+        let (status, body) = node.send_as(viewer, Method::GET, read, None).await;
+        assert_eq!(status, StatusCode::OK, "viewer GET {read}: {body}");
+    }
+    for (method, target, body) in [
+        (
+            Method::POST,
+            "/api/v1/records/knowledge",
+            Some(knowledge("x")),
+        ),
+        (Method::PATCH, path, Some(json!({"fields": {"title": "y"}}))),
+        (Method::DELETE, path, None),
+    ] {
+        let (status, body) = node.send_as(viewer, method.clone(), target, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "viewer {method} {target}");
+        assert_eq!(body["error"]["code"], "forbidden");
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(message.contains("editor role"), "{message}");
+    }
 }
 
 #[tokio::test]

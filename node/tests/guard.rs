@@ -40,41 +40,7 @@ async fn shared_records_with_personal_data_are_refused_with_field_kind_and_posit
         .await;
     assert_eq!(status, 201, "{body}");
 
-    // The worker's name without its space, in a shared article's body.
-    let text = "面談の記録：山田花子さんは入力作業が得意。";
-    let (status, body) = node
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/records/knowledge",
-            knowledge("メンター面談のコツ", text),
-        )
-        .await;
-    assert_eq!(status, 422, "{body}");
-    let error = &body["error"];
-    assert_eq!(error["code"], "personal_data");
-    let finding = &error["findings"][0];
-    assert_eq!(finding["field"], "body");
-    assert_eq!(finding["kind"], "registered_name");
-    let (start, end) = (
-        finding["start"].as_u64().expect("start") as usize,
-        finding["end"].as_u64().expect("end") as usize,
-    );
-    assert_eq!(
-        text.chars()
-            .skip(start)
-            .take(end - start)
-            .collect::<String>(),
-        "山田花子"
-    );
-    assert_eq!(finding["may_override"], true);
-    // The answer names the finding without repeating it.
-    assert!(
-        !error["message"]
-            .as_str()
-            .expect("message")
-            .contains("山田花子"),
-        "{error}"
-    );
+    the_name_in_a_body_is_refused_where_it_stands(&node).await;
 
     // Its kana reading in katakana, with a full-width space, in the title.
     let (status, body) = node
@@ -175,6 +141,45 @@ async fn shared_records_with_personal_data_are_refused_with_field_kind_and_posit
         "{body}"
     );
     node.shutdown.cancel();
+}
+
+/// The worker's name without its space, in a shared article's body: refused,
+/// naming the field, the kind and the position, without repeating it.
+async fn the_name_in_a_body_is_refused_where_it_stands(node: &TestNode) {
+    let text = "面談の記録：山田花子さんは入力作業が得意。";
+    let (status, body) = node
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/records/knowledge",
+            knowledge("メンター面談のコツ", text),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let error = &body["error"];
+    assert_eq!(error["code"], "personal_data");
+    let finding = &error["findings"][0];
+    assert_eq!(finding["field"], "body");
+    assert_eq!(finding["kind"], "registered_name");
+    let (start, end) = (
+        finding["start"].as_u64().expect("start") as usize,
+        finding["end"].as_u64().expect("end") as usize,
+    );
+    assert_eq!(
+        text.chars()
+            .skip(start)
+            .take(end - start)
+            .collect::<String>(),
+        "山田花子"
+    );
+    assert_eq!(finding["may_override"], true);
+    // The answer names the finding without repeating it.
+    assert!(
+        !error["message"]
+            .as_str()
+            .expect("message")
+            .contains("山田花子"),
+        "{error}"
+    );
 }
 
 #[tokio::test]
