@@ -50,6 +50,7 @@ use yui_tests::bench::{
     Given, api_client, cpu_time, in_scratch_dir, proc_status_kb, search_terms, thread_cpu_time,
     whole_number, yui_binary,
 };
+use yui_tests::browser::Browser;
 use yui_tests::rng::SplitMix64 as Rng;
 use yui_tests::serve;
 use yui_tests::stats::Spread as Lat;
@@ -385,10 +386,6 @@ fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
 }
 
-fn lat(v: Vec<Duration>) -> Lat {
-    Lat::of(v)
-}
-
 /// Figure 1's reference: create + save of the same documents, one thread.
 fn bare_rate(fields: &[Fields]) -> Result<(f64, usize)> {
     let actor = ActorId::from(&[7u8; 16][..]);
@@ -685,13 +682,13 @@ async fn measure_level(
         }
         out.push(SearchFig {
             query,
-            lat: lat(lats),
+            lat: Lat::of(lats),
             containing,
             returned,
             check,
         });
     }
-    Ok((lat(reads), out))
+    Ok((Lat::of(reads), out))
 }
 
 /// The console's administrator in this benchmark.
@@ -711,52 +708,12 @@ async fn console_pages(
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let base = format!("http://{addr}");
-    let mut cookies: Vec<(String, String)> = Vec::new();
-    let keep = |cookies: &mut Vec<(String, String)>, resp: &reqwest::Response| {
-        for v in resp.headers().get_all(reqwest::header::SET_COOKIE) {
-            let Some((k, v)) = v
-                .to_str()
-                .ok()
-                .and_then(|t| t.split(';').next()?.split_once('='))
-            else {
-                continue;
-            };
-            cookies.retain(|(name, _)| name != k);
-            cookies.push((k.to_owned(), v.to_owned()));
-        }
-    };
-    let header = |cookies: &[(String, String)]| {
-        cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
-    let resp = http.get(format!("{base}/login")).send().await?;
-    keep(&mut cookies, &resp);
-    let page = resp.text().await?;
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .ok_or_else(|| anyhow!("no csrf on the login page"))?
-        .to_owned();
-    let form = format!(
-        "csrf={csrf}&next=%2F&user={}&password={}",
-        CONSOLE_USER.0, CONSOLE_USER.1
-    );
-    let resp = http
-        .post(format!("{base}/login"))
-        .header(reqwest::header::COOKIE, header(&cookies))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form)
-        .send()
-        .await?;
-    if resp.status().as_u16() != 303 {
-        bail!("console login: HTTP {}", resp.status());
+    let mut browser = Browser::new(base.clone(), http.clone());
+    let login = browser.login(CONSOLE_USER.0, CONSOLE_USER.1, "/").await;
+    if login.status.as_u16() != 303 {
+        bail!("console login: HTTP {}", login.status);
     }
-    keep(&mut cookies, &resp);
-    let cookie = header(&cookies);
+    let cookie = browser.cookie_header();
     let mut rng = Rng(0xc0501e ^ ids.len() as u64);
     let mut out = Vec::new();
     for page in [
@@ -791,7 +748,7 @@ async fn console_pages(
                 lats.push(s.elapsed());
             }
         }
-        out.push((page, lat(lats)));
+        out.push((page, Lat::of(lats)));
     }
     Ok(out)
 }
@@ -1117,7 +1074,7 @@ async fn figure_1(o: &Opts, root: &Path, api: &Api, bare: &BareWorkload) -> Resu
     let http_cpu = (cpu_time("self") - cpu0) / first as u32;
     let writer_cpu = (thread_cpu_time(WRITER_THREAD) - writer0) / first as u32;
     let node_rate = first as f64 / elapsed.as_secs_f64();
-    let create_lat = lat(create_lats);
+    let create_lat = Lat::of(create_lats);
     println!(
         "HTTP creates 0..{first}, {} clients: {node_rate:.0}/s (p50 {}, p99 {})",
         o.clients,

@@ -1,5 +1,5 @@
-//! Hostile peers under load: the scenario shared by `tests/attack.rs` (which
-//! asserts on it) and `benches/attack.rs` (which prints it for
+//! Hostile peers under load: the scenario shared by `node/tests/attack.rs`
+//! (which asserts on it) and `node/benches/attack.rs` (which prints it for
 //! `docs/benchmarks.md`).
 //!
 //! A victim node runs in-process on its own two-worker runtime (as `yui

@@ -31,6 +31,17 @@ pub struct Browser {
 }
 
 impl Browser {
+    /// A browser of the console at `base` (`http://HOST:PORT`) without a
+    /// session; `http` must not follow redirects.
+    pub fn new(base: String, http: reqwest::Client) -> Browser {
+        Browser {
+            base,
+            http,
+            cookies: Vec::new(),
+            csrf: String::new(),
+        }
+    }
+
     pub fn cookie_header(&self) -> String {
         self.cookies
             .iter()

@@ -243,15 +243,13 @@ impl TestNode {
 
     /// A browser without a session, Japanese by default.
     pub fn browser(&self) -> Browser {
-        Browser {
-            base: self.base.clone(),
-            http: reqwest::Client::builder()
+        Browser::new(
+            self.base.clone(),
+            reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("client"),
-            cookies: Vec::new(),
-            csrf: String::new(),
-        }
+        )
     }
 
     /// A browser logged in as `user` (made by the builder), on the dashboard.
