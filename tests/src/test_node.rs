@@ -3,9 +3,10 @@
 //! `TestNode` is a real node on a real SQLite file in a temporary data
 //! directory (town `tateshina`, as `yui init` makes it), serving HTTP on a
 //! `127.0.0.1:0` listener; `TestNode::builder` adds console users and API
-//! tokens before it starts listening. Each test file adds the requests it
-//! needs in its own `impl TestNode` block; what more than one file needs is
-//! here.
+//! tokens before it starts listening. What more than one test file sends
+//! is here; a file's own requests are a small trait of that file,
+//! implemented for `TestNode` (a type of another crate takes no inherent
+//! methods there).
 
 use std::collections::HashMap;
 use std::sync::Arc;
