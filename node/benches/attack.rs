@@ -6,8 +6,8 @@
 //! cargo bench -p yui-node --bench attack -- --baseline 5 --phase 5
 //! ```
 //!
-//! The scenario is the one `tests/attack.rs` asserts on
-//! (`tests/support/attack.rs`): a victim node in-process on a two-worker
+//! The scenario is the one `tests/attack.rs` asserts on (the support
+//! library's `yui_tests::attack`): a victim node in-process on a two-worker
 //! runtime with its real local API and peer port, an honest member that
 //! dials it, and an attacker with a valid member certificate that sends, in
 //! turn, (1) a push of 5,000 valid documents, 500 worker documents (as
@@ -24,45 +24,40 @@
 //! seconds, `--records` held before the attack, `--interval-ms`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "../tests/support/attack.rs"]
-mod kit;
-#[path = "support/common.rs"]
-mod support;
-
 use std::time::Duration;
 
-fn option(args: &[String], name: &str) -> Option<u64> {
-    let flag = format!("--{name}");
-    let env = format!("YUI_BENCH_ATTACK_{}", name.to_uppercase().replace('-', "_"));
-    args.iter()
-        .position(|a| *a == flag)
-        .and_then(|i| args.get(i + 1).cloned())
-        .or_else(|| std::env::var(env).ok())
-        .map(|v| {
-            v.parse()
-                .unwrap_or_else(|_| panic!("--{name} takes a whole number, not {v:?}"))
-        })
-}
+use anyhow::{Result, bail};
+use yui_tests::attack;
+use yui_tests::bench::{CodeState, Given, loadavg, whole_number};
 
-fn main() {
-    let args: Vec<String> = std::env::args().collect();
-    let mut opts = kit::Options {
-        baseline: Duration::from_secs(option(&args, "baseline").unwrap_or(10)),
-        phase: Duration::from_secs(option(&args, "phase").unwrap_or(10)),
-        ..kit::Options::default()
+fn main() -> Result<()> {
+    let given = Given::read(
+        "YUI_BENCH_ATTACK_",
+        &["BASELINE", "PHASE", "RECORDS", "INTERVAL_MS"],
+        &[],
+        "options: --baseline 10 --phase 10 --records 300 --interval-ms 3",
+    )?;
+    let mut opts = attack::Options {
+        baseline: Duration::from_secs(10),
+        phase: Duration::from_secs(10),
+        ..attack::Options::default()
     };
-    if let Some(n) = option(&args, "records") {
-        opts.records = n as usize;
-    }
-    if let Some(ms) = option(&args, "interval-ms") {
-        opts.interval = Duration::from_millis(ms);
+    for (name, v) in &given.values {
+        let n = whole_number(v)?;
+        match name.as_str() {
+            "baseline" => opts.baseline = Duration::from_secs(n as u64),
+            "phase" => opts.phase = Duration::from_secs(n as u64),
+            "records" => opts.records = n,
+            "interval-ms" => opts.interval = Duration::from_millis(n as u64),
+            other => bail!("unknown option --{other}; try --help"),
+        }
     }
     println!("# Yui hostile peers benchmark (issue 4)");
     println!(
         "code: {}; {} cores; load average at start {}",
-        support::CodeState::of_this_checkout(),
+        CodeState::of_this_checkout(),
         std::thread::available_parallelism().map_or(1, |n| n.get()),
-        support::loadavg()
+        loadavg()
     );
     println!(
         "baseline {:?}, phases of at least {:?}, {} records held, one request every {:?} plus its own time",
@@ -73,11 +68,12 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
-    let report = rt.block_on(Box::pin(kit::run(&opts)));
+    let report = rt.block_on(Box::pin(attack::run(&opts)));
     for line in report.lines() {
         println!("{line}");
     }
     if !report.probe_errors.is_empty() {
         println!("FAILED local requests: {:#?}", report.probe_errors);
     }
+    Ok(())
 }

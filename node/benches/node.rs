@@ -32,28 +32,30 @@
 //! builds along with this benchmark.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "support/common.rs"]
-mod support;
-
-use std::io::BufRead;
 use std::net::SocketAddr;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
-
-use support::{percentile, yui_binary};
 
 use anyhow::{Context, Result, anyhow, bail};
 use serde_json::{Map, Value, json};
 use tokio_util::sync::CancellationToken;
 use yui_node::daemon::run;
-use yui_node::datadir::{DataDir, InitOptions};
 use yui_node::node::Node;
 use yui_protocol::automerge::ActorId;
 use yui_protocol::validate::{Fields, validate_create};
 use yui_protocol::{Collection, RecordId, doc, search};
+use yui_tests::bench::{
+    Given, api_client, cpu_time, in_scratch_dir, proc_status_kb, search_terms, thread_cpu_time,
+    whole_number, yui_binary,
+};
+use yui_tests::browser::Browser;
+use yui_tests::rng::SplitMix64 as Rng;
+use yui_tests::serve;
+use yui_tests::stats::Spread as Lat;
+use yui_tests::town::init_data_dir;
 
 /// The 2-character query: in about a quarter of the records.
 const QUERY_2: &str = "研修";
@@ -89,75 +91,38 @@ fn parse_opts() -> Result<Opts> {
         startup: true,
         keep: false,
     };
-    let env = |name: &str| std::env::var(format!("YUI_BENCH_{name}")).ok();
-    let mut given: Vec<(String, String)> = Vec::new();
-    for name in [
-        "RECORDS",
-        "CLIENTS",
-        "FILL_CLIENTS",
-        "BARE",
-        "READS",
-        "SEARCHES",
-        "STARTUPS",
-    ] {
-        if let Some(v) = env(name) {
-            given.push((name.to_lowercase().replace('_', "-"), v));
-        }
-    }
-    if env("NO_STARTUP").is_some() {
-        o.startup = false;
-    }
-    if env("KEEP").is_some() {
-        o.keep = true;
-    }
-    let mut args = std::env::args().skip(1);
-    // Bounded: each turn consumes at least one argument.
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            // `cargo bench` passes --bench to harness = false targets.
-            "--bench" => {}
-            "--no-startup" => o.startup = false,
-            "--keep" => o.keep = true,
-            "--help" | "-h" => {
-                println!(
-                    "options: --records 10000,100000 --clients 8 --fill-clients 16 --bare 2000 \
-                     --reads 2000 --searches 200 --startups 3 --no-startup --keep"
-                );
-                std::process::exit(0);
-            }
-            flag if flag.starts_with("--") => {
-                let (name, value) = match flag.split_once('=') {
-                    Some((n, v)) => (n.to_owned(), v.to_owned()),
-                    None => (
-                        flag.to_owned(),
-                        args.next().ok_or_else(|| anyhow!("{flag} needs a value"))?,
-                    ),
-                };
-                given.push((name.trim_start_matches("--").to_owned(), value));
-            }
-            other => bail!("unexpected argument {other:?}; try --help"),
-        }
-    }
-    let num = |v: &str| -> Result<usize> {
-        v.replace(['_', ','], "")
-            .parse::<usize>()
-            .with_context(|| format!("{v:?} is not a whole number"))
-    };
-    for (name, v) in given {
+    let given = Given::read(
+        "YUI_BENCH_",
+        &[
+            "RECORDS",
+            "CLIENTS",
+            "FILL_CLIENTS",
+            "BARE",
+            "READS",
+            "SEARCHES",
+            "STARTUPS",
+        ],
+        &["NO_STARTUP", "KEEP"],
+        "options: --records 10000,100000 --clients 8 --fill-clients 16 --bare 2000 \
+         --reads 2000 --searches 200 --startups 3 --no-startup --keep",
+    )?;
+    o.startup = !given.flag("no-startup");
+    o.keep = given.flag("keep");
+    for (name, v) in given.values {
         match name.as_str() {
             "records" => {
                 o.records = v
                     .split(',')
                     .filter(|s| !s.is_empty())
-                    .map(num)
+                    .map(whole_number)
                     .collect::<Result<_>>()?;
             }
-            "clients" => o.clients = num(&v)?,
-            "fill-clients" => o.fill_clients = num(&v)?,
-            "bare" => o.bare = num(&v)?,
-            "reads" => o.reads = num(&v)?,
-            "searches" => o.searches = num(&v)?,
-            "startups" => o.startups = num(&v)?,
+            "clients" => o.clients = whole_number(&v)?,
+            "fill-clients" => o.fill_clients = whole_number(&v)?,
+            "bare" => o.bare = whole_number(&v)?,
+            "reads" => o.reads = whole_number(&v)?,
+            "searches" => o.searches = whole_number(&v)?,
+            "startups" => o.startups = whole_number(&v)?,
             other => bail!("unknown option --{other}; try --help"),
         }
     }
@@ -174,31 +139,11 @@ fn parse_opts() -> Result<Opts> {
 
 // ---------------------------------------------------------------- workload
 
-/// splitmix64: small, fast, deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn for_record(i: usize) -> Rng {
-        let mut r = Rng(0x5955_4931_0000_0000 ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
-        r.next();
-        r
-    }
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-    fn chance(&mut self, percent: u64) -> bool {
-        self.next() % 100 < percent
-    }
-    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
-        items[self.below(items.len())]
-    }
+/// The generator of record `i`'s text: the same for every run.
+fn rng_for_record(i: usize) -> Rng {
+    let mut r = Rng(0x5955_4931_0000_0000 ^ (i as u64).wrapping_mul(0x9e37_79b9_7f4a_7c15));
+    r.next();
+    r
 }
 
 /// Municipal words (after the shared generator, peers/lib/gen.js), none of
@@ -393,7 +338,7 @@ fn phrase(rng: &mut Rng, len: usize, endings: bool, training: bool, worker: bool
 
 /// The fields of record `i`: the same for every run.
 fn record_fields(i: usize) -> Map<String, Value> {
-    let mut rng = Rng::for_record(i);
+    let mut rng = rng_for_record(i);
     let training = rng.chance(25);
     let worker = rng.chance(4);
     let title = phrase(&mut rng, 30, false, training, worker)
@@ -440,20 +385,6 @@ fn contains_query(fields: &Map<String, Value>, query: &str) -> bool {
 
 fn ms(d: Duration) -> String {
     format!("{:.2} ms", d.as_secs_f64() * 1e3)
-}
-
-#[derive(Clone, Copy)]
-struct Lat {
-    p50: Duration,
-    p99: Duration,
-}
-
-fn lat(mut v: Vec<Duration>) -> Lat {
-    v.sort_unstable();
-    Lat {
-        p50: percentile(&v, 50.0),
-        p99: percentile(&v, 99.0),
-    }
 }
 
 /// Figure 1's reference: create + save of the same documents, one thread.
@@ -516,23 +447,7 @@ fn breakdown(maps: &[Map<String, Value>]) -> Result<Vec<(&'static str, f64)>> {
         t[3] += s.elapsed();
         // The store indexes title, body and tags like this.
         let s = Instant::now();
-        let mut terms = String::new();
-        for k in ["title", "body"] {
-            if let Some(v) = view.fields.get(k).and_then(Value::as_str) {
-                search::index_terms(v, &mut terms);
-            }
-        }
-        for tag in view
-            .fields
-            .get("tags")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(tag) = tag.as_str() {
-                search::index_terms(tag, &mut terms);
-            }
-        }
+        let terms = search_terms(&view.fields);
         t[4] += s.elapsed();
         let s = Instant::now();
         let bytes = d.save();
@@ -595,14 +510,8 @@ fn encode(s: &str) -> String {
 
 impl Api {
     fn new(addr: SocketAddr, token: String) -> Result<Api> {
-        yui_node::peer::tls::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(60))
-            .pool_max_idle_per_host(64)
-            .build()?;
         Ok(Api {
-            client,
+            client: api_client(Duration::from_secs(60))?,
             base: format!("http://{addr}"),
             token,
         })
@@ -774,13 +683,13 @@ async fn measure_level(
         }
         out.push(SearchFig {
             query,
-            lat: lat(lats),
+            lat: Lat::of(lats),
             containing,
             returned,
             check,
         });
     }
-    Ok((lat(reads), out))
+    Ok((Lat::of(reads), out))
 }
 
 /// The console's administrator in this benchmark.
@@ -800,52 +709,12 @@ async fn console_pages(
         .redirect(reqwest::redirect::Policy::none())
         .build()?;
     let base = format!("http://{addr}");
-    let mut cookies: Vec<(String, String)> = Vec::new();
-    let keep = |cookies: &mut Vec<(String, String)>, resp: &reqwest::Response| {
-        for v in resp.headers().get_all(reqwest::header::SET_COOKIE) {
-            let Some((k, v)) = v
-                .to_str()
-                .ok()
-                .and_then(|t| t.split(';').next()?.split_once('='))
-            else {
-                continue;
-            };
-            cookies.retain(|(name, _)| name != k);
-            cookies.push((k.to_owned(), v.to_owned()));
-        }
-    };
-    let header = |cookies: &[(String, String)]| {
-        cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    };
-    let resp = http.get(format!("{base}/login")).send().await?;
-    keep(&mut cookies, &resp);
-    let page = resp.text().await?;
-    let csrf = page
-        .split("name=\"csrf\" value=\"")
-        .nth(1)
-        .and_then(|s| s.split('"').next())
-        .ok_or_else(|| anyhow!("no csrf on the login page"))?
-        .to_owned();
-    let form = format!(
-        "csrf={csrf}&next=%2F&user={}&password={}",
-        CONSOLE_USER.0, CONSOLE_USER.1
-    );
-    let resp = http
-        .post(format!("{base}/login"))
-        .header(reqwest::header::COOKIE, header(&cookies))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(form)
-        .send()
-        .await?;
-    if resp.status().as_u16() != 303 {
-        bail!("console login: HTTP {}", resp.status());
+    let mut browser = Browser::new(base.clone(), http.clone());
+    let login = browser.login(CONSOLE_USER.0, CONSOLE_USER.1, "/").await;
+    if login.status.as_u16() != 303 {
+        bail!("console login: HTTP {}", login.status);
     }
-    keep(&mut cookies, &resp);
-    let cookie = header(&cookies);
+    let cookie = browser.cookie_header();
     let mut rng = Rng(0xc0501e ^ ids.len() as u64);
     let mut out = Vec::new();
     for page in [
@@ -880,7 +749,7 @@ async fn console_pages(
                 lats.push(s.elapsed());
             }
         }
-        out.push((page, lat(lats)));
+        out.push((page, Lat::of(lats)));
     }
     Ok(out)
 }
@@ -895,30 +764,14 @@ struct StartFig {
     hwm_kb: u64,
 }
 
-fn proc_status_kb(pid: u32, key: &str) -> Result<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    text.lines()
-        .find_map(|l| l.strip_prefix(key))
-        .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
-        .ok_or_else(|| anyhow!("no {key} in /proc/{pid}/status"))
-}
-
 struct Served {
     child: Child,
-    lines: std::sync::mpsc::Receiver<(Instant, String)>,
 }
 
 impl Served {
     fn stop(mut self) -> Result<()> {
-        let pid = self.child.id().to_string();
-        let _ = Command::new("kill").args(["-TERM", &pid]).status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        // Bounded by the deadline.
-        while Instant::now() < deadline {
-            if self.child.try_wait()?.is_some() {
-                return Ok(());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if serve::terminate(&mut self.child, Duration::from_secs(20)).is_some() {
+            return Ok(());
         }
         self.child.kill()?;
         self.child.wait()?;
@@ -927,74 +780,19 @@ impl Served {
 }
 
 async fn start_child(bin: &Path, dir: &Path) -> Result<(Served, Api, StartFig)> {
-    let spawned = Instant::now();
-    let mut child = Command::new(bin)
-        .arg("--data-dir")
-        .arg(dir)
-        .args(["serve", "--api-listen", "127.0.0.1:0"])
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
+    let mut spawned = serve::spawn(bin, dir, &[], Stdio::null())
         .with_context(|| format!("starting {}", bin.display()))?;
-    let stdout = child
-        .stdout
-        .take()
-        .ok_or_else(|| anyhow!("no stdout of the child"))?;
-    let (tx, lines) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for line in std::io::BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send((Instant::now(), line)).is_err() {
-                break;
-            }
-        }
-    });
-    let mut served = Served { child, lines };
-    let deadline = spawned + Duration::from_secs(60);
-    let mut to_running = None;
-    let mut addr: Option<SocketAddr> = None;
-    // Bounded by the deadline.
-    while addr.is_none() {
-        let left = deadline.saturating_duration_since(Instant::now());
-        if left.is_zero() {
-            let _ = served.stop();
-            bail!("yui serve printed no API line within 60 s");
-        }
-        match served
-            .lines
-            .recv_timeout(left.min(Duration::from_millis(200)))
-        {
-            Ok((at, line)) => {
-                if line.contains("is running") {
-                    to_running = Some(at - spawned);
-                }
-                if let Some(rest) = line.trim().strip_prefix("API:") {
-                    let url = rest.split_whitespace().next().unwrap_or("");
-                    let hostport = url
-                        .trim_start_matches("http://")
-                        .split('/')
-                        .next()
-                        .unwrap_or("");
-                    addr = Some(
-                        hostport
-                            .parse()
-                            .with_context(|| format!("reading the address in {line:?}"))?,
-                    );
-                }
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Timeout) => {
-                if let Some(status) = served.child.try_wait()? {
-                    bail!("yui serve exited with {status} before it was serving");
-                }
-            }
-            Err(std::sync::mpsc::RecvTimeoutError::Disconnected) => {
-                let status = served.child.wait()?;
-                bail!("yui serve closed its output and exited with {status}");
-            }
-        }
-    }
-    let addr = addr.ok_or_else(|| anyhow!("no address"))?;
+    let deadline = spawned.spawned + Duration::from_secs(60);
+    let printed = spawned
+        .printed(false, deadline)
+        .map_err(|e| anyhow!("{e} (within 60 s)"))?;
+    let served = Served {
+        child: spawned.child,
+    };
+    let hostport = printed.api.trim_start_matches("http://");
+    let addr: SocketAddr = hostport
+        .parse()
+        .with_context(|| format!("reading the address in {:?}", printed.api))?;
     let token = std::fs::read_to_string(dir.join("api-token"))?
         .trim()
         .to_owned();
@@ -1002,7 +800,7 @@ async fn start_child(bin: &Path, dir: &Path) -> Result<(Served, Api, StartFig)> 
     // Bounded by the deadline.
     let to_healthz = loop {
         if api.healthz().await {
-            break spawned.elapsed();
+            break spawned.spawned.elapsed();
         }
         if Instant::now() > deadline {
             let _ = served.stop();
@@ -1016,7 +814,7 @@ async fn start_child(bin: &Path, dir: &Path) -> Result<(Served, Api, StartFig)> 
         served,
         api,
         StartFig {
-            to_running,
+            to_running: printed.running,
             to_healthz,
             rss_start_kb,
             rss_after_kb: 0,
@@ -1061,61 +859,15 @@ fn dir_mb(dir: &Path) -> f64 {
         / 1e6
 }
 
-/// CPU time this process has used (user + system), from /proc/self/stat.
-fn cpu_time() -> Duration {
-    let ticks = std::fs::read_to_string("/proc/self/stat")
-        .ok()
-        .and_then(|s| {
-            // Fields after the command name, which is in parentheses.
-            let rest = s.rsplit_once(')')?.1.to_owned();
-            let f: Vec<&str> = rest.split_whitespace().collect();
-            Some(f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?)
-        })
-        .unwrap_or(0);
-    // USER_HZ is 100 on Linux.
-    Duration::from_millis(ticks * 10)
-}
-
-/// CPU time used so far by this process's threads whose name starts with
-/// `prefix` (the store's writer thread is `yui-store-writer`).
-fn thread_cpu_time(prefix: &str) -> Duration {
-    let mut ticks = 0;
-    let Ok(tasks) = std::fs::read_dir("/proc/self/task") else {
-        return Duration::ZERO;
-    };
-    for task in tasks.flatten() {
-        let Ok(stat) = std::fs::read_to_string(task.path().join("stat")) else {
-            continue;
-        };
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let name = head.split_once('(').map_or("", |(_, n)| n);
-        if !name.starts_with(prefix) {
-            continue;
-        }
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        ticks += f.get(11).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0)
-            + f.get(12).and_then(|v| v.parse::<u64>().ok()).unwrap_or(0);
-    }
-    Duration::from_millis(ticks * 10)
-}
-
 /// Creates through `Store::create` directly (no HTTP, no JSON request), with
 /// `tasks` concurrent tasks, into a fresh node: how much of a create the
 /// HTTP layer and the client cost.
 async fn store_only_rate(dir: &Path, fields: &[Fields], tasks: usize) -> Result<(f64, Duration)> {
-    let data_dir = DataDir::new(dir);
-    data_dir.init(&InitOptions {
-        town: TOWN.into(),
-        name: String::new(),
-        api_listen: "127.0.0.1:0".parse()?,
-        peer_listen: "127.0.0.1:0".parse()?,
-    })?;
+    let data_dir = init_data_dir(dir, TOWN, "")?;
     let node = Arc::new(Node::open(data_dir, false)?);
     let fields = Arc::new(fields.to_vec());
     let next = Arc::new(AtomicUsize::new(0));
-    let (cpu0, start) = (cpu_time(), Instant::now());
+    let (cpu0, start) = (cpu_time("self"), Instant::now());
     let mut handles = Vec::new();
     for _ in 0..tasks {
         let (node, fields, next) = (node.clone(), fields.clone(), next.clone());
@@ -1125,7 +877,7 @@ async fn store_only_rate(dir: &Path, fields: &[Fields], tasks: usize) -> Result<
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 let Some(f) = fields.get(i) else { break };
                 node.store
-                    .create(Collection::Knowledge, f.clone(), yui_node::store::now_ms())
+                    .create(Collection::Knowledge, f.clone(), yui_node::clock::now_ms())
                     .await?;
             }
             Ok::<_, anyhow::Error>(())
@@ -1134,7 +886,7 @@ async fn store_only_rate(dir: &Path, fields: &[Fields], tasks: usize) -> Result<
     for h in handles {
         h.await??;
     }
-    let (elapsed, cpu) = (start.elapsed(), cpu_time() - cpu0);
+    let (elapsed, cpu) = (start.elapsed(), cpu_time("self") - cpu0);
     node.store.close();
     Ok((
         fields.len() as f64 / elapsed.as_secs_f64(),
@@ -1149,7 +901,7 @@ fn mb(kb: u64) -> String {
 #[tokio::main]
 async fn main() -> Result<()> {
     let o = parse_opts()?;
-    support::in_scratch_dir(
+    in_scratch_dir(
         "yui-bench",
         o.keep,
         |root| async move { bench(&o, &root).await },
@@ -1169,8 +921,26 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
         cores,
         root.display()
     );
+    let containing = count_workload(o, max)?;
+    let bare = BareWorkload::make(o)?;
+    let node = InProcess::start(root).await?;
+    let mut fig1 = figure_1(o, root, &node.api, &bare).await?;
+    let levels = figure_2(o, &node, &mut fig1, &containing).await?;
+    let node_dir = node.stop().await?;
+    let starts = if o.startup {
+        figure_3(o, &node_dir, &fig1.ids).await?
+    } else {
+        Vec::new()
+    };
+    print_results(o, max, &fig1, &starts);
+    print_levels(o, &levels);
+    print_cpu_per_create(o, cores, &fig1);
+    Ok(())
+}
 
-    // The workload, counted up front: how many records contain each query.
+/// The workload, counted up front: how many records of each level contain
+/// each query.
+fn count_workload(o: &Opts, max: usize) -> Result<Vec<[usize; 2]>> {
     let start = Instant::now();
     let mut containing = vec![[0usize; 2]; o.records.len()];
     let mut field_bytes = 0usize;
@@ -1200,75 +970,158 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
         field_bytes / 1000.min(max),
         start.elapsed().as_secs_f64()
     );
+    Ok(containing)
+}
 
-    // Figure 1, part 1: the bare rate, before.
-    let bare_maps: Vec<Map<String, Value>> = (0..o.bare).map(record_fields).collect();
-    let bare_fields: Vec<Fields> = bare_maps
-        .iter()
-        .map(|m| validate_create(Collection::Knowledge, m).map_err(|e| anyhow!("{e:?}")))
-        .collect::<Result<_>>()?;
-    let (bare_before, doc_bytes) = bare_rate(&bare_fields)?;
-    println!("bare create+save, before: {bare_before:.0}/s ({doc_bytes} bytes saved per doc)");
+/// The records of the bare loop, as maps and validated, and the bare rate
+/// before the node runs.
+struct BareWorkload {
+    maps: Vec<Map<String, Value>>,
+    fields: Vec<Fields>,
+    before: f64,
+}
 
-    // The node, in this process.
-    let node_dir = root.join("node");
-    let data_dir = DataDir::new(&node_dir);
-    data_dir.init(&InitOptions {
-        town: TOWN.into(),
-        name: "ベンチ町".into(),
-        api_listen: "127.0.0.1:0".parse()?,
-        peer_listen: "127.0.0.1:0".parse()?,
-    })?;
-    let node = Arc::new(Node::open(data_dir.clone(), true)?);
-    let token = data_dir.read_token()?;
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
-    let addr = listener.local_addr()?;
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(run(node.clone(), listener, shutdown.clone()));
-    node.accounts
-        .add_user(
-            CONSOLE_USER.0,
-            yui_node::accounts::Role::Admin,
-            CONSOLE_USER.1,
-        )
-        .await?;
-    drop(node);
-    let api = Api::new(addr, token)?;
+impl BareWorkload {
+    /// Figure 1, part 1: the bare rate, before.
+    fn make(o: &Opts) -> Result<BareWorkload> {
+        let maps: Vec<Map<String, Value>> = (0..o.bare).map(record_fields).collect();
+        let fields: Vec<Fields> = maps
+            .iter()
+            .map(|m| validate_create(Collection::Knowledge, m).map_err(|e| anyhow!("{e:?}")))
+            .collect::<Result<_>>()?;
+        let (before, doc_bytes) = bare_rate(&fields)?;
+        println!("bare create+save, before: {before:.0}/s ({doc_bytes} bytes saved per doc)");
+        Ok(BareWorkload {
+            maps,
+            fields,
+            before,
+        })
+    }
+}
 
-    // Figure 1, part 2: durable creates over HTTP into the empty node.
+/// The node of figures 1 and 2, in this process, with the console's
+/// administrator.
+struct InProcess {
+    dir: PathBuf,
+    addr: SocketAddr,
+    api: Api,
+    shutdown: CancellationToken,
+    server: tokio::task::JoinHandle<yui_node::Result<()>>,
+}
+
+impl InProcess {
+    async fn start(root: &Path) -> Result<InProcess> {
+        let dir = root.join("node");
+        let data_dir = init_data_dir(&dir, TOWN, "ベンチ町")?;
+        let node = Arc::new(Node::open(data_dir.clone(), true)?);
+        let token = data_dir.read_token()?;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let server = tokio::spawn(run(node.clone(), listener, shutdown.clone()));
+        node.accounts
+            .add_user(
+                CONSOLE_USER.0,
+                yui_node::accounts::Role::Admin,
+                CONSOLE_USER.1,
+            )
+            .await?;
+        drop(node);
+        Ok(InProcess {
+            dir,
+            addr,
+            api: Api::new(addr, token)?,
+            shutdown,
+            server,
+        })
+    }
+
+    /// Stops the node (it checkpoints the WAL on the way out); returns its
+    /// data directory.
+    async fn stop(self) -> Result<PathBuf> {
+        self.shutdown.cancel();
+        self.server.await??;
+        Ok(self.dir)
+    }
+}
+
+/// Figure 1: durable creates over HTTP into the empty node, the bare rate
+/// after, `Store::create` alone, and the CPU of a create by step.
+struct Fig1 {
+    /// The ids created so far (figure 2 adds to them).
+    ids: Vec<String>,
+    node_rate: f64,
+    create_lat: Lat,
+    http_cpu: Duration,
+    writer_cpu: Duration,
+    bare_before: f64,
+    bare_after: f64,
+    store_rate: f64,
+    store_cpu: Duration,
+    steps: Vec<(&'static str, f64)>,
+}
+
+impl Fig1 {
+    fn bare(&self) -> f64 {
+        (self.bare_before + self.bare_after) / 2.0
+    }
+}
+
+/// Figure 1, part 2: durable creates over HTTP into the empty node.
+async fn figure_1(o: &Opts, root: &Path, api: &Api, bare: &BareWorkload) -> Result<Fig1> {
     let first = o.records[0];
-    let (cpu0, writer0) = (cpu_time(), thread_cpu_time(WRITER_THREAD));
-    let (mut ids, create_lats, elapsed) = create_range(&api, 0, first, o.clients).await?;
-    let http_cpu = (cpu_time() - cpu0) / first as u32;
+    let (cpu0, writer0) = (cpu_time("self"), thread_cpu_time(WRITER_THREAD));
+    let (ids, create_lats, elapsed) = create_range(api, 0, first, o.clients).await?;
+    let http_cpu = (cpu_time("self") - cpu0) / first as u32;
     let writer_cpu = (thread_cpu_time(WRITER_THREAD) - writer0) / first as u32;
     let node_rate = first as f64 / elapsed.as_secs_f64();
-    let create_lat = lat(create_lats);
+    let create_lat = Lat::of(create_lats);
     println!(
         "HTTP creates 0..{first}, {} clients: {node_rate:.0}/s (p50 {}, p99 {})",
         o.clients,
         ms(create_lat.p50),
         ms(create_lat.p99)
     );
-    let (bare_after, _) = bare_rate(&bare_fields)?;
+    let (bare_after, _) = bare_rate(&bare.fields)?;
     println!("bare create+save, after:  {bare_after:.0}/s");
     let (store_rate, store_cpu) =
-        store_only_rate(&root.join("store-only"), &bare_fields, o.clients).await?;
+        store_only_rate(&root.join("store-only"), &bare.fields, o.clients).await?;
     println!(
         "Store::create without HTTP, {} tasks, {} records: {store_rate:.0}/s",
         o.clients, o.bare
     );
-    let bare = (bare_before + bare_after) / 2.0;
-    let steps = breakdown(&bare_maps[..bare_maps.len().min(500)])?;
+    let steps = breakdown(&bare.maps[..bare.maps.len().min(500)])?;
+    Ok(Fig1 {
+        ids,
+        node_rate,
+        create_lat,
+        http_cpu,
+        writer_cpu,
+        bare_before: bare.before,
+        bare_after,
+        store_rate,
+        store_cpu,
+        steps,
+    })
+}
 
-    // Figure 2 at each level.
+/// Figure 2 at each level: fill up to it, then reads, searches and the
+/// console's pages.
+async fn figure_2(
+    o: &Opts,
+    node: &InProcess,
+    fig1: &mut Fig1,
+    containing: &[[usize; 2]],
+) -> Result<Vec<Level>> {
+    let api = &node.api;
     let mut levels = Vec::new();
     for (k, &n) in o.records.iter().enumerate() {
         let (fill_rate, fill_clients) = if k == 0 {
-            (node_rate, o.clients)
+            (fig1.node_rate, o.clients)
         } else {
-            let from = ids.len();
-            let (more, _, el) = create_range(&api, from, n, o.fill_clients).await?;
-            ids.extend(more);
+            let from = fig1.ids.len();
+            let (more, _, el) = create_range(api, from, n, o.fill_clients).await?;
+            fig1.ids.extend(more);
             let rate = (n - from) as f64 / el.as_secs_f64();
             println!(
                 "HTTP creates {from}..{n}, {} clients: {rate:.0}/s",
@@ -1276,7 +1129,8 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
             );
             (rate, o.fill_clients)
         };
-        let (read, searches) = measure_level(&api, &ids, containing[k], o).await?;
+        let ids = &fig1.ids;
+        let (read, searches) = measure_level(api, ids, containing[k], o).await?;
         println!(
             "{n} records: get p50 {} p99 {}; {}",
             ms(read.p50),
@@ -1294,7 +1148,7 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
                 .collect::<Vec<_>>()
                 .join("; ")
         );
-        let console = console_pages(addr, &ids, o.reads.min(300)).await?;
+        let console = console_pages(node.addr, ids, o.reads.min(300)).await?;
         println!(
             "{n} records, console pages: {}",
             console
@@ -1305,44 +1159,47 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
         );
         levels.push(Level {
             records: n,
-            disk_mb: dir_mb(&node_dir),
+            disk_mb: dir_mb(&node.dir),
             fill_rate,
             fill_clients,
             read,
             searches,
         });
     }
+    Ok(levels)
+}
 
-    // Stop the in-process node: it checkpoints the WAL on the way out.
-    shutdown.cancel();
-    server.await??;
-
-    // Figure 3: the real binary on the largest level's data directory.
+/// Figure 3: the real binary on the largest level's data directory.
+async fn figure_3(o: &Opts, node_dir: &Path, ids: &[String]) -> Result<Vec<StartFig>> {
+    let bin = yui_binary()?;
     let mut starts = Vec::new();
-    if o.startup {
-        let bin = yui_binary()?;
-        for attempt in 0..o.startups.max(1) {
-            let (served, api, mut fig) = start_child(&bin, &node_dir).await?;
-            let pid = served.child.id();
-            exercise(&api, &ids).await?;
-            fig.rss_after_kb = proc_status_kb(pid, "VmRSS:")?;
-            fig.hwm_kb = proc_status_kb(pid, "VmHWM:")?;
-            served.stop()?;
-            println!(
-                "yui serve start {}: running line {}, /healthz 200 at {}, RSS {} after start, \
-                 {} after requests (peak {})",
-                attempt + 1,
-                fig.to_running.map_or("-".into(), ms),
-                ms(fig.to_healthz),
-                mb(fig.rss_start_kb),
-                mb(fig.rss_after_kb),
-                mb(fig.hwm_kb)
-            );
-            starts.push(fig);
-        }
+    for attempt in 0..o.startups.max(1) {
+        let (served, api, mut fig) = start_child(&bin, node_dir).await?;
+        let pid = served.child.id();
+        exercise(&api, ids).await?;
+        fig.rss_after_kb = proc_status_kb(pid, "VmRSS:")?;
+        fig.hwm_kb = proc_status_kb(pid, "VmHWM:")?;
+        served.stop()?;
+        println!(
+            "yui serve start {}: running line {}, /healthz 200 at {}, RSS {} after start, \
+             {} after requests (peak {})",
+            attempt + 1,
+            fig.to_running.map_or("-".into(), ms),
+            ms(fig.to_healthz),
+            mb(fig.rss_start_kb),
+            mb(fig.rss_after_kb),
+            mb(fig.hwm_kb)
+        );
+        starts.push(fig);
     }
+    Ok(starts)
+}
 
-    // ------------------------------------------------------------ the table
+/// The table of figures 1 and 3 against their goals.
+fn print_results(o: &Opts, max: usize, fig1: &Fig1, starts: &[StartFig]) {
+    let first = o.records[0];
+    let (node_rate, create_lat) = (fig1.node_rate, fig1.create_lat);
+    let (bare, bare_before, bare_after) = (fig1.bare(), fig1.bare_before, fig1.bare_after);
     let ratio = node_rate / bare;
     println!();
     println!("## Results");
@@ -1395,13 +1252,17 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
             if hwm < 150 * 1024 { "yes" } else { "**no**" }
         );
     }
+}
+
+/// The table of figure 2, a row per level.
+fn print_levels(o: &Opts, levels: &[Level]) {
     println!();
     println!(
         "| records | database | fill rate | get p50 | get p99 | {0} p50 | {0} p99 | {0} hits | {1} p50 | {1} p99 | {1} hits |",
         QUERY_2, QUERY_4
     );
     println!("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
-    for l in &levels {
+    for l in levels {
         let s2 = &l.searches[0];
         let s4 = &l.searches[1];
         println!(
@@ -1429,13 +1290,17 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
         "Reads and searches: one client, sequential, {} gets and {} searches per query per level (default page of 50).",
         o.reads, o.searches
     );
+}
+
+/// Where a create's CPU goes, step by step, and the store without HTTP.
+fn print_cpu_per_create(o: &Opts, cores: usize, fig1: &Fig1) {
     println!();
     println!("Single-threaded CPU per create, by step (µs per record):");
     println!();
     println!("| step | µs |");
     println!("| --- | ---: |");
     let mut total = 0.0;
-    for (name, us) in &steps {
+    for (name, us) in &fig1.steps {
         // The store keeps the uncompressed save, so the node's sum leaves
         // out the compressed one.
         if !name.starts_with("save()") {
@@ -1447,29 +1312,29 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
     println!(
         "| process CPU per create over HTTP (node + clients), {} clients | {:.0} |",
         o.clients,
-        http_cpu.as_secs_f64() * 1e6
+        fig1.http_cpu.as_secs_f64() * 1e6
     );
     println!(
         "| of which the store's writer thread (SQLite inserts, FTS5, commit) | {:.0} |",
-        writer_cpu.as_secs_f64() * 1e6
+        fig1.writer_cpu.as_secs_f64() * 1e6
     );
     println!(
         "| process CPU per create through `Store::create` (no HTTP), {} tasks | {:.0} |",
         o.clients,
-        store_cpu.as_secs_f64() * 1e6
+        fig1.store_cpu.as_secs_f64() * 1e6
     );
     println!(
         "| wall time per create over HTTP × {} cores | {:.0} |",
         cores,
-        1e6 / node_rate * cores as f64
+        1e6 / fig1.node_rate * cores as f64
     );
     println!();
     println!(
-        "`Store::create` without HTTP, {} tasks, {} records into an empty node: {store_rate:.0}/s \
+        "`Store::create` without HTTP, {} tasks, {} records into an empty node: {:.0}/s \
          ({:.2} of the bare rate).",
         o.clients,
         o.bare,
-        store_rate / bare
+        fig1.store_rate,
+        fig1.store_rate / fig1.bare()
     );
-    Ok(())
 }

@@ -59,19 +59,13 @@
 //! `--no-pouchdb`, `--no-direct`, `--peers-dir`, `--keep`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
-#[path = "support/common.rs"]
-mod support;
-
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-use support::{percentile, yui_binary};
 
 use anyhow::{Context, Result, anyhow, bail};
 use prost::Message;
@@ -85,6 +79,11 @@ use yui_protocol::sync::Limits;
 use yui_protocol::validate::{Fields, validate_create};
 use yui_protocol::wire::SyncResponse;
 use yui_protocol::{Collection, RecordId, doc};
+use yui_tests::bench::{
+    self as support, Given, api_client, cpu_time, search_terms, whole_number, yui_binary,
+};
+use yui_tests::serve;
+use yui_tests::stats::Spread;
 
 /// Published fingerprints of the workload (peers/README.md).
 const KNOWN_SHA: &[(usize, &str)] = &[
@@ -117,55 +116,21 @@ struct Opts {
 }
 
 fn parse_opts() -> Result<Opts> {
-    let mut given: Vec<(String, String)> = Vec::new();
-    let mut flags: Vec<String> = Vec::new();
-    for name in [
-        "N",
-        "RUNS",
-        "WRITES",
-        "LOAD_CLIENTS",
-        "IDLE_WINDOW",
-        "PEERS_DIR",
-    ] {
-        if let Ok(v) = std::env::var(format!("YUI_BENCH_SYNC_{name}")) {
-            given.push((name.to_lowercase().replace('_', "-"), v));
-        }
-    }
-    for name in ["QUICK", "NO_POUCHDB", "NO_DIRECT", "KEEP"] {
-        if std::env::var(format!("YUI_BENCH_SYNC_{name}")).is_ok() {
-            flags.push(name.to_lowercase().replace('_', "-"));
-        }
-    }
-    let mut args = std::env::args().skip(1);
-    // Bounded: each turn consumes at least one argument.
-    while let Some(arg) = args.next() {
-        match arg.as_str() {
-            // `cargo bench` passes --bench to harness = false targets.
-            "--bench" => {}
-            "--quick" | "--no-pouchdb" | "--no-direct" | "--keep" => {
-                flags.push(arg.trim_start_matches("--").to_owned());
-            }
-            "--help" | "-h" => {
-                println!(
-                    "options: --n 10000 --quick --runs 3 --writes 200 --load-clients 8 \
-                     --idle-window 26 --no-pouchdb --no-direct --peers-dir /work/shared/peers --keep"
-                );
-                std::process::exit(0);
-            }
-            flag if flag.starts_with("--") => {
-                let (name, value) = match flag.split_once('=') {
-                    Some((n, v)) => (n.to_owned(), v.to_owned()),
-                    None => (
-                        flag.to_owned(),
-                        args.next().ok_or_else(|| anyhow!("{flag} needs a value"))?,
-                    ),
-                };
-                given.push((name.trim_start_matches("--").to_owned(), value));
-            }
-            other => bail!("unexpected argument {other:?}; try --help"),
-        }
-    }
-    let quick = flags.iter().any(|f| f == "quick");
+    let given = Given::read(
+        "YUI_BENCH_SYNC_",
+        &[
+            "N",
+            "RUNS",
+            "WRITES",
+            "LOAD_CLIENTS",
+            "IDLE_WINDOW",
+            "PEERS_DIR",
+        ],
+        &["QUICK", "NO_POUCHDB", "NO_DIRECT", "KEEP"],
+        "options: --n 10000 --quick --runs 3 --writes 200 --load-clients 8 \
+         --idle-window 26 --no-pouchdb --no-direct --peers-dir /work/shared/peers --keep",
+    )?;
+    let quick = given.flag("quick");
     let mut o = Opts {
         n: if quick { 1_000 } else { 10_000 },
         quick,
@@ -173,23 +138,18 @@ fn parse_opts() -> Result<Opts> {
         writes: if quick { 30 } else { 200 },
         load_clients: 8,
         idle_window: if quick { 0 } else { 26 },
-        pouchdb: !flags.iter().any(|f| f == "no-pouchdb"),
-        direct: !quick && !flags.iter().any(|f| f == "no-direct"),
+        pouchdb: !given.flag("no-pouchdb"),
+        direct: !quick && !given.flag("no-direct"),
         peers_dir: PathBuf::from("/work/shared/peers"),
-        keep: flags.iter().any(|f| f == "keep"),
+        keep: given.flag("keep"),
     };
-    let num = |v: &str| -> Result<usize> {
-        v.replace(['_', ','], "")
-            .parse::<usize>()
-            .with_context(|| format!("{v:?} is not a whole number"))
-    };
-    for (name, v) in given {
+    for (name, v) in given.values {
         match name.as_str() {
-            "n" => o.n = num(&v)?,
-            "runs" => o.runs = num(&v)?,
-            "writes" => o.writes = num(&v)?,
-            "load-clients" => o.load_clients = num(&v)?,
-            "idle-window" => o.idle_window = num(&v)? as u64,
+            "n" => o.n = whole_number(&v)?,
+            "runs" => o.runs = whole_number(&v)?,
+            "writes" => o.writes = whole_number(&v)?,
+            "load-clients" => o.load_clients = whole_number(&v)?,
+            "idle-window" => o.idle_window = whole_number(&v)? as u64,
             "peers-dir" => o.peers_dir = PathBuf::from(v),
             other => bail!("unknown option --{other}; try --help"),
         }
@@ -276,17 +236,9 @@ fn median_u64(mut v: Vec<u64>) -> u64 {
     v.get(v.len() / 2).copied().unwrap_or(0)
 }
 
-/// CPU time (user + system) of a process, from /proc (ticks of 10 ms).
+/// CPU time (user + system) of a process in milliseconds.
 fn cpu_ms(pid: u32) -> u64 {
-    let Ok(text) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-        return 0;
-    };
-    let Some(rest) = text.rsplit_once(')').map(|(_, r)| r) else {
-        return 0;
-    };
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    let t = |i: usize| f.get(i).and_then(|s| s.parse::<u64>().ok()).unwrap_or(0);
-    (t(11) + t(12)) * 10
+    cpu_time(&pid.to_string()).as_millis() as u64
 }
 
 // ---------------------------------------------------------------- proxy
@@ -417,6 +369,21 @@ impl Proxy {
         old.cancel();
     }
 
+    /// Runs `exchange`; returns how long it took, and what crossed this
+    /// proxy from its start until quiet for `quiet` (`max` at most).
+    async fn measure(
+        &self,
+        quiet: Duration,
+        max: Duration,
+        exchange: impl std::future::Future<Output = Result<()>>,
+    ) -> Result<(Duration, Traffic)> {
+        let before = self.now();
+        let t = Instant::now();
+        exchange.await?;
+        let took = t.elapsed();
+        Ok((took, self.settle(quiet, max).await.since(before)))
+    }
+
     /// Waits until no byte has crossed for `quiet`; at most `max`.
     async fn settle(&self, quiet: Duration, max: Duration) -> Traffic {
         let start = Instant::now();
@@ -447,14 +414,8 @@ struct Api {
 
 impl Api {
     fn new(base: String, token: String) -> Result<Api> {
-        yui_node::peer::tls::install_crypto_provider();
-        let client = reqwest::Client::builder()
-            .no_proxy()
-            .timeout(Duration::from_secs(600))
-            .pool_max_idle_per_host(64)
-            .build()?;
         Ok(Api {
-            client,
+            client: api_client(Duration::from_secs(600))?,
             base: base.trim_end_matches('/').to_owned(),
             token,
         })
@@ -709,59 +670,21 @@ impl YuiNode {
 
     async fn start(&mut self, bin: &Path) -> Result<()> {
         let log = std::fs::File::create(self.dir.with_extension("log"))?;
-        let mut child = Command::new(bin)
-            .arg("--data-dir")
-            .arg(&self.dir)
-            .args([
-                "serve",
-                "--api-listen",
-                "127.0.0.1:0",
-                "--peer-listen",
-                "127.0.0.1:0",
-            ])
-            .stdin(Stdio::null())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::from(log))
-            .spawn()?;
-        let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
-        let (tx, rx) = std::sync::mpsc::channel::<String>();
-        std::thread::spawn(move || {
-            for line in BufReader::new(stdout).lines() {
-                let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    // Keep draining so the child never blocks on a full pipe.
-                    continue;
-                }
-            }
-        });
-        let (mut api, mut peers, mut token) = (None, None, None);
-        let deadline = Instant::now() + Duration::from_secs(30);
-        while api.is_none() || peers.is_none() || token.is_none() {
-            let left = deadline.saturating_duration_since(Instant::now());
-            let line = rx
-                .recv_timeout(left)
-                .map_err(|_| anyhow!("{}: yui serve did not print its addresses", self.name))?;
-            if let Some(rest) = line.strip_prefix("API:") {
-                api = rest.split_whitespace().next().map(str::to_owned);
-            } else if let Some(rest) = line.strip_prefix("Peers:") {
-                peers = rest
-                    .split_whitespace()
-                    .next()
-                    .map(|u| u.trim_start_matches("https://").trim_end_matches('/'))
-                    .and_then(|a| a.parse::<SocketAddr>().ok());
-            } else if let Some(rest) = line.strip_prefix("API token:") {
-                token = Some(std::fs::read_to_string(rest.trim())?.trim().to_owned());
-            }
-        }
-        let api = api.ok_or_else(|| anyhow!("no API line"))?;
-        let base = api
-            .trim_end_matches('/')
-            .trim_end_matches("/api/v1")
-            .to_owned();
-        self.api = Api::new(base, token.unwrap_or_default())?;
-        self.peer_addr = peers.ok_or_else(|| anyhow!("no Peers line"))?;
-        self.pid = child.id();
-        self.child = Some(child);
+        let mut spawned = serve::spawn(
+            bin,
+            &self.dir,
+            &["--peer-listen", "127.0.0.1:0"],
+            Stdio::from(log),
+        )?;
+        let printed = spawned
+            .printed(true, Instant::now() + Duration::from_secs(30))
+            .map_err(|e| anyhow!("{}: {e}", self.name))?;
+        let token = std::fs::read_to_string(self.dir.join("api-token"))?;
+        self.api = Api::new(printed.api, token.trim().to_owned())?;
+        let peers = printed.peers.ok_or_else(|| anyhow!("no Peers line"))?;
+        self.peer_addr = peers.trim_start_matches("https://").parse()?;
+        self.pid = spawned.child.id();
+        self.child = Some(spawned.child);
         Ok(())
     }
 
@@ -769,19 +692,11 @@ impl YuiNode {
         let Some(mut child) = self.child.take() else {
             return;
         };
-        let _ = Command::new("kill")
-            .args(["-TERM", &child.id().to_string()])
-            .status();
-        let deadline = Instant::now() + Duration::from_secs(20);
-        while Instant::now() < deadline {
-            if matches!(child.try_wait(), Ok(Some(_))) {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if serve::terminate(&mut child, Duration::from_secs(20)).is_none() {
+            eprintln!("{}: no exit 20 s after SIGTERM; killing it", self.name);
+            let _ = child.kill();
+            let _ = child.wait();
         }
-        eprintln!("{}: no exit 20 s after SIGTERM; killing it", self.name);
-        let _ = child.kill();
-        let _ = child.wait();
     }
 
     fn db(&self) -> PathBuf {
@@ -1088,15 +1003,16 @@ struct Lat {
 }
 
 impl Lat {
-    fn of(mut v: Vec<Duration>, timeouts: usize) -> Lat {
-        v.sort_unstable();
+    fn of(v: Vec<Duration>, timeouts: usize) -> Lat {
+        let over_50ms = v.iter().filter(|d| **d > Duration::from_millis(50)).count();
+        let spread = Spread::of(v);
         Lat {
-            p50: percentile(&v, 50.0),
-            p99: percentile(&v, 99.0),
-            max: v.last().copied().unwrap_or_default(),
-            n: v.len(),
+            p50: spread.p50,
+            p99: spread.p99,
+            max: spread.max,
+            n: spread.samples,
             timeouts,
-            over_50ms: v.iter().filter(|d| **d > Duration::from_millis(50)).count(),
+            over_50ms,
         }
     }
     fn json(&self) -> Value {
@@ -1265,23 +1181,7 @@ fn apply_steps(
         let heads = doc.get_heads();
         steps[7] += t.elapsed();
         let t = Instant::now();
-        let mut terms = String::new();
-        for k in ["title", "body"] {
-            if let Some(v) = view.fields.get(k).and_then(Value::as_str) {
-                yui_protocol::search::index_terms(v, &mut terms);
-            }
-        }
-        for tag in view
-            .fields
-            .get("tags")
-            .and_then(Value::as_array)
-            .into_iter()
-            .flatten()
-        {
-            if let Some(tag) = tag.as_str() {
-                yui_protocol::search::index_terms(tag, &mut terms);
-            }
-        }
+        let terms = search_terms(&view.fields);
         steps[8] += t.elapsed();
         std::hint::black_box((json, bytes, heads, terms));
     }
@@ -1453,9 +1353,75 @@ async fn main() -> Result<()> {
     .await
 }
 
-#[allow(clippy::too_many_lines)]
 async fn bench(o: &Opts, root: &Path) -> Result<()> {
     let bin = yui_binary()?;
+    let n = o.n;
+    let mut out = header(o, root);
+    let work = Workload::generate(o)?;
+    out.insert("dataset_sha256".into(), work.sha.clone().into());
+    let validated = Arc::new(work.validated()?);
+
+    println!("\n## Bare Automerge (same documents, this process)");
+    let v2 = validated.clone();
+    let bare = tokio::task::spawn_blocking(move || bare_automerge(&v2)).await??;
+    print_bare(&bare, &mut out);
+    let pouch = if o.pouchdb {
+        pouchdb(o, &work.sha)
+    } else {
+        None
+    };
+    if let Some(p) = &pouch {
+        out.insert(
+            "pouchdb".into(),
+            json!({"phases": p["phases"], "versions": p["versions"], "loadavg_start": p["loadavg_start"]}),
+        );
+    }
+
+    println!("\n## Yui nodes");
+    let mut nodes = Nodes::start(o, &bin, root, &work).await?;
+    let (fig1, fig5) = figures_1_and_5(o, &bin, root, &mut nodes, &mut out).await?;
+    let Nodes {
+        ca,
+        mut a,
+        mut s2,
+        ids_a,
+    } = nodes;
+    let (mut bnode, p_ba) = fig1.receiver.ok_or_else(|| anyhow!("no receiver B"))?;
+    verify(&a, &bnode, &ids_a, &work.knowledge, &mut out).await?;
+    figure_2(o, &a, &bnode, &p_ba, &mut out).await?;
+    figure_3(&a, &bnode, &p_ba, &work.edited, &ids_a[n / 2..], &mut out).await?;
+
+    println!("\n## Relay node C dials B (initial sync from a node whose records arrived by sync)");
+    let mut c = YuiNode::create(&bin, root, &ca, "minami").await?;
+    let p_cb = Proxy::start(bnode.peer_addr).await?;
+    let fc = initial_sync("C←B (relay source)", &bnode, &c, Some(&p_cb), n as u64).await?;
+    print_initial(&fc);
+    out.insert("initial_from_relay".into(), fc.json());
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    figure_4(o, &a, &bnode, &c, &p_ba, &work.records, &mut out).await?;
+    let _ = p_cb;
+
+    // ---- stop, then the in-process breakdown
+    for node in [&mut a, &mut s2, &mut bnode, &mut c] {
+        node.stop();
+    }
+    println!("\n## Bare Automerge again, with the nodes stopped");
+    let bare2 = tokio::task::spawn_blocking(move || bare_automerge(&validated)).await??;
+    print_bare_after(&bare2, &mut out);
+    println!(
+        "\n## Breakdown: the initial sync's steps replayed in this process (A's database → fresh database)"
+    );
+    let bd = breakdown(&a.db(), &a.town, root).await?;
+    print_breakdown(&bd, &mut out);
+    summary(n, &fig1.runs, &fig5, &bare, &bare2, pouch.as_ref());
+    out.insert("loadavg_end".into(), support::loadavg().into());
+    out.insert("status".into(), "ok".into());
+    println!("\n{}", Value::Object(out));
+    Ok(())
+}
+
+/// The heading, and the start of the JSON line printed at the end.
+fn header(o: &Opts, root: &Path) -> Map<String, Value> {
     let n = o.n;
     let cores = std::thread::available_parallelism().map_or(1, |c| c.get());
     println!("# Yui federation benchmark (issue 3)");
@@ -1473,51 +1439,70 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
     out.insert("dirty".into(), code.dirty.into());
     out.insert("n".into(), n.into());
     out.insert("loadavg_start".into(), support::loadavg().into());
+    out
+}
 
-    // ---- workload
-    let gen_js = o
-        .peers_dir
-        .join("lib/gen.js")
-        .to_string_lossy()
-        .into_owned();
-    let (records, sha) = node_lines(&[&gen_js, "--jsonl", &n.to_string()], &o.peers_dir)?;
-    let known = KNOWN_SHA.iter().find(|(k, _)| *k == n).map(|(_, s)| *s);
-    println!(
-        "workload: {} records from gen.js, dataset sha256 {sha} ({})",
-        records.len(),
-        match known {
-            Some(k) if k == sha => "matches the published fingerprint",
-            Some(_) => "DOES NOT MATCH the published fingerprint",
-            None => "no published fingerprint for this N",
+/// The generator's records, their fingerprint, the edits of figure 3 and
+/// the local records of figure 5.
+struct Workload {
+    records: Vec<Value>,
+    sha: String,
+    edited: Vec<Value>,
+    locals: Vec<Value>,
+    knowledge: Vec<Map<String, Value>>,
+}
+
+impl Workload {
+    fn generate(o: &Opts) -> Result<Workload> {
+        let n = o.n;
+        let gen_js = o
+            .peers_dir
+            .join("lib/gen.js")
+            .to_string_lossy()
+            .into_owned();
+        let (records, sha) = node_lines(&[&gen_js, "--jsonl", &n.to_string()], &o.peers_dir)?;
+        let known = KNOWN_SHA.iter().find(|(k, _)| *k == n).map(|(_, s)| *s);
+        println!(
+            "workload: {} records from gen.js, dataset sha256 {sha} ({})",
+            records.len(),
+            match known {
+                Some(k) if k == sha => "matches the published fingerprint",
+                Some(_) => "DOES NOT MATCH the published fingerprint",
+                None => "no published fingerprint for this N",
+            }
+        );
+        if known.is_some_and(|k| k != sha) {
+            bail!("dataset fingerprint mismatch");
         }
-    );
-    if known.is_some_and(|k| k != sha) {
-        bail!("dataset fingerprint mismatch");
+        // The edits of figure 3: gen.js `editRecord` rounds 1..=EDITS of records
+        // editIndex(N) + k (the first is exactly the edit of `--edited`).
+        let script = format!(
+            "const g=require({gen_js:?});const i=g.editIndex({n});\
+             for(let k=0;k<{EDITS};k++)process.stdout.write(JSON.stringify(g.editRecord(g.makeRecord(i+k),k+1))+'\\n');\
+             for(let k=0;k<{n};k++)process.stdout.write(JSON.stringify(g.makeRecord(k,{{kind:'local'}}))+'\\n');"
+        );
+        let (mut extra, _) = node_lines(&["-e", &script], &o.peers_dir)?;
+        let edited: Vec<Value> = extra.drain(..EDITS).collect();
+        let locals = extra;
+        let knowledge: Vec<Map<String, Value>> = records.iter().map(knowledge_fields).collect();
+        Ok(Workload {
+            records,
+            sha,
+            edited,
+            locals,
+            knowledge,
+        })
     }
-    out.insert("dataset_sha256".into(), sha.clone().into());
-    // The edits of figure 3: gen.js `editRecord` rounds 1..=EDITS of records
-    // editIndex(N) + k (the first is exactly the edit of `--edited`).
-    let script = format!(
-        "const g=require({gen_js:?});const i=g.editIndex({n});\
-         for(let k=0;k<{EDITS};k++)process.stdout.write(JSON.stringify(g.editRecord(g.makeRecord(i+k),k+1))+'\\n');\
-         for(let k=0;k<{n};k++)process.stdout.write(JSON.stringify(g.makeRecord(k,{{kind:'local'}}))+'\\n');"
-    );
-    let (mut extra, _) = node_lines(&["-e", &script], &o.peers_dir)?;
-    let edited: Vec<Value> = extra.drain(..EDITS).collect();
-    let locals = extra;
-    let edit_index = n / 2;
 
-    let knowledge: Vec<Map<String, Value>> = records.iter().map(knowledge_fields).collect();
-    let validated: Vec<Fields> = knowledge
-        .iter()
-        .map(|m| validate_create(Collection::Knowledge, m).map_err(|e| anyhow!("{e:?}")))
-        .collect::<Result<_>>()?;
+    fn validated(&self) -> Result<Vec<Fields>> {
+        self.knowledge
+            .iter()
+            .map(|m| validate_create(Collection::Knowledge, m).map_err(|e| anyhow!("{e:?}")))
+            .collect()
+    }
+}
 
-    // ---- bare Automerge
-    println!("\n## Bare Automerge (same documents, this process)");
-    let validated = Arc::new(validated);
-    let v2 = validated.clone();
-    let bare = tokio::task::spawn_blocking(move || bare_automerge(&v2)).await??;
+fn print_bare(bare: &BareFig, out: &mut Map<String, Value>) {
     println!(
         "  create {:.0} ms; save() {:.0} ms ({} total, {} uncompressed); load() {:.0} ms one thread, {:.0} ms on 2 threads",
         bare.create_ms,
@@ -1540,89 +1525,130 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
             "save_bytes": bare.save_bytes, "save_nocompress_bytes": bare.nocompress_bytes,
         }),
     );
+}
 
-    // ---- PouchDB
-    let pouch = if o.pouchdb {
-        println!("\n## PouchDB (peers/pouchdb/bench.js --n {n} --adapter leveldb --gzip on)");
-        match run_pouchdb(o) {
-            Ok(v) => {
-                if v["dataset_sha256"].as_str() != Some(sha.as_str()) {
-                    println!("  WARNING: PouchDB's dataset_sha256 differs from ours");
-                }
-                for phase in [
-                    "initial",
-                    "incremental",
-                    "idle",
-                    "filtered_selector",
-                    "filtered_fn",
-                ] {
-                    let p = &v["phases"][phase];
-                    println!(
-                        "  {phase:<18} {:>9}  {:>9}  {} HTTP requests  CPU client {} ms, server {} ms",
-                        fmt_ms(Duration::from_secs_f64(
-                            p["ms"].as_f64().unwrap_or(0.0) / 1e3
-                        )),
-                        fmt_bytes(p["bytes_total"].as_u64().unwrap_or(0)),
-                        p["http_requests"],
-                        p["cpu_ms_client"],
-                        p["cpu_ms_server"]
-                    );
-                }
-                Some(v)
+fn print_bare_after(bare2: &BareFig, out: &mut Map<String, Value>) {
+    println!(
+        "  create {:.0} ms; save() {:.0} ms; load() {:.0} ms one thread, {:.0} ms on 2 threads; save() → load() on two threads {:.0} ms wall",
+        bare2.create_ms, bare2.save_ms, bare2.load_ms, bare2.load_2cores_ms, bare2.pipeline_ms
+    );
+    out.insert(
+        "bare_automerge_after".into(),
+        json!({
+            "create_ms": bare2.create_ms, "save_ms": bare2.save_ms, "load_ms": bare2.load_ms,
+            "load_2threads_ms": bare2.load_2cores_ms, "save_to_load_pipeline_ms": bare2.pipeline_ms,
+            "nocompress_pipeline_ms": bare2.nocompress_pipeline_ms,
+        }),
+    );
+}
+
+/// PouchDB's run of the same workload, or None (said why) if it failed.
+fn pouchdb(o: &Opts, sha: &str) -> Option<Value> {
+    println!(
+        "\n## PouchDB (peers/pouchdb/bench.js --n {} --adapter leveldb --gzip on)",
+        o.n
+    );
+    match run_pouchdb(o) {
+        Ok(v) => {
+            if v["dataset_sha256"].as_str() != Some(sha) {
+                println!("  WARNING: PouchDB's dataset_sha256 differs from ours");
             }
-            Err(e) => {
-                println!("  skipped: {e:#}");
-                None
+            for phase in [
+                "initial",
+                "incremental",
+                "idle",
+                "filtered_selector",
+                "filtered_fn",
+            ] {
+                let p = &v["phases"][phase];
+                println!(
+                    "  {phase:<18} {:>9}  {:>9}  {} HTTP requests  CPU client {} ms, server {} ms",
+                    fmt_ms(Duration::from_secs_f64(
+                        p["ms"].as_f64().unwrap_or(0.0) / 1e3
+                    )),
+                    fmt_bytes(p["bytes_total"].as_u64().unwrap_or(0)),
+                    p["http_requests"],
+                    p["cpu_ms_client"],
+                    p["cpu_ms_server"]
+                );
             }
+            Some(v)
         }
-    } else {
-        None
-    };
-    if let Some(p) = &pouch {
-        out.insert(
-            "pouchdb".into(),
-            json!({"phases": p["phases"], "versions": p["versions"], "loadavg_start": p["loadavg_start"]}),
-        );
+        Err(e) => {
+            println!("  skipped: {e:#}");
+            None
+        }
     }
+}
 
-    // ---- the consortium
-    println!("\n## Yui nodes");
-    let ca = root.join("ca");
-    let ca_s = ca.to_string_lossy().into_owned();
-    run_yui(&bin, &["ca", "init", "--ca-dir", &ca_s, "--name", "bench"])?;
-    let mut a = YuiNode::create(&bin, root, &ca, "kita").await?;
-    let mut s2 = YuiNode::create(&bin, root, &ca, "mixed").await?;
-    let items: Arc<Vec<(&'static str, Map<String, Value>)>> =
-        Arc::new(knowledge.iter().map(|f| ("knowledge", f.clone())).collect());
-    let (ids_a, took) = load(&a.api, items, o.load_clients).await?;
-    println!(
-        "  loaded A ({}) with {n} knowledge records through the API: {:.1} s ({:.0}/s, {} clients)",
-        a.town,
-        took.as_secs_f64(),
-        n as f64 / took.as_secs_f64(),
-        o.load_clients
-    );
-    let mixed: Arc<Vec<(&'static str, Map<String, Value>)>> = Arc::new(
-        (0..2 * n)
-            .map(|i| {
-                if i % 2 == 0 {
-                    ("knowledge", knowledge[i / 2].clone())
-                } else {
-                    ("workers", worker_fields(&locals[i / 2]))
-                }
-            })
-            .collect(),
-    );
-    let (_, took) = load(&s2.api, mixed, o.load_clients).await?;
-    println!(
-        "  loaded S ({}) with {n} knowledge + {n} workers, interleaved: {:.1} s",
-        s2.town,
-        took.as_secs_f64()
-    );
-    // Let the WAL checkpoint and the machine calm down.
-    tokio::time::sleep(Duration::from_secs(3)).await;
+/// The consortium's CA and its two sources: A with the N knowledge
+/// records, S with them and N local workers records, interleaved.
+struct Nodes {
+    ca: PathBuf,
+    a: YuiNode,
+    s2: YuiNode,
+    /// A's records' ids, in the generator's order.
+    ids_a: Vec<String>,
+}
 
-    // ---- figures 1 and 5, alternating
+impl Nodes {
+    async fn start(o: &Opts, bin: &Path, root: &Path, work: &Workload) -> Result<Nodes> {
+        let n = o.n;
+        let ca = root.join("ca");
+        let ca_s = ca.to_string_lossy().into_owned();
+        run_yui(bin, &["ca", "init", "--ca-dir", &ca_s, "--name", "bench"])?;
+        let a = YuiNode::create(bin, root, &ca, "kita").await?;
+        let s2 = YuiNode::create(bin, root, &ca, "mixed").await?;
+        let knowledge = &work.knowledge;
+        let items: Arc<Vec<(&'static str, Map<String, Value>)>> =
+            Arc::new(knowledge.iter().map(|f| ("knowledge", f.clone())).collect());
+        let (ids_a, took) = load(&a.api, items, o.load_clients).await?;
+        println!(
+            "  loaded A ({}) with {n} knowledge records through the API: {:.1} s ({:.0}/s, {} clients)",
+            a.town,
+            took.as_secs_f64(),
+            n as f64 / took.as_secs_f64(),
+            o.load_clients
+        );
+        let mixed: Arc<Vec<(&'static str, Map<String, Value>)>> = Arc::new(
+            (0..2 * n)
+                .map(|i| {
+                    if i % 2 == 0 {
+                        ("knowledge", knowledge[i / 2].clone())
+                    } else {
+                        ("workers", worker_fields(&work.locals[i / 2]))
+                    }
+                })
+                .collect(),
+        );
+        let (_, took) = load(&s2.api, mixed, o.load_clients).await?;
+        println!(
+            "  loaded S ({}) with {n} knowledge + {n} workers, interleaved: {:.1} s",
+            s2.town,
+            took.as_secs_f64()
+        );
+        // Let the WAL checkpoint and the machine calm down.
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        Ok(Nodes { ca, a, s2, ids_a })
+    }
+}
+
+/// Figure 1's runs, and the first receiver with its proxy: B, which the
+/// later figures use.
+struct Fig1 {
+    runs: Vec<InitialFig>,
+    receiver: Option<(YuiNode, Proxy)>,
+}
+
+/// Figures 1 and 5, alternating, and figure 1 without the proxy.
+async fn figures_1_and_5(
+    o: &Opts,
+    bin: &Path,
+    root: &Path,
+    nodes: &mut Nodes,
+    out: &mut Map<String, Value>,
+) -> Result<(Fig1, Vec<InitialFig>)> {
+    let n = o.n;
     println!("\n## Figure 1 / 5: initial sync to an empty node (through the counting proxy)");
     let nn = n as u64;
     let mut fig1: Vec<InitialFig> = Vec::new();
@@ -1637,8 +1663,9 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
         };
         for plain in order {
             extra_nodes += 1;
-            let mut dst = YuiNode::create(&bin, root, &ca, &format!("recv{extra_nodes}")).await?;
-            let src = if plain { &a } else { &s2 };
+            let mut dst =
+                YuiNode::create(bin, root, &nodes.ca, &format!("recv{extra_nodes}")).await?;
+            let src = if plain { &nodes.a } else { &nodes.s2 };
             let proxy = Proxy::start(src.peer_addr).await?;
             let label = if plain {
                 format!("fig1 A→empty run {}", r + 1)
@@ -1665,14 +1692,13 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
     }
     let mut direct = None;
     if o.direct {
-        let mut dst = YuiNode::create(&bin, root, &ca, "direct").await?;
-        let f = initial_sync("fig1 A→empty, no proxy", &a, &dst, None, nn).await?;
+        let mut dst = YuiNode::create(bin, root, &nodes.ca, "direct").await?;
+        let f = initial_sync("fig1 A→empty, no proxy", &nodes.a, &dst, None, nn).await?;
         print_initial(&f);
         dst.stop();
         let _ = std::fs::remove_dir_all(&dst.dir);
         direct = Some(f);
     }
-    let (mut bnode, p_ba) = b.ok_or_else(|| anyhow!("no receiver B"))?;
     out.insert(
         "initial".into(),
         Value::Array(fig1.iter().map(InitialFig::json).collect()),
@@ -1684,8 +1710,23 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
     if let Some(d) = &direct {
         out.insert("initial_no_proxy".into(), d.json());
     }
+    Ok((
+        Fig1 {
+            runs: fig1,
+            receiver: b,
+        },
+        fig5,
+    ))
+}
 
-    // ---- verify B against A and A against the generator
+/// B against A, and A against the generator.
+async fn verify(
+    a: &YuiNode,
+    bnode: &YuiNode,
+    ids_a: &[String],
+    knowledge: &[Map<String, Value>],
+    out: &mut Map<String, Value>,
+) -> Result<()> {
     let on_a = a.api.list_all("knowledge").await?;
     let on_b = bnode.api.list_all("knowledge").await?;
     let mut mismatches = 0;
@@ -1714,40 +1755,99 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
         "verify".into(),
         json!({"on_a": on_a.len(), "on_b": on_b.len(), "mismatches": mismatches}),
     );
+    Ok(())
+}
 
-    // ---- figure 2: idle round
-    println!("\n## Figure 2: idle round at N = {n} (B dials A; POST /api/v1/sync on B)");
+/// What one exchange cost: the bytes at the proxy until quiet, and the
+/// sync requests A served with their bodies' bytes.
+struct Exchange {
+    wire: Traffic,
+    requests: u64,
+    bodies_in: u64,
+    bodies_out: u64,
+}
+
+impl Exchange {
+    /// "wire … (c→s …, s→c …), … new TCP conn, … sync requests `verb` by A
+    /// (bodies … in / … out)".
+    fn text(&self, verb: &str) -> String {
+        format!(
+            "wire {} (c→s {}, s→c {}), {} new TCP conn, {} sync requests {verb} by A (bodies {} in / {} out)",
+            fmt_bytes(self.wire.total()),
+            self.wire.c2s,
+            self.wire.s2c,
+            self.wire.conns,
+            self.requests,
+            self.bodies_in,
+            self.bodies_out
+        )
+    }
+
+    /// The exchange's figures, with `more` of the caller's.
+    fn json(&self, more: Value) -> Value {
+        let mut v = json!({"wire": self.wire.json(), "sync_requests": self.requests,
+            "bodies_in": self.bodies_in, "bodies_out": self.bodies_out});
+        if let (Some(v), Value::Object(more)) = (v.as_object_mut(), more) {
+            v.extend(more);
+        }
+        v
+    }
+}
+
+/// Counts at the proxy and at A, taken before an exchange.
+struct Before {
+    wire: Traffic,
+    inbound: Inbound,
+}
+
+impl Before {
+    async fn take(a: &YuiNode, b: &YuiNode, proxy: &Proxy) -> Result<Before> {
+        Ok(Before {
+            wire: proxy.now(),
+            inbound: inbound_from(&a.api, &b.node_id).await?,
+        })
+    }
+
+    /// What crossed since, once the proxy has been quiet for 300 ms.
+    async fn settled(&self, a: &YuiNode, b: &YuiNode, proxy: &Proxy) -> Result<Exchange> {
+        let wire = proxy
+            .settle(Duration::from_millis(300), Duration::from_secs(5))
+            .await
+            .since(self.wire);
+        let in1 = inbound_from(&a.api, &b.node_id).await?;
+        Ok(Exchange {
+            wire,
+            requests: in1.rounds - self.inbound.rounds,
+            bodies_in: in1.bytes_in - self.inbound.bytes_in,
+            bodies_out: in1.bytes_out - self.inbound.bytes_out,
+        })
+    }
+}
+
+/// Figure 2: idle rounds at N, forced and in the background.
+async fn figure_2(
+    o: &Opts,
+    a: &YuiNode,
+    bnode: &YuiNode,
+    p_ba: &Proxy,
+    out: &mut Map<String, Value>,
+) -> Result<()> {
+    println!(
+        "\n## Figure 2: idle round at N = {} (B dials A; POST /api/v1/sync on B)",
+        o.n
+    );
     // Let the pushers' and long polls' last exchanges after figure 1 finish,
     // so they are not counted as the idle round's bytes.
     tokio::time::sleep(Duration::from_secs(1)).await;
     let mut idle = Vec::new();
     for k in 0..5 {
-        let before = p_ba.now();
-        let in0 = inbound_from(&a.api, &bnode.node_id).await?;
+        let before = Before::take(a, bnode, p_ba).await?;
         let t = Instant::now();
         bnode.api.sync().await?;
         let lat = t.elapsed();
-        let wire = p_ba
-            .settle(Duration::from_millis(300), Duration::from_secs(5))
-            .await
-            .since(before);
-        let in1 = inbound_from(&a.api, &bnode.node_id).await?;
-        println!(
-            "  round {}: {}  wire {} (c→s {}, s→c {}), {} new TCP conn, {} sync requests served by A (bodies {} in / {} out)",
-            k + 1,
-            fmt_ms(lat),
-            fmt_bytes(wire.total()),
-            wire.c2s,
-            wire.s2c,
-            wire.conns,
-            in1.rounds - in0.rounds,
-            in1.bytes_in - in0.bytes_in,
-            in1.bytes_out - in0.bytes_out
-        );
-        idle.push(
-            json!({"ms": msf(lat), "wire": wire.json(), "sync_requests": in1.rounds - in0.rounds,
-            "bodies_in": in1.bytes_in - in0.bytes_in, "bodies_out": in1.bytes_out - in0.bytes_out}),
-        );
+        let x = before.settled(a, bnode, p_ba).await?;
+        println!("  round {}: {}  {}", k + 1, fmt_ms(lat), x.text("served"));
+        idle.push(x.json(json!({"ms": msf(lat)})));
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     out.insert("idle_forced".into(), Value::Array(idle));
@@ -1776,16 +1876,25 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
                 "cpu_ms_a": ca1 - ca0, "cpu_ms_b": cb1 - cb0}),
         );
     }
+    Ok(())
+}
 
-    // ---- figure 3: one record edited at A
+/// Figure 3: one record edited at A at a time (`edit_ids`, from N/2), then
+/// a forced round.
+async fn figure_3(
+    a: &YuiNode,
+    bnode: &YuiNode,
+    p_ba: &Proxy,
+    edited: &[Value],
+    edit_ids: &[String],
+    out: &mut Map<String, Value>,
+) -> Result<()> {
     println!("\n## Figure 3: one record edited at A (B long-polls A)");
     let mut edits = Vec::new();
     let (mut edit_lat, mut edit_bytes) = (Vec::new(), Vec::new());
-    for (k, rec) in edited.iter().enumerate() {
-        let edit_id = &ids_a[edit_index + k];
+    for (k, (rec, edit_id)) in edited.iter().zip(edit_ids).enumerate() {
         let body = rec["body"].clone();
-        let before = p_ba.now();
-        let in0 = inbound_from(&a.api, &bnode.node_id).await?;
+        let before = Before::take(a, bnode, p_ba).await?;
         let t = Instant::now();
         a.api
             .expect(
@@ -1797,44 +1906,18 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
             .await?;
         let answered = Instant::now();
         let patch_ms = answered - t;
-        // Bounded by the deadline.
-        let seen = loop {
-            if bnode
-                .api
-                .get_fields("knowledge", edit_id)
-                .await?
-                .is_some_and(|f| f["body"] == body)
-            {
-                break Instant::now();
-            }
-            if answered.elapsed() > Duration::from_secs(10) {
-                bail!("the edit did not reach B in 10 s");
-            }
-            tokio::time::sleep(Duration::from_millis(1)).await;
-        };
-        let wire = p_ba
-            .settle(Duration::from_millis(300), Duration::from_secs(5))
-            .await
-            .since(before);
-        let in1 = inbound_from(&a.api, &bnode.node_id).await?;
+        let seen = edit_seen(bnode, edit_id, &body, answered).await?;
+        let x = before.settled(a, bnode, p_ba).await?;
         println!(
-            "  edit {}: PATCH answered in {}, visible at B {} after the answer; wire {} (c→s {}, s→c {}), {} new TCP conn, {} sync requests answered by A (bodies {} in / {} out)",
+            "  edit {}: PATCH answered in {}, visible at B {} after the answer; {}",
             k + 1,
             fmt_ms(patch_ms),
             fmt_ms(seen - answered),
-            fmt_bytes(wire.total()),
-            wire.c2s,
-            wire.s2c,
-            wire.conns,
-            in1.rounds - in0.rounds,
-            in1.bytes_in - in0.bytes_in,
-            in1.bytes_out - in0.bytes_out
+            x.text("answered")
         );
-        edits.push(json!({"patch_ms": msf(patch_ms), "visible_ms": msf(seen - answered), "wire": wire.json(),
-            "sync_requests": in1.rounds - in0.rounds, "bodies_in": in1.bytes_in - in0.bytes_in,
-            "bodies_out": in1.bytes_out - in0.bytes_out}));
+        edits.push(x.json(json!({"patch_ms": msf(patch_ms), "visible_ms": msf(seen - answered)})));
         edit_lat.push(seen - answered);
-        edit_bytes.push(wire.total());
+        edit_bytes.push(x.wire.total());
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
     let el = Lat::of(edit_lat, 0);
@@ -1845,78 +1928,82 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
         fmt_bytes(edit_bytes.iter().copied().max().unwrap_or(0))
     );
     // A forced round right after: does anything remain?
-    let before = p_ba.now();
-    let t = Instant::now();
-    bnode.api.sync().await?;
-    let lat = t.elapsed();
-    let wire = p_ba
-        .settle(Duration::from_millis(300), Duration::from_secs(5))
-        .await
-        .since(before);
+    let (lat, wire) = p_ba
+        .measure(Duration::from_millis(300), Duration::from_secs(5), async {
+            bnode.api.sync().await.map(drop)
+        })
+        .await?;
     println!(
         "  then POST /api/v1/sync on B: {}  wire {}",
         fmt_ms(lat),
         fmt_bytes(wire.total())
     );
     out.insert("edit".into(), Value::Array(edits));
+    Ok(())
+}
 
-    // ---- relay node C, dialling B
-    println!("\n## Relay node C dials B (initial sync from a node whose records arrived by sync)");
-    let mut c = YuiNode::create(&bin, root, &ca, "minami").await?;
-    let p_cb = Proxy::start(bnode.peer_addr).await?;
-    let fc = initial_sync("C←B (relay source)", &bnode, &c, Some(&p_cb), nn).await?;
-    print_initial(&fc);
-    out.insert("initial_from_relay".into(), fc.json());
-    tokio::time::sleep(Duration::from_millis(500)).await;
+/// Polls B every ~1 ms until the edited body is there; when it was seen.
+async fn edit_seen(bnode: &YuiNode, id: &str, body: &Value, answered: Instant) -> Result<Instant> {
+    // Bounded by the deadline.
+    loop {
+        if bnode
+            .api
+            .get_fields("knowledge", id)
+            .await?
+            .is_some_and(|f| f["body"] == *body)
+        {
+            return Ok(Instant::now());
+        }
+        if answered.elapsed() > Duration::from_secs(10) {
+            bail!("the edit did not reach B in 10 s");
+        }
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+}
 
-    // ---- figure 4
+/// Figure 4: propagation with B long-polling A, then with A pushing to B
+/// (B's own link to A cut).
+async fn figure_4(
+    o: &Opts,
+    a: &YuiNode,
+    bnode: &YuiNode,
+    c: &YuiNode,
+    p_ba: &Proxy,
+    records: &[Value],
+    out: &mut Map<String, Value>,
+) -> Result<()> {
     println!(
         "\n## Figure 4: propagation of one write, {} writes per path (201 at A → first GET 200)",
         o.writes
     );
-    let lats = propagation(&a.api, &[&bnode.api, &c.api], o.writes, &records).await?;
-    println!(
-        "  B long-polls A (write at A, read at B):   {}",
-        lats[0].text()
-    );
-    println!(
-        "  A ← B ← C, two long polls (read at C):   {}",
-        lats[1].text()
-    );
+    let paths = Paths {
+        writer: a,
+        direct: bnode,
+        relayed: c,
+        records,
+        writes: o.writes,
+    };
     let mut fig4 = Map::new();
-    fig4.insert("pull_direct".into(), lats[0].json());
-    fig4.insert("pull_relayed".into(), lats[1].json());
+    paths
+        .measure(
+            [
+                "B long-polls A (write at A, read at B):  ",
+                "A ← B ← C, two long polls (read at C):  ",
+            ],
+            ["pull_direct", "pull_relayed"],
+            &mut fig4,
+        )
+        .await?;
 
     // A dials B; B's own link to A is cut.
     p_ba.block();
     let p_ab = Proxy::start(bnode.peer_addr).await?;
-    let before = p_ab.now();
-    let t = Instant::now();
-    a.api.add_peer(&p_ab.url()).await?;
-    // Bounded by the deadline.
-    loop {
-        let v = a
-            .api
-            .expect(reqwest::Method::GET, "/api/v1/peers", None, 200)
-            .await?;
-        let done = v["peers"]
-            .as_array()
-            .into_iter()
-            .flatten()
-            .any(|p| p["state"] == "ok" && p["pending"] == 0);
-        if done {
-            break;
-        }
-        if t.elapsed() > Duration::from_secs(120) {
-            bail!("A's first exchange with B did not finish: {v}");
-        }
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-    let first = t.elapsed();
-    let wire = p_ab
-        .settle(Duration::from_millis(500), Duration::from_secs(20))
-        .await
-        .since(before);
+    let (first, wire) = p_ab
+        .measure(Duration::from_millis(500), Duration::from_secs(20), async {
+            a.api.add_peer(&p_ab.url()).await?;
+            first_exchange_done(a).await
+        })
+        .await?;
     println!(
         "  A adds B as a peer (B already holds everything): done in {}, wire {} (c→s {}, s→c {}), {} TCP conn",
         fmt_ms(first),
@@ -1929,42 +2016,75 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
         "second_direction_peering".into(),
         json!({"ms": msf(first), "wire": wire.json()}),
     );
-    let lats = propagation(&a.api, &[&bnode.api, &c.api], o.writes, &records).await?;
-    println!(
-        "  A pushes to B (write at A, read at B):   {}",
-        lats[0].text()
-    );
-    println!(
-        "  A → B ← C, relayed (read at C):          {}",
-        lats[1].text()
-    );
-    fig4.insert("push_direct".into(), lats[0].json());
-    fig4.insert("push_relayed".into(), lats[1].json());
+    paths
+        .measure(
+            [
+                "A pushes to B (write at A, read at B):  ",
+                "A → B ← C, relayed (read at C):         ",
+            ],
+            ["push_direct", "push_relayed"],
+            &mut fig4,
+        )
+        .await?;
     out.insert("propagation".into(), Value::Object(fig4));
-    let _ = p_cb;
+    Ok(())
+}
 
-    // ---- stop, then the in-process breakdown
-    for node in [&mut a, &mut s2, &mut bnode, &mut c] {
-        node.stop();
+/// The two paths of figure 4: from the writer to a node that syncs with it
+/// directly, and on to one that syncs only with that node.
+struct Paths<'a> {
+    writer: &'a YuiNode,
+    direct: &'a YuiNode,
+    relayed: &'a YuiNode,
+    records: &'a [Value],
+    writes: usize,
+}
+
+impl Paths<'_> {
+    /// Propagation along both paths, printed with `labels` and kept in
+    /// `fig4` under `keys`.
+    async fn measure(
+        &self,
+        labels: [&str; 2],
+        keys: [&str; 2],
+        fig4: &mut Map<String, Value>,
+    ) -> Result<()> {
+        let receivers = [&self.direct.api, &self.relayed.api];
+        let lats = propagation(&self.writer.api, &receivers, self.writes, self.records).await?;
+        for ((label, key), lat) in labels.iter().zip(keys).zip(&lats) {
+            println!("  {label} {}", lat.text());
+            fig4.insert(key.into(), lat.json());
+        }
+        Ok(())
     }
-    println!("\n## Bare Automerge again, with the nodes stopped");
-    let bare2 = tokio::task::spawn_blocking(move || bare_automerge(&validated)).await??;
-    println!(
-        "  create {:.0} ms; save() {:.0} ms; load() {:.0} ms one thread, {:.0} ms on 2 threads; save() → load() on two threads {:.0} ms wall",
-        bare2.create_ms, bare2.save_ms, bare2.load_ms, bare2.load_2cores_ms, bare2.pipeline_ms
-    );
-    out.insert(
-        "bare_automerge_after".into(),
-        json!({
-            "create_ms": bare2.create_ms, "save_ms": bare2.save_ms, "load_ms": bare2.load_ms,
-            "load_2threads_ms": bare2.load_2cores_ms, "save_to_load_pipeline_ms": bare2.pipeline_ms,
-            "nocompress_pipeline_ms": bare2.nocompress_pipeline_ms,
-        }),
-    );
-    println!(
-        "\n## Breakdown: the initial sync's steps replayed in this process (A's database → fresh database)"
-    );
-    let bd = breakdown(&a.db(), &a.town, root).await?;
+}
+
+/// Waits until A's peer list shows a first exchange done with nothing
+/// pending (two minutes at most).
+async fn first_exchange_done(a: &YuiNode) -> Result<()> {
+    let t = Instant::now();
+    // Bounded by the deadline.
+    loop {
+        let v = a
+            .api
+            .expect(reqwest::Method::GET, "/api/v1/peers", None, 200)
+            .await?;
+        let done = v["peers"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .any(|p| p["state"] == "ok" && p["pending"] == 0);
+        if done {
+            return Ok(());
+        }
+        if t.elapsed() > Duration::from_secs(120) {
+            bail!("A's first exchange with B did not finish: {v}");
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn print_breakdown(bd: &Breakdown, out: &mut Map<String, Value>) {
     let sum = bd.request
         + bd.accept
         + bd.prepare
@@ -2040,8 +2160,17 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
             "gzip_levels": bd.levels.iter().map(|(l, b, d)| json!({"level": l, "bytes": b, "ms": msf(*d)})).collect::<Vec<_>>(),
         }),
     );
+}
 
-    // ---- summary
+/// Figures 1 and 5 against PouchDB and bare Automerge, and their goals.
+fn summary(
+    n: usize,
+    fig1: &[InitialFig],
+    fig5: &[InitialFig],
+    bare: &BareFig,
+    bare2: &BareFig,
+    pouch: Option<&Value>,
+) {
     println!("\n## Summary (N = {n})");
     let med = |v: &[InitialFig]| -> (Duration, u64) {
         let mut t: Vec<Duration> = v.iter().map(|f| f.wall).collect();
@@ -2051,9 +2180,9 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
             median_u64(v.iter().map(|f| f.wire.total()).collect()),
         )
     };
-    let (t1, b1) = med(&fig1);
-    let (t5, b5) = med(&fig5);
-    let pouch_initial = pouch.as_ref().map(|p| {
+    let (t1, b1) = med(fig1);
+    let (t5, b5) = med(fig5);
+    let pouch_initial = pouch.map(|p| {
         (
             p["phases"]["initial"]["ms"].as_f64().unwrap_or(0.0),
             p["phases"]["initial"]["bytes_total"].as_u64().unwrap_or(0),
@@ -2089,8 +2218,4 @@ async fn bench(o: &Opts, root: &Path) -> Result<()> {
         (t5.as_secs_f64() / t1.as_secs_f64() - 1.0) * 100.0,
         (b5 as f64 / b1 as f64 - 1.0) * 100.0
     );
-    out.insert("loadavg_end".into(), support::loadavg().into());
-    out.insert("status".into(), "ok".into());
-    println!("\n{}", Value::Object(out));
-    Ok(())
 }

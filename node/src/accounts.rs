@@ -27,7 +27,8 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use tokio::sync::Semaphore;
 
-pub use crate::clock::{Clock, system_clock};
+pub use crate::clock::Clock;
+use crate::clock::system_clock;
 use crate::datadir::DataDir;
 use crate::error::{Error, Result};
 pub use crate::store::AuditEntry;

@@ -123,7 +123,7 @@ impl Node {
         let accounts = crate::accounts::Accounts::open_with_audit_via(
             &data_dir.db_path(),
             token.clone(),
-            crate::accounts::system_clock(),
+            crate::clock::system_clock(),
             Some(store.clone()),
         )?;
         let peering = match crate::peer::Trust::load(&data_dir)? {

@@ -3,44 +3,26 @@
 //! per API token, the audit log, and that user names stay out of the
 //! documents that sync.
 
-#[path = "support/node.rs"]
-mod support;
-
 use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, Ordering};
 
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
-use support::{TestNode, init_data_dir};
 use yui_node::accounts::{
     Accounts, Clock, LOCKOUT_SECS, LoginError, MAX_FAILED_LOGINS, Principal, Role,
     SESSION_IDLE_SECS, SESSION_MAX_SECS,
 };
 use yui_node::datadir::DataDir;
+use yui_tests::test_node::{TestNode, init_data_dir};
 
 const PASSWORD: &str = "correct horse battery";
 
-impl TestNode {
-    async fn send(
-        &self,
-        token: &str,
-        method: Method,
-        path: &str,
-        body: Option<Value>,
-    ) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(token);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.expect("send");
-        let status = resp.status();
-        let text = resp.text().await.expect("body");
-        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
-    }
+/// What these tests add to a node.
+trait WithUsers {
+    async fn user_with_token(&self, name: &str, role: Role) -> String;
+}
 
+impl WithUsers for TestNode {
     /// Adds a user with `role` and returns a token of theirs with that role.
     async fn user_with_token(&self, name: &str, role: Role) -> String {
         let accounts = &self.node.accounts;
@@ -349,7 +331,7 @@ async fn viewer_reads_editor_writes_records_admin_manages_peers() {
 
     // The editor writes.
     let (status, record) = node
-        .send(
+        .send_as(
             &editor,
             Method::POST,
             "/api/v1/records/knowledge",
@@ -362,36 +344,7 @@ async fn viewer_reads_editor_writes_records_admin_manages_peers() {
         record["id"].as_str().expect("id")
     );
 
-    // The viewer reads everything, and writes nothing.
-    for read in [
-        "/api/v1/records/knowledge",
-        path.as_str(),
-        "/api/v1/search?q=研修",
-        "/api/v1/status",
-        "/api/v1/peers",
-    ] {
-        let (status, body) = node.send(&viewer, Method::GET, read, None).await;
-        assert_eq!(status, StatusCode::OK, "viewer GET {read}: {body}");
-    }
-    for (method, target, body) in [
-        (
-            Method::POST,
-            "/api/v1/records/knowledge",
-            Some(knowledge("x")),
-        ),
-        (
-            Method::PATCH,
-            path.as_str(),
-            Some(json!({"fields": {"title": "y"}})),
-        ),
-        (Method::DELETE, path.as_str(), None),
-    ] {
-        let (status, body) = node.send(&viewer, method.clone(), target, body).await;
-        assert_eq!(status, StatusCode::FORBIDDEN, "viewer {method} {target}");
-        assert_eq!(body["error"]["code"], "forbidden");
-        let message = body["error"]["message"].as_str().expect("message");
-        assert!(message.contains("editor role"), "{message}");
-    }
+    the_viewer_reads_everything_and_writes_nothing(&node, &viewer, &path).await;
 
     // The editor may not manage peers, users or the audit log.
     let peer = json!({"url": "https://192.0.2.10:7443"});
@@ -406,7 +359,7 @@ async fn viewer_reads_editor_writes_records_admin_manages_peers() {
         (Method::GET, "/api/v1/users", None),
         (Method::GET, "/api/v1/audit", None),
     ] {
-        let (status, body) = node.send(&editor, method.clone(), target, body).await;
+        let (status, body) = node.send_as(&editor, method.clone(), target, body).await;
         assert_eq!(status, StatusCode::FORBIDDEN, "editor {method} {target}");
         assert!(
             body["error"]["message"]
@@ -416,7 +369,7 @@ async fn viewer_reads_editor_writes_records_admin_manages_peers() {
         );
     }
     let (status, _) = node
-        .send(
+        .send_as(
             &editor,
             Method::PATCH,
             &path,
@@ -427,10 +380,12 @@ async fn viewer_reads_editor_writes_records_admin_manages_peers() {
 
     // The admin may.
     let (status, body) = node
-        .send(&admin, Method::POST, "/api/v1/peers", Some(peer.clone()))
+        .send_as(&admin, Method::POST, "/api/v1/peers", Some(peer.clone()))
         .await;
     assert_eq!(status, StatusCode::CREATED, "{body}");
-    let (status, body) = node.send(&admin, Method::GET, "/api/v1/users", None).await;
+    let (status, body) = node
+        .send_as(&admin, Method::GET, "/api/v1/users", None)
+        .await;
     assert_eq!(status, StatusCode::OK);
     let names: Vec<_> = body["users"]
         .as_array()
@@ -447,7 +402,7 @@ async fn viewer_reads_editor_writes_records_admin_manages_peers() {
         ]
     );
     let (status, _) = node
-        .send(
+        .send_as(
             &admin,
             Method::DELETE,
             "/api/v1/peers/https%3A%2F%2F192.0.2.10%3A7443",
@@ -459,7 +414,7 @@ async fn viewer_reads_editor_writes_records_admin_manages_peers() {
     // The node's own token still does everything.
     let token = node.token.clone();
     let (status, _) = node
-        .send(
+        .send_as(
             &token,
             Method::POST,
             "/api/v1/records/knowledge",
@@ -468,15 +423,15 @@ async fn viewer_reads_editor_writes_records_admin_manages_peers() {
         .await;
     assert_eq!(status, StatusCode::CREATED);
     let (status, _) = node
-        .send(&token, Method::GET, "/api/v1/audit?limit=5", None)
+        .send_as(&token, Method::GET, "/api/v1/audit?limit=5", None)
         .await;
     assert_eq!(status, StatusCode::OK);
-    let (status, _) = node.send(&token, Method::DELETE, &path, None).await;
+    let (status, _) = node.send_as(&token, Method::DELETE, &path, None).await;
     assert_eq!(status, StatusCode::NO_CONTENT);
 
     // Unknown and missing tokens keep their codes.
     let (status, body) = node
-        .send(&"ab".repeat(32), Method::GET, "/api/v1/status", None)
+        .send_as(&"ab".repeat(32), Method::GET, "/api/v1/status", None)
         .await;
     assert_eq!(status, StatusCode::UNAUTHORIZED);
     assert_eq!(body["error"]["code"], "invalid_token");
@@ -490,6 +445,35 @@ async fn viewer_reads_editor_writes_records_admin_manages_peers() {
     let body: Value = resp.json().await.expect("json");
     assert_eq!(body["error"]["code"], "missing_token");
     node.stop().await;
+}
+
+/// The viewer reads everything, and writes nothing.
+async fn the_viewer_reads_everything_and_writes_nothing(node: &TestNode, viewer: &str, path: &str) {
+    for read in [
+        "/api/v1/records/knowledge",
+        path,
+        "/api/v1/search?q=研修",
+        "/api/v1/status",
+        "/api/v1/peers",
+    ] {
+        let (status, body) = node.send_as(viewer, Method::GET, read, None).await;
+        assert_eq!(status, StatusCode::OK, "viewer GET {read}: {body}");
+    }
+    for (method, target, body) in [
+        (
+            Method::POST,
+            "/api/v1/records/knowledge",
+            Some(knowledge("x")),
+        ),
+        (Method::PATCH, path, Some(json!({"fields": {"title": "y"}}))),
+        (Method::DELETE, path, None),
+    ] {
+        let (status, body) = node.send_as(viewer, method.clone(), target, body).await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "viewer {method} {target}");
+        assert_eq!(body["error"]["code"], "forbidden");
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(message.contains("editor role"), "{message}");
+    }
 }
 
 #[tokio::test]
@@ -506,7 +490,7 @@ async fn revoked_and_removed_users_tokens_stop_working() {
     let status_of = |token: String| {
         let node = &node;
         async move {
-            node.send(&token, Method::GET, "/api/v1/status", None)
+            node.send_as(&token, Method::GET, "/api/v1/status", None)
                 .await
                 .0
         }
@@ -547,7 +531,7 @@ async fn every_write_is_audited_with_its_user_who_never_reaches_the_documents() 
             json!({"fields": {"organisation": "株式会社テスト", "stage": "prospect"}})
         };
         let (status, record) = node
-            .send(
+            .send_as(
                 &editor,
                 Method::POST,
                 &format!("/api/v1/records/{collection}"),
@@ -563,17 +547,19 @@ async fn every_write_is_audited_with_its_user_who_never_reaches_the_documents() 
         } else {
             json!({"fields": {"stage": "active"}})
         };
-        let (status, _) = node.send(&editor, Method::PATCH, &path, Some(patch)).await;
+        let (status, _) = node
+            .send_as(&editor, Method::PATCH, &path, Some(patch))
+            .await;
         assert_eq!(status, StatusCode::OK);
         let (status, history) = node
-            .send(&editor, Method::GET, &format!("{path}/history"), None)
+            .send_as(&editor, Method::GET, &format!("{path}/history"), None)
             .await;
         assert_eq!(status, StatusCode::OK);
         assert!(!history.to_string().contains(NAME), "{history}");
         ids.push((collection, id));
     }
     let (status, _) = node
-        .send(
+        .send_as(
             &editor,
             Method::DELETE,
             &format!("/api/v1/records/customers/{}", ids[1].1),
@@ -583,7 +569,7 @@ async fn every_write_is_audited_with_its_user_who_never_reaches_the_documents() 
     assert_eq!(status, StatusCode::NO_CONTENT);
 
     let (status, body) = node
-        .send(&admin, Method::GET, "/api/v1/audit?limit=5", None)
+        .send_as(&admin, Method::GET, "/api/v1/audit?limit=5", None)
         .await;
     assert_eq!(status, StatusCode::OK);
     let entries: Vec<_> = body["entries"]
@@ -614,7 +600,7 @@ async fn every_write_is_audited_with_its_user_who_never_reaches_the_documents() 
     .collect();
     assert_eq!(entries, expected);
     let (status, body) = node
-        .send(&admin, Method::GET, "/api/v1/audit?limit=0", None)
+        .send_as(&admin, Method::GET, "/api/v1/audit?limit=0", None)
         .await;
     assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
 

@@ -1,33 +1,36 @@
 //! The local API over real HTTP on 127.0.0.1, against a real SQLite file:
 //! records CRUD, paging, search, history, and every kind of bad input.
 
-#[path = "support/node.rs"]
-mod support;
-
 use std::sync::Arc;
 
 use reqwest::StatusCode;
 use serde_json::{Value, json};
-use support::TestNode;
 use yui_node::node::Node;
+use yui_tests::test_node::TestNode;
 
-impl TestNode {
+/// The requests these tests send, with the node's own token; every
+/// answer with a body must be JSON.
+trait Requests {
+    async fn send(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value);
+    async fn get(&self, path: &str) -> (StatusCode, Value);
+    async fn post(&self, path: &str, body: Value) -> (StatusCode, Value);
+    async fn patch(&self, path: &str, body: Value) -> (StatusCode, Value);
+    async fn raw_post(&self, path: &str, body: impl Into<reqwest::Body>) -> (StatusCode, Value);
+}
+
+impl Requests for TestNode {
     async fn send(
         &self,
         method: reqwest::Method,
         path: &str,
         body: Option<Value>,
     ) -> (StatusCode, Value) {
-        let mut req = self
-            .client
-            .request(method, self.url(path))
-            .bearer_auth(&self.token);
-        if let Some(body) = body {
-            req = req.json(&body);
-        }
-        let resp = req.send().await.expect("send");
-        let status = resp.status();
-        let text = resp.text().await.expect("body");
+        let (status, text) = self.send_text(&self.token, method, path, body).await;
         let value = if text.is_empty() {
             Value::Null
         } else {

@@ -4,19 +4,21 @@
 //! connection cap, slow-loris bodies, stalled headers and handshakes that
 //! never finish, while an honest client measures the local API. The node
 //! must stay responsive, refuse what it must, keep syncing with an honest
-//! member and keep its records intact. The scenario is in
-//! `support/attack.rs`, shared with `benches/attack.rs`.
-
-#[path = "support/attack.rs"]
-mod kit;
+//! member and keep its records intact. The scenario is in the support
+//! library (`yui_tests::attack`), shared with `benches/attack.rs`.
 
 use std::time::Duration;
 
+use yui_tests::attack::{self, HANDSHAKE_TIMEOUT, MEMBER_CAP, PHASES};
+use yui_tests::tls::{Member, client_hello};
+use yui_tests::town::{Consortium, Running};
+use yui_tests::wire::long_poll_body;
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn hostile_peers_under_load_leave_the_local_api_responsive_and_the_records_intact() {
-    let opts = kit::Options::default();
+    let opts = attack::Options::default();
     // Boxed: the scenario's future is large for a test thread's stack.
-    let report = Box::pin(kit::run(&opts)).await;
+    let report = Box::pin(attack::run(&opts)).await;
     for line in report.lines() {
         eprintln!("{line}");
     }
@@ -38,8 +40,8 @@ async fn hostile_peers_under_load_leave_the_local_api_responsive_and_the_records
     );
     // The member's budget holds (its pusher has one connection open): the
     // excess is refused at once, the rest held.
-    assert!(report.long_polls_held < kit::MEMBER_CAP);
-    assert!(report.long_polls_held >= kit::MEMBER_CAP / 2);
+    assert!(report.long_polls_held < MEMBER_CAP);
+    assert!(report.long_polls_held >= MEMBER_CAP / 2);
     assert_eq!(
         report.long_polls_held + report.long_polls_refused,
         opts.long_polls
@@ -54,7 +56,7 @@ async fn hostile_peers_under_load_leave_the_local_api_responsive_and_the_records
         assert!(
             *out < Duration::from_secs(5) && *back < Duration::from_secs(5),
             "honest sync during {}: {out:?} / {back:?}",
-            kit::PHASES[i + 1]
+            PHASES[i + 1]
         );
     }
     // Connections that stall in the handshake, the headers or the body
@@ -64,7 +66,7 @@ async fn hostile_peers_under_load_leave_the_local_api_responsive_and_the_records
         "slow-loris bodies still open"
     );
     assert_eq!(report.stalled_still_open, 0);
-    assert!(report.stalled_closed_within < kit::HANDSHAKE_TIMEOUT + Duration::from_secs(3));
+    assert!(report.stalled_closed_within < HANDSHAKE_TIMEOUT + Duration::from_secs(3));
 }
 
 /// Anyone who can reach the peer port, certificate or not, may open
@@ -80,15 +82,12 @@ async fn half_sent_client_hellos_from_anyone_cannot_keep_members_out() {
     use std::time::Instant;
     use tokio::io::AsyncWriteExt;
 
-    let ca_dir = tempfile::tempdir().expect("tempdir");
-    let ca = yui_node::pki::CaDir::new(ca_dir.path().join("ca"));
-    ca.init("攻撃テスト", time::OffsetDateTime::now_utc())
-        .expect("ca");
-    let victim = kit::make_town(&ca, "omachi");
-    let member_town = kit::make_town(&ca, "tateshina");
-    let node = kit::Running::start(victim.node.clone(), 2);
-    let member = kit::Member::of(&member_town, node.peer);
-    let hello = kit::client_hello(&member);
+    let consortium = Consortium::new("攻撃テスト");
+    let victim = consortium.town("omachi");
+    let member_town = consortium.town("tateshina");
+    let node = Running::start(victim.node.clone(), 2);
+    let member = Member::of(&member_town, node.peer);
+    let hello = client_hello(&member);
     let half = hello[..hello.len() / 2].to_vec();
 
     // The flood: 300 half ClientHellos kept open, each replaced as soon as
@@ -116,7 +115,7 @@ async fn half_sent_client_hellos_from_anyone_cannot_keep_members_out() {
                         };
                         if tcp.write_all(&half).await.is_ok() {
                             opened.fetch_add(1, Ordering::Relaxed);
-                            kit::until_closed(tcp, Instant::now()).await;
+                            attack::until_closed(tcp, Instant::now()).await;
                         }
                     });
                 }
@@ -144,7 +143,7 @@ async fn half_sent_client_hellos_from_anyone_cannot_keep_members_out() {
         let t = Instant::now();
         let exchange = async {
             let mut conn = member.conn().await?;
-            conn.request("", &kit::long_poll_body(0, 0, 0)).await
+            conn.request("", &long_poll_body(0, 0, 0)).await
         };
         let answer = tokio::time::timeout(Duration::from_secs(5), exchange).await;
         match answer {

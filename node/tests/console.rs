@@ -4,14 +4,18 @@
 //! search, CSRF and role checks, 404 pages, assets, and that no page loads
 //! anything from another host.
 
-#[path = "support/node.rs"]
-mod support;
-
 use reqwest::StatusCode;
 use reqwest::header::{COOKIE, SET_COOKIE};
-use support::{Browser, TestNode, assert_no_external_urls, field_block, hidden_csrf};
+use yui_tests::browser::{Browser, assert_no_external_urls, field_block, hidden_csrf};
+use yui_tests::test_node::TestNode;
 
-impl Browser {
+/// The language switch, and a record made through the form.
+trait ConsoleSteps {
+    async fn english(&mut self);
+    async fn create_knowledge(&mut self, title: &str, body: &str) -> String;
+}
+
+impl ConsoleSteps for Browser {
     async fn english(&mut self) {
         let page = self.get("/lang/en?next=/search").await;
         assert_eq!(page.status, StatusCode::SEE_OTHER);

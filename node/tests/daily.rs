@@ -5,14 +5,12 @@
 //! the four console pages in Japanese and English, with role-dependent
 //! "New" links and nothing loaded from another host.
 
-#[path = "support/node.rs"]
-mod support;
-
 use reqwest::StatusCode;
 use reqwest::header::LOCATION;
 use serde_json::{Value, json};
-use support::{Browser, TestNode, assert_no_external_urls};
 use yui_node::accounts::Role;
+use yui_tests::browser::{Browser, assert_no_external_urls};
+use yui_tests::test_node::TestNode;
 
 /// The node these tests use: an editor, who may add records, and a viewer.
 async fn node_with_editor_and_viewer() -> TestNode {
@@ -23,19 +21,28 @@ async fn node_with_editor_and_viewer() -> TestNode {
         .await
 }
 
-impl TestNode {
+/// Deleting through the API, which must answer 204.
+trait Delete {
+    async fn delete(&self, collection: &str, id: &str);
+}
+
+impl Delete for TestNode {
     async fn delete(&self, collection: &str, id: &str) {
-        let resp = reqwest::Client::new()
-            .delete(format!("{}/api/v1/records/{collection}/{id}", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .expect("send");
-        assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+        let path = format!("/api/v1/records/{collection}/{id}");
+        let (status, _) = self
+            .send_text(&self.token, reqwest::Method::DELETE, &path, None)
+            .await;
+        assert_eq!(status, StatusCode::NO_CONTENT);
     }
 }
 
-impl Browser {
+/// The language switch of these pages, and a page that must render.
+trait DailyPages {
+    async fn english(&mut self);
+    async fn page(&mut self, path: &str) -> String;
+}
+
+impl DailyPages for Browser {
     async fn english(&mut self) {
         let page = self.get("/lang/en?next=/work/skills").await;
         assert_eq!(page.status, StatusCode::SEE_OTHER);

@@ -3,39 +3,19 @@
 //! refused with 422 `personal_data` naming the field, the kind and the
 //! position; nothing is stored; local records may hold personal data.
 
-#[path = "support/node.rs"]
-mod support;
-
 use serde_json::{Value, json};
-use support::TestNode;
 use yui_node::accounts::Role;
+use yui_tests::test_node::TestNode;
 
-impl TestNode {
+/// A request with the node's token and a JSON body; the status as a number.
+trait Send {
+    async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value);
+}
+
+impl Send for TestNode {
     async fn send(&self, method: reqwest::Method, path: &str, body: Value) -> (u16, Value) {
-        let resp = self
-            .client
-            .request(method, format!("{}{path}", self.base))
-            .bearer_auth(&self.token)
-            .json(&body)
-            .send()
-            .await
-            .expect("send");
-        let status = resp.status().as_u16();
-        (status, resp.json().await.unwrap_or(Value::Null))
-    }
-
-    async fn count(&self, collection: &str) -> u64 {
-        let resp = self
-            .client
-            .get(format!("{}/api/v1/status", self.base))
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .expect("status");
-        let status: Value = resp.json().await.expect("json");
-        status["collections"][collection]["count"]
-            .as_u64()
-            .expect("count")
+        let (status, body) = self.send_as(&self.token, method, path, Some(body)).await;
+        (status.as_u16(), body)
     }
 }
 
@@ -60,41 +40,7 @@ async fn shared_records_with_personal_data_are_refused_with_field_kind_and_posit
         .await;
     assert_eq!(status, 201, "{body}");
 
-    // The worker's name without its space, in a shared article's body.
-    let text = "面談の記録：山田花子さんは入力作業が得意。";
-    let (status, body) = node
-        .send(
-            reqwest::Method::POST,
-            "/api/v1/records/knowledge",
-            knowledge("メンター面談のコツ", text),
-        )
-        .await;
-    assert_eq!(status, 422, "{body}");
-    let error = &body["error"];
-    assert_eq!(error["code"], "personal_data");
-    let finding = &error["findings"][0];
-    assert_eq!(finding["field"], "body");
-    assert_eq!(finding["kind"], "registered_name");
-    let (start, end) = (
-        finding["start"].as_u64().expect("start") as usize,
-        finding["end"].as_u64().expect("end") as usize,
-    );
-    assert_eq!(
-        text.chars()
-            .skip(start)
-            .take(end - start)
-            .collect::<String>(),
-        "山田花子"
-    );
-    assert_eq!(finding["may_override"], true);
-    // The answer names the finding without repeating it.
-    assert!(
-        !error["message"]
-            .as_str()
-            .expect("message")
-            .contains("山田花子"),
-        "{error}"
-    );
+    the_name_in_a_body_is_refused_where_it_stands(&node).await;
 
     // Its kana reading in katakana, with a full-width space, in the title.
     let (status, body) = node
@@ -195,6 +141,45 @@ async fn shared_records_with_personal_data_are_refused_with_field_kind_and_posit
         "{body}"
     );
     node.shutdown.cancel();
+}
+
+/// The worker's name without its space, in a shared article's body: refused,
+/// naming the field, the kind and the position, without repeating it.
+async fn the_name_in_a_body_is_refused_where_it_stands(node: &TestNode) {
+    let text = "面談の記録：山田花子さんは入力作業が得意。";
+    let (status, body) = node
+        .send(
+            reqwest::Method::POST,
+            "/api/v1/records/knowledge",
+            knowledge("メンター面談のコツ", text),
+        )
+        .await;
+    assert_eq!(status, 422, "{body}");
+    let error = &body["error"];
+    assert_eq!(error["code"], "personal_data");
+    let finding = &error["findings"][0];
+    assert_eq!(finding["field"], "body");
+    assert_eq!(finding["kind"], "registered_name");
+    let (start, end) = (
+        finding["start"].as_u64().expect("start") as usize,
+        finding["end"].as_u64().expect("end") as usize,
+    );
+    assert_eq!(
+        text.chars()
+            .skip(start)
+            .take(end - start)
+            .collect::<String>(),
+        "山田花子"
+    );
+    assert_eq!(finding["may_override"], true);
+    // The answer names the finding without repeating it.
+    assert!(
+        !error["message"]
+            .as_str()
+            .expect("message")
+            .contains("山田花子"),
+        "{error}"
+    );
 }
 
 #[tokio::test]

@@ -4,31 +4,20 @@
 //! checksum, local-collection pushes, oversize and inflating bodies. The node
 //! must answer each quickly, keep serving, and keep its stored records intact.
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio_util::sync::CancellationToken;
-use yui_node::pki::CaDir;
 use yui_protocol::wire::{DocUpdate, PROTOCOL_VERSION, SyncRequest, SyncResponse};
 use yui_protocol::{Collection, RecordId};
-
-#[path = "support/attack.rs"]
-mod kit;
-use kit::make_town;
+use yui_tests::records::validated;
+use yui_tests::tls::{self, Member};
+use yui_tests::town::{Consortium, Running, Town};
+use yui_tests::wire::push_body as push;
 
 /// One HTTP/1.1 request over a fresh mutual-TLS connection, as the attacker.
-async fn post(
-    addr: std::net::SocketAddr,
-    config: Arc<rustls::ClientConfig>,
-    headers: &str,
-    body: &[u8],
-) -> (u16, Vec<u8>) {
-    let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
-    let name = rustls::pki_types::ServerName::try_from("node.yui.invalid").expect("name");
-    let mut tls = tokio_rustls::TlsConnector::from(config)
-        .connect(name, tcp)
+async fn post(attacker: &Member, headers: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut tls = tls::connect(attacker.addr, attacker.config.clone())
         .await
         .expect("mutual TLS handshake as a member");
     let head = format!(
@@ -54,15 +43,6 @@ async fn post(
         .and_then(|s| s.parse().ok())
         .expect("status");
     (status, answer[split + 4..].to_vec())
-}
-
-fn push(docs: Vec<DocUpdate>) -> Vec<u8> {
-    SyncRequest {
-        version: PROTOCOL_VERSION,
-        push: docs,
-        ..Default::default()
-    }
-    .encode_to_vec()
 }
 
 fn refusals(body: &[u8]) -> Vec<String> {
@@ -98,65 +78,72 @@ fn fix_checksum(chunk: &mut [u8]) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_hostile_member_cannot_crash_stall_or_corrupt_the_node() {
-    let ca_dir = tempfile::tempdir().expect("tempdir");
-    let ca = CaDir::new(ca_dir.path().join("ca"));
-    ca.init("テスト", time::OffsetDateTime::now_utc())
-        .expect("ca");
-    let victim = make_town(&ca, "omachi");
-    let attacker = make_town(&ca, "evil");
+    let consortium = Consortium::new("テスト");
+    let victim = consortium.town("omachi");
+    let attacker_town = consortium.town("evil");
+    let (kept, kept_id) = keep_one_record(&victim).await;
+    let node = Running::start(victim.node.clone(), 2);
+    let attacker = Member::of(&attacker_town, node.peer);
 
-    // The victim holds a record that must come through intact.
-    let fields = yui_protocol::validate::validate_create(
-        Collection::Knowledge,
-        serde_json::json!({"title": "守るべき記録", "body": "本文", "category": "security"})
-            .as_object()
-            .expect("obj"),
+    garbage_bodies(&attacker).await;
+    automerge_sync_messages(&attacker).await;
+    let valid = valid_document();
+    mutated_documents(&attacker, &valid).await;
+    local_oversize_and_inflating_bodies(&attacker, &valid).await;
+
+    still_serving_with_the_record_intact(&victim, &node, &kept, &kept_id).await;
+    // And an honest exchange still works.
+    let (status, body) = post(
+        &attacker,
+        "",
+        &SyncRequest {
+            version: PROTOCOL_VERSION,
+            pull: true,
+            ..Default::default()
+        }
+        .encode_to_vec(),
     )
-    .expect("valid");
+    .await;
+    assert_eq!(status, 200);
+    let answer = SyncResponse::decode(&body[..]).expect("response");
+    assert_eq!(
+        answer.docs.len(),
+        1,
+        "the kept record is offered to a member"
+    );
+    node.stop();
+}
+
+/// The victim holds a record that must come through intact: it, and its id.
+async fn keep_one_record(victim: &Town) -> (serde_json::Value, String) {
+    let fields = validated(
+        Collection::Knowledge,
+        serde_json::json!({"title": "守るべき記録", "body": "本文", "category": "security"}),
+    );
     let kept = victim
         .node
         .store
-        .create(Collection::Knowledge, fields, yui_node::store::now_ms())
+        .create(Collection::Knowledge, fields, yui_node::clock::now_ms())
         .await
         .expect("create");
     let kept: serde_json::Value = serde_json::from_str(kept.get()).expect("json");
     let kept_id = kept["id"].as_str().expect("id").to_owned();
+    (kept, kept_id)
+}
 
-    let api = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let api_addr = api.local_addr().expect("addr");
-    let peers = tokio::net::TcpListener::bind("127.0.0.1:0")
-        .await
-        .expect("bind");
-    let peer_addr = peers.local_addr().expect("addr");
-    let shutdown = CancellationToken::new();
-    let server = tokio::spawn(yui_node::daemon::serve(
-        victim.node.clone(),
-        api,
-        Some(peers),
-        shutdown.clone(),
-    ));
-    let config = Arc::new(
-        attacker
-            .node
-            .peering
-            .as_ref()
-            .expect("joined")
-            .trust
-            .client_config()
-            .expect("config"),
-    );
-
-    // 1. Bodies that are not messages.
+/// 1. Bodies that are not messages.
+async fn garbage_bodies(attacker: &Member) {
     for garbage in [&b"\x00\x01\x02garbage"[..], &[0xff; 64], b""] {
-        let (status, _) = post(peer_addr, config.clone(), "", garbage).await;
+        let (status, _) = post(attacker, "", garbage).await;
         // An empty body decodes as version 0: refused as another version.
         assert!(status == 400 || status == 426, "garbage answered {status}");
     }
-    // 2. Automerge sync messages: a 10-byte one of the shape that divides by
-    //    zero in automerge's bloom filter, and a 14-byte one whose probe count
-    //    burns minutes of CPU — sent raw, and as a document's changes.
+}
+
+/// 2. Automerge sync messages: a 10-byte one of the shape that divides by
+///    zero in automerge's bloom filter, and a 14-byte one whose probe count
+///    burns minutes of CPU — sent raw, and as a document's changes.
+async fn automerge_sync_messages(attacker: &Member) {
     let sync_zero = vec![0x42, 0, 0, 1, 0, 0, 0, 0, 0, 0];
     let sync_probes = vec![
         0x42, 0, 0, 1, 0x01, 0xff, 0xff, 0xff, 0xff, 0x0f, 0x01, 0x01, 0x00, 0x00,
@@ -164,7 +151,7 @@ async fn a_hostile_member_cannot_crash_stall_or_corrupt_the_node() {
     let id = RecordId::generate(1, [1; 10]).to_string();
     for msg in [&sync_zero, &sync_probes] {
         let start = Instant::now();
-        let (status, _) = post(peer_addr, config.clone(), "", msg).await;
+        let (status, _) = post(attacker, "", msg).await;
         assert!(status == 400 || status == 426, "{status}");
         let doc = DocUpdate {
             id: id.clone(),
@@ -172,7 +159,7 @@ async fn a_hostile_member_cannot_crash_stall_or_corrupt_the_node() {
             changes: msg.clone(),
             ..Default::default()
         };
-        let (status, body) = post(peer_addr, config.clone(), "", &push(vec![doc])).await;
+        let (status, body) = post(attacker, "", &push(vec![doc])).await;
         assert_eq!(status, 200);
         assert_eq!(refusals(&body), ["invalid_changes"]);
         assert!(
@@ -181,31 +168,31 @@ async fn a_hostile_member_cannot_crash_stall_or_corrupt_the_node() {
             start.elapsed()
         );
     }
+}
 
-    // 3. Mutated documents that pass Automerge's checksum: many make
-    //    automerge's `load` panic. Count them here, then send them all.
+/// A valid knowledge document, as the attacker's town saves it.
+fn valid_document() -> Vec<u8> {
     let mut doc = yui_protocol::doc::create(
         automerge::ActorId::from([9u8; 16].as_slice()),
         Collection::Knowledge,
         &RecordId::generate(2, [2; 10]),
         "evil",
         2,
-        &yui_protocol::validate::validate_create(
-            Collection::Knowledge,
-            serde_json::json!({"title": "t", "body": "悪意のある本文", "category": "pr", "tags": ["a", "b"]})
-                .as_object()
-                .expect("obj"),
-        )
-        .expect("valid"),
+        &validated(Collection::Knowledge, serde_json::json!({"title": "t", "body": "悪意のある本文", "category": "pr", "tags": ["a", "b"]})),
     )
     .expect("doc");
-    let valid = doc.save_nocompress();
+    doc.save_nocompress()
+}
+
+/// 3. Mutated documents that pass Automerge's checksum: many make
+///    automerge's `load` panic. Count them here, then send them all.
+async fn mutated_documents(attacker: &Member, valid: &[u8]) {
     let mut rng = 0x2545_f491_4f6c_dd1du64;
     let mut mutated = Vec::new();
     let mut panics_locally = 0;
     std::panic::set_hook(Box::new(|_| {})); // the panics below are expected
     for _ in 0..600 {
-        let mut m = valid.clone();
+        let mut m = valid.to_vec();
         for _ in 0..3 {
             rng ^= rng << 13;
             rng ^= rng >> 7;
@@ -233,7 +220,7 @@ async fn a_hostile_member_cannot_crash_stall_or_corrupt_the_node() {
                 ..Default::default()
             })
             .collect();
-        let (status, body) = post(peer_addr, config.clone(), "", &push(docs)).await;
+        let (status, body) = post(attacker, "", &push(docs)).await;
         assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
         for code in refusals(&body) {
             *codes.entry(code).or_default() += 1;
@@ -243,12 +230,15 @@ async fn a_hostile_member_cannot_crash_stall_or_corrupt_the_node() {
         "600 mutated documents ({panics_locally} panic automerge's load here) answered in {:?}: {codes:?}",
         start.elapsed()
     );
+}
 
-    // 4. A local collection, an oversize update, an oversize body, a gzip bomb.
+/// 4. A local collection, an oversize update, an oversize body, a gzip
+///    bomb, another protocol version.
+async fn local_oversize_and_inflating_bodies(attacker: &Member, valid: &[u8]) {
     let local = DocUpdate {
         id: RecordId::generate(4, [4; 10]).to_string(),
         collection: "workers".into(),
-        changes: valid.clone(),
+        changes: valid.to_vec(),
         ..Default::default()
     };
     let huge = DocUpdate {
@@ -257,25 +247,18 @@ async fn a_hostile_member_cannot_crash_stall_or_corrupt_the_node() {
         changes: vec![0; 5 * 1024 * 1024],
         ..Default::default()
     };
-    let (status, body) = post(peer_addr, config.clone(), "", &push(vec![local, huge])).await;
+    let (status, body) = post(attacker, "", &push(vec![local, huge])).await;
     assert_eq!(status, 200);
     assert_eq!(refusals(&body), ["local_collection", "invalid_changes"]);
-    let (status, _) = post(peer_addr, config.clone(), "", &vec![0u8; 33 * 1024 * 1024]).await;
+    let (status, _) = post(attacker, "", &vec![0u8; 33 * 1024 * 1024]).await;
     assert_eq!(status, 413);
     let mut bomb = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     std::io::Write::write_all(&mut bomb, &vec![0u8; 40 * 1024 * 1024]).expect("write");
     let bomb = bomb.finish().expect("gzip");
-    let (status, _) = post(
-        peer_addr,
-        config.clone(),
-        "Content-Encoding: gzip\r\n",
-        &bomb,
-    )
-    .await;
+    let (status, _) = post(attacker, "Content-Encoding: gzip\r\n", &bomb).await;
     assert_eq!(status, 400);
     let (status, _) = post(
-        peer_addr,
-        config.clone(),
+        attacker,
         "",
         &SyncRequest {
             version: 2,
@@ -285,8 +268,16 @@ async fn a_hostile_member_cannot_crash_stall_or_corrupt_the_node() {
     )
     .await;
     assert_eq!(status, 426, "another protocol version is refused");
+}
 
-    // Afterwards: the node answers, its record is intact, nothing was stored.
+/// Afterwards: the node answers, its record is intact, nothing was stored.
+async fn still_serving_with_the_record_intact(
+    victim: &Town,
+    node: &Running,
+    kept: &serde_json::Value,
+    kept_id: &str,
+) {
+    let api_addr = node.api;
     let http = reqwest::Client::new();
     let token = victim.node.data_dir.read_token().expect("token");
     let health = http
@@ -306,7 +297,7 @@ async fn a_hostile_member_cannot_crash_stall_or_corrupt_the_node() {
         .json()
         .await
         .expect("json");
-    assert_eq!(got, kept);
+    assert_eq!(&got, kept);
     let counts = victim.node.store.counts().await.expect("counts");
     assert_eq!(
         counts[&Collection::Knowledge],
@@ -314,26 +305,4 @@ async fn a_hostile_member_cannot_crash_stall_or_corrupt_the_node() {
         "no hostile document was stored"
     );
     assert_eq!(counts[&Collection::Workers], 0);
-    // And an honest exchange still works.
-    let (status, body) = post(
-        peer_addr,
-        config.clone(),
-        "",
-        &SyncRequest {
-            version: PROTOCOL_VERSION,
-            pull: true,
-            ..Default::default()
-        }
-        .encode_to_vec(),
-    )
-    .await;
-    assert_eq!(status, 200);
-    let answer = SyncResponse::decode(&body[..]).expect("response");
-    assert_eq!(
-        answer.docs.len(),
-        1,
-        "the kept record is offered to a member"
-    );
-    shutdown.cancel();
-    server.await.expect("join").expect("serve");
 }

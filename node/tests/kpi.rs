@@ -9,21 +9,27 @@
 //! what the peer port calls after mutual TLS). That is also the only way to
 //! give a report an old `updated_at`, which the stale flag needs.
 
-#[path = "support/node.rs"]
-mod support;
-
 use reqwest::StatusCode;
 use reqwest::header::{CONTENT_DISPOSITION, CONTENT_TYPE};
 use serde_json::{Value, json};
-use support::{
-    Browser, LINK_ATTRIBUTES, Page, TestNode, assert_attributes_stay_local, field_block,
-};
 use yui_node::accounts::Role;
 use yui_protocol::validate::validate_create;
 use yui_protocol::wire::{DocUpdate, PROTOCOL_VERSION, SyncRequest};
 use yui_protocol::{Collection, RecordId};
+use yui_tests::browser::{
+    Browser, LINK_ATTRIBUTES, Page, assert_attributes_stay_local, field_block,
+};
+use yui_tests::test_node::TestNode;
 
-impl TestNode {
+/// Requests with another token, records arriving from other towns, and
+/// the reports held.
+trait KpiNode {
+    async fn api(&self, token: &str, path: &str) -> reqwest::Response;
+    async fn arrive_from(&self, town: &str, at: &str, collection: Collection, fields: Value);
+    async fn kpi_reports(&self) -> Vec<Value>;
+}
+
+impl KpiNode for TestNode {
     async fn api(&self, token: &str, path: &str) -> reqwest::Response {
         self.client
             .get(self.url(path))
@@ -86,7 +92,13 @@ fn rand_bytes(town: &str, ms: i64) -> [u8; 16] {
     out
 }
 
-impl Browser {
+/// Publishing a report, and the language switch.
+trait KpiPages {
+    async fn publish(&mut self, fields: &[(&str, &str)]) -> Page;
+    async fn english(&mut self);
+}
+
+impl KpiPages for Browser {
     async fn publish(&mut self, fields: &[(&str, &str)]) -> Page {
         let mut form = vec![("fiscal_year", "2024")];
         form.extend_from_slice(fields);
@@ -427,6 +439,16 @@ async fn publishing_creates_the_report_then_updates_the_same_one() {
     let n = TestNode::builder().one_user_per_role().start().await;
     known_records(&n).await;
     let mut b = n.signed_in("admin").await;
+    the_draft_shows_the_towns_own_figures(&mut b).await;
+    figures_that_are_not_counts_or_leak_a_name_are_refused(&n, &mut b).await;
+    let id = publishing_creates_the_report(&n, &mut b).await;
+    publishing_again_updates_it(&n, &mut b, &id).await;
+    both_publishes_are_audited(&n, &id).await;
+    n.stop().await;
+}
+
+/// The draft page: the year's figures with the records behind them.
+async fn the_draft_shows_the_towns_own_figures(b: &mut Browser) {
     let page = b.get("/kpi?fiscal_year=2024").await;
     assert!(
         page.body
@@ -449,7 +471,10 @@ async fn publishing_creates_the_report_then_updates_the_same_one() {
     assert!(page.body.contains("この年度の実績はまだ公開していません。"));
     assert!(page.body.contains(">公開する</button>"));
     assert_no_external_urls("/kpi/draft", &page.body);
+}
 
+/// Refused at their fields, and nothing is published.
+async fn figures_that_are_not_counts_or_leak_a_name_are_refused(n: &TestNode, b: &mut Browser) {
     // A figure that is not a count, next to its field, in Japanese.
     let page = b
         .publish(&[
@@ -491,7 +516,10 @@ async fn publishing_creates_the_report_then_updates_the_same_one() {
         page.body
     );
     assert!(n.kpi_reports().await.is_empty());
+}
 
+/// The first publish creates the report; returns its id.
+async fn publishing_creates_the_report(n: &TestNode, b: &mut Browser) -> String {
     let page = b
         .publish(&[
             ("new_hires", "2"),
@@ -517,7 +545,12 @@ async fn publishing_creates_the_report_then_updates_the_same_one() {
     );
     let (_, draft) = n.api_get("/api/v1/kpi/draft?fiscal_year=2024").await;
     assert_eq!(draft["report_id"], id.as_str());
+    id
+}
 
+/// The form starts from the published figures; publishing again updates
+/// the same report.
+async fn publishing_again_updates_it(n: &TestNode, b: &mut Browser, id: &str) {
     // The form now starts from the published figures and says so, in English.
     b.english().await;
     let page = b.get("/kpi/draft?fiscal_year=2024").await;
@@ -551,14 +584,17 @@ async fn publishing_creates_the_report_then_updates_the_same_one() {
     assert_eq!(page.location(), "/kpi?fiscal_year=2024&done=updated");
     let reports = n.kpi_reports().await;
     assert_eq!(reports.len(), 1, "a second publish updates, never adds");
-    assert_eq!(reports[0]["id"], id.as_str());
+    assert_eq!(reports[0]["id"], id);
     assert_eq!(reports[0]["fields"]["new_hires"], 3);
     assert_eq!(
         reports[0]["fields"].get("note"),
         None,
         "an empty note removes it"
     );
+}
 
+/// Both publishes are in the audit log, the update with its figures.
+async fn both_publishes_are_audited(n: &TestNode, id: &str) {
     let (_, audit) = n.api_get("/api/v1/audit").await;
     let publishes: Vec<&Value> = audit["entries"]
         .as_array()
@@ -576,5 +612,4 @@ async fn publishing_creates_the_report_then_updates_the_same_one() {
             .starts_with("FY2024 updated: new_hires=3"),
         "{audit}"
     );
-    n.stop().await;
 }

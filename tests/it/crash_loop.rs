@@ -14,6 +14,8 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+// A seeded generator, so a failing schedule can be replayed.
+use yui_tests::rng::SplitMix64 as Rng;
 use yui_tests::{Ca, Server, member};
 
 const TOWNS: [&str; 3] = ["tateshina", "omachi", "itoigawa"];
@@ -22,23 +24,6 @@ const KILLS: usize = 50;
 const MAX_UPTIME_MS: u64 = 1_200;
 /// How long the nodes get to agree once the writers stop.
 const CONVERGE: Duration = Duration::from_secs(90);
-
-/// splitmix64: a small seeded generator, so a failing schedule can be replayed.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
-        z ^ (z >> 31)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 /// Where a town's API answers now (`None` while it is down).
 #[derive(Clone)]
@@ -129,7 +114,7 @@ fn creator(shared: &Shared, town: usize, seed: u64) {
             continue;
         };
         n += 1;
-        match rng.below(10) {
+        match rng.below_u64(10) {
             // Mostly new shared records…
             0..=3 => {
                 let title = format!("crash-{name}-{n}");
@@ -186,7 +171,7 @@ fn creator(shared: &Shared, town: usize, seed: u64) {
                     if own.is_empty() {
                         continue;
                     }
-                    own[rng.below(own.len() as u64) as usize].clone()
+                    own[rng.below_u64(own.len() as u64) as usize].clone()
                 };
                 match send(
                     &client,
@@ -208,7 +193,7 @@ fn creator(shared: &Shared, town: usize, seed: u64) {
                 }
             }
         }
-        std::thread::sleep(Duration::from_millis(rng.below(8)));
+        std::thread::sleep(Duration::from_millis(rng.below_u64(8)));
     }
 }
 
@@ -235,10 +220,10 @@ fn cross_editor(shared: &Shared, town: usize, seed: u64) {
             }
             // Recent records more often: they are the ones still in flight.
             let len = theirs.len() as u64;
-            let pick = if rng.below(2) == 0 {
-                len - 1 - rng.below(len.min(20))
+            let pick = if rng.below_u64(2) == 0 {
+                len - 1 - rng.below_u64(len.min(20))
             } else {
-                rng.below(len)
+                rng.below_u64(len)
             };
             theirs[pick as usize].clone()
         };
@@ -264,7 +249,7 @@ fn cross_editor(shared: &Shared, town: usize, seed: u64) {
             }
             _ => shared.acked().failed_requests += 1,
         }
-        std::thread::sleep(Duration::from_millis(rng.below(8)));
+        std::thread::sleep(Duration::from_millis(rng.below_u64(8)));
     }
 }
 
@@ -312,29 +297,9 @@ fn fifty_kill_9s_under_concurrent_writes_at_three_towns_lose_nothing_and_converg
 
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = Ca::init(&dir.path().join("ca"), "crash-loop");
-    let dirs: Vec<PathBuf> = TOWNS.iter().map(|t| member(dir.path(), t, &ca)).collect();
-    let mut servers: Vec<Option<Server>> = dirs
-        .iter()
-        .map(|d| Some(Server::start_peer(d, "127.0.0.1:0")))
-        .collect();
-    let peer_urls: Vec<String> = servers
-        .iter()
-        .map(|s| s.as_ref().expect("up").peer_url().to_owned())
-        .collect();
-    // A full mesh: every node dials both others and is dialled by both.
-    for (i, s) in servers.iter().enumerate() {
-        for (j, url) in peer_urls.iter().enumerate() {
-            if i != j {
-                s.as_ref().expect("up").add_peer(url);
-            }
-        }
-    }
-    let endpoint = |s: &Server| Endpoint {
-        base: s.base.clone(),
-        token: s.token.clone(),
-    };
+    let mut mesh = Mesh::start(dir.path(), &ca);
     let shared = Arc::new(Shared {
-        endpoints: RwLock::new([0, 1, 2].map(|i| servers[i].as_ref().map(endpoint))),
+        endpoints: RwLock::new([0, 1, 2].map(|i| mesh.servers[i].as_ref().map(endpoint))),
         acked: Mutex::new(Acked::default()),
         stop: AtomicBool::new(false),
     });
@@ -345,38 +310,13 @@ fn fifty_kill_9s_under_concurrent_writes_at_three_towns_lose_nothing_and_converg
         let s = shared.clone();
         writers.push(std::thread::spawn(move || cross_editor(&s, town, seed_e)));
     }
-
-    let mut kills = [0usize; 3];
-    let mut restart_times = Vec::with_capacity(KILLS);
-    for round in 0..KILLS {
-        std::thread::sleep(Duration::from_millis(100 + rng.below(MAX_UPTIME_MS)));
-        let victim = rng.below(3) as usize;
-        // Writers stop sending to it; what is in flight at the kill is
-        // either acknowledged (and durable) or failed.
-        shared.endpoints.write().expect("lock")[victim] = None;
-        servers[victim].take().expect("running").kill_9();
-        kills[victim] += 1;
-        // Sometimes it stays down a moment (peers fail and back off).
-        if rng.below(4) == 0 {
-            std::thread::sleep(Duration::from_millis(rng.below(1_000)));
-        }
-        let t = Instant::now();
-        let restarted = Server::restart_peer(&dirs[victim], &peer_urls[victim]);
-        restart_times.push(t.elapsed());
-        assert_eq!(
-            restarted.peer_url(),
-            peer_urls[victim],
-            "round {round}: the same peer port"
-        );
-        shared.endpoints.write().expect("lock")[victim] = Some(endpoint(&restarted));
-        servers[victim] = Some(restarted);
-    }
+    let (kills, mut restart_times) = kill_and_restart(&mut mesh, &shared, &mut rng);
     let loop_took = started.elapsed();
     shared.stop.store(true, Ordering::Relaxed);
     for w in writers {
         w.join().expect("writer");
     }
-    let servers: Vec<Server> = servers.into_iter().map(|s| s.expect("up")).collect();
+    let servers: Vec<Server> = mesh.servers.into_iter().map(|s| s.expect("up")).collect();
     let acked = std::mem::take(&mut *shared.acked());
     restart_times.sort();
     eprintln!(
@@ -400,8 +340,95 @@ fn fifty_kill_9s_under_concurrent_writes_at_three_towns_lose_nothing_and_converg
         "the writers wrote too little to mean anything"
     );
 
-    // Converge: every node holds the same shared records, with the same
-    // content, and at least every acknowledged create.
+    let all = converge(&servers, &acked, seed);
+    every_acknowledged_write_is_there(&all, &acked);
+    local_records_stay_at_home(&servers, &acked);
+    for s in servers {
+        s.stop();
+    }
+    eprintln!("crash loop took {:?} in all", started.elapsed());
+}
+
+/// The three towns, each a running node (`None` while it is down), in a
+/// full mesh: every node dials both others and is dialled by both.
+struct Mesh {
+    dirs: Vec<PathBuf>,
+    servers: Vec<Option<Server>>,
+    peer_urls: Vec<String>,
+}
+
+impl Mesh {
+    fn start(root: &std::path::Path, ca: &Ca) -> Mesh {
+        let dirs: Vec<PathBuf> = TOWNS.iter().map(|t| member(root, t, ca)).collect();
+        let servers: Vec<Option<Server>> = dirs
+            .iter()
+            .map(|d| Some(Server::start_peer(d, "127.0.0.1:0")))
+            .collect();
+        let peer_urls: Vec<String> = servers
+            .iter()
+            .map(|s| s.as_ref().expect("up").peer_url().to_owned())
+            .collect();
+        for (i, s) in servers.iter().enumerate() {
+            for (j, url) in peer_urls.iter().enumerate() {
+                if i != j {
+                    s.as_ref().expect("up").add_peer(url);
+                }
+            }
+        }
+        Mesh {
+            dirs,
+            servers,
+            peer_urls,
+        }
+    }
+}
+
+fn endpoint(s: &Server) -> Endpoint {
+    Endpoint {
+        base: s.base.clone(),
+        token: s.token.clone(),
+    }
+}
+
+/// The loop of [`KILLS`] `kill -9`s of a random node at a random moment,
+/// each restarted on the same peer port; returns the kills per town and
+/// the restart times.
+fn kill_and_restart(
+    mesh: &mut Mesh,
+    shared: &Shared,
+    rng: &mut Rng,
+) -> ([usize; 3], Vec<Duration>) {
+    let mut kills = [0usize; 3];
+    let mut restart_times = Vec::with_capacity(KILLS);
+    for round in 0..KILLS {
+        std::thread::sleep(Duration::from_millis(100 + rng.below_u64(MAX_UPTIME_MS)));
+        let victim = rng.below_u64(3) as usize;
+        // Writers stop sending to it; what is in flight at the kill is
+        // either acknowledged (and durable) or failed.
+        shared.endpoints.write().expect("lock")[victim] = None;
+        mesh.servers[victim].take().expect("running").kill_9();
+        kills[victim] += 1;
+        // Sometimes it stays down a moment (peers fail and back off).
+        if rng.below_u64(4) == 0 {
+            std::thread::sleep(Duration::from_millis(rng.below_u64(1_000)));
+        }
+        let t = Instant::now();
+        let restarted = Server::restart_peer(&mesh.dirs[victim], &mesh.peer_urls[victim]);
+        restart_times.push(t.elapsed());
+        assert_eq!(
+            restarted.peer_url(),
+            mesh.peer_urls[victim],
+            "round {round}: the same peer port"
+        );
+        shared.endpoints.write().expect("lock")[victim] = Some(endpoint(&restarted));
+        mesh.servers[victim] = Some(restarted);
+    }
+    (kills, restart_times)
+}
+
+/// Converge: every node holds the same shared records, with the same
+/// content, and at least every acknowledged create. Returns them.
+fn converge(servers: &[Server], acked: &Acked, seed: u64) -> BTreeMap<String, Value> {
     let converge_start = Instant::now();
     let mut snapshots: Vec<BTreeMap<String, Value>> = Vec::new();
     let converged = loop {
@@ -421,42 +448,56 @@ fn fifty_kill_9s_under_concurrent_writes_at_three_towns_lose_nothing_and_converg
         std::thread::sleep(Duration::from_millis(250));
     };
     if !converged {
-        let counts: Vec<u64> = servers.iter().map(|s| s.count("knowledge")).collect();
-        let mut report = format!(
-            "no convergence within {CONVERGE:?} (seed {seed}): counts {counts:?}, {} acknowledged creates\n",
-            acked.creates.len()
-        );
-        if snapshots.len() == 3 {
-            for (id, rec) in &snapshots[0] {
-                for j in 1..3 {
-                    if snapshots[j].get(id) != Some(rec) {
-                        report.push_str(&format!(
-                            "  {id}: {} has {}, {} has {:?}\n",
-                            TOWNS[0],
-                            rec["fields"],
-                            TOWNS[j],
-                            snapshots[j].get(id).map(|r| &r["fields"])
-                        ));
-                    }
-                }
-            }
-        }
-        for (s, town) in servers.iter().zip(TOWNS) {
-            report.push_str(&format!(
-                "{town} peers: {}\n{}\n",
-                s.status()["peers"],
-                log_tail(&s.data_dir)
-            ));
-        }
-        panic!("{report}");
+        panic!("{}", divergence(servers, acked, seed, &snapshots));
     }
     eprintln!(
         "converged {:?} after the writers stopped: {} shared records at each node",
         converge_start.elapsed(),
         snapshots[0].len()
     );
-    let all = &snapshots[0];
+    snapshots.swap_remove(0)
+}
 
+/// Where the nodes differ, and each one's peers and log tail.
+fn divergence(
+    servers: &[Server],
+    acked: &Acked,
+    seed: u64,
+    snapshots: &[BTreeMap<String, Value>],
+) -> String {
+    let counts: Vec<u64> = servers.iter().map(|s| s.count("knowledge")).collect();
+    let mut report = format!(
+        "no convergence within {CONVERGE:?} (seed {seed}): counts {counts:?}, {} acknowledged creates\n",
+        acked.creates.len()
+    );
+    if snapshots.len() == 3 {
+        for (id, rec) in &snapshots[0] {
+            for j in 1..3 {
+                if snapshots[j].get(id) != Some(rec) {
+                    report.push_str(&format!(
+                        "  {id}: {} has {}, {} has {:?}\n",
+                        TOWNS[0],
+                        rec["fields"],
+                        TOWNS[j],
+                        snapshots[j].get(id).map(|r| &r["fields"])
+                    ));
+                }
+            }
+        }
+    }
+    for (s, town) in servers.iter().zip(TOWNS) {
+        report.push_str(&format!(
+            "{town} peers: {}\n{}\n",
+            s.status()["peers"],
+            log_tail(&s.data_dir)
+        ));
+    }
+    report
+}
+
+/// Every acknowledged create is there, from its town, and no edit went
+/// back behind an acknowledged revision.
+fn every_acknowledged_write_is_there(all: &BTreeMap<String, Value>, acked: &Acked) {
     for (town, id, title) in &acked.creates {
         let rec = all
             .get(id)
@@ -485,8 +526,10 @@ fn fifty_kill_9s_under_concurrent_writes_at_three_towns_lose_nothing_and_converg
             );
         }
     }
+}
 
-    // Local records: at home, and nowhere else.
+/// Local records: at home, and nowhere else.
+fn local_records_stay_at_home(servers: &[Server], acked: &Acked) {
     let locals: Vec<BTreeMap<String, Value>> =
         servers.iter().map(|s| all_records(s, "workers")).collect();
     for (town, id) in &acked.locals {
@@ -509,8 +552,4 @@ fn fifty_kill_9s_under_concurrent_writes_at_three_towns_lose_nothing_and_converg
             assert_eq!(item["town"], TOWNS[j], "search at {}: {item}", TOWNS[j]);
         }
     }
-    for s in servers {
-        s.stop();
-    }
-    eprintln!("crash loop took {:?} in all", started.elapsed());
 }

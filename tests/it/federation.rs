@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
+use yui_tests::tls;
 use yui_tests::{
-    Ca, Server, id_of, init, install_unchecked, knowledge, member, wait_for, yui, yui_fails, yui_ok,
+    Ca, Server, id_of, init, install_unchecked, knowledge, member, start_members, wait_for, yui,
+    yui_fails, yui_ok,
 };
 
 /// Propagation between online peers is ~10 ms; this is the most a test waits.
@@ -160,12 +162,8 @@ fn write_knowledge(server: &Server, prefix: &str) -> (String, String) {
 fn chain_relays_shared_records_with_their_town_and_local_records_stay_home() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = Ca::init(&dir.path().join("ca"), "信州コンソーシアム");
-    let a_dir = member(dir.path(), "tateshina", &ca);
-    let b_dir = member(dir.path(), "omachi", &ca);
-    let c_dir = member(dir.path(), "itoigawa", &ca);
-    let a = Server::start_peer(&a_dir, "127.0.0.1:0");
-    let b = Server::start_peer(&b_dir, "127.0.0.1:0");
-    let c = Server::start_peer(&c_dir, "127.0.0.1:0");
+    let ([a_dir, b_dir, c_dir], [a, b, c]) =
+        start_members(dir.path(), &ca, ["tateshina", "omachi", "itoigawa"]);
     // Tateshina and Itoigawa never connect: both dial Omachi.
     a.add_peer(b.peer_url());
     c.add_peer(b.peer_url());
@@ -360,12 +358,8 @@ fn set_body(server: &Server, id: &str, body: &str) {
 fn edits_to_the_same_text_on_both_sides_of_a_partition_both_survive() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = Ca::init(&dir.path().join("ca"), "partition");
-    let a_dir = member(dir.path(), "tateshina", &ca);
-    let b_dir = member(dir.path(), "omachi", &ca);
-    let c_dir = member(dir.path(), "itoigawa", &ca);
-    let a = Server::start_peer(&a_dir, "127.0.0.1:0");
-    let b = Server::start_peer(&b_dir, "127.0.0.1:0");
-    let c = Server::start_peer(&c_dir, "127.0.0.1:0");
+    let ([_, b_dir, _], [a, b, c]) =
+        start_members(dir.path(), &ca, ["tateshina", "omachi", "itoigawa"]);
     // Tateshina dials Omachi; Itoigawa dials Tateshina. Omachi dials nobody.
     a.add_peer(b.peer_url());
     c.add_peer(a.peer_url());
@@ -474,10 +468,7 @@ fn assert_all_there(server: &Server, written: &[(String, String)]) {
 fn kill_9_in_the_middle_of_a_sync_loses_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = Ca::init(&dir.path().join("ca"), "crash");
-    let a_dir = member(dir.path(), "tateshina", &ca);
-    let b_dir = member(dir.path(), "omachi", &ca);
-    let a = Server::start_peer(&a_dir, "127.0.0.1:0");
-    let b = Server::start_peer(&b_dir, "127.0.0.1:0");
+    let ([a_dir, b_dir], [a, b]) = start_members(dir.path(), &ca, ["tateshina", "omachi"]);
     let b_url = b.peer_url().to_owned();
 
     // 1. The receiver dies. The transfer takes about as long as the writes
@@ -538,10 +529,7 @@ fn kill_9_in_the_middle_of_a_sync_loses_nothing() {
 fn a_pipelined_catch_up_killed_halfway_loses_nothing() {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = Ca::init(&dir.path().join("ca"), "pipeline");
-    let a_dir = member(dir.path(), "tateshina", &ca);
-    let b_dir = member(dir.path(), "omachi", &ca);
-    let a = Server::start_peer(&a_dir, "127.0.0.1:0");
-    let b = Server::start_peer(&b_dir, "127.0.0.1:0");
+    let ([_, b_dir], [a, b]) = start_members(dir.path(), &ca, ["tateshina", "omachi"]);
     let b_url = b.peer_url().to_owned();
     // Five batches of the reference sender's 400, small records. The first
     // exchange is an ordinary one; the pipeline runs from the second.
@@ -597,8 +585,7 @@ fn records_written_while_the_relay_is_down_reach_the_far_side_when_it_returns() 
     a.add_peer(&b_url);
     c.add_peer(&b_url);
     // The chain works before the relay goes away.
-    let (first, _) = write_knowledge(&a, "before");
-    wait_for_record(&c, "knowledge", &first, CONVERGE);
+    written_and_received(&a, &c, "before");
 
     assert_eq!(b.stop().code(), Some(0));
     let (written, _) = write_bulk(&a, 0, 200);
@@ -640,8 +627,7 @@ fn records_written_while_the_relay_is_down_reach_the_far_side_when_it_returns() 
     // Removing the relay on a running node takes effect at once.
     yui_ok(&c.data_dir, &["peer", "remove", &b_url]);
     assert_eq!(c.status()["peers"], json!([]));
-    let (gone, _) = write_knowledge(&a, "after-removal");
-    wait_for_record(&b, "knowledge", &gone, CONVERGE);
+    let gone = written_and_received(&a, &b, "after-removal");
     std::thread::sleep(ABSENCE_WINDOW);
     assert_eq!(
         c.record("knowledge", &gone),
@@ -665,24 +651,7 @@ fn addr_of(peer_url: &str) -> String {
 /// A TLS client that trusts the consortium CA (and so would accept the
 /// node) but presents no certificate of its own.
 fn tls_without_client_cert(ca: &Ca) -> Arc<rustls::ClientConfig> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore::empty();
-    roots
-        .add(CertificateDer::from_pem_file(ca.cert_path()).expect("CA pem"))
-        .expect("root");
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Arc::new(
-        rustls::ClientConfig::builder_with_provider(provider)
-            .with_safe_default_protocol_versions()
-            .expect("versions")
-            .with_root_certificates(roots)
-            .with_no_client_auth(),
-    )
-}
-
-fn node_name() -> rustls::pki_types::ServerName<'static> {
-    rustls::pki_types::ServerName::try_from("node.yui.invalid").expect("name")
+    tls::without_client_certificate(&ca.cert_path())
 }
 
 /// Dials the peer port with no client certificate and asks who is there.
@@ -692,8 +661,8 @@ fn hello_without_certificate(peer_url: &str, ca: &Ca) -> (String, Result<String,
     tcp.set_read_timeout(Some(Duration::from_secs(10)))
         .expect("timeout");
     let local = tcp.local_addr().expect("local").to_string();
-    let conn =
-        rustls::ClientConnection::new(tls_without_client_cert(ca), node_name()).expect("client");
+    let conn = rustls::ClientConnection::new(tls_without_client_cert(ca), tls::node_name())
+        .expect("client");
     let mut tls = rustls::StreamOwned::new(conn, tcp);
     let result = tls
         .write_all(
@@ -832,8 +801,7 @@ fn a_revoked_node_is_refused_even_on_a_connection_opened_before_and_the_list_spr
     revoked.add_peer(&victim_url);
 
     // Before the revocation, the soon-revoked node syncs like anyone.
-    let (before, _) = write_knowledge(&revoked, "before-revocation");
-    wait_for_record(&victim, "knowledge", &before, CONVERGE);
+    let before = written_and_received(&revoked, &victim, "before-revocation");
     wait_for_record(&good, "knowledge", &before, CONVERGE);
     assert_eq!(revocation_number(&victim), 0);
     assert_eq!(revocation_number(&good), 0);
@@ -889,8 +857,7 @@ fn a_revoked_node_is_refused_even_on_a_connection_opened_before_and_the_list_spr
     }
 
     // The list spreads by sync: the next round with the victim carries it.
-    let (news, _) = write_knowledge(&good, "good-news");
-    wait_for_record(&victim, "knowledge", &news, CONVERGE);
+    written_and_received(&good, &victim, "good-news");
     assert!(
         wait_for(CONVERGE, || revocation_number(&good) == 2),
         "Itoigawa still has revocation list {}",
@@ -908,8 +875,8 @@ fn a_revoked_node_is_refused_even_on_a_connection_opened_before_and_the_list_spr
 
 /// The first bytes a real TLS client sends (its ClientHello).
 fn client_hello(ca: &Ca) -> Vec<u8> {
-    let mut conn =
-        rustls::ClientConnection::new(tls_without_client_cert(ca), node_name()).expect("client");
+    let mut conn = rustls::ClientConnection::new(tls_without_client_cert(ca), tls::node_name())
+        .expect("client");
     let mut hello = Vec::new();
     while conn.wants_write() {
         conn.write_tls(&mut hello).expect("write_tls");
@@ -943,8 +910,7 @@ fn garbage_on_the_peer_port_is_refused_and_the_node_keeps_syncing() {
     let good = Server::start_peer(&member(dir.path(), "itoigawa", &ca), "127.0.0.1:0");
     let url = victim.peer_url().to_owned();
     good.add_peer(&url);
-    let (first, _) = write_knowledge(&good, "before-garbage");
-    wait_for_record(&victim, "knowledge", &first, CONVERGE);
+    written_and_received(&good, &victim, "before-garbage");
 
     // Connections that stall halfway through a ClientHello and stay open
     // must not hold up anyone else.
@@ -997,10 +963,8 @@ fn garbage_on_the_peer_port_is_refused_and_the_node_keeps_syncing() {
     // Healthy, and still syncing both ways while the stalled ones hang on.
     let (health, _) = victim.get("/healthz");
     assert_eq!(health, 200);
-    let (theirs, _) = write_knowledge(&good, "after-garbage");
-    wait_for_record(&victim, "knowledge", &theirs, CONVERGE);
-    let (ours, _) = write_knowledge(&victim, "reply-after-garbage");
-    wait_for_record(&good, "knowledge", &ours, CONVERGE);
+    written_and_received(&good, &victim, "after-garbage");
+    written_and_received(&victim, &good, "reply-after-garbage");
     let attempts = sent.len() + stalled.len();
     drop(stalled);
 
@@ -1035,18 +999,37 @@ fn garbage_on_the_peer_port_is_refused_and_the_node_keeps_syncing() {
     assert_eq!(victim.stop().code(), Some(0), "and it stops cleanly");
 }
 
-#[test]
-fn a_long_poll_open_at_the_revocation_delivers_nothing_after_it() {
+/// Writes a knowledge record at `writer` and waits until `reader` has it;
+/// returns its id.
+fn written_and_received(writer: &Server, reader: &Server, title: &str) -> String {
+    let (id, _) = write_knowledge(writer, title);
+    wait_for_record(reader, "knowledge", &id, CONVERGE);
+    id
+}
+
+/// The CA revokes Tateshina, and the victim imports the list.
+fn revoke_tateshina(ca: &Ca, victim: &Server) {
+    let list = ca.revoke_town("tateshina");
+    import_revocations(victim, &list);
+}
+
+/// A fresh consortium with a victim (Omachi) and the member it will revoke
+/// (Tateshina), both running.
+fn victim_and_member_to_revoke() -> (tempfile::TempDir, Ca, Server, Server) {
     let dir = tempfile::tempdir().expect("tempdir");
     let ca = Ca::init(&dir.path().join("ca"), "信州コンソーシアム");
     let victim = Server::start_peer(&member(dir.path(), "omachi", &ca), "127.0.0.1:0");
     let revoked = Server::start_peer(&member(dir.path(), "tateshina", &ca), "127.0.0.1:0");
-    revoked.add_peer(victim.peer_url());
-    let (before, _) = write_knowledge(&victim, "before-revocation");
-    wait_for_record(&revoked, "knowledge", &before, CONVERGE);
+    (dir, ca, victim, revoked)
+}
 
-    let list = ca.revoke_town("tateshina");
-    import_revocations(&victim, &list);
+#[test]
+fn a_long_poll_open_at_the_revocation_delivers_nothing_after_it() {
+    let (_dir, ca, victim, revoked) = victim_and_member_to_revoke();
+    revoked.add_peer(victim.peer_url());
+    written_and_received(&victim, &revoked, "before-revocation");
+
+    revoke_tateshina(&ca, &victim);
     // The revoked node's long poll, opened before the revocation, is still
     // waiting at the victim for news. The victim writes.
     let (secret, _) = write_knowledge(&victim, "after-revocation");
@@ -1060,19 +1043,13 @@ fn a_long_poll_open_at_the_revocation_delivers_nothing_after_it() {
 
 #[test]
 fn a_revoked_peer_that_we_dial_is_cut_off() {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let ca = Ca::init(&dir.path().join("ca"), "信州コンソーシアム");
-    let victim = Server::start_peer(&member(dir.path(), "omachi", &ca), "127.0.0.1:0");
-    let revoked = Server::start_peer(&member(dir.path(), "tateshina", &ca), "127.0.0.1:0");
+    let (_dir, ca, victim, revoked) = victim_and_member_to_revoke();
     // This time the victim dials the node that will be revoked.
     victim.add_peer(revoked.peer_url());
-    let (before, _) = write_knowledge(&revoked, "before-revocation");
-    wait_for_record(&victim, "knowledge", &before, CONVERGE);
-    let (before2, _) = write_knowledge(&victim, "before-revocation-2");
-    wait_for_record(&revoked, "knowledge", &before2, CONVERGE);
+    written_and_received(&revoked, &victim, "before-revocation");
+    written_and_received(&victim, &revoked, "before-revocation-2");
 
-    let list = ca.revoke_town("tateshina");
-    import_revocations(&victim, &list);
+    revoke_tateshina(&ca, &victim);
     // Answering the long poll that was open at the revocation…
     let (theirs_first, _) = write_knowledge(&revoked, "theirs-after-1");
     // Long enough for that answer to go out on the poll that was open, so
@@ -1139,8 +1116,7 @@ fn a_node_restored_from_a_backup_catches_up_both_ways() {
     let b = Server::start_peer(&b_dir, "127.0.0.1:0");
     let b_url = b.peer_url().to_owned();
     a.add_peer(&b_url);
-    let (first, _) = write_knowledge(&b, "before-backup");
-    wait_for_record(&a, "knowledge", &first, CONVERGE);
+    written_and_received(&b, &a, "before-backup");
 
     let backup = dir.path().join("omachi.backup");
     yui_ok(&b_dir, &["backup", backup.to_str().expect("utf8")]);

@@ -70,7 +70,6 @@ pub use self::peers::{PeerInfo, PeerRound};
 pub use self::replica::SqlReplica;
 pub use self::sync::PlannedAnswer;
 pub(crate) use self::users::{UsersConn, UsersDb};
-pub use crate::clock::{Millis, now_ms};
 
 use self::guard::CachedRegistry;
 use self::reads::ConflictScan;

@@ -1,5 +1,5 @@
-//! Hostile peers under load: the scenario shared by `tests/attack.rs` (which
-//! asserts on it) and `benches/attack.rs` (which prints it for
+//! Hostile peers under load: the scenario shared by `node/tests/attack.rs`
+//! (which asserts on it) and `node/benches/attack.rs` (which prints it for
 //! `docs/benchmarks.md`).
 //!
 //! A victim node runs in-process on its own two-worker runtime (as `yui
@@ -12,7 +12,6 @@
 //! Meanwhile an honest client of the LOCAL API reads one record by id and
 //! runs one small search every few milliseconds, and every request's
 //! latency is kept with the phase it started in.
-#![allow(dead_code)]
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -23,13 +22,18 @@ use std::time::{Duration, Instant};
 use prost::Message;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
-use tokio_rustls::client::TlsStream;
 use tokio_util::sync::CancellationToken;
-use yui_node::datadir::{DataDir, InitOptions};
-use yui_node::node::Node;
-use yui_node::pki::CaDir;
-use yui_protocol::wire::{DocUpdate, PROTOCOL_VERSION, SyncRequest, SyncResponse};
-use yui_protocol::{Collection, RecordId};
+use yui_protocol::Collection;
+use yui_protocol::wire::{DocUpdate, SyncResponse};
+
+use crate::records::{id_of, validated};
+use crate::stats::{Spread, ms};
+use crate::tls::{Conn, Member, client_hello};
+use crate::town::{Consortium, Running, Town, seed_records};
+use crate::wire::{
+    doc_update, local_documents, long_poll_body, push_body, random_id, refusal_codes,
+    schema_violation,
+};
 
 /// The peer port's connection budgets (`node::peer::server`).
 pub const CONNECTION_CAP: usize = yui_node::peer::server::MAX_CONNECTIONS;
@@ -37,397 +41,6 @@ pub const MEMBER_CAP: usize = yui_node::peer::server::MAX_PER_MEMBER;
 pub const BODY_GRACE: Duration = yui_node::peer::server::BODY_GRACE;
 /// Its TLS handshake and header timeouts.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-
-// ---------------------------------------------------------------------------
-// Towns and running nodes
-// ---------------------------------------------------------------------------
-
-pub struct Town {
-    pub node: Arc<Node>,
-    pub name: String,
-    _dir: tempfile::TempDir,
-}
-
-/// An initialised data directory with a certificate of `ca`, opened.
-pub fn make_town(ca: &CaDir, town: &str) -> Town {
-    let dir = tempfile::tempdir().expect("tempdir");
-    let data = DataDir::new(dir.path().join(town));
-    data.init(&InitOptions {
-        town: town.into(),
-        name: String::new(),
-        api_listen: "127.0.0.1:0".parse().expect("addr"),
-        peer_listen: "127.0.0.1:0".parse().expect("addr"),
-    })
-    .expect("init");
-    let now = time::OffsetDateTime::now_utc();
-    let csr = std::fs::read_to_string(data.csr_path()).expect("csr");
-    let (cert, _) = ca.issue(&csr, 30, now).expect("issue");
-    let ca_pem = std::fs::read(ca.cert_path()).expect("ca");
-    yui_node::pki::install(&data, town, cert.as_bytes(), &ca_pem, now.unix_timestamp())
-        .expect("install");
-    Town {
-        node: Arc::new(Node::open(data, true).expect("open")),
-        name: town.to_owned(),
-        _dir: dir,
-    }
-}
-
-/// A node serving its API and peer port on its own runtime and threads.
-pub struct Running {
-    pub api: SocketAddr,
-    pub peer: SocketAddr,
-    shutdown: CancellationToken,
-    thread: Option<std::thread::JoinHandle<()>>,
-}
-
-impl Running {
-    pub fn start(node: Arc<Node>, workers: usize) -> Running {
-        let shutdown = CancellationToken::new();
-        let stop = shutdown.clone();
-        let (tx, rx) = std::sync::mpsc::channel();
-        let thread = std::thread::Builder::new()
-            .name(format!("node-{}", node.config.town))
-            .spawn(move || {
-                let rt = tokio::runtime::Builder::new_multi_thread()
-                    .worker_threads(workers)
-                    .enable_all()
-                    .build()
-                    .expect("runtime");
-                rt.block_on(async move {
-                    let api = tokio::net::TcpListener::bind("127.0.0.1:0")
-                        .await
-                        .expect("bind");
-                    let peers = tokio::net::TcpListener::bind("127.0.0.1:0")
-                        .await
-                        .expect("bind");
-                    tx.send((
-                        api.local_addr().expect("addr"),
-                        peers.local_addr().expect("addr"),
-                    ))
-                    .expect("send");
-                    yui_node::daemon::serve(node, api, Some(peers), stop)
-                        .await
-                        .expect("serve");
-                });
-            })
-            .expect("thread");
-        let (api, peer) = rx.recv().expect("addresses");
-        Running {
-            api,
-            peer,
-            shutdown,
-            thread: Some(thread),
-        }
-    }
-
-    pub fn peer_url(&self) -> String {
-        format!("https://{}", self.peer)
-    }
-
-    /// Graceful shutdown; waits for the node's threads.
-    pub fn stop(mut self) {
-        self.shutdown.cancel();
-        if let Some(t) = self.thread.take() {
-            t.join().expect("node thread");
-        }
-    }
-}
-
-impl Drop for Running {
-    fn drop(&mut self) {
-        self.shutdown.cancel();
-    }
-}
-
-// ---------------------------------------------------------------------------
-// Records and documents
-// ---------------------------------------------------------------------------
-
-pub fn knowledge_fields(title: &str) -> yui_protocol::validate::Fields {
-    yui_protocol::validate::validate_create(
-        Collection::Knowledge,
-        serde_json::json!({
-            "title": title,
-            "body": "住民ワーカーの研修は月に一度。顧客とのやりとりは記録に残す。",
-            "category": "training",
-            "tags": ["研修"]
-        })
-        .as_object()
-        .expect("object"),
-    )
-    .expect("valid")
-}
-
-/// Writes `n` knowledge records and `n / 4` local worker records straight
-/// into the store; returns the knowledge records as the API shows them.
-pub async fn seed_records(town: &Town, n: usize) -> Vec<serde_json::Value> {
-    let now = yui_node::store::now_ms();
-    let mut out = Vec::with_capacity(n);
-    for i in 0..n {
-        let rec = town
-            .node
-            .store
-            .create(
-                Collection::Knowledge,
-                knowledge_fields(&format!("{} の記録 {i}", town.name)),
-                now,
-            )
-            .await
-            .expect("create");
-        out.push(serde_json::from_str(rec.get()).expect("json"));
-    }
-    for i in 0..n / 4 {
-        let fields = yui_protocol::validate::validate_create(
-            Collection::Workers,
-            serde_json::json!({"name": format!("住民 {i}"), "status": "active"})
-                .as_object()
-                .expect("object"),
-        )
-        .expect("valid");
-        town.node
-            .store
-            .create(Collection::Workers, fields, now)
-            .await
-            .expect("create");
-    }
-    out
-}
-
-fn random_id(n: u64, salt: u8) -> RecordId {
-    let mut r = [salt; 10];
-    r[..8].copy_from_slice(&n.to_be_bytes());
-    RecordId::generate(yui_node::store::now_ms(), r)
-}
-
-/// A whole Automerge document of a new record, as a peer would send it.
-pub fn doc_update(
-    collection: Collection,
-    fields: &yui_protocol::validate::Fields,
-    salt: u8,
-    n: u64,
-) -> DocUpdate {
-    let id = random_id(n, salt);
-    let mut doc = yui_protocol::doc::create(
-        automerge::ActorId::from([salt; 16].as_slice()),
-        collection,
-        &id,
-        "evil",
-        yui_node::store::now_ms(),
-        fields,
-    )
-    .expect("doc");
-    heads_and_changes(id.to_string(), collection.name(), &mut doc)
-}
-
-fn heads_and_changes(id: String, collection: &str, doc: &mut automerge::AutoCommit) -> DocUpdate {
-    DocUpdate {
-        id,
-        collection: collection.into(),
-        heads: doc.get_heads().iter().map(|h| h.0.to_vec()).collect(),
-        changes: doc.save_nocompress(),
-        ..Default::default()
-    }
-}
-
-/// A valid knowledge record whose category the schema does not know.
-pub fn schema_violation(n: u64) -> DocUpdate {
-    use automerge::ReadDoc;
-    use automerge::transaction::Transactable;
-    let id = random_id(n, 0x5c);
-    let mut doc = yui_protocol::doc::create(
-        automerge::ActorId::from([0x5c; 16].as_slice()),
-        Collection::Knowledge,
-        &id,
-        "evil",
-        yui_node::store::now_ms(),
-        &knowledge_fields("スキーマ違反"),
-    )
-    .expect("doc");
-    let Some((_, fields)) = doc.get(automerge::ROOT, "fields").expect("get") else {
-        panic!("no fields")
-    };
-    doc.put(&fields, "category", "gossip").expect("put");
-    doc.commit();
-    heads_and_changes(id.to_string(), "knowledge", &mut doc)
-}
-
-/// A worker record (personal data), as a document: sent as itself, and
-/// disguised as a knowledge record.
-pub fn local_documents(n: u64) -> [DocUpdate; 2] {
-    let fields = yui_protocol::validate::validate_create(
-        Collection::Workers,
-        serde_json::json!({"name": format!("攻撃 {n}"), "status": "active", "notes": "個人情報"})
-            .as_object()
-            .expect("object"),
-    )
-    .expect("valid");
-    let as_itself = doc_update(Collection::Workers, &fields, 0x10, n);
-    let mut disguised = doc_update(Collection::Workers, &fields, 0x11, n);
-    disguised.collection = "knowledge".into();
-    [as_itself, disguised]
-}
-
-pub fn push_body(docs: Vec<DocUpdate>) -> Vec<u8> {
-    SyncRequest {
-        version: PROTOCOL_VERSION,
-        push: docs,
-        ..Default::default()
-    }
-    .encode_to_vec()
-}
-
-pub fn long_poll_body(since: u64, epoch: u64, wait_ms: u32) -> Vec<u8> {
-    SyncRequest {
-        version: PROTOCOL_VERSION,
-        pull: true,
-        since,
-        wait_ms,
-        server_epoch: epoch,
-        ..Default::default()
-    }
-    .encode_to_vec()
-}
-
-pub fn refusal_codes(body: &[u8]) -> BTreeMap<String, usize> {
-    let mut codes = BTreeMap::new();
-    for r in SyncResponse::decode(body).expect("a sync response").refused {
-        *codes.entry(r.code).or_default() += 1;
-    }
-    codes
-}
-
-// ---------------------------------------------------------------------------
-// The attacker's connections
-// ---------------------------------------------------------------------------
-
-/// A member's mutual-TLS client.
-#[derive(Clone)]
-pub struct Member {
-    pub addr: SocketAddr,
-    pub config: Arc<rustls::ClientConfig>,
-}
-
-impl Member {
-    pub fn of(town: &Town, addr: SocketAddr) -> Member {
-        Member {
-            addr,
-            config: Arc::new(
-                town.node
-                    .peering
-                    .as_ref()
-                    .expect("joined")
-                    .trust
-                    .client_config()
-                    .expect("config"),
-            ),
-        }
-    }
-
-    pub async fn tls(&self) -> std::io::Result<TlsStream<TcpStream>> {
-        let tcp = TcpStream::connect(self.addr).await?;
-        tcp.set_nodelay(true)?;
-        let name = rustls::pki_types::ServerName::try_from("node.yui.invalid").expect("name");
-        tokio_rustls::TlsConnector::from(self.config.clone())
-            .connect(name, tcp)
-            .await
-    }
-
-    pub async fn conn(&self) -> std::io::Result<Conn> {
-        Ok(Conn {
-            tls: self.tls().await?,
-            buf: Vec::new(),
-        })
-    }
-
-    /// One request on a fresh connection (given a minute at most).
-    pub async fn post(&self, headers: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
-        let exchange = async { self.conn().await?.request(headers, body).await };
-        tokio::time::timeout(Duration::from_secs(60), exchange)
-            .await
-            .map_err(|_| {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 60 s")
-            })?
-    }
-}
-
-/// A keep-alive HTTP/1.1 connection to the peer port.
-pub struct Conn {
-    tls: TlsStream<TcpStream>,
-    buf: Vec<u8>,
-}
-
-impl Conn {
-    pub async fn request(&mut self, headers: &str, body: &[u8]) -> std::io::Result<(u16, Vec<u8>)> {
-        let head = format!(
-            "POST /yui/v1/sync HTTP/1.1\r\nHost: victim\r\nContent-Type: application/x-protobuf\r\n{headers}Content-Length: {}\r\n\r\n",
-            body.len()
-        );
-        self.tls.write_all(head.as_bytes()).await?;
-        // The server may answer (413) before reading a large body. Flush:
-        // under back-pressure the TLS layer keeps the tail of a write
-        // buffered, and the server would wait for it forever.
-        let mut wrote = self.tls.write_all(body).await;
-        if wrote.is_ok() {
-            wrote = self.tls.flush().await;
-        }
-        let answer = self.read_response().await;
-        match (answer, wrote) {
-            (Ok(a), _) => Ok(a),
-            (Err(e), Err(w)) => Err(std::io::Error::new(e.kind(), format!("{e} (writing: {w})"))),
-            (Err(e), Ok(())) => Err(e),
-        }
-    }
-
-    async fn fill(&mut self) -> std::io::Result<()> {
-        let mut chunk = vec![0u8; 64 * 1024];
-        let n = self.tls.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        self.buf.extend_from_slice(&chunk[..n]);
-        Ok(())
-    }
-
-    async fn read_response(&mut self) -> std::io::Result<(u16, Vec<u8>)> {
-        let end = loop {
-            if let Some(p) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                break p;
-            }
-            self.fill().await?;
-        };
-        let head = String::from_utf8_lossy(&self.buf[..end]).into_owned();
-        let status = head
-            .split_whitespace()
-            .nth(1)
-            .and_then(|s| s.parse().ok())
-            .ok_or_else(|| std::io::Error::other(format!("not an HTTP answer: {head}")))?;
-        let length: usize = head
-            .lines()
-            .find_map(|l| {
-                let (k, v) = l.split_once(':')?;
-                k.eq_ignore_ascii_case("content-length")
-                    .then(|| v.trim().parse().ok())?
-            })
-            .unwrap_or(0);
-        self.buf.drain(..end + 4);
-        while self.buf.len() < length {
-            self.fill().await?;
-        }
-        let body = self.buf.drain(..length).collect();
-        Ok((status, body))
-    }
-}
-
-/// The first bytes of a real TLS client (its ClientHello).
-pub fn client_hello(member: &Member) -> Vec<u8> {
-    let name = rustls::pki_types::ServerName::try_from("node.yui.invalid").expect("name");
-    let mut conn = rustls::ClientConnection::new(member.config.clone(), name).expect("client");
-    let mut hello = Vec::new();
-    while conn.wants_write() {
-        conn.write_tls(&mut hello).expect("write_tls");
-    }
-    hello
-}
 
 // ---------------------------------------------------------------------------
 // The honest local-API client
@@ -451,21 +64,14 @@ pub struct Latency {
 }
 
 impl Latency {
-    fn of(mut samples: Vec<Duration>, failures: usize) -> Latency {
-        samples.sort();
-        let at = |q: f64| {
-            if samples.is_empty() {
-                Duration::ZERO
-            } else {
-                samples[((samples.len() as f64 * q).ceil() as usize).clamp(1, samples.len()) - 1]
-            }
-        };
+    fn of(samples: Vec<Duration>, failures: usize) -> Latency {
+        let spread = Spread::of(samples);
         Latency {
-            requests: samples.len() + failures,
+            requests: spread.samples + failures,
             failures,
-            p50: at(0.50),
-            p99: at(0.99),
-            max: samples.last().copied().unwrap_or_default(),
+            p50: spread.p50,
+            p99: spread.p99,
+            max: spread.max,
         }
     }
 
@@ -479,10 +85,6 @@ impl Latency {
             self.failures
         )
     }
-}
-
-pub fn ms(d: Duration) -> f64 {
-    d.as_secs_f64() * 1000.0
 }
 
 /// One request of the honest client: its phase, its latency, its failure.
@@ -654,31 +256,16 @@ pub struct Report {
 /// Writes one record at each side and waits until it reached the other.
 async fn honest_round(victim: &Town, honest: &Town, label: &str) -> (Duration, Duration) {
     let start = Instant::now();
-    let mine = victim
-        .node
-        .store
-        .create(
-            Collection::Knowledge,
-            knowledge_fields(&format!("victim during {label}")),
-            yui_node::store::now_ms(),
-        )
-        .await
-        .expect("create");
-    let theirs = honest
-        .node
-        .store
-        .create(
-            Collection::Knowledge,
-            knowledge_fields(&format!("member during {label}")),
-            yui_node::store::now_ms(),
-        )
-        .await
-        .expect("create");
-    let id_of = |raw: &serde_json::value::RawValue| -> String {
-        let v: serde_json::Value = serde_json::from_str(raw.get()).expect("json");
-        v["id"].as_str().expect("id").to_owned()
-    };
-    let (mine, theirs) = (id_of(&mine), id_of(&theirs));
+    let mine = id_of(
+        &victim
+            .write_knowledge(&format!("victim during {label}"))
+            .await,
+    );
+    let theirs = id_of(
+        &honest
+            .write_knowledge(&format!("member during {label}"))
+            .await,
+    );
     let arrive = |at: &Town, id: String| {
         let store = at.node.store.clone();
         let name = at.name.clone();
@@ -729,16 +316,7 @@ impl Scene {
     }
 
     async fn member_writes(&mut self, title: &str) {
-        self.honest
-            .node
-            .store
-            .create(
-                Collection::Knowledge,
-                knowledge_fields(title),
-                yui_node::store::now_ms(),
-            )
-            .await
-            .expect("create");
+        self.honest.write_knowledge(title).await;
         self.stored += 1;
     }
 }
@@ -755,13 +333,10 @@ impl AttackerDocs {
     fn make(big: usize) -> AttackerDocs {
         // Not about 研修, so the honest client's search finds as much after
         // the attack as before it.
-        let fields = yui_protocol::validate::validate_create(
+        let fields = validated(
             Collection::Knowledge,
-            serde_json::json!({"title": "攻撃者の大量投稿", "body": "広報の予定を共有する。", "category": "pr"})
-                .as_object()
-                .expect("object"),
-        )
-        .expect("valid");
+            serde_json::json!({"title": "攻撃者の大量投稿", "body": "広報の予定を共有する。", "category": "pr"}),
+        );
         AttackerDocs {
             big: (0..big as u64)
                 .map(|n| doc_update(Collection::Knowledge, &fields, 0xb1, n))
@@ -899,111 +474,15 @@ async fn long_polls(scene: &mut Scene, opts: &Options, docs: &mut AttackerDocs) 
     let member = scene.member.clone();
     let phase_end = Instant::now() + opts.phase;
     let mut pusher = member.conn().await.expect("a connection for pushes");
-    // Where the victim's feed is now, as a member learns it.
-    let (since, epoch) = {
-        let mut since = 0;
-        loop {
-            let (status, body) = pusher
-                .request("", &long_poll_body(since, 0, 0))
-                .await
-                .expect("pull");
-            assert_eq!(status, 200);
-            let answer = SyncResponse::decode(&body[..]).expect("response");
-            since = answer.cursor;
-            if !answer.more {
-                break (since, answer.epoch);
-            }
-        }
-    };
-    // A connection is held if it gets an answer; over the member's budget
-    // the node answers 429 and closes it.
-    let attempts: Vec<_> = (0..opts.long_polls)
-        .map(|_| {
-            let member = member.clone();
-            tokio::spawn(async move {
-                let t = Instant::now();
-                let held = async {
-                    let mut conn = member.conn().await?;
-                    match conn.request("", &long_poll_body(since, epoch, 0)).await? {
-                        (200, _) => Ok(conn),
-                        (status, body) => Err(std::io::Error::other(format!(
-                            "{status} {}",
-                            String::from_utf8_lossy(&body)
-                        ))),
-                    }
-                };
-                (held.await, t.elapsed())
-            })
-        })
-        .collect();
-    let mut held = Vec::new();
-    let (mut refused, mut slowest_refusal) = (0, Duration::ZERO);
-    for a in attempts {
-        match a.await.expect("join") {
-            (Ok(conn), _) => held.push(conn),
-            (Err(_), took) => {
-                refused += 1;
-                slowest_refusal = slowest_refusal.max(took);
-            }
-        }
-    }
+    let (since, epoch) = feed_position(&mut pusher).await;
+    let (held, refused, slowest_refusal) =
+        open_long_polls(&member, opts.long_polls, since, epoch).await;
     let held_count = held.len();
     scene.step(&format!("{held_count} long polls held, {refused} refused"));
     let stop = CancellationToken::new();
     let answered = Arc::new(AtomicU64::new(0));
-    let polls: Vec<_> = held
-        .into_iter()
-        .map(|mut conn| {
-            let (stop, answered) = (stop.clone(), answered.clone());
-            let mut since = since;
-            tokio::spawn(async move {
-                loop {
-                    let body = long_poll_body(since, epoch, 30_000);
-                    tokio::select! {
-                        _ = stop.cancelled() => return None,
-                        r = conn.request("", &body) => match r {
-                            Ok((200, body)) => {
-                                since = SyncResponse::decode(&body[..]).expect("response").cursor;
-                                answered.fetch_add(1, Ordering::Relaxed);
-                            }
-                            Ok((status, body)) => {
-                                return Some(format!("{status} {}", String::from_utf8_lossy(&body)));
-                            }
-                            Err(e) => return Some(e.to_string()),
-                        }
-                    }
-                }
-            })
-        })
-        .collect();
-    // While they wait: a push every 100 ms (every commit wakes every poll),
-    // and every fifth time a record from the honest member, which every
-    // poll is then sent (the attacker's own records are not sent back).
-    let mut trickle = std::mem::take(&mut docs.trickle).into_iter();
-    let (mut pushes, mut news) = (0u64, 0);
-    while Instant::now() < phase_end {
-        let (docs, invalid): (Vec<DocUpdate>, usize) = if pushes.is_multiple_of(2) {
-            let valid: Vec<DocUpdate> = trickle.by_ref().take(5).collect();
-            scene.stored += valid.len() as u64;
-            (valid, 0)
-        } else {
-            (vec![schema_violation(10_000 + pushes)], 1)
-        };
-        let (status, body) = pusher
-            .request("", &push_body(docs))
-            .await
-            .expect("pushes on an open connection go on");
-        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
-        assert_eq!(refusal_codes(&body).values().sum::<usize>(), invalid);
-        pushes += 1;
-        if pushes.is_multiple_of(5) {
-            scene
-                .member_writes("news from the member during the long polls")
-                .await;
-            news += 1;
-        }
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
+    let polls = keep_polling(held, since, epoch, &stop, &answered);
+    let (pushes, news) = push_while_polling(scene, &mut pusher, docs, phase_end).await;
     scene.step("honest round");
     let honest = scene.honest_round(PHASES[2]).await;
     let refusals = scene
@@ -1049,6 +528,152 @@ async fn long_polls(scene: &mut Scene, opts: &Options, docs: &mut AttackerDocs) 
     ));
 
     scene.step("checking that the slots come back");
+    slots_come_back(&member, since, epoch).await;
+    LongPolls {
+        held: held_count,
+        refused,
+        slowest_refusal,
+        honest,
+    }
+}
+
+/// Where the victim's feed is now, as a member learns it: the cursor and
+/// the feed's epoch.
+async fn feed_position(pusher: &mut Conn) -> (u64, u64) {
+    let mut since = 0;
+    loop {
+        let (status, body) = pusher
+            .request("", &long_poll_body(since, 0, 0))
+            .await
+            .expect("pull");
+        assert_eq!(status, 200);
+        let answer = SyncResponse::decode(&body[..]).expect("response");
+        since = answer.cursor;
+        if !answer.more {
+            return (since, answer.epoch);
+        }
+    }
+}
+
+/// Tries `n` connections at once. A connection is held if it gets an
+/// answer; over the member's budget the node answers 429 and closes it.
+/// Returns the held ones, how many were refused, and the slowest refusal.
+async fn open_long_polls(
+    member: &Member,
+    n: usize,
+    since: u64,
+    epoch: u64,
+) -> (Vec<Conn>, usize, Duration) {
+    let attempts: Vec<_> = (0..n)
+        .map(|_| {
+            let member = member.clone();
+            tokio::spawn(async move {
+                let t = Instant::now();
+                let held = async {
+                    let mut conn = member.conn().await?;
+                    match conn.request("", &long_poll_body(since, epoch, 0)).await? {
+                        (200, _) => Ok(conn),
+                        (status, body) => Err(std::io::Error::other(format!(
+                            "{status} {}",
+                            String::from_utf8_lossy(&body)
+                        ))),
+                    }
+                };
+                (held.await, t.elapsed())
+            })
+        })
+        .collect();
+    let mut held = Vec::new();
+    let (mut refused, mut slowest_refusal) = (0, Duration::ZERO);
+    for a in attempts {
+        match a.await.expect("join") {
+            (Ok(conn), _) => held.push(conn),
+            (Err(_), took) => {
+                refused += 1;
+                slowest_refusal = slowest_refusal.max(took);
+            }
+        }
+    }
+    (held, refused, slowest_refusal)
+}
+
+/// Each held connection long-polls again as soon as it is answered, until
+/// `stop`; a task's result is its failure, if any.
+fn keep_polling(
+    held: Vec<Conn>,
+    since: u64,
+    epoch: u64,
+    stop: &CancellationToken,
+    answered: &Arc<AtomicU64>,
+) -> Vec<tokio::task::JoinHandle<Option<String>>> {
+    held.into_iter()
+        .map(|mut conn| {
+            let (stop, answered) = (stop.clone(), answered.clone());
+            let mut since = since;
+            tokio::spawn(async move {
+                loop {
+                    let body = long_poll_body(since, epoch, 30_000);
+                    tokio::select! {
+                        _ = stop.cancelled() => return None,
+                        r = conn.request("", &body) => match r {
+                            Ok((200, body)) => {
+                                since = SyncResponse::decode(&body[..]).expect("response").cursor;
+                                answered.fetch_add(1, Ordering::Relaxed);
+                            }
+                            Ok((status, body)) => {
+                                return Some(format!("{status} {}", String::from_utf8_lossy(&body)));
+                            }
+                            Err(e) => return Some(e.to_string()),
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Pushes until `phase_end` while the polls wait; returns the pushes and
+/// the member's records written.
+async fn push_while_polling(
+    scene: &mut Scene,
+    pusher: &mut Conn,
+    docs: &mut AttackerDocs,
+    phase_end: Instant,
+) -> (u64, u64) {
+    // While they wait: a push every 100 ms (every commit wakes every poll),
+    // and every fifth time a record from the honest member, which every
+    // poll is then sent (the attacker's own records are not sent back).
+    let mut trickle = std::mem::take(&mut docs.trickle).into_iter();
+    let (mut pushes, mut news) = (0u64, 0);
+    while Instant::now() < phase_end {
+        let (docs, invalid): (Vec<DocUpdate>, usize) = if pushes.is_multiple_of(2) {
+            let valid: Vec<DocUpdate> = trickle.by_ref().take(5).collect();
+            scene.stored += valid.len() as u64;
+            (valid, 0)
+        } else {
+            (vec![schema_violation(10_000 + pushes)], 1)
+        };
+        let (status, body) = pusher
+            .request("", &push_body(docs))
+            .await
+            .expect("pushes on an open connection go on");
+        assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+        assert_eq!(refusal_codes(&body).values().sum::<usize>(), invalid);
+        pushes += 1;
+        if pushes.is_multiple_of(5) {
+            scene
+                .member_writes("news from the member during the long polls")
+                .await;
+            news += 1;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    (pushes, news)
+}
+
+/// The member's connection slots come back once the polls are gone: it can
+/// open its whole budget again (within 10 s).
+async fn slots_come_back(member: &Member, since: u64, epoch: u64) {
     let want = MEMBER_CAP;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
@@ -1072,12 +697,6 @@ async fn long_polls(scene: &mut Scene, opts: &Options, docs: &mut AttackerDocs) 
         );
         drop(conns);
         tokio::time::sleep(Duration::from_millis(200)).await;
-    }
-    LongPolls {
-        held: held_count,
-        refused,
-        slowest_refusal,
-        honest,
     }
 }
 
@@ -1197,13 +816,10 @@ async fn slow(scene: &mut Scene, opts: &Options, peer_port: SocketAddr) -> Slow 
 /// runs on it, the victim and the honest member on runtimes of their own.
 pub async fn run(opts: &Options) -> Report {
     let began = Instant::now();
-    let ca_dir = tempfile::tempdir().expect("tempdir");
-    let ca = CaDir::new(ca_dir.path().join("ca"));
-    ca.init("攻撃テスト", time::OffsetDateTime::now_utc())
-        .expect("ca");
-    let victim = make_town(&ca, "omachi");
-    let honest = make_town(&ca, "itoigawa");
-    let attacker = make_town(&ca, "evil");
+    let consortium = Consortium::new("攻撃テスト");
+    let victim = consortium.town("omachi");
+    let honest = consortium.town("itoigawa");
+    let attacker = consortium.town("evil");
     let kept = seed_records(&victim, opts.records).await;
     let kept_ids: Vec<String> = kept
         .iter()

@@ -1,37 +1,31 @@
-//! The in-process node that the API and console tests run against, and the
-//! cookie-keeping `Browser` that the console tests drive it with.
+//! The in-process node that the API and console tests run against.
 //!
 //! `TestNode` is a real node on a real SQLite file in a temporary data
 //! directory (town `tateshina`, as `yui init` makes it), serving HTTP on a
 //! `127.0.0.1:0` listener; `TestNode::builder` adds console users and API
-//! tokens before it starts listening. Each test file adds the requests it
-//! needs in its own `impl TestNode` block; what more than one file needs is
-//! here.
-#![allow(dead_code)]
+//! tokens before it starts listening. What more than one test file sends
+//! is here; a file's own requests are a small trait of that file,
+//! implemented for `TestNode` (a type of another crate takes no inherent
+//! methods there).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use reqwest::StatusCode;
-use reqwest::header::{COOKIE, HeaderMap, LOCATION, SET_COOKIE};
 use serde_json::{Value, json};
 use tokio_util::sync::CancellationToken;
 use yui_node::accounts::Role;
 use yui_node::daemon::run;
-use yui_node::datadir::{DataDir, InitOptions};
+use yui_node::datadir::DataDir;
 use yui_node::node::Node;
+
+use crate::browser::Browser;
 
 /// A fresh data directory for town `tateshina`, as `yui init` leaves it.
 pub fn init_data_dir() -> (tempfile::TempDir, DataDir) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let data = DataDir::new(dir.path().join("data"));
-    data.init(&InitOptions {
-        town: "tateshina".into(),
-        name: "立科町".into(),
-        api_listen: "127.0.0.1:0".parse().expect("addr"),
-        peer_listen: "127.0.0.1:0".parse().expect("addr"),
-    })
-    .expect("init");
+    let data =
+        crate::town::init_data_dir(&dir.path().join("data"), "tateshina", "立科町").expect("init");
     (dir, data)
 }
 
@@ -181,15 +175,50 @@ impl TestNode {
 
     /// GET with the node's token; the body as JSON, or null.
     pub async fn api_get(&self, path: &str) -> (StatusCode, Value) {
-        let resp = self
-            .client
-            .get(self.url(path))
-            .bearer_auth(&self.token)
-            .send()
+        self.send_as(&self.token, reqwest::Method::GET, path, None)
             .await
-            .expect("send");
+    }
+
+    /// A request with `token` and, if given, a JSON body; the status and
+    /// the body's text.
+    pub async fn send_text(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, String) {
+        let mut req = self
+            .client
+            .request(method, self.url(path))
+            .bearer_auth(token);
+        if let Some(body) = body {
+            req = req.json(&body);
+        }
+        let resp = req.send().await.expect("send");
         let status = resp.status();
-        (status, resp.json().await.unwrap_or(Value::Null))
+        (status, resp.text().await.expect("body"))
+    }
+
+    /// A request with `token` and, if given, a JSON body; the body as JSON,
+    /// or null.
+    pub async fn send_as(
+        &self,
+        token: &str,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> (StatusCode, Value) {
+        let (status, text) = self.send_text(token, method, path, body).await;
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// How many live records a collection holds, as the status says.
+    pub async fn count(&self, collection: &str) -> u64 {
+        let (_, status) = self.api_get("/api/v1/status").await;
+        status["collections"][collection]["count"]
+            .as_u64()
+            .expect("count")
     }
 
     /// Creates a record through the API; returns the record as answered.
@@ -216,15 +245,13 @@ impl TestNode {
 
     /// A browser without a session, Japanese by default.
     pub fn browser(&self) -> Browser {
-        Browser {
-            base: self.base.clone(),
-            http: reqwest::Client::builder()
+        Browser::new(
+            self.base.clone(),
+            reqwest::Client::builder()
                 .redirect(reqwest::redirect::Policy::none())
                 .build()
                 .expect("client"),
-            cookies: Vec::new(),
-            csrf: String::new(),
-        }
+        )
     }
 
     /// A browser logged in as `user` (made by the builder), on the dashboard.
@@ -234,168 +261,4 @@ impl TestNode {
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
         b
     }
-}
-
-/// One answer to a `Browser`.
-pub struct Page {
-    pub status: StatusCode,
-    pub headers: HeaderMap,
-    pub body: String,
-}
-
-impl Page {
-    pub fn location(&self) -> &str {
-        self.headers
-            .get(LOCATION)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("")
-    }
-}
-
-/// Keeps cookies by hand, so each test states exactly what it sends.
-pub struct Browser {
-    pub base: String,
-    pub http: reqwest::Client,
-    pub cookies: Vec<(String, String)>,
-    /// The session's CSRF token, read from a page's form.
-    pub csrf: String,
-}
-
-impl Browser {
-    pub fn cookie_header(&self) -> String {
-        self.cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ")
-    }
-
-    fn keep_cookies(&mut self, headers: &HeaderMap) {
-        for value in headers.get_all(SET_COOKIE) {
-            let text = value.to_str().expect("cookie text");
-            let pair = text.split(';').next().unwrap_or("");
-            let (name, value) = pair.split_once('=').expect("name=value");
-            self.cookies.retain(|(k, _)| k != name);
-            if !value.is_empty() {
-                self.cookies.push((name.to_owned(), value.to_owned()));
-            }
-        }
-    }
-
-    async fn finish(&mut self, resp: reqwest::Response) -> Page {
-        let status = resp.status();
-        let headers = resp.headers().clone();
-        self.keep_cookies(&headers);
-        let body = resp.text().await.expect("body");
-        Page {
-            status,
-            headers,
-            body,
-        }
-    }
-
-    pub async fn get(&mut self, path: &str) -> Page {
-        let resp = self
-            .http
-            .get(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookie_header())
-            .send()
-            .await
-            .expect("send");
-        self.finish(resp).await
-    }
-
-    pub async fn post(&mut self, path: &str, form: &[(&str, &str)]) -> Page {
-        let body: String = form_urlencoded::Serializer::new(String::new())
-            .extend_pairs(form)
-            .finish();
-        let resp = self
-            .http
-            .post(format!("{}{path}", self.base))
-            .header(COOKIE, self.cookie_header())
-            .header("content-type", "application/x-www-form-urlencoded")
-            .body(body)
-            .send()
-            .await
-            .expect("send");
-        self.finish(resp).await
-    }
-
-    /// A form post carrying this session's CSRF token.
-    pub async fn submit(&mut self, path: &str, fields: &[(&str, &str)]) -> Page {
-        let csrf = self.csrf.clone();
-        let mut form = vec![("csrf", csrf.as_str())];
-        form.extend_from_slice(fields);
-        self.post(path, &form).await
-    }
-
-    /// Fills in the login form; on success keeps the session's CSRF token
-    /// from the dashboard. Returns the answer to the login post.
-    pub async fn login(&mut self, user: &str, password: &str, next: &str) -> Page {
-        let page = self.get("/login").await;
-        assert_eq!(page.status, StatusCode::OK);
-        let token = hidden_csrf(&page.body);
-        let page = self
-            .post(
-                "/login",
-                &[
-                    ("csrf", &token),
-                    ("next", next),
-                    ("user", user),
-                    ("password", password),
-                ],
-            )
-            .await;
-        if page.status == StatusCode::SEE_OTHER {
-            let home = self.get("/").await;
-            assert_eq!(home.status, StatusCode::OK, "{}", home.body);
-            self.csrf = hidden_csrf(&home.body);
-        }
-        page
-    }
-}
-
-/// The value of a form's hidden `csrf` field.
-pub fn hidden_csrf(body: &str) -> String {
-    let marker = r#"name="csrf" value=""#;
-    let start = body
-        .find(marker)
-        .map(|i| i + marker.len())
-        .expect("a csrf field");
-    body[start..].split('"').next().unwrap_or("").to_owned()
-}
-
-/// The HTML of the field block `id="field-NAME"`, up to the next field.
-pub fn field_block<'a>(body: &'a str, name: &str) -> &'a str {
-    let start = body
-        .find(&format!(r#"id="field-{name}""#))
-        .unwrap_or_else(|| panic!("no field {name}"));
-    let rest = &body[start + 1..];
-    let end = rest.find(r#"id="field-"#).unwrap_or(rest.len());
-    &rest[..end]
-}
-
-/// The attributes through which a page loads or sends anything.
-pub const LINK_ATTRIBUTES: &[&str] = &["src", "href", "action"];
-
-/// Every `src=`, `href=` and `action=` stays on this host; no script.
-pub fn assert_no_external_urls(path: &str, body: &str) {
-    assert_attributes_stay_local(path, body, LINK_ATTRIBUTES);
-}
-
-/// Every value of the attributes `names` stays on this host; no script.
-pub fn assert_attributes_stay_local(path: &str, body: &str, names: &[&str]) {
-    for name in names {
-        let attr = format!("{name}=\"");
-        for (i, _) in body.match_indices(&attr) {
-            let value = body[i + attr.len()..].split('"').next().unwrap_or("");
-            assert!(
-                !value.starts_with("http:")
-                    && !value.starts_with("https:")
-                    && !value.starts_with("//"),
-                "{path} refers to another host: {attr}{value}"
-            );
-        }
-    }
-    assert!(!body.contains("<script"), "{path} has a script");
 }
