@@ -24,7 +24,7 @@ use rand::RngCore;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::fsio::{write_file, write_private};
+use crate::fsio::{io_error, write_file, write_private};
 
 pub const DEFAULT_API_LISTEN: &str = "127.0.0.1:7480";
 pub const DEFAULT_PEER_LISTEN: &str = "0.0.0.0:7443";
@@ -330,10 +330,6 @@ fn base32(bytes: &[u8]) -> String {
         out.push(ALPHABET[((acc << (5 - bits)) & 31) as usize] as char);
     }
     out
-}
-
-fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
-    Error::Config(format!("{what} {}: {e}", path.display()))
 }
 
 #[cfg(test)]

@@ -53,7 +53,8 @@ pub fn sync_parent_dir(path: &Path) {
     }
 }
 
-fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
+/// A failed file operation, named with the file.
+pub fn io_error(what: &str, path: &Path, e: std::io::Error) -> Error {
     Error::Config(format!("{what} {}: {e}", path.display()))
 }
 

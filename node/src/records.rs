@@ -7,6 +7,7 @@
 use serde::Deserialize;
 use serde_json::value::RawValue;
 use yui_protocol::Collection;
+use yui_protocol::guard::Finding;
 use yui_protocol::validate::{Fields, Patch};
 
 use crate::accounts::Principal;
@@ -65,57 +66,59 @@ pub struct Written {
     pub id: String,
 }
 
-/// Creates a record; `detail` is the audit entry's detail.
-pub async fn create(
-    node: &Node,
-    principal: &Principal,
-    collection: Collection,
-    fields: Fields,
-    guarding: &Guarding,
-    detail: &str,
-) -> Result<Written> {
-    let (record, findings) = node
-        .store
-        .create_guarded(collection, fields, now_ms(), guarding.mode)
-        .await?;
-    let id = id_of(&record)?;
-    node.record_written(
-        principal,
-        "record.create",
-        &format!("{collection}/{id}"),
-        detail,
-        &guarding.reason,
-        &findings,
-    )
-    .await;
-    Ok(Written { record, id })
+/// A write on someone's behalf: who, what they asked of the guard, and the
+/// detail their audit entry carries (each adapter words its own).
+pub struct OnBehalf<'a> {
+    pub node: &'a Node,
+    pub principal: &'a Principal,
+    pub guarding: &'a Guarding,
+    pub detail: &'a str,
 }
 
-/// Changes the fields of `patch`; `detail` is the audit entry's detail.
-pub async fn update(
-    node: &Node,
-    principal: &Principal,
-    collection: Collection,
-    id: String,
-    patch: Patch,
-    guarding: &Guarding,
-    detail: &str,
-) -> Result<Written> {
-    let target = format!("{collection}/{id}");
-    let (record, findings) = node
-        .store
-        .update_guarded(collection, id.clone(), patch, now_ms(), guarding.mode)
-        .await?;
-    node.record_written(
-        principal,
-        "record.update",
-        &target,
-        detail,
-        &guarding.reason,
-        &findings,
-    )
-    .await;
-    Ok(Written { record, id })
+impl OnBehalf<'_> {
+    /// Creates a record.
+    pub async fn create(&self, collection: Collection, fields: Fields) -> Result<Written> {
+        let (record, findings) = self
+            .node
+            .store
+            .create_guarded(collection, fields, now_ms(), self.guarding.mode)
+            .await?;
+        let id = id_of(&record)?;
+        self.trail("record.create", &format!("{collection}/{id}"), &findings)
+            .await;
+        Ok(Written { record, id })
+    }
+
+    /// Changes the fields of `patch`.
+    pub async fn update(
+        &self,
+        collection: Collection,
+        id: String,
+        patch: Patch,
+    ) -> Result<Written> {
+        let target = format!("{collection}/{id}");
+        let (record, findings) = self
+            .node
+            .store
+            .update_guarded(collection, id.clone(), patch, now_ms(), self.guarding.mode)
+            .await?;
+        self.trail("record.update", &target, &findings).await;
+        Ok(Written { record, id })
+    }
+
+    async fn trail(&self, action: &str, target: &str, findings: &[Finding]) {
+        let reason = &self.guarding.reason;
+        self.node
+            .record_written(
+                self.principal,
+                action,
+                target,
+                self.detail,
+                reason,
+                findings,
+            )
+            .await;
+    }
 }
 
 /// Marks a record deleted.

@@ -189,6 +189,12 @@ fn places() -> BTreeMap<&'static str, (usize, usize)> {
     places
 }
 
+/// Fails with every finding, one a line, when there are any.
+fn refuse(found: &[impl std::fmt::Display], what: &str) {
+    let lines: Vec<String> = found.iter().map(ToString::to_string).collect();
+    assert!(lines.is_empty(), "{what}:\n{}", lines.join("\n"));
+}
+
 #[test]
 fn every_module_has_a_floor() {
     let source = read_source();
@@ -198,9 +204,9 @@ fn every_module_has_a_floor() {
         .keys()
         .filter(|m| !places.contains_key(m.as_str()))
         .collect();
-    assert!(
-        missing.is_empty(),
-        "node/src modules without a floor in node/tests/layers.rs (and docs/architecture.md): {missing:?}"
+    refuse(
+        &missing,
+        "node/src modules without a floor in node/tests/layers.rs (and docs/architecture.md)",
     );
 }
 
@@ -283,10 +289,7 @@ fn lower_floors_speak_no_http_framework() {
         .flatten()
         .map(|f| f.display().to_string())
         .collect();
-    assert!(
-        offenders.is_empty(),
-        "modules below the adapters name axum: {offenders:?}"
-    );
+    refuse(&offenders, "modules below the adapters name axum");
 }
 
 #[test]

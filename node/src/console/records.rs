@@ -24,7 +24,7 @@ use yui_protocol::{Collection, FieldError, RecordId, RecordView, ValidationError
 
 use super::i18n::Lang;
 use super::{AppState, Chrome, FormPairs, PageError, SignedIn, render, show_time, url_encode};
-use crate::records::{self, Guarding, OverrideRefused};
+use crate::records::{self, Guarding, OnBehalf, OverrideRefused};
 use crate::store::ListQuery;
 
 const PAGE_SIZE: usize = 25;
@@ -880,6 +880,98 @@ fn form_problem(
     }
 }
 
+/// A posted record form to save: a new record's fields, or the changes to
+/// an existing one.
+enum Save {
+    Create(Map<String, Value>),
+    Update {
+        id: String,
+        patch: Map<String, Value>,
+    },
+}
+
+/// Saves a posted record form whose fields all parsed (`errors` empty) and
+/// whose override, if it asks for one, gives a reason (`guarding` is
+/// `Some`); then shows the record, or the form again with what was wrong.
+async fn save(
+    node: &AppState,
+    who: &SignedIn,
+    collection: Collection,
+    raw: &RawValues,
+    guarding: Option<Guarding>,
+    mut errors: Vec<FieldError>,
+    save: Save,
+) -> Result<Response, PageError> {
+    let id = match &save {
+        Save::Create(_) => None,
+        Save::Update { id, .. } => Some(id.clone()),
+    };
+    let mut extra = None;
+    match guarding {
+        None => extra = Some(who.m().override_reason_required),
+        Some(guarding) if errors.is_empty() => {
+            match write(node, who, collection, &guarding, save).await {
+                Ok((id, done)) => {
+                    let href = record_href(collection, &id);
+                    return Ok(Redirect::to(&format!("{href}?done={done}")).into_response());
+                }
+                Err(e) => (errors, extra) = form_problem(who, e)?,
+            }
+        }
+        Some(_) => {}
+    }
+    Ok(form_page(
+        node,
+        who,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        collection,
+        id.as_deref(),
+        raw,
+        &errors,
+        extra,
+    )
+    .await)
+}
+
+/// Validates and writes a form's record; returns its id and what was done.
+/// The audit entry of an update names the fields it changed.
+async fn write(
+    node: &AppState,
+    who: &SignedIn,
+    collection: Collection,
+    guarding: &Guarding,
+    save: Save,
+) -> crate::Result<(String, &'static str)> {
+    match save {
+        Save::Create(input) => {
+            let fields = validate_create(collection, &input)?;
+            let written = OnBehalf {
+                node,
+                principal: who.principal(),
+                guarding,
+                detail: "",
+            }
+            .create(collection, fields)
+            .await?;
+            Ok((written.id, "created"))
+        }
+        Save::Update { id, patch } => {
+            let typed = validate_patch(collection, &patch)?;
+            let changed: Vec<&str> = patch.keys().map(String::as_str).collect();
+            let detail = changed.join(",");
+            OnBehalf {
+                node,
+                principal: who.principal(),
+                guarding,
+                detail: &detail,
+            }
+            .update(collection, id.clone(), typed)
+            .await?;
+            Ok((id, "updated"))
+        }
+    }
+}
+
 pub async fn create(
     State(node): State<AppState>,
     who: SignedIn,
@@ -901,36 +993,31 @@ pub async fn create(
             Err(e) => errors.push(e),
         }
     }
-    let mut extra = None;
-    match &guarding {
-        None => extra = Some(who.m().override_reason_required),
-        Some(guarding) if errors.is_empty() => match validate_create(collection, &input) {
-            Err(ValidationErrors(found)) => errors = found,
-            Ok(fields) => {
-                match records::create(&node, who.principal(), collection, fields, guarding, "")
-                    .await
-                {
-                    Ok(written) => {
-                        let href = record_href(collection, &written.id);
-                        return Ok(Redirect::to(&format!("{href}?done=created")).into_response());
-                    }
-                    Err(e) => (errors, extra) = form_problem(&who, e)?,
-                }
-            }
-        },
-        Some(_) => {}
-    }
-    Ok(form_page(
+    save(
         &node,
         &who,
-        StatusCode::UNPROCESSABLE_ENTITY,
         collection,
-        None,
         &raw,
-        &errors,
-        extra,
+        guarding,
+        errors,
+        Save::Create(input),
     )
-    .await)
+    .await
+}
+
+/// The record a person who may write records is about to change (its
+/// edit form, or the confirmation of its deletion).
+async fn record_to_change(
+    node: &AppState,
+    who: &SignedIn,
+    name: &str,
+    id: &str,
+) -> Result<(Collection, String, RecordView), PageError> {
+    let collection = collection_of(who, name)?;
+    let id = id_of(who, id)?;
+    who.require(who.principal().role.can_write_records())?;
+    let view = load(node, who, collection, id.clone(), false).await?;
+    Ok((collection, id, view))
 }
 
 pub async fn edit_form(
@@ -938,10 +1025,7 @@ pub async fn edit_form(
     who: SignedIn,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
-    let collection = collection_of(&who, &name)?;
-    let id = id_of(&who, &id)?;
-    who.require(who.principal().role.can_write_records())?;
-    let view = load(&node, &who, collection, id.clone(), false).await?;
+    let (collection, id, view) = record_to_change(&node, &who, &name, &id).await?;
     let raw = raw_of_view(collection, &view);
     Ok(form_page(
         &node,
@@ -982,46 +1066,16 @@ pub async fn update(
         }
     }
     let guarding = guarding_of(&who, &form)?;
-    let mut extra = None;
-    match &guarding {
-        None => extra = Some(who.m().override_reason_required),
-        Some(guarding) if errors.is_empty() => match validate_patch(collection, &patch) {
-            Err(ValidationErrors(found)) => errors = found,
-            Ok(typed) => {
-                let changed: Vec<&str> = patch.keys().map(String::as_str).collect();
-                let detail = changed.join(",");
-                match records::update(
-                    &node,
-                    who.principal(),
-                    collection,
-                    id.clone(),
-                    typed,
-                    guarding,
-                    &detail,
-                )
-                .await
-                {
-                    Ok(_) => {
-                        let href = record_href(collection, &id);
-                        return Ok(Redirect::to(&format!("{href}?done=updated")).into_response());
-                    }
-                    Err(e) => (errors, extra) = form_problem(&who, e)?,
-                }
-            }
-        },
-        Some(_) => {}
-    }
-    Ok(form_page(
+    save(
         &node,
         &who,
-        StatusCode::UNPROCESSABLE_ENTITY,
         collection,
-        Some(&id),
         &raw,
-        &errors,
-        extra,
+        guarding,
+        errors,
+        Save::Update { id, patch },
     )
-    .await)
+    .await
 }
 
 #[derive(Template)]
@@ -1038,10 +1092,7 @@ pub async fn confirm_delete(
     who: SignedIn,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Response, PageError> {
-    let collection = collection_of(&who, &name)?;
-    let id = id_of(&who, &id)?;
-    who.require(who.principal().role.can_write_records())?;
-    let view = load(&node, &who, collection, id.clone(), false).await?;
+    let (collection, id, view) = record_to_change(&node, &who, &name, &id).await?;
     let href = record_href(collection, &id);
     Ok(render(
         StatusCode::OK,

@@ -20,7 +20,7 @@ use super::extract::{EditorAccess, JsonBody, QueryParams, ViewerAccess};
 use super::{AppState, DEFAULT_PAGE, MAX_PAGE, json_response};
 use crate::accounts::Principal;
 use crate::error::{Error, Result};
-use crate::records::{self, Guarding, MIN_OVERRIDE_REASON_CHARS, OverrideRefused};
+use crate::records::{self, Guarding, MIN_OVERRIDE_REASON_CHARS, OnBehalf, OverrideRefused};
 
 /// A list of stored records, passed through without re-parsing them.
 #[derive(serde::Serialize)]
@@ -89,14 +89,18 @@ fn collection(name: &str) -> Result<Collection> {
     })
 }
 
-/// A record id from the path; a malformed one cannot name any record.
-fn record_id(collection: Collection, id: &str) -> Result<String> {
-    id.parse::<RecordId>()
+/// The collection and record id of a record's path; a malformed id cannot
+/// name any record.
+fn record_path(name: &str, id: &str) -> Result<(Collection, String)> {
+    let collection = collection(name)?;
+    let id = id
+        .parse::<RecordId>()
         .map(String::from)
         .map_err(|_| Error::RecordNotFound {
             collection: collection.name().to_owned(),
             id: id.chars().take(60).collect(),
-        })
+        })?;
+    Ok((collection, id))
 }
 
 async fn create(
@@ -109,8 +113,9 @@ async fn create(
     let guarding = guarding(&principal, &body)?;
     let fields = validate_create(collection, &body.fields)?;
     let detail = field_names(&body.fields);
-    let written =
-        records::create(&node, &principal, collection, fields, &guarding, &detail).await?;
+    let written = on_behalf(&node, &principal, &guarding, &detail)
+        .create(collection, fields)
+        .await?;
     Ok(json_response(StatusCode::CREATED, &written.record))
 }
 
@@ -126,8 +131,7 @@ async fn get_one(
     Path((name, id)): Path<(String, String)>,
     QueryParams(params): QueryParams<GetParams>,
 ) -> Result<Response> {
-    let collection = collection(&name)?;
-    let id = record_id(collection, &id)?;
+    let (collection, id) = record_path(&name, &id)?;
     let record = node
         .store
         .get(collection, id, params.include_deleted)
@@ -141,13 +145,13 @@ async fn update(
     Path((name, id)): Path<(String, String)>,
     JsonBody(body): JsonBody<RecordBody>,
 ) -> Result<Response> {
-    let collection = collection(&name)?;
-    let id = record_id(collection, &id)?;
+    let (collection, id) = record_path(&name, &id)?;
     let guarding = guarding(&principal, &body)?;
     let patch = validate_patch(collection, &body.fields)?;
     let detail = field_names(&body.fields);
-    let written =
-        records::update(&node, &principal, collection, id, patch, &guarding, &detail).await?;
+    let written = on_behalf(&node, &principal, &guarding, &detail)
+        .update(collection, id, patch)
+        .await?;
     Ok(json_response(StatusCode::OK, &written.record))
 }
 
@@ -156,8 +160,7 @@ async fn delete(
     State(node): State<AppState>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<StatusCode> {
-    let collection = collection(&name)?;
-    let id = record_id(collection, &id)?;
+    let (collection, id) = record_path(&name, &id)?;
     records::delete(&node, &principal, collection, id).await?;
     Ok(StatusCode::NO_CONTENT)
 }
@@ -269,8 +272,7 @@ async fn history(
     State(node): State<AppState>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let collection = collection(&name)?;
-    let id = record_id(collection, &id)?;
+    let (collection, id) = record_path(&name, &id)?;
     let changes = node.store.history(collection, id).await?;
     Ok(json_response(StatusCode::OK, &json!({"changes": changes})))
 }
@@ -280,14 +282,27 @@ async fn conflicts(
     State(node): State<AppState>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Response> {
-    let collection = collection(&name)?;
-    let id = record_id(collection, &id)?;
+    let (collection, id) = record_path(&name, &id)?;
     let conflicts = node.store.conflicts(collection, id).await?;
     Ok(json_response(
         StatusCode::OK,
-        &json!({"conflicts": conflicts}),
+        &json!({ "conflicts": conflicts }),
     ))
 }
+fn on_behalf<'a>(
+    node: &'a AppState,
+    principal: &'a Principal,
+    guarding: &'a Guarding,
+    detail: &'a str,
+) -> OnBehalf<'a> {
+    OnBehalf {
+        node,
+        principal,
+        guarding,
+        detail,
+    }
+}
+
 /// The names (never the values) of the fields a write touched, for the audit log.
 fn field_names(fields: &Map<String, Value>) -> String {
     let names: Vec<&str> = fields.keys().map(String::as_str).collect();

@@ -3,6 +3,7 @@
 //! and the query over it.
 
 use rusqlite::{Connection, params};
+use serde_json::Value;
 use serde_json::value::RawValue;
 use yui_protocol::schema::FieldKind;
 use yui_protocol::{Collection, RecordView, search};
@@ -105,22 +106,12 @@ pub(super) fn index_terms(view: &RecordView) -> String {
                 }
             }
             FieldKind::Tags { .. } => {
-                for tag in value
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|t| t.as_str())
-                {
+                for tag in items(value).filter_map(Value::as_str) {
                     search::index_terms(tag, &mut terms);
                 }
             }
             FieldKind::Objects { .. } => {
-                for obj in value
-                    .as_array()
-                    .into_iter()
-                    .flatten()
-                    .filter_map(|o| o.as_object())
-                {
+                for obj in items(value).filter_map(Value::as_object) {
                     for s in obj.values().filter_map(|v| v.as_str()) {
                         search::index_terms(s, &mut terms);
                     }
@@ -130,4 +121,9 @@ pub(super) fn index_terms(view: &RecordView) -> String {
         }
     }
     terms
+}
+
+/// The items of an array field (none when it holds something else).
+fn items(value: &Value) -> impl Iterator<Item = &Value> {
+    value.as_array().into_iter().flatten()
 }
