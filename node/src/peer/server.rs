@@ -32,7 +32,7 @@ use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::LazyConfigAcceptor;
 use tokio_util::sync::CancellationToken;
-use yui_protocol::sync::Limits;
+use yui_protocol::sync::{Batch, Limits};
 use yui_protocol::wire::{self, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, SyncRequest};
 
 use super::Federation;
@@ -448,46 +448,30 @@ fn refuse(status: StatusCode, message: String) -> Response {
     (status, message).into_response()
 }
 
+/// `POST /yui/v1/sync` from a member whose certificate the handshake checked.
 async fn sync(
     State(state): State<PeerState>,
     Extension(peer): Extension<Arc<PeerIdentity>>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
+    match exchange(&state, &peer, &headers, body).await {
+        Ok(response) | Err(response) => response,
+    }
+}
+
+/// One exchange as the server, in the order of `docs/protocol.md` §4:
+/// read the request, accept the push, wait for news when pulling, deliver,
+/// answer. Each step's refusal is the answer.
+async fn exchange(
+    state: &PeerState,
+    peer: &PeerIdentity,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<Response, Response> {
     let fed = &state.fed;
     let peering = peering_of(fed);
-    let declared = headers
-        .get(header::CONTENT_LENGTH)
-        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    let body = match read_body(body, declared).await {
-        Ok(b) => b,
-        Err((status, e)) => {
-            peering.bad_message(&peer, &e);
-            let mut resp = refuse(status, e);
-            resp.headers_mut()
-                .insert(header::CONNECTION, HeaderValue::from_static("close"));
-            return resp;
-        }
-    };
-    let bytes_in = body.len() as u64;
-    let raw = match codec::decode_body(&headers, &body) {
-        Ok(raw) => raw,
-        Err(e) => {
-            peering.bad_message(&peer, &e);
-            return refuse(StatusCode::BAD_REQUEST, e);
-        }
-    };
-    let req = match SyncRequest::decode_checked(&raw) {
-        Ok(r) => r,
-        Err(e) => {
-            peering.bad_message(&peer, &e.to_string());
-            let status = match e {
-                wire::WireError::Version(_) => StatusCode::UPGRADE_REQUIRED,
-                _ => StatusCode::BAD_REQUEST,
-            };
-            return refuse(status, e.to_string());
-        }
-    };
+    let (req, bytes_in) = read_request(peering, peer, headers, body).await?;
     if let Some(der) = &req.revocations
         && let Err(e) = peering.install_revocations(&fed.data_dir, der)
     {
@@ -501,74 +485,23 @@ async fn sync(
         0
     };
     let (pull, since, client_revocations) = (req.pull, req.since, req.revocation_number);
-    let accepted = match fed.store.sync_accept(peer.node_id.clone(), req).await {
-        Ok(o) => o,
-        Err(e) => {
+    let accepted = fed
+        .store
+        .sync_accept(peer.node_id.clone(), req)
+        .await
+        .map_err(|e| {
             tracing::error!(peer = %peer.town, error = %e, "storing a peer's updates failed");
-            return refuse(
+            refuse(
                 StatusCode::SERVICE_UNAVAILABLE,
                 "this node could not store the updates".into(),
-            );
-        }
-    };
+            )
+        })?;
     for r in &accepted.refused {
         tracing::warn!(peer = %peer.town, node_id = %peer.node_id, id = %r.id, code = %r.code, reason = %r.message, "refused a document from a peer");
     }
     let batch = if pull {
-        let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(wait_ms));
-        let mut seq = fed.store.watch_seq();
-        let mut cursor = since;
-        let batch = loop {
-            seq.borrow_and_update();
-            let batch = match fed
-                .store
-                .sync_prepare(peer.node_id.clone(), cursor, Limits::default())
-                .await
-            {
-                Ok(b) => b,
-                Err(e) => {
-                    tracing::error!(peer = %peer.town, error = %e, "preparing updates failed");
-                    return refuse(
-                        StatusCode::SERVICE_UNAVAILABLE,
-                        "this node could not read its records".into(),
-                    );
-                }
-            };
-            cursor = batch.cursor;
-            if !batch.docs.is_empty() || batch.more {
-                break batch;
-            }
-            tokio::select! {
-                _ = tokio::time::sleep_until(deadline) => break batch,
-                _ = state.shutdown.cancelled() => break batch,
-                changed = seq.changed() => if changed.is_err() { break batch },
-            }
-        };
-        // The wait may have outlasted the client's certificate.
-        if peering.trust.is_revoked(&peer.serial) {
-            peering.refused(
-                format!("{} ({})", peer.town, peer.node_id),
-                "certificate revoked while its long poll waited".into(),
-            );
-            return refuse(
-                StatusCode::FORBIDDEN,
-                "this node's certificate is revoked".into(),
-            );
-        }
-        match fed
-            .store
-            .sync_delivered(peer.node_id.clone(), peer.town.clone(), batch)
-            .await
-        {
-            Ok(b) => Some(b),
-            Err(e) => {
-                tracing::error!(peer = %peer.town, error = %e, "recording delivered heads failed");
-                return refuse(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "this node could not record the exchange".into(),
-                );
-            }
-        }
+        let batch = wait_for_news(state, peer, since, wait_ms).await?;
+        Some(deliver(fed, peering, peer, batch).await?)
     } else {
         None
     };
@@ -579,9 +512,9 @@ async fn sync(
     }
     let docs_out = resp.docs.len() as u64;
     let encoded = resp.encode_to_vec();
-    let (body, gzipped) = codec::encode_body(&headers, encoded);
+    let (body, gzipped) = codec::encode_body(headers, encoded);
     peering.served(
-        &peer,
+        peer,
         bytes_in,
         body.len() as u64,
         pushed as u64,
@@ -598,5 +531,107 @@ async fn sync(
             .headers_mut()
             .insert(header::CONTENT_ENCODING, HeaderValue::from_static("gzip"));
     }
-    response
+    Ok(response)
+}
+
+/// The request and its size on the wire: the body read within its time
+/// limit, inflated and decoded. A malformed one counts against the peer.
+async fn read_request(
+    peering: &super::Peering,
+    peer: &PeerIdentity,
+    headers: &HeaderMap,
+    body: Body,
+) -> Result<(SyncRequest, u64), Response> {
+    let declared = headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
+    let body = match read_body(body, declared).await {
+        Ok(b) => b,
+        Err((status, e)) => {
+            peering.bad_message(peer, &e);
+            let mut resp = refuse(status, e);
+            resp.headers_mut()
+                .insert(header::CONNECTION, HeaderValue::from_static("close"));
+            return Err(resp);
+        }
+    };
+    let raw = codec::decode_body(headers, &body).map_err(|e| {
+        peering.bad_message(peer, &e);
+        refuse(StatusCode::BAD_REQUEST, e)
+    })?;
+    let req = SyncRequest::decode_checked(&raw).map_err(|e| {
+        peering.bad_message(peer, &e.to_string());
+        let status = match e {
+            wire::WireError::Version(_) => StatusCode::UPGRADE_REQUIRED,
+            _ => StatusCode::BAD_REQUEST,
+        };
+        refuse(status, e.to_string())
+    })?;
+    Ok((req, body.len() as u64))
+}
+
+/// What the peer lacks after `since`; when that is nothing, waits up to
+/// `wait_ms` for a commit (the long poll), or until shutdown.
+async fn wait_for_news(
+    state: &PeerState,
+    peer: &PeerIdentity,
+    since: u64,
+    wait_ms: u32,
+) -> Result<Batch, Response> {
+    let store = &state.fed.store;
+    let deadline = tokio::time::Instant::now() + Duration::from_millis(u64::from(wait_ms));
+    let mut seq = store.watch_seq();
+    let mut cursor = since;
+    loop {
+        seq.borrow_and_update();
+        let batch = store
+            .sync_prepare(peer.node_id.clone(), cursor, Limits::default())
+            .await
+            .map_err(|e| {
+                tracing::error!(peer = %peer.town, error = %e, "preparing updates failed");
+                refuse(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "this node could not read its records".into(),
+                )
+            })?;
+        cursor = batch.cursor;
+        if !batch.docs.is_empty() || batch.more {
+            return Ok(batch);
+        }
+        tokio::select! {
+            _ = tokio::time::sleep_until(deadline) => return Ok(batch),
+            _ = state.shutdown.cancelled() => return Ok(batch),
+            changed = seq.changed() => if changed.is_err() { return Ok(batch) },
+        }
+    }
+}
+
+/// Hands `batch` over: stages the heads it gives the peer and writes the
+/// egress ledger, unless the peer's certificate was revoked while it waited.
+async fn deliver(
+    fed: &Federation,
+    peering: &super::Peering,
+    peer: &PeerIdentity,
+    batch: Batch,
+) -> Result<Batch, Response> {
+    if peering.trust.is_revoked(&peer.serial) {
+        peering.refused(
+            format!("{} ({})", peer.town, peer.node_id),
+            "certificate revoked while its long poll waited".into(),
+        );
+        return Err(refuse(
+            StatusCode::FORBIDDEN,
+            "this node's certificate is revoked".into(),
+        ));
+    }
+    fed.store
+        .sync_delivered(peer.node_id.clone(), peer.town.clone(), batch)
+        .await
+        .map_err(|e| {
+            tracing::error!(peer = %peer.town, error = %e, "recording delivered heads failed");
+            refuse(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "this node could not record the exchange".into(),
+            )
+        })
 }
