@@ -1,7 +1,7 @@
 //! `/api/v1/records/...` and `/api/v1/search`: the record handlers. Each
-//! turns the request into the collection, the id and validated fields, makes
-//! the store call, and leaves the write's trail with
-//! [`Node::record_written`](crate::node::Node::record_written).
+//! turns the request into the collection, the id and validated fields, and
+//! makes one call: a read of the store, or a write through
+//! [`records::OnBehalf`], which leaves the write's trail.
 
 use std::collections::HashMap;
 
