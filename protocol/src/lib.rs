@@ -7,6 +7,7 @@
 //! simulation.
 
 pub mod collection;
+pub mod daily;
 pub mod doc;
 pub mod guard;
 pub mod kpi;
