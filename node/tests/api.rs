@@ -210,6 +210,77 @@ async fn token_is_required_and_checked() {
 }
 
 #[tokio::test]
+async fn one_line_fields_refuse_control_and_direction_characters() {
+    let n = TestNode::start().await;
+    for (title, shown) in [
+        ("ヌル\u{0}", "U+0000"),
+        ("\u{1b}[31m赤い題", "U+001B"),
+        ("txt.\u{202e}exe", "U+202E"),
+    ] {
+        let (status, body) = n
+            .post(
+                "/api/v1/records/knowledge",
+                json!({"fields": knowledge(title, "本文")}),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{title:?}: {body}"
+        );
+        assert_eq!(
+            field_codes(&body),
+            [("title".to_owned(), "invalid_character".to_owned())]
+        );
+        assert!(
+            body["error"]["fields"][0]["message"]
+                .as_str()
+                .expect("message")
+                .contains(shown),
+            "{body}"
+        );
+    }
+    // An update is held to the same rule.
+    let (status, created) = n
+        .post(
+            "/api/v1/records/knowledge",
+            json!({"fields": knowledge("題", "本文")}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let path = format!(
+        "/api/v1/records/knowledge/{}",
+        created["id"].as_str().expect("id")
+    );
+    let (status, body) = n
+        .patch(&path, json!({"fields": {"title": "a\u{202e}b"}}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        field_codes(&body),
+        [("title".to_owned(), "invalid_character".to_owned())]
+    );
+    // Nothing of them was stored.
+    let (_, list) = n.get("/api/v1/records/knowledge").await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+
+    // A lone surrogate is no character; the error says what it is.
+    for escape in ["\\ud83d", "\\udc00", "\\ud83d\\u0041"] {
+        let raw = format!(
+            r#"{{"fields": {{"title": "a{escape}b", "body": "x", "category": "training"}}}}"#
+        );
+        let (status, body) = n.raw_post("/api/v1/records/knowledge", raw).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{escape}");
+        assert_eq!(error_code(&body), "malformed_json");
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(
+            message.contains("lone surrogate") && message.contains("column 24"),
+            "{escape}: {message}"
+        );
+    }
+}
+
+#[tokio::test]
 async fn bad_bodies_get_clear_errors() {
     let n = TestNode::start().await;
     let (status, body) = n

@@ -15,13 +15,25 @@ pub(super) async fn serve(_: ViewerAccess) -> Response {
     super::json_response(StatusCode::OK, &document())
 }
 
+/// What `protocol::validate::refused_in_line` refuses, as an ECMA-262
+/// pattern: one-line strings hold no control, line-separator or text
+/// direction characters.
+const ONE_LINE: &str =
+    "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028-\\u202e\\u2066-\\u2069]*$";
+/// What `protocol::validate::refused_in_text` refuses: controls other than
+/// a line break, a tab and a carriage return (which becomes a line break).
+const TEXT: &str = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$";
+
 fn kind_schema(kind: &FieldKind) -> Value {
     match *kind {
-        FieldKind::Str { max_chars } => json!({"type": "string", "maxLength": max_chars}),
+        FieldKind::Str { max_chars } => json!({"type": "string", "maxLength": max_chars,
+            "pattern": ONE_LINE,
+            "description": "One line: no line breaks, control characters (C0, DEL, C1) or text direction characters (U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069, U+2028, U+2029); refused as invalid_format (a line break) or invalid_character."}),
         FieldKind::Email => json!({"type": "string", "format": "email", "maxLength": 254}),
         FieldKind::Phone => json!({"type": "string", "maxLength": 32, "pattern": "^[0-9+() -]+$"}),
         FieldKind::Text { max_chars } => json!({"type": "string", "maxLength": max_chars,
-            "description": "Long text (Automerge Text): an update is merged as a character diff."}),
+            "pattern": TEXT,
+            "description": "Long text (Automerge Text): an update is merged as a character diff. Line breaks (CR LF and CR are stored as LF) and tabs are its only control characters; others are refused as invalid_character."}),
         FieldKind::Enum(options) => json!({"type": "string",
             "enum": options.iter().map(|o| o.value).collect::<Vec<_>>()}),
         FieldKind::Int { min, max } => json!({"type": "integer", "minimum": min, "maximum": max}),
@@ -36,7 +48,7 @@ fn kind_schema(kind: &FieldKind) -> Value {
             max_items,
             max_chars,
         } => json!({"type": "array", "maxItems": max_items,
-            "items": {"type": "string", "maxLength": max_chars}}),
+            "items": {"type": "string", "maxLength": max_chars, "pattern": ONE_LINE}}),
         FieldKind::Objects { fields, max_items } => json!({"type": "array", "maxItems": max_items,
             "items": object_schema(fields, true)}),
     }
@@ -98,7 +110,7 @@ pub fn document() -> Value {
             "code": {"type": "string", "description": "stable snake_case reason, e.g. validation_failed, record_not_found, unknown_collection, missing_token, invalid_token, forbidden, malformed_json, invalid_body, body_too_large, record_deleted, conflict"},
             "message": {"type": "string"},
             "fields": {"type": "array", "items": {"type": "object", "properties": {
-                "field": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"}}}}
+                "field": {"type": "string"}, "code": {"type": "string", "description": "unknown_field, missing_field, invalid_type, invalid_enum, too_long, too_many_items, out_of_range, invalid_date, invalid_format, invalid_character, invalid_reference, record_too_large, invalid_order"}, "message": {"type": "string"}}}}
         }}}
     }));
     let collection_param = json!({"name": "collection", "in": "path", "required": true,
