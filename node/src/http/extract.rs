@@ -31,9 +31,8 @@ pub async fn authenticate(State(node): State<AppState>, mut req: Request, next: 
     let presented = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .unwrap_or("")
-        .trim()
         .to_owned();
     let Some(principal) = node.accounts.principal_for_token(&presented).await else {
         return Error::Unauthorized {
@@ -44,6 +43,16 @@ pub async fn authenticate(State(node): State<AppState>, mut req: Request, next: 
     };
     req.extensions_mut().insert(principal);
     next.run(req).await
+}
+
+/// The token of an `Authorization: Bearer TOKEN` value. The scheme is
+/// matched without regard to case (RFC 9110 §11.1: `bearer`, `BEARER`), and
+/// any run of spaces may separate it from the token.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
 }
 
 /// The authenticated principal, if it has at least `needed`.
