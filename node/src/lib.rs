@@ -6,7 +6,7 @@
 //! The modules form floors, and each imports only from the floors below it
 //! (`node/tests/layers.rs` checks this; `docs/architecture.md` draws it):
 //!
-//! - base: [`error`], [`clock`], [`fsio`];
+//! - base: [`error`], [`clock`], [`fsio`], [`logging`];
 //! - resources, one kind of I/O each: [`store`] (SQLite), [`datadir`],
 //!   [`accounts`] (users, roles, sessions, tokens, audit), [`pki`],
 //!   [`peer`] (the peer port and peer tasks), [`metrics`];
@@ -29,6 +29,7 @@ pub mod export;
 pub mod fsio;
 pub mod http;
 pub mod kpi;
+pub mod logging;
 pub mod metrics;
 pub mod node;
 pub mod peer;

@@ -19,12 +19,20 @@ async fn main() -> ExitCode {
         "info,automerge=warn"
     };
     let filter = EnvFilter::try_from_env("YUI_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    // Every event is escaped into one line (`logging`): values from
+    // requests and peers must not start lines or reach a terminal as escape
+    // sequences, so the formatter's own colours are off too.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr);
+        .with_ansi(false);
     match cli.log_format {
-        LogFormat::Json => builder.json().init(),
-        LogFormat::Text => builder.init(),
+        LogFormat::Json => builder
+            .json()
+            .with_writer(yui_node::logging::Escaping::json())
+            .init(),
+        LogFormat::Text => builder
+            .with_writer(yui_node::logging::Escaping::text())
+            .init(),
     }
     // Automerge panics on some hostile input; the node contains those panics
     // (a copy is discarded), so log them as one line, not a backtrace.

@@ -153,7 +153,7 @@ pub fn render_peers(
         &'static str,
         fn(&crate::store::PeerInfo) -> f64,
     );
-    let series: [Series; 9] = [
+    let series: [Series; 11] = [
         (
             "yui_peer_rounds_total",
             "counter",
@@ -167,15 +167,29 @@ pub fn render_peers(
             |p| p.failures as f64,
         ),
         (
-            "yui_peer_bytes_in_total",
+            "yui_peer_received_bytes_total",
             "counter",
             "Bytes received from a peer (message bodies).",
             |p| p.bytes_in as f64,
         ),
         (
-            "yui_peer_bytes_out_total",
+            "yui_peer_sent_bytes_total",
             "counter",
             "Bytes sent to a peer (message bodies).",
+            |p| p.bytes_out as f64,
+        ),
+        // The names before the unit went last (Prometheus naming); kept for
+        // one release, see CHANGELOG.md.
+        (
+            "yui_peer_bytes_in_total",
+            "counter",
+            "Deprecated: the same as yui_peer_received_bytes_total; removed in the next release.",
+            |p| p.bytes_in as f64,
+        ),
+        (
+            "yui_peer_bytes_out_total",
+            "counter",
+            "Deprecated: the same as yui_peer_sent_bytes_total; removed in the next release.",
             |p| p.bytes_out as f64,
         ),
         (

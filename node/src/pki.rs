@@ -89,6 +89,65 @@ pub fn identity(der: &[u8]) -> Result<PeerIdentity> {
     })
 }
 
+/// The side of a handshake a node certificate is presented on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Usage {
+    /// Presented by the node that dials: needs `clientAuth`.
+    Client,
+    /// Presented by the node that is dialled: needs `serverAuth`.
+    Server,
+}
+
+impl Usage {
+    fn eku_name(self) -> &'static str {
+        match self {
+            Usage::Client => "clientAuth",
+            Usage::Server => "serverAuth",
+        }
+    }
+}
+
+/// Checks that a node certificate (DER) may be used on `usage`'s side of a
+/// handshake: a key usage extension with `digitalSignature` and an extended
+/// key usage extension naming `clientAuth` or `serverAuth`. An absent
+/// extension is refused although RFC 5280 reads it as "any use" (and
+/// webpki accepts it): every certificate `yui ca issue` makes carries both
+/// (protocol.md 2.1), so a certificate without them was made some other way.
+pub fn check_usage(der: &[u8], usage: Usage) -> std::result::Result<(), String> {
+    let (_, cert) = X509Certificate::from_der(der).map_err(|e| format!("unreadable: {e}"))?;
+    let needed = usage.eku_name();
+    match cert.key_usage() {
+        Ok(Some(ku)) if ku.value.digital_signature() => {}
+        Ok(Some(_)) => return Err("its key usage does not include digitalSignature".into()),
+        Ok(None) => {
+            return Err("it has no key usage extension (digitalSignature is required)".into());
+        }
+        Err(e) => return Err(format!("its key usage extension is unreadable: {e}")),
+    }
+    let eku = match cert.extended_key_usage() {
+        Ok(Some(eku)) => eku.value,
+        Ok(None) => {
+            return Err(format!(
+                "it has no extended key usage extension ({needed} is required)"
+            ));
+        }
+        Err(e) => {
+            return Err(format!(
+                "its extended key usage extension is unreadable: {e}"
+            ));
+        }
+    };
+    let allowed = match usage {
+        Usage::Client => eku.client_auth,
+        Usage::Server => eku.server_auth,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(format!("its extended key usage does not include {needed}"))
+    }
+}
+
 fn parse_pem(pem_text: &str, what: &str) -> Result<Vec<u8>> {
     let (_, pem) =
         x509_parser::pem::parse_x509_pem(pem_text.as_bytes()).map_err(|e| pki_err(what, e))?;
@@ -434,7 +493,8 @@ pub fn parse_crl_pem(text: &str) -> Result<Vec<u8>> {
 }
 
 /// Checks that a signed node certificate fits this node: chains to the CA,
-/// carries this node's key and town, and is currently valid.
+/// carries this node's key and town, may be used on both sides of a
+/// handshake ([`check_usage`]), and is currently valid.
 pub fn check_node_cert(
     cert_der: &[u8],
     ca_der: &[u8],
@@ -454,6 +514,13 @@ pub fn check_node_cert(
     cert.verify_signature(Some(ca.public_key()))
         .map_err(|_| Error::Config("the node certificate is not signed by this CA".into()))?;
     let id = identity(cert_der)?;
+    for usage in [Usage::Server, Usage::Client] {
+        check_usage(cert_der, usage).map_err(|e| {
+            Error::Config(format!(
+                "the node certificate cannot serve both sides of a peer connection: {e} (is it from `yui ca issue`?)"
+            ))
+        })?;
+    }
     if id.node_id != node_id_expected {
         return Err(Error::Config(format!(
             "the certificate is for node {}, but this node is {node_id_expected} (was it issued for another town's request?)",

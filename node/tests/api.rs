@@ -210,6 +210,273 @@ async fn token_is_required_and_checked() {
 }
 
 #[tokio::test]
+async fn one_line_fields_refuse_control_and_direction_characters() {
+    let n = TestNode::start().await;
+    for (title, shown) in [
+        ("ヌル\u{0}", "U+0000"),
+        ("\u{1b}[31m赤い題", "U+001B"),
+        ("txt.\u{202e}exe", "U+202E"),
+    ] {
+        let (status, body) = n
+            .post(
+                "/api/v1/records/knowledge",
+                json!({"fields": knowledge(title, "本文")}),
+            )
+            .await;
+        assert_eq!(
+            status,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "{title:?}: {body}"
+        );
+        assert_eq!(
+            field_codes(&body),
+            [("title".to_owned(), "invalid_character".to_owned())]
+        );
+        assert!(
+            body["error"]["fields"][0]["message"]
+                .as_str()
+                .expect("message")
+                .contains(shown),
+            "{body}"
+        );
+    }
+    // An update is held to the same rule.
+    let (status, created) = n
+        .post(
+            "/api/v1/records/knowledge",
+            json!({"fields": knowledge("題", "本文")}),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED);
+    let path = format!(
+        "/api/v1/records/knowledge/{}",
+        created["id"].as_str().expect("id")
+    );
+    let (status, body) = n
+        .patch(&path, json!({"fields": {"title": "a\u{202e}b"}}))
+        .await;
+    assert_eq!(status, StatusCode::UNPROCESSABLE_ENTITY, "{body}");
+    assert_eq!(
+        field_codes(&body),
+        [("title".to_owned(), "invalid_character".to_owned())]
+    );
+    // Nothing of them was stored.
+    let (_, list) = n.get("/api/v1/records/knowledge").await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+
+    // A lone surrogate is no character; the error says what it is.
+    for escape in ["\\ud83d", "\\udc00", "\\ud83d\\u0041"] {
+        let raw = format!(
+            r#"{{"fields": {{"title": "a{escape}b", "body": "x", "category": "training"}}}}"#
+        );
+        let (status, body) = n.raw_post("/api/v1/records/knowledge", raw).await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{escape}");
+        assert_eq!(error_code(&body), "malformed_json");
+        let message = body["error"]["message"].as_str().expect("message");
+        assert!(
+            message.contains("lone surrogate") && message.contains("column 24"),
+            "{escape}: {message}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn http_manners_bearer_scheme_challenge_location_times_and_peer_checks() {
+    let n = TestNode::start().await;
+    // The scheme is case-insensitive (RFC 9110 §11.1).
+    for scheme in ["bearer", "BEARER", "Bearer ", "bEaReR"] {
+        let resp = n
+            .client
+            .get(n.url("/api/v1/status"))
+            .header("authorization", format!("{scheme} {}", n.token))
+            .send()
+            .await
+            .expect("send");
+        assert_eq!(resp.status(), StatusCode::OK, "{scheme:?}");
+    }
+    // A 401 says which scheme it wants.
+    let resp = n
+        .client
+        .get(n.url("/api/v1/status"))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    assert_eq!(challenge.as_deref(), Some("Bearer realm=\"yui\""));
+    let resp = n
+        .client
+        .get(n.url("/api/v1/status"))
+        .header("authorization", "Bearer nope")
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
+    let challenge = resp
+        .headers()
+        .get("www-authenticate")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    assert_eq!(
+        challenge.as_deref(),
+        Some("Bearer realm=\"yui\", error=\"invalid_token\"")
+    );
+
+    // A 201 says where the new record is, and it is there.
+    let resp = n
+        .client
+        .post(n.url("/api/v1/records/knowledge"))
+        .bearer_auth(&n.token)
+        .json(&json!({"fields": knowledge("場所", "本文")}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let location = resp
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    let created: Value = resp.json().await.expect("json");
+    let id = created["id"].as_str().expect("id");
+    assert_eq!(location, Some(format!("/api/v1/records/knowledge/{id}")));
+    let (status, read) = n.get(&location.expect("location")).await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(read["id"], id);
+    // Every time has three fractional digits, so times sort as text.
+    let three_digits = |t: &Value| {
+        let t = t.as_str().expect("time");
+        t.len() == 24 && t.as_bytes()[19] == b'.' && t.ends_with('Z')
+    };
+    assert!(
+        three_digits(&read["created_at"]) && three_digits(&read["updated_at"]),
+        "{read}"
+    );
+
+    // Peers: port 0 and malformed node ids are refused; a node id may be
+    // typed in lower case without dashes, and is stored canonical.
+    let (status, body) = n
+        .post("/api/v1/peers", json!({"url": "https://127.0.0.1:0"}))
+        .await;
+    assert_eq!(status, StatusCode::BAD_REQUEST, "{body}");
+    assert_eq!(error_code(&body), "invalid_peer_url");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .expect("message")
+            .contains("port 0"),
+        "{body}"
+    );
+    let (_, own) = n.get("/api/v1/status").await;
+    let own_id = own["node_id"].as_str().expect("node id").to_owned();
+    let truncated = &own_id[..own_id.len() - 5];
+    let wrong_tail = format!("{}B", &own_id[..own_id.len() - 1]);
+    for bad in ["nope", truncated, &wrong_tail, &own_id.replace('A', "1")] {
+        let (status, body) = n
+            .post(
+                "/api/v1/peers",
+                json!({"url": "https://127.0.0.1:9", "node_id": bad}),
+            )
+            .await;
+        assert_eq!(status, StatusCode::BAD_REQUEST, "{bad}: {body}");
+        assert_eq!(error_code(&body), "invalid_node_id", "{bad}");
+    }
+    let (_, peers) = n.get("/api/v1/peers").await;
+    assert_eq!(peers["peers"], json!([]), "a refused peer was stored");
+    let typed = own_id.replace('-', "").to_lowercase();
+    let resp = n
+        .client
+        .post(n.url("/api/v1/peers"))
+        .bearer_auth(&n.token)
+        .json(&json!({"url": "https://127.0.0.1:9/", "node_id": typed}))
+        .send()
+        .await
+        .expect("send");
+    assert_eq!(resp.status(), StatusCode::CREATED);
+    let location = resp
+        .headers()
+        .get("location")
+        .map(|v| v.to_str().expect("ascii").to_owned());
+    assert_eq!(
+        location.as_deref(),
+        Some("/api/v1/peers/https%3A%2F%2F127.0.0.1%3A9")
+    );
+    let added: Value = resp.json().await.expect("json");
+    assert_eq!(added["peer"]["url"], "https://127.0.0.1:9", "{added}");
+    assert_eq!(added["peer"]["node_id"], own_id.as_str(), "{added}");
+
+    // The OpenAPI document says so.
+    let (_, doc) = n.get("/api/v1/openapi.json").await;
+    let create = &doc["paths"]["/api/v1/records/{collection}"]["post"]["responses"];
+    assert!(create["201"]["headers"]["Location"].is_object(), "{create}");
+    assert_eq!(create["401"]["$ref"], "#/components/responses/Unauthorized");
+    assert!(
+        doc["components"]["responses"]["Unauthorized"]["headers"]["WWW-Authenticate"].is_object()
+    );
+    assert!(
+        doc["paths"]["/api/v1/peers"]["post"]["responses"]["201"]["headers"]["Location"]
+            .is_object()
+    );
+    assert!(
+        doc["paths"]["/healthz"]["get"]["responses"]
+            .get("401")
+            .is_none()
+    );
+
+    // The peer's key from Location removes it.
+    let resp = n
+        .client
+        .delete(n.url(location.as_deref().expect("location")))
+        .bearer_auth(&n.token)
+        .send()
+        .await
+        .expect("send");
+    assert!(resp.status().is_success(), "{}", resp.status());
+    let (_, peers) = n.get("/api/v1/peers").await;
+    assert_eq!(peers["peers"], json!([]));
+    n.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn peer_byte_counters_put_the_unit_last_and_keep_their_old_names_one_release() {
+    let consortium = yui_tests::town::Consortium::new("テスト");
+    let town = consortium.town("omachi");
+    yui_node::peer::add_peer(&town.node.federation(), "https://127.0.0.1:9", None, None)
+        .await
+        .expect("add peer");
+    let node = yui_tests::town::Running::start(town.node.clone(), 1);
+    let text = reqwest::get(format!("http://{}/metrics", node.api))
+        .await
+        .expect("send")
+        .text()
+        .await
+        .expect("text");
+    for name in [
+        "yui_peer_received_bytes_total",
+        "yui_peer_sent_bytes_total",
+        "yui_peer_bytes_in_total",
+        "yui_peer_bytes_out_total",
+    ] {
+        assert!(
+            text.contains(&format!("# TYPE {name} counter")),
+            "{name}: {text}"
+        );
+        assert!(
+            text.contains(&format!(
+                "{name}{{peer=\"https://127.0.0.1:9\",town=\"\"}} 0"
+            )),
+            "{name}: {text}"
+        );
+    }
+    assert!(
+        text.contains("# HELP yui_peer_bytes_in_total Deprecated"),
+        "{text}"
+    );
+    node.stop();
+}
+
+#[tokio::test]
 async fn bad_bodies_get_clear_errors() {
     let n = TestNode::start().await;
     let (status, body) = n

@@ -346,6 +346,25 @@ async fn an_invalid_form_shows_each_error_next_to_its_field_in_the_users_languag
 }
 
 #[tokio::test]
+async fn a_title_with_control_or_direction_characters_is_refused_next_to_the_field() {
+    let node = TestNode::builder().one_user_per_role().start().await;
+    let mut b = node.signed_in("admin").await;
+    for title in ["ヌル\u{0}", "\u{1b}[31m赤い題", "txt.\u{202e}exe"] {
+        let form = [("title", title), ("body", "本文"), ("category", "training")];
+        let page = b.submit("/records/knowledge", &form).await;
+        assert_eq!(page.status, StatusCode::UNPROCESSABLE_ENTITY, "{title:?}");
+        assert!(
+            field_block(&page.body, "title").contains("制御文字や文字の向きを変える記号"),
+            "{title:?}: {}",
+            field_block(&page.body, "title")
+        );
+    }
+    let (_, list) = node.api_get("/api/v1/records/knowledge").await;
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(0));
+    node.stop().await;
+}
+
+#[tokio::test]
 async fn forms_without_the_sessions_csrf_token_are_refused_and_change_nothing() {
     let node = TestNode::builder().one_user_per_role().start().await;
     let mut b = node.signed_in("admin").await;

@@ -114,6 +114,36 @@ async fn a_hostile_member_cannot_crash_stall_or_corrupt_the_node() {
     node.stop();
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_cannot_deliver_a_title_with_control_or_direction_characters() {
+    let consortium = Consortium::new("テスト");
+    let victim = consortium.town("omachi");
+    let attacker_town = consortium.town("evil");
+    let node = Running::start(victim.node.clone(), 2);
+    let attacker = Member::of(&attacker_town, node.peer);
+    let titles = ["ヌル\u{0}", "\u{1b}[31m赤い題", "txt.\u{202e}exe"];
+    let docs: Vec<DocUpdate> = titles
+        .iter()
+        .enumerate()
+        .map(|(n, t)| yui_tests::wire::knowledge_with(n as u64, 0x7c, "title", t))
+        .collect();
+    let (status, body) = post(&attacker, "", &push(docs)).await;
+    assert_eq!(status, 200);
+    let refused = SyncResponse::decode(&body[..]).expect("response").refused;
+    assert_eq!(refused.len(), titles.len(), "{refused:?}");
+    for r in &refused {
+        assert_eq!(r.code, "schema_violation", "{r:?}");
+        assert!(r.message.starts_with("title: contains U+"), "{r:?}");
+    }
+    let counts = victim.node.store.counts().await.expect("counts");
+    assert_eq!(
+        counts[&Collection::Knowledge],
+        0,
+        "a refused title was stored"
+    );
+    node.stop();
+}
+
 /// The victim holds a record that must come through intact: it, and its id.
 async fn keep_one_record(victim: &Town) -> (serde_json::Value, String) {
     let fields = validated(

@@ -271,7 +271,7 @@ async fn the_rollup_flags_missing_and_stale_towns_and_exports_csv() {
         .collect();
     assert_eq!(towns, ["itoigawa", "omachi", "tateshina"]);
     assert_eq!(r["towns"][0]["figures"], Value::Null);
-    assert_eq!(r["towns"][1]["as_of"], "2024-06-01T00:00:00Z");
+    assert_eq!(r["towns"][1]["as_of"], "2024-06-01T00:00:00.000Z");
     assert_eq!(r["towns"][1]["stale"], true);
     assert_eq!(r["towns"][2]["stale"], false);
 
@@ -299,7 +299,10 @@ async fn the_rollup_flags_missing_and_stale_towns_and_exports_csv() {
         "fiscal_year,town,new_hires,pilot_projects,dx_certified_businesses,member_municipalities,reported,as_of,stale"
     );
     assert_eq!(lines[1], "2024,itoigawa,,,,,no,,no");
-    assert_eq!(lines[2], "2024,omachi,4,2,0,3,yes,2024-06-01T00:00:00Z,yes");
+    assert_eq!(
+        lines[2],
+        "2024,omachi,4,2,0,3,yes,2024-06-01T00:00:00.000Z,yes"
+    );
     assert!(lines[3].starts_with("2024,tateshina,5,1,1,3,yes,"), "{csv}");
     assert!(lines[3].ends_with(",no"), "{csv}");
     assert_eq!(lines[4], "2024,total,9,3,1,3,,,");

@@ -13,7 +13,7 @@ use std::path::{Path, PathBuf};
 /// The floors, lowest first; within a floor, a module may import those
 /// listed before it.
 const FLOORS: &[(&str, &[&str])] = &[
-    ("base", &["error", "clock", "fsio"]),
+    ("base", &["error", "clock", "fsio", "logging"]),
     (
         "resources",
         &["store", "datadir", "accounts", "pki", "peer", "metrics"],
@@ -26,8 +26,8 @@ const FLOORS: &[(&str, &[&str])] = &[
 /// Modules below the adapters speak no HTTP framework: they take and return
 /// plain types. `peer` serves its own port and is exempt.
 const NO_AXUM: &[&str] = &[
-    "error", "clock", "fsio", "store", "datadir", "accounts", "pki", "metrics", "node", "records",
-    "daily", "kpi", "export",
+    "error", "clock", "fsio", "logging", "store", "datadir", "accounts", "pki", "metrics", "node",
+    "records", "daily", "kpi", "export",
 ];
 
 /// Crates that only some modules may name: SQL stays in the store, TLS in

@@ -584,7 +584,7 @@ mod tests {
                 ("itoigawa", "deleted")
             ]
         );
-        assert_eq!(h[1].at, "2023-11-14T22:15:00Z");
+        assert_eq!(h[1].at, "2023-11-14T22:15:00.000Z");
         assert_eq!(h[0].hash.len(), 64);
         let view = read(&doc).expect("read");
         assert!(view.deleted);

@@ -133,12 +133,43 @@ pub fn check_town_id(town: &str) -> Result<(), String> {
     }
 }
 
-/// RFC 3339 text of a millisecond timestamp (`2025-04-01T09:30:00.123Z`).
+/// RFC 3339 text of a millisecond timestamp (`2025-04-01T09:30:00.120Z`),
+/// always with three fractional digits, so that times sort as text.
 pub fn format_time(ms: Millis) -> String {
     let t = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
         .unwrap_or(time::OffsetDateTime::UNIX_EPOCH);
-    t.format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    let format = time::macros::format_description!(
+        "[year]-[month]-[day]T[hour]:[minute]:[second].[subsecond digits:3]Z"
+    );
+    t.format(&format).unwrap_or_default()
+}
+
+/// Checks a node id as an administrator may type it (protocol.md 2.2: 52
+/// base32 characters of a SHA-256, in groups of four joined by `-`); case,
+/// dashes and spaces are forgiven. Returns the canonical spelling.
+pub fn parse_node_id(text: &str) -> Result<String, String> {
+    let bare: String = text
+        .chars()
+        .filter(|c| !matches!(c, '-' | ' '))
+        .map(|c| c.to_ascii_uppercase())
+        .collect();
+    let shown: String = text.chars().take(80).collect();
+    let valid = bare.len() == 52
+        && bare.bytes().all(|b| matches!(b, b'A'..=b'Z' | b'2'..=b'7'))
+        // 256 bits fill 51 characters and one bit of the last: its other
+        // four bits are zero.
+        && bare.ends_with(['A', 'Q']);
+    if !valid {
+        return Err(format!(
+            "{shown:?} is not a node id: 52 characters of A-Z and 2-7 in groups of four, like 3ZHN-S7N4-…-5FVQ (`yui status` on the peer shows it)"
+        ));
+    }
+    Ok(bare
+        .as_bytes()
+        .chunks(4)
+        .map(|c| String::from_utf8_lossy(c).into_owned())
+        .collect::<Vec<_>>()
+        .join("-"))
 }
 
 /// A record as the API shows it (SPEC §8).
@@ -196,8 +227,27 @@ mod tests {
     }
 
     #[test]
+    fn node_ids_are_checked_and_spelled_one_way() {
+        let id = "3ZHN-S7N4-TC7J-KC57-AQAX-GWIK-GMZ5-ZO6D-V56R-QC2H-TH2Q-JHP4-5FVQ";
+        assert_eq!(parse_node_id(id).as_deref(), Ok(id));
+        let typed = id.replace('-', "").to_lowercase();
+        assert_eq!(parse_node_id(&typed).as_deref(), Ok(id));
+        for bad in [
+            "",
+            "nope",
+            &id[..id.len() - 1],
+            &id.replace('5', "1"),
+            &id.replace("5FVQ", "5FVB"),
+        ] {
+            let e = parse_node_id(bad).unwrap_err();
+            assert!(e.contains("is not a node id"), "{bad}: {e}");
+        }
+    }
+
+    #[test]
     fn times_are_rfc3339() {
-        assert_eq!(format_time(0), "1970-01-01T00:00:00Z");
+        assert_eq!(format_time(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(format_time(1_700_000_000_120), "2023-11-14T22:13:20.120Z");
         assert_eq!(format_time(1_700_000_000_123), "2023-11-14T22:13:20.123Z");
     }
 }

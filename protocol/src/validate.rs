@@ -75,8 +75,8 @@ pub struct FieldError {
     pub field: String,
     /// Stable: `unknown_field`, `missing_field`, `invalid_type`,
     /// `invalid_enum`, `too_long`, `too_many_items`, `out_of_range`,
-    /// `invalid_date`, `invalid_format`, `invalid_reference`,
-    /// `record_too_large`, `invalid_order`.
+    /// `invalid_date`, `invalid_format`, `invalid_character`,
+    /// `invalid_reference`, `record_too_large`, `invalid_order`.
     pub code: &'static str,
     pub message: String,
 }
@@ -305,6 +305,69 @@ fn check_len(name: &str, s: &str, max_chars: usize) -> Result<(), FieldError> {
     Ok(())
 }
 
+/// Whether a one-line field refuses `c`: a control character (C0, DEL, C1),
+/// a line or paragraph separator, or a bidirectional formatting character
+/// (marks, embeddings, overrides, isolates). A terminal obeys the first
+/// kind, and the last reorders what a title shows (U+202E makes
+/// `txt.exe` read as `exe.txt`), so neither belongs in a name or a title.
+pub fn refused_in_line(c: char) -> bool {
+    c.is_control()
+        || matches!(
+            c,
+            '\u{2028}'
+                | '\u{2029}'
+                | '\u{061C}'
+                | '\u{200E}'
+                | '\u{200F}'
+                | '\u{202A}'..='\u{202E}'
+                | '\u{2066}'..='\u{2069}'
+        )
+}
+
+/// Whether a long text refuses `c`: a control character other than a line
+/// break or a tab.
+pub fn refused_in_text(c: char) -> bool {
+    c.is_control() && c != '\n' && c != '\t'
+}
+
+fn check_chars(
+    name: &str,
+    s: &str,
+    refused: fn(char) -> bool,
+    what: &str,
+) -> Result<(), FieldError> {
+    match s.chars().enumerate().find(|(_, c)| refused(*c)) {
+        None => Ok(()),
+        Some((at, c)) => {
+            let kind = if c.is_control() {
+                "a control character"
+            } else if matches!(c, '\u{2028}' | '\u{2029}') {
+                "a line separator"
+            } else {
+                "a text direction character"
+            };
+            Err(err(
+                name,
+                "invalid_character",
+                format!(
+                    "contains U+{:04X} ({kind}) at character {}; {what}",
+                    u32::from(c),
+                    at + 1
+                ),
+            ))
+        }
+    }
+}
+
+fn check_line(name: &str, s: &str) -> Result<(), FieldError> {
+    check_chars(
+        name,
+        s,
+        refused_in_line,
+        "a one-line field takes no control or text direction characters",
+    )
+}
+
 fn check_value(name: &str, def: &FieldDef, v: &Value) -> Result<FieldValue, Vec<FieldError>> {
     check_kind(name, &def.kind, v)
 }
@@ -318,11 +381,13 @@ fn check_kind(name: &str, kind: &FieldKind, v: &Value) -> Result<FieldValue, Vec
             if s.contains(['\n', '\r']) {
                 return Err(one(err(name, "invalid_format", "must be a single line")));
             }
+            check_line(name, s).map_err(one)?;
             Ok(FieldValue::Str(s.trim().to_owned()))
         }
         FieldKind::Email => {
             let s = expect_str(name, v, "a string").map_err(one)?.trim();
             check_len(name, s, 254).map_err(one)?;
+            check_line(name, s).map_err(one)?;
             let valid = s.split_once('@').is_some_and(|(local, domain)| {
                 !local.is_empty()
                     && domain.contains('.')
@@ -361,7 +426,15 @@ fn check_kind(name: &str, kind: &FieldKind, v: &Value) -> Result<FieldValue, Vec
             check_len(name, s, max_chars).map_err(one)?;
             // One line-ending convention, so a text edited on Windows and on
             // Linux diffs by what changed, not by every line.
-            Ok(FieldValue::Text(s.replace("\r\n", "\n")))
+            let s = s.replace("\r\n", "\n").replace('\r', "\n");
+            check_chars(
+                name,
+                &s,
+                refused_in_text,
+                "a text takes line breaks and tabs but no other control characters",
+            )
+            .map_err(one)?;
+            Ok(FieldValue::Text(s))
         }
         FieldKind::Enum(options) => {
             let s = expect_str(name, v, "a string").map_err(one)?;
@@ -475,6 +548,7 @@ fn check_kind(name: &str, kind: &FieldKind, v: &Value) -> Result<FieldValue, Vec
                 let at = format!("{name}[{i}]");
                 match expect_str(&at, item, "a string")
                     .and_then(|s| check_len(&at, s, max_chars).map(|()| s))
+                    .and_then(|s| check_line(&at, s).map(|()| s))
                 {
                     Ok(s) => out.push(s.trim().to_owned()),
                     Err(e) => errors.push(e),
@@ -640,6 +714,83 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(codes(&e), [("skills[0].level", "out_of_range")]);
+    }
+
+    #[test]
+    fn one_line_fields_refuse_control_and_direction_characters() {
+        let knowledge = |title: &str, body: &str| {
+            validate_create(
+                Collection::Knowledge,
+                &obj(json!({"title": title, "body": body, "category": "pr", "tags": ["ok"]})),
+            )
+        };
+        for (title, what) in [
+            (
+                "ヌル\u{0}文字",
+                "U+0000 (a control character) at character 3",
+            ),
+            (
+                "\u{1b}[31m赤い題",
+                "U+001B (a control character) at character 1",
+            ),
+            (
+                "txt.\u{202e}exe",
+                "U+202E (a text direction character) at character 5",
+            ),
+            ("C1\u{85}", "U+0085 (a control character)"),
+            ("tab\tin title", "U+0009 (a control character)"),
+            ("isolate\u{2067}", "U+2067 (a text direction character)"),
+            ("sep\u{2028}", "U+2028 (a line separator)"),
+        ] {
+            let e = knowledge(title, "本文").unwrap_err();
+            assert_eq!(codes(&e), [("title", "invalid_character")], "{title:?}");
+            assert!(
+                e.0[0].message.contains(what),
+                "{title:?}: {}",
+                e.0[0].message
+            );
+        }
+        // Line breaks keep their own error.
+        let e = knowledge("two\nlines", "本文").unwrap_err();
+        assert_eq!(codes(&e), [("title", "invalid_format")]);
+        // Tags, sub-fields and e-mail addresses are one-line too.
+        let e = validate_create(
+            Collection::Knowledge,
+            &obj(json!({"title": "t", "body": "b", "category": "pr", "tags": ["a\u{202e}b"]})),
+        )
+        .unwrap_err();
+        assert_eq!(codes(&e), [("tags[0]", "invalid_character")]);
+        let e = validate_create(
+            Collection::Workers,
+            &obj(
+                json!({"name": "山田", "status": "active", "email": "a\u{0}b@example.jp",
+                        "skills": [{"skill": "Ex\u{1b}cel", "level": 3}]}),
+            ),
+        )
+        .unwrap_err();
+        assert_eq!(
+            codes(&e),
+            [
+                ("email", "invalid_character"),
+                ("skills[0].skill", "invalid_character")
+            ]
+        );
+        // Joiners and ordinary scripts are text, not controls.
+        assert!(knowledge("👩\u{200d}💻 テレワーク عربي", "本文").is_ok());
+
+        // A long text keeps line breaks and tabs, and nothing else of the kind.
+        let ok = knowledge("題", "一行目\r\n\t二行目\r三行目").expect("valid");
+        assert_eq!(
+            ok.get("body"),
+            Some(&FieldValue::Text("一行目\n\t二行目\n三行目".into()))
+        );
+        let e = knowledge("題", "本文\u{1b}[2J").unwrap_err();
+        assert_eq!(codes(&e), [("body", "invalid_character")]);
+        assert!(
+            e.0[0].message.contains("line breaks and tabs"),
+            "{}",
+            e.0[0].message
+        );
     }
 
     #[test]

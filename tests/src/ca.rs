@@ -102,42 +102,90 @@ impl Ca {
     /// issue` refuses to make one, and `yui cert install` to install one:
     /// use [`install_unchecked`].
     pub fn issue_expired(&self, data_dir: &Path, town: &str) -> PathBuf {
-        use rcgen::{
-            CertificateParams, CertificateSigningRequestParams, DnType, ExtendedKeyUsagePurpose,
-            IsCa, Issuer, KeyPair, KeyUsagePurpose, SanType, SerialNumber,
-        };
-        let read = |p: PathBuf| std::fs::read_to_string(&p).expect("read pem");
-        let csr = CertificateSigningRequestParams::from_pem(&read(data_dir.join("node.csr.pem")))
-            .expect("csr");
-        let key = KeyPair::from_pem(&read(self.key_path())).expect("CA key");
-        let issuer = Issuer::from_ca_cert_pem(&read(self.cert_path()), key).expect("CA cert");
-        let mut params = CertificateParams::default();
-        params.distinguished_name.push(DnType::CommonName, town);
-        params.subject_alt_names = vec![
-            SanType::DnsName("node.yui.invalid".try_into().expect("dns")),
-            SanType::URI(format!("urn:yui:town:{town}").try_into().expect("uri")),
-        ];
-        params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        let csr = rcgen::CertificateSigningRequestParams::from_pem(
+            &std::fs::read_to_string(data_dir.join("node.csr.pem")).expect("read csr"),
+        )
+        .expect("csr");
         let now = time::OffsetDateTime::now_utc();
-        params.not_before = now - time::Duration::days(30);
-        params.not_after = now - time::Duration::days(1);
-        let nanos = now.unix_timestamp_nanos().to_be_bytes();
-        let mut serial = nanos[8..].to_vec();
-        serial[0] = (serial[0] & 0x7f) | 0x01;
-        params.serial_number = Some(SerialNumber::from_slice(&serial));
-        params.use_authority_key_identifier_extension = true;
-        let cert = params.signed_by(&csr.public_key, &issuer).expect("sign");
+        let pem = NodeCert {
+            not_before: now - time::Duration::days(30),
+            not_after: now - time::Duration::days(1),
+            ..NodeCert::like_issued(town)
+        }
+        .sign(&self.key_path(), &self.cert_path(), &csr.public_key);
         let n = self
             .issued
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let out = self.dir.join(format!("expired-{n}.cert.pem"));
-        std::fs::write(&out, cert.pem()).expect("write cert");
+        std::fs::write(&out, pem).expect("write cert");
         out
+    }
+}
+
+/// A node certificate made by hand with a CA's key, as `yui ca issue` makes
+/// one unless a field says otherwise: for certificates `yui ca issue` never
+/// makes (expired, without the usages a node needs).
+pub struct NodeCert<'a> {
+    pub town: &'a str,
+    pub not_before: time::OffsetDateTime,
+    pub not_after: time::OffsetDateTime,
+    pub key_usages: Vec<rcgen::KeyUsagePurpose>,
+    pub extended_key_usages: Vec<rcgen::ExtendedKeyUsagePurpose>,
+}
+
+impl<'a> NodeCert<'a> {
+    /// What `yui ca issue` makes for `town`, valid for 30 days.
+    pub fn like_issued(town: &'a str) -> NodeCert<'a> {
+        let now = time::OffsetDateTime::now_utc();
+        NodeCert {
+            town,
+            not_before: now - time::Duration::minutes(5),
+            not_after: now + time::Duration::days(30),
+            key_usages: vec![rcgen::KeyUsagePurpose::DigitalSignature],
+            extended_key_usages: vec![
+                rcgen::ExtendedKeyUsagePurpose::ServerAuth,
+                rcgen::ExtendedKeyUsagePurpose::ClientAuth,
+            ],
+        }
+    }
+
+    /// Signs a certificate for `public_key` with the CA key and certificate
+    /// in the PEM files `ca_key` and `ca_cert`; returns it as PEM.
+    pub fn sign(
+        self,
+        ca_key: &Path,
+        ca_cert: &Path,
+        public_key: &impl rcgen::PublicKeyData,
+    ) -> String {
+        use rcgen::{CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType, SerialNumber};
+        let read = |p: &Path| std::fs::read_to_string(p).expect("read pem");
+        let key = KeyPair::from_pem(&read(ca_key)).expect("CA key");
+        let issuer = Issuer::from_ca_cert_pem(&read(ca_cert), key).expect("CA cert");
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, self.town);
+        params.subject_alt_names = vec![
+            SanType::DnsName("node.yui.invalid".try_into().expect("dns")),
+            SanType::URI(
+                format!("urn:yui:town:{}", self.town)
+                    .try_into()
+                    .expect("uri"),
+            ),
+        ];
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages = self.key_usages;
+        params.extended_key_usages = self.extended_key_usages;
+        params.not_before = self.not_before;
+        params.not_after = self.not_after;
+        let nanos = time::OffsetDateTime::now_utc()
+            .unix_timestamp_nanos()
+            .to_be_bytes();
+        let mut serial = nanos[8..].to_vec();
+        serial[0] = (serial[0] & 0x7f) | 0x01;
+        params.serial_number = Some(SerialNumber::from_slice(&serial));
+        params.use_authority_key_identifier_extension = true;
+        params.signed_by(public_key, &issuer).expect("sign").pem()
     }
 }
 

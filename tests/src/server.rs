@@ -29,6 +29,21 @@ impl Server {
         Server::spawn(data_dir, &[], None)
     }
 
+    /// Starts `yui serve EXTRA…` (no peer port) with its log in
+    /// `<data_dir>.log`.
+    pub fn start_logged(data_dir: &Path, extra: &[&str]) -> Server {
+        let log = data_dir.with_extension("log");
+        let mut args = vec!["--no-peer-port"];
+        args.extend_from_slice(extra);
+        Server::try_spawn(data_dir, &args, Some(&log), false).unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Where [`Server::start_peer`] and [`Server::start_logged`] write the
+    /// node's log.
+    pub fn log_path(&self) -> PathBuf {
+        self.data_dir.with_extension("log")
+    }
+
     /// Starts `yui serve` on a joined node with its peer port on
     /// `peer_listen` (`127.0.0.1:0` for a free port; the same address again
     /// to restart a node its peers know). Its log goes to `<data_dir>.log`.
@@ -38,7 +53,7 @@ impl Server {
         // moment: try again briefly.
         let mut last = String::new();
         for _ in 0..50 {
-            match Server::try_spawn(data_dir, &["--peer-listen", peer_listen], Some(&log)) {
+            match Server::try_spawn(data_dir, &["--peer-listen", peer_listen], Some(&log), true) {
                 Ok(server) => return server,
                 Err(e) => last = e,
             }
@@ -58,10 +73,15 @@ impl Server {
     }
 
     fn spawn(data_dir: &Path, extra: &[&str], log: Option<&Path>) -> Server {
-        Server::try_spawn(data_dir, extra, log).unwrap_or_else(|e| panic!("{e}"))
+        Server::try_spawn(data_dir, extra, log, log.is_some()).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn try_spawn(data_dir: &Path, extra: &[&str], log: Option<&Path>) -> Result<Server, String> {
+    fn try_spawn(
+        data_dir: &Path,
+        extra: &[&str],
+        log: Option<&Path>,
+        want_peers: bool,
+    ) -> Result<Server, String> {
         let stderr = match log {
             Some(path) => Stdio::from(
                 std::fs::OpenOptions::new()
@@ -72,7 +92,6 @@ impl Server {
             ),
             None => Stdio::null(),
         };
-        let want_peers = log.is_some();
         let mut spawned =
             serve::spawn(&yui_bin(), data_dir, extra, stderr).expect("spawn yui serve");
         let printed = spawned.printed(want_peers, Instant::now() + Duration::from_secs(20))?;

@@ -37,6 +37,65 @@ pub fn without_client_certificate(ca_cert: &std::path::Path) -> Arc<rustls::Clie
     )
 }
 
+/// A client configuration that trusts the consortium CA in `ca_cert` and
+/// presents `cert_pem` with `key`: a member with a certificate made by hand.
+pub fn presenting(
+    ca_cert: &std::path::Path,
+    cert_pem: &str,
+    key: &rcgen::KeyPair,
+) -> Arc<rustls::ClientConfig> {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let mut roots = rustls::RootCertStore::empty();
+    roots
+        .add(CertificateDer::from_pem_file(ca_cert).expect("CA pem"))
+        .expect("root");
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).expect("cert pem");
+    let key = PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    Arc::new(
+        rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .expect("versions")
+            .with_root_certificates(roots)
+            .with_client_auth_cert(vec![cert], key)
+            .expect("client certificate"),
+    )
+}
+
+/// A TLS server on a free port of 127.0.0.1 that presents `cert_pem` with
+/// `key` (and asks for no client certificate) to every client, completes the
+/// handshake and hangs up. Stands in for a peer port a node dials.
+pub async fn serve_presenting(cert_pem: &str, key: &rcgen::KeyPair) -> SocketAddr {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let cert = CertificateDer::from_pem_slice(cert_pem.as_bytes()).expect("cert pem");
+    let key = PrivateKeyDer::Pkcs8(key.serialize_der().into());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .expect("versions")
+        .with_no_client_auth()
+        .with_single_cert(vec![cert], key)
+        .expect("server certificate");
+    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = listener.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                if let Ok(mut tls) = acceptor.accept(tcp).await {
+                    let _ = tls.shutdown().await;
+                }
+            });
+        }
+    });
+    addr
+}
+
 /// A TLS connection to `addr` with `config` (TCP_NODELAY).
 pub async fn connect(
     addr: SocketAddr,

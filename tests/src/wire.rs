@@ -49,11 +49,17 @@ fn heads_and_changes(id: String, collection: &str, doc: &mut automerge::AutoComm
 
 /// A valid knowledge record whose category the schema does not know.
 pub fn schema_violation(n: u64) -> DocUpdate {
+    knowledge_with(n, 0x5c, "category", "gossip")
+}
+
+/// A knowledge record whose string field `field` was then set to `value`
+/// in the document, past the validation of the sender's API.
+pub fn knowledge_with(n: u64, salt: u8, field: &str, value: &str) -> DocUpdate {
     use automerge::ReadDoc;
     use automerge::transaction::Transactable;
-    let id = random_id(n, 0x5c);
+    let id = random_id(n, salt);
     let mut doc = yui_protocol::doc::create(
-        automerge::ActorId::from([0x5c; 16].as_slice()),
+        automerge::ActorId::from([salt; 16].as_slice()),
         Collection::Knowledge,
         &id,
         "evil",
@@ -64,7 +70,7 @@ pub fn schema_violation(n: u64) -> DocUpdate {
     let Some((_, fields)) = doc.get(automerge::ROOT, "fields").expect("get") else {
         panic!("no fields")
     };
-    doc.put(&fields, "category", "gossip").expect("put");
+    doc.put(&fields, field, value).expect("put");
     doc.commit();
     heads_and_changes(id.to_string(), "knowledge", &mut doc)
 }

@@ -171,10 +171,10 @@ pub async fn add(
         .filter(|s| !s.is_empty())
         .map(str::to_owned);
     match crate::peer::add_peer(&node.federation(), &url, node_id, node.shutdown.get()).await {
-        Ok(()) => {
-            tracing::info!(%url, "peer added from the console");
+        Ok(stored) => {
+            tracing::info!(url = %stored, "peer added from the console");
             node.accounts
-                .audit(who.principal(), "peer.add", &url, "")
+                .audit(who.principal(), "peer.add", &stored, "")
                 .await;
             Ok(Redirect::to("/peers?done=added").into_response())
         }

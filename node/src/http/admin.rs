@@ -68,20 +68,24 @@ async fn add_peer(
         .node_id
         .as_deref()
         .map_or_else(String::new, |id| format!("node id {id}"));
-    crate::peer::add_peer(
+    let url = crate::peer::add_peer(
         &node.federation(),
         &body.url,
         body.node_id,
         node.shutdown.get(),
     )
     .await?;
-    tracing::info!(url = %body.url, "peer added");
+    tracing::info!(%url, "peer added");
     node.accounts
-        .audit(&principal, "peer.add", &body.url, &detail)
+        .audit(&principal, "peer.add", &url, &detail)
         .await;
     let peers = node.status().await?.peers;
-    let peer = peers.into_iter().find(|p| p.url == body.url);
-    Ok(json_response(StatusCode::CREATED, &json!({ "peer": peer })))
+    let peer = peers.into_iter().find(|p| p.url == url);
+    let mut response = json_response(StatusCode::CREATED, &json!({ "peer": peer }));
+    // The peer's key in `DELETE /api/v1/peers/{key}`.
+    let key: String = form_urlencoded::byte_serialize(url.as_bytes()).collect();
+    super::set_location(&mut response, &format!("/api/v1/peers/{key}"));
+    Ok(response)
 }
 
 async fn remove_peer(

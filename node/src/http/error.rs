@@ -61,6 +61,23 @@ impl IntoResponse for Error {
                 })
                 .collect();
         }
-        (status, axum::Json(serde_json::json!({ "error": error }))).into_response()
+        let mut response =
+            (status, axum::Json(serde_json::json!({ "error": error }))).into_response();
+        if status == StatusCode::UNAUTHORIZED {
+            // RFC 9110 §11.6.1: a 401 names the scheme it wants (RFC 6750 §3
+            // adds the error of a token that was presented).
+            let challenge = match &self {
+                Error::Unauthorized {
+                    code: "invalid_token",
+                    ..
+                } => "Bearer realm=\"yui\", error=\"invalid_token\"",
+                _ => "Bearer realm=\"yui\"",
+            };
+            response.headers_mut().insert(
+                axum::http::header::WWW_AUTHENTICATE,
+                axum::http::HeaderValue::from_static(challenge),
+            );
+        }
+        response
     }
 }

@@ -31,9 +31,8 @@ pub async fn authenticate(State(node): State<AppState>, mut req: Request, next: 
     let presented = value
         .to_str()
         .ok()
-        .and_then(|v| v.strip_prefix("Bearer "))
+        .and_then(bearer_token)
         .unwrap_or("")
-        .trim()
         .to_owned();
     let Some(principal) = node.accounts.principal_for_token(&presented).await else {
         return Error::Unauthorized {
@@ -44,6 +43,16 @@ pub async fn authenticate(State(node): State<AppState>, mut req: Request, next: 
     };
     req.extensions_mut().insert(principal);
     next.run(req).await
+}
+
+/// The token of an `Authorization: Bearer TOKEN` value. The scheme is
+/// matched without regard to case (RFC 9110 §11.1: `bearer`, `BEARER`), and
+/// any run of spaces may separate it from the token.
+fn bearer_token(value: &str) -> Option<&str> {
+    let (scheme, token) = value.trim().split_once(' ')?;
+    scheme
+        .eq_ignore_ascii_case("bearer")
+        .then(|| token.trim_start_matches(' '))
 }
 
 /// The authenticated principal, if it has at least `needed`.
@@ -123,6 +132,44 @@ impl<T: DeserializeOwned, S: Send + Sync> axum::extract::FromRequestParts<S> for
     }
 }
 
+/// The byte offset and value of the first `\\uXXXX` escape inside a JSON
+/// string that is a surrogate without its other half. serde_json refuses
+/// one as an "unexpected end of hex escape" (or, for a lone trailing half,
+/// a "lone leading surrogate"), which does not tell a client what it sent.
+fn lone_surrogate(body: &[u8]) -> Option<(usize, u16)> {
+    let hex = |at: usize| -> Option<u16> {
+        let digits = std::str::from_utf8(body.get(at..at + 4)?).ok()?;
+        u16::from_str_radix(digits, 16).ok()
+    };
+    let escape_at =
+        |at: usize| -> Option<u16> { (body.get(at..at + 2)? == b"\\u").then(|| hex(at + 2))? };
+    let (mut i, mut in_string) = (0, false);
+    while i < body.len() {
+        match (in_string, body[i]) {
+            (false, b'"') => in_string = true,
+            (true, b'"') => in_string = false,
+            (true, b'\\') => {
+                if let Some(unit) = escape_at(i) {
+                    match unit {
+                        0xD800..=0xDBFF => match escape_at(i + 6) {
+                            Some(0xDC00..=0xDFFF) => i += 6,
+                            _ => return Some((i, unit)),
+                        },
+                        0xDC00..=0xDFFF => return Some((i, unit)),
+                        _ => {}
+                    }
+                    i += 5;
+                } else {
+                    i += 1;
+                }
+            }
+            _ => {}
+        }
+        i += 1;
+    }
+    None
+}
+
 /// A JSON body, with every failure in the §8 shape.
 pub struct JsonBody<T>(pub T);
 
@@ -150,6 +197,16 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for JsonBody<T> {
                 Error::bad_request(
                     "invalid_body",
                     format!("the JSON does not have the expected shape: {e}"),
+                )
+            } else if let Some((at, unit)) = lone_surrogate(&bytes) {
+                let before = &bytes[..at];
+                let line = before.iter().filter(|b| **b == b'\n').count() + 1;
+                let column = before.len() - before.iter().rposition(|b| *b == b'\n').map_or(0, |p| p + 1) + 1;
+                Error::bad_request(
+                    "malformed_json",
+                    format!(
+                        "the body is not valid JSON: \\u{unit:04x} at line {line} column {column} is a lone surrogate, half of a UTF-16 pair and no character; send the character itself, or both halves of its pair"
+                    ),
                 )
             } else {
                 Error::bad_request("malformed_json", format!("the body is not valid JSON: {e}"))

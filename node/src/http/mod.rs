@@ -97,6 +97,14 @@ pub async fn method_not_allowed(req: Request) -> Response {
 }
 
 /// Serialises a value that is known to be JSON-safe.
+/// Sets `Location` on a 201 answer: the path of what was created (RFC 9110
+/// §15.3.2). `path` is already percent-encoded where it needs to be.
+pub(crate) fn set_location(response: &mut Response, path: &str) {
+    if let Ok(value) = HeaderValue::from_str(path) {
+        response.headers_mut().insert(header::LOCATION, value);
+    }
+}
+
 pub(crate) fn json_response(status: StatusCode, body: &impl serde::Serialize) -> Response {
     match serde_json::to_vec(body) {
         Ok(bytes) => (

@@ -15,13 +15,25 @@ pub(super) async fn serve(_: ViewerAccess) -> Response {
     super::json_response(StatusCode::OK, &document())
 }
 
+/// What `protocol::validate::refused_in_line` refuses, as an ECMA-262
+/// pattern: one-line strings hold no control, line-separator or text
+/// direction characters.
+const ONE_LINE: &str =
+    "^[^\\u0000-\\u001f\\u007f-\\u009f\\u061c\\u200e\\u200f\\u2028-\\u202e\\u2066-\\u2069]*$";
+/// What `protocol::validate::refused_in_text` refuses: controls other than
+/// a line break, a tab and a carriage return (which becomes a line break).
+const TEXT: &str = "^[^\\u0000-\\u0008\\u000b\\u000c\\u000e-\\u001f\\u007f-\\u009f]*$";
+
 fn kind_schema(kind: &FieldKind) -> Value {
     match *kind {
-        FieldKind::Str { max_chars } => json!({"type": "string", "maxLength": max_chars}),
+        FieldKind::Str { max_chars } => json!({"type": "string", "maxLength": max_chars,
+            "pattern": ONE_LINE,
+            "description": "One line: no line breaks, control characters (C0, DEL, C1) or text direction characters (U+061C, U+200E, U+200F, U+202A–U+202E, U+2066–U+2069, U+2028, U+2029); refused as invalid_format (a line break) or invalid_character."}),
         FieldKind::Email => json!({"type": "string", "format": "email", "maxLength": 254}),
         FieldKind::Phone => json!({"type": "string", "maxLength": 32, "pattern": "^[0-9+() -]+$"}),
         FieldKind::Text { max_chars } => json!({"type": "string", "maxLength": max_chars,
-            "description": "Long text (Automerge Text): an update is merged as a character diff."}),
+            "pattern": TEXT,
+            "description": "Long text (Automerge Text): an update is merged as a character diff. Line breaks (CR LF and CR are stored as LF) and tabs are its only control characters; others are refused as invalid_character."}),
         FieldKind::Enum(options) => json!({"type": "string",
             "enum": options.iter().map(|o| o.value).collect::<Vec<_>>()}),
         FieldKind::Int { min, max } => json!({"type": "integer", "minimum": min, "maximum": max}),
@@ -36,7 +48,7 @@ fn kind_schema(kind: &FieldKind) -> Value {
             max_items,
             max_chars,
         } => json!({"type": "array", "maxItems": max_items,
-            "items": {"type": "string", "maxLength": max_chars}}),
+            "items": {"type": "string", "maxLength": max_chars, "pattern": ONE_LINE}}),
         FieldKind::Objects { fields, max_items } => json!({"type": "array", "maxItems": max_items,
             "items": object_schema(fields, true)}),
     }
@@ -98,7 +110,7 @@ pub fn document() -> Value {
             "code": {"type": "string", "description": "stable snake_case reason, e.g. validation_failed, record_not_found, unknown_collection, missing_token, invalid_token, forbidden, malformed_json, invalid_body, body_too_large, record_deleted, conflict"},
             "message": {"type": "string"},
             "fields": {"type": "array", "items": {"type": "object", "properties": {
-                "field": {"type": "string"}, "code": {"type": "string"}, "message": {"type": "string"}}}}
+                "field": {"type": "string"}, "code": {"type": "string", "description": "unknown_field, missing_field, invalid_type, invalid_enum, too_long, too_many_items, out_of_range, invalid_date, invalid_format, invalid_character, invalid_reference, record_too_large, invalid_order"}, "message": {"type": "string"}}}}
         }}}
     }));
     let collection_param = json!({"name": "collection", "in": "path", "required": true,
@@ -139,7 +151,7 @@ pub fn document() -> Value {
         "info": {
             "title": "Yui local API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "The JSON API of one town's Yui node. Every /api/ request needs 'Authorization: Bearer TOKEN', where TOKEN is the node's token (the contents of DATA_DIR/api-token, which acts as an admin) or a user's token from `yui user token NAME`. A user token acts with its role: viewer reads; editor also creates, updates and deletes records; admin also manages peers, users, revocations and sync. A role too low for a request answers 403 with code forbidden. Every change is recorded in the node's local audit log with the user's name; peers never see it."
+            "description": "The JSON API of one town's Yui node. Every /api/ request needs 'Authorization: Bearer TOKEN', where TOKEN is the node's token (the contents of DATA_DIR/api-token, which acts as an admin) or a user's token from `yui user token NAME`. A user token acts with its role: viewer reads; editor also creates, updates and deletes records; admin also manages peers, users, revocations and sync. The scheme name is matched without regard to case (RFC 9110 §11.1). A request without a token, or with one the node does not know, answers 401 with WWW-Authenticate: Bearer realm=\"yui\" (and error=\"invalid_token\" for an unknown token). A role too low for a request answers 403 with code forbidden. Every time in the API is RFC 3339 in UTC with exactly three fractional digits (2026-04-01T09:30:00.120Z), so times sort as text. A 201 carries Location, the path of what was created. Every change is recorded in the node's local audit log with the user's name; peers never see it."
         },
         "components": {
             "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
@@ -162,7 +174,10 @@ pub fn document() -> Value {
                             "next_cursor": {"type": ["string", "null"]}}}}}},
                         "400": error("bad query"), "404": error("unknown collection")}},
                 "post": {"summary": "Create a record (editor)", "requestBody": body,
-                    "responses": {"201": record("created"), "400": error("malformed JSON"), "403": error("needs the editor role"),
+                    "responses": {"201": {"description": "created",
+                            "headers": {"Location": {"description": "/api/v1/records/{collection}/{id} of the new record", "schema": {"type": "string"}}},
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Record"}}}},
+                        "400": error("malformed JSON"), "403": error("needs the editor role"),
                         "404": error("unknown collection"), "409": error("conflict"),
                         "413": error("body too large"), "422": error("validation failed")}}
             },
@@ -212,8 +227,10 @@ pub fn document() -> Value {
                     "requestBody": {"required": true, "content": {"application/json": {"schema": {
                         "type": "object", "required": ["url"], "additionalProperties": false,
                         "properties": {"url": {"type": "string", "description": "https://HOST:PORT"},
-                            "node_id": {"type": "string", "description": "expected node id, if known"}}}}}},
-                    "responses": {"201": {"description": "added"}, "400": error("not a peer URL"), "403": error("needs the admin role"), "409": error("already a peer")}}
+                            "node_id": {"type": "string", "description": "expected node id, if known: 52 characters of A-Z and 2-7 (case, dashes and spaces are forgiven; stored in groups of four)"}}}}}},
+                    "responses": {"201": {"description": "added: {\"peer\": …}",
+                            "headers": {"Location": {"description": "/api/v1/peers/{key}, the stored URL percent-encoded (what DELETE takes)", "schema": {"type": "string"}}}},
+                        "400": error("not a peer URL (invalid_peer_url: not https://HOST:PORT, or port 0) or not a node id (invalid_node_id)"), "403": error("needs the admin role"), "409": error("already a peer")}}
             },
             "/api/v1/peers/{key}": {"delete": {"summary": "Remove a peer by node id or URL (URL-encoded) (admin)",
                 "parameters": [{"name": "key", "in": "path", "required": true, "schema": {"type": "string"}}],
@@ -273,5 +290,28 @@ pub fn document() -> Value {
             "report_id": {"type": ["string", "null"]},
             "report": {"type": ["object", "null"], "description": "id, updated_at and fields of the published report"}}}}}},
             "400": error("bad fiscal year"), "403": error("needs the editor role")}}});
+    doc["components"]["responses"] = json!({"Unauthorized": {
+        "description": "no token, or one the node does not know (missing_token, invalid_token)",
+        "headers": {"WWW-Authenticate": {"description": "Bearer realm=\"yui\", with error=\"invalid_token\" for an unknown token", "schema": {"type": "string"}}},
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}});
+    if let Some(paths) = doc["paths"].as_object_mut() {
+        for operation in paths
+            .values_mut()
+            .filter_map(Value::as_object_mut)
+            .flat_map(|p| p.values_mut())
+        {
+            let open = operation.get("security").is_some_and(|s| s == &json!([]));
+            if let Some(responses) = operation
+                .get_mut("responses")
+                .and_then(Value::as_object_mut)
+                && !open
+            {
+                responses.insert(
+                    "401".into(),
+                    json!({"$ref": "#/components/responses/Unauthorized"}),
+                );
+            }
+        }
+    }
     doc
 }

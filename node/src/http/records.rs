@@ -116,7 +116,12 @@ async fn create(
     let written = on_behalf(&node, &principal, &guarding, &detail)
         .create(collection, fields)
         .await?;
-    Ok(json_response(StatusCode::CREATED, &written.record))
+    let mut response = json_response(StatusCode::CREATED, &written.record);
+    super::set_location(
+        &mut response,
+        &format!("/api/v1/records/{}/{}", collection.name(), written.id),
+    );
+    Ok(response)
 }
 
 #[derive(Deserialize)]

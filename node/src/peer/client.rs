@@ -88,6 +88,9 @@ pub fn parse_peer_url(url: &str) -> Result<PeerUrl> {
     {
         return Err(bad("give only the host and port"));
     }
+    if parsed.port() == Some(0) {
+        return Err(bad("port 0 is no port a node listens on"));
+    }
     let host = parsed.host_str().ok_or_else(|| bad("no host"))?;
     let host = host
         .trim_start_matches('[')

@@ -597,20 +597,29 @@ async fn push_loop(fed: Federation, url: String, task: Arc<PeerTask>) {
 }
 
 /// Adds a peer and, on a running node, starts syncing with it at once.
+/// Adds a peer; returns the URL it is stored under (`https://host:port`).
+/// The node id, when given, is checked and stored in its canonical spelling.
 pub async fn add_peer(
     fed: &Federation,
     url: &str,
     node_id: Option<String>,
     shutdown: Option<&CancellationToken>,
-) -> Result<()> {
+) -> Result<String> {
     let url = client::parse_peer_url(url)?.canonical();
+    let node_id = node_id
+        .filter(|id| !id.trim().is_empty())
+        .map(|id| {
+            yui_protocol::record::parse_node_id(&id)
+                .map_err(|why| Error::bad_request("invalid_node_id", why))
+        })
+        .transpose()?;
     fed.store
         .add_peer(url.clone(), node_id, crate::clock::now_ms())
         .await?;
     if let Some(shutdown) = shutdown {
         Peering::start(fed, &url, shutdown);
     }
-    Ok(())
+    Ok(url)
 }
 
 /// Removes a peer by URL or node id and stops its tasks.

@@ -103,7 +103,13 @@ pub async fn serve(fed: Federation, listener: TcpListener, shutdown: Cancellatio
             let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
             let timed_out = || peering.refused(from.clone(), "TLS handshake timed out".into());
             let failed = |e: std::io::Error| {
-                peering.refused(from.clone(), format!("TLS handshake failed: {e}"));
+                peering.refused(
+                    from.clone(),
+                    format!(
+                        "TLS handshake failed: {}",
+                        super::tls::describe_handshake_error(&e)
+                    ),
+                );
             };
             // Two stages, each with its own budget: waiting for a complete
             // ClientHello (all an anonymous sender can hold cheaply), then

@@ -11,12 +11,16 @@ use std::sync::{Arc, RwLock};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::CryptoProvider;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName, UnixTime};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{NoServerSessionStorage, WebPkiClientVerifier};
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, DistinguishedName, OtherError,
+    RootCertStore, ServerConfig, SignatureScheme,
+};
 
 use crate::datadir::DataDir;
 use crate::error::{Error, Result};
-use crate::pki::{self, NODE_DNS_NAME, PeerIdentity, Revocations};
+use crate::pki::{self, NODE_DNS_NAME, PeerIdentity, Revocations, Usage};
 
 /// Hostnames the client dials carry the expected node id:
 /// `n-<node id, lowercase, no dashes>.yui.invalid`. Others (`u-….yui.invalid`)
@@ -150,9 +154,10 @@ impl Trust {
     /// consortium CA is mandatory, and sessions are never resumed (a resumed
     /// session would skip the certificate check, and with it revocation).
     pub fn server_config(&self) -> Result<ServerConfig> {
-        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider())
+        let inner = WebPkiClientVerifier::builder_with_provider(self.roots()?, provider())
             .build()
             .map_err(|e| Error::Config(format!("client verifier: {e}")))?;
+        let verifier = Arc::new(MemberVerifier { inner });
         let mut config = ServerConfig::builder_with_provider(provider())
             .with_safe_default_protocol_versions()
             .map_err(|e| Error::Config(format!("TLS: {e}")))?
@@ -187,8 +192,107 @@ impl Trust {
     }
 }
 
-/// Accepts a server only if its certificate chains to the consortium CA (with
-/// `serverAuth`), is not revoked, and — when the dialled name says which node
+/// The error of a certificate whose usages do not fit its side of the
+/// handshake; the peer port logs it as the reason of the refusal.
+#[derive(Debug)]
+struct UsageError(String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+fn check_usage(
+    end_entity: &CertificateDer<'_>,
+    usage: Usage,
+) -> std::result::Result<(), rustls::Error> {
+    pki::check_usage(end_entity, usage).map_err(|e| {
+        let side = match usage {
+            Usage::Client => "client",
+            Usage::Server => "server",
+        };
+        rustls::Error::InvalidCertificate(CertificateError::Other(OtherError(Arc::new(
+            UsageError(format!("the {side} certificate is not for this use: {e}")),
+        ))))
+    })
+}
+
+/// A failed handshake's error in words: rustls shows a certificate error of
+/// our own (a usage refused) as its debug form, which no administrator
+/// should have to read.
+pub fn describe_handshake_error(e: &std::io::Error) -> String {
+    if let Some(rustls::Error::InvalidCertificate(CertificateError::Other(other))) = e
+        .get_ref()
+        .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+    {
+        return format!("invalid peer certificate: {other}");
+    }
+    e.to_string()
+}
+
+/// Accepts a client only if its certificate chains to the consortium CA
+/// (webpki) and carries `digitalSignature` and `clientAuth`: webpki alone
+/// accepts a certificate with no extended key usage for any purpose.
+#[derive(Debug)]
+struct MemberVerifier {
+    inner: Arc<dyn ClientCertVerifier>,
+}
+
+impl ClientCertVerifier for MemberVerifier {
+    fn offer_client_auth(&self) -> bool {
+        self.inner.offer_client_auth()
+    }
+
+    fn client_auth_mandatory(&self) -> bool {
+        self.inner.client_auth_mandatory()
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        self.inner.root_hint_subjects()
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> std::result::Result<ClientCertVerified, rustls::Error> {
+        let verified = self
+            .inner
+            .verify_client_cert(end_entity, intermediates, now)?;
+        check_usage(end_entity, Usage::Client)?;
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> std::result::Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
+    }
+}
+
+/// Accepts a server only if its certificate chains to the consortium CA,
+/// carries `digitalSignature` and `serverAuth` (checked here: webpki accepts
+/// a certificate without extended key usages for any purpose), is not revoked, and — when the dialled name says which node
 /// is expected — belongs to that node. The dialled address plays no part: a
 /// member can pose as another only by holding its key.
 #[derive(Debug)]
@@ -218,6 +322,7 @@ impl ServerCertVerifier for NodeVerifier {
             .map_err(|e| rustls::Error::General(e.to_string()))?;
         self.inner
             .verify_server_cert(end_entity, intermediates, &node_name, ocsp_response, now)?;
+        check_usage(end_entity, Usage::Server)?;
         let id = pki::identity(end_entity).map_err(|e| rustls::Error::General(e.to_string()))?;
         if self.trust.is_revoked(&id.serial) {
             return Err(rustls::Error::InvalidCertificate(

@@ -45,9 +45,9 @@ pub(super) fn record_egress(
     way: EgressWay,
     docs: &[DocUpdate],
 ) -> Result<()> {
-    let at = time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .map_err(|e| Error::Storage(e.to_string()))?;
+    // The API's one time format (three fractional digits), so the ledger's
+    // times sort as text like every other.
+    let at = yui_protocol::record::format_time(crate::clock::now_ms());
     let way = match way {
         EgressWay::Pulled => "pulled",
         EgressWay::Pushed => "pushed",
