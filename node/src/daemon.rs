@@ -22,7 +22,8 @@ use crate::http::{self, MAX_BODY_BYTES};
 use crate::node::Node;
 
 /// The whole HTTP service of the API port: the JSON API and the web console
-/// side by side, each request observed (counted, timed, logged) and its body
+/// side by side, each request observed (counted, timed, logged), its `Host`
+/// checked (421 unless loopback or a configured proxy host) and its body
 /// limited.
 pub fn app(node: Arc<Node>) -> Router {
     http::routes(&node)
@@ -31,6 +32,10 @@ pub fn app(node: Arc<Node>) -> Router {
         .fallback(crate::console::fallback)
         .method_not_allowed_fallback(http::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            node.clone(),
+            http::check_host,
+        ))
         .layer(middleware::from_fn_with_state(node.clone(), http::observe))
         .with_state(node)
 }

@@ -43,6 +43,56 @@ pub struct Config {
     pub api_listen: SocketAddr,
     /// Address of the peer port (mutual TLS; used once the node has joined).
     pub peer_listen: SocketAddr,
+    /// Host names (or addresses) a reverse proxy in front of the API uses,
+    /// besides the loopback names the API always accepts in `Host`
+    /// (`127.0.0.1`, `localhost`, `[::1]`). A request naming any other host
+    /// is refused: a web page that rebinds its own name to this machine
+    /// cannot reach the console.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxy_hosts: Vec<String>,
+}
+
+impl Config {
+    /// Whether a request's `Host` (with or without a port) names this node:
+    /// a loopback name, or one of `proxy_hosts`. Case and a trailing dot do
+    /// not matter; anything malformed is refused.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        let name = host_name(host).map(|n| n.trim_end_matches('.').to_ascii_lowercase());
+        let Some(name) = name.filter(|n| !n.is_empty()) else {
+            return false;
+        };
+        matches!(name.as_str(), "127.0.0.1" | "localhost" | "[::1]")
+            || self.proxy_hosts.iter().any(|allowed| {
+                host_name(allowed.trim())
+                    .map(|a| a.trim_end_matches('.').eq_ignore_ascii_case(&name))
+                    .unwrap_or(false)
+            })
+    }
+}
+
+/// The name part of a `Host` value, without its port: `[::1]` of
+/// `[::1]:7480`, `localhost` of `localhost:7480`. None if malformed.
+fn host_name(host: &str) -> Option<&str> {
+    if host.starts_with('[') {
+        let end = host.find(']')?;
+        let rest = &host[end + 1..];
+        if !(rest.is_empty() || port_ok(rest.strip_prefix(':')?)) {
+            return None;
+        }
+        return Some(&host[..=end]);
+    }
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host, None),
+    };
+    if port.is_some_and(|p| !port_ok(p)) || name.contains(':') {
+        return None;
+    }
+    Some(name)
+}
+
+fn port_ok(port: &str) -> bool {
+    !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
 }
 
 /// What `yui init` is told.
@@ -159,6 +209,7 @@ impl DataDir {
             name: opts.name.clone(),
             api_listen: opts.api_listen,
             peer_listen: opts.peer_listen,
+            proxy_hosts: Vec::new(),
         };
         let text = format!(
             "# Yui node configuration. See docs/operations.md.\n{}",
@@ -342,5 +393,44 @@ mod tests {
         assert_eq!(base32(b""), "");
         let id = node_id(b"key");
         assert_eq!(id.len(), 52 + 12);
+    }
+
+    #[test]
+    fn host_allowed_takes_loopback_names_and_proxy_hosts_only() {
+        let mut config = Config {
+            town: "tateshina".into(),
+            name: String::new(),
+            api_listen: DEFAULT_API_LISTEN.parse().unwrap(),
+            peer_listen: DEFAULT_PEER_LISTEN.parse().unwrap(),
+            proxy_hosts: Vec::new(),
+        };
+        for ok in [
+            "127.0.0.1",
+            "127.0.0.1:7480",
+            "localhost",
+            "LOCALHOST.:80",
+            "[::1]",
+            "[::1]:7480",
+        ] {
+            assert!(config.host_allowed(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ":80",
+            "attacker.example",
+            "attacker.example:7480",
+            "127.0.0.1.attacker.example",
+            "localhost:x",
+            "[::1]x",
+            "::1",
+            "10.0.0.5",
+            "yui.tateshina.lg.jp",
+        ] {
+            assert!(!config.host_allowed(bad), "{bad}");
+        }
+        config.proxy_hosts = vec!["Yui.Tateshina.LG.JP".into()];
+        assert!(config.host_allowed("yui.tateshina.lg.jp"));
+        assert!(config.host_allowed("yui.tateshina.lg.jp:443"));
+        assert!(!config.host_allowed("attacker.example"));
     }
 }

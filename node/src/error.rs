@@ -25,6 +25,12 @@ pub enum Error {
     /// Authenticated, but the role does not allow this.
     #[error("{message}")]
     Forbidden { message: String },
+    /// The request's `Host` names neither a loopback name nor a configured
+    /// proxy host (a DNS-rebinding page, or a proxy not yet configured).
+    #[error(
+        "this node does not answer to the host {host:?}; open it as 127.0.0.1, localhost or [::1], or add the name to proxy_hosts in config.toml"
+    )]
+    WrongHost { host: String },
     #[error("the request body is larger than the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("{0}")]
@@ -78,6 +84,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::BadRequest { code, .. } | Error::Unauthorized { code, .. } => code,
             Error::Forbidden { .. } => "forbidden",
+            Error::WrongHost { .. } => "wrong_host",
             Error::BodyTooLarge { .. } => "body_too_large",
             Error::NotFound(_) => "not_found",
             Error::CorruptDatabase { .. } => "corrupt_database",

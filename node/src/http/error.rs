@@ -21,6 +21,7 @@ pub fn status(e: &Error) -> StatusCode {
         Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
         Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
         Error::Forbidden { .. } => StatusCode::FORBIDDEN,
+        Error::WrongHost { .. } => StatusCode::MISDIRECTED_REQUEST,
         Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
         Error::CorruptDatabase { .. } | Error::Storage(_) | Error::Config(_) => {
