@@ -422,6 +422,18 @@ impl Revocations {
     }
 }
 
+/// Checks that `der` is a CA certificate.
+pub fn check_ca_cert(der: &[u8]) -> Result<()> {
+    let (_, ca) =
+        X509Certificate::from_der(der).map_err(|e| pki_err("reading the CA certificate", e))?;
+    if !ca.is_ca() {
+        return Err(Error::Config(
+            "the CA certificate is not a CA certificate".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Reads a PEM revocation list.
 pub fn parse_crl_pem(text: &str) -> Result<Vec<u8>> {
     let der = parse_pem(text, "revocation list")?;

@@ -11,4 +11,5 @@ mod demo;
 mod egress;
 mod faults;
 mod federation;
+mod guardrails;
 mod service;
