@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use yui_tests::{Server, init, knowledge, yui_fails};
+use yui_tests::{Server, backup_file, init, knowledge, yui_fails};
 
 fn sha(path: &std::path::Path) -> Vec<u8> {
     // Not a cryptographic need: equality of contents.
@@ -24,7 +24,7 @@ fn a_damaged_database_stops_start_up_with_a_clear_error_and_is_not_reset() {
     std::fs::write(&db, &bytes).expect("write");
     let before = sha(&db);
 
-    let never = dir.path().join("never.backup");
+    let never = backup_file(dir.path(), "never.backup");
     let never_arg = never.to_str().expect("utf8");
     for command in [
         &["serve", "--api-listen", "127.0.0.1:0"][..],

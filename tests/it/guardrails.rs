@@ -2,10 +2,11 @@
 //! trust files named with their fix, and the commands that must refuse
 //! before they do harm.
 
+use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
 
 use yui_tests::ca::{Ca, member};
-use yui_tests::cli::{yui_fails, yui_ok};
+use yui_tests::cli::{init, mode, yui_fails, yui_ok};
 
 /// `path` cut in the middle of its base64 body: still PEM-shaped, no longer
 /// the certificate or list it was (a short write, a bad copy).
@@ -56,4 +57,127 @@ fn a_damaged_ca_certificate_or_revocation_list_is_named_with_its_fix() {
     // The fix the message gives works.
     std::fs::copy(&list, &crl).expect("copy");
     yui_ok(&data, &["status"]);
+}
+
+/// A victim file outside the target, and `dir/name` a link to it, planted
+/// as another local user would in a directory they can write.
+fn plant_link(dir: &Path, name: &str, victim: &Path) {
+    std::fs::write(victim, "the victim's own content\n").expect("victim");
+    std::os::unix::fs::symlink(victim, dir.join(name)).expect("symlink");
+}
+
+fn chmod(path: &Path, mode: u32) {
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).expect("chmod");
+}
+
+#[test]
+fn export_and_backup_write_only_into_a_private_directory_and_follow_no_link() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let data = root.path().join("data");
+    init(&data, "tateshina");
+    let victim = root.path().join("victim.txt");
+    let victim_arg = |p: &Path| p.to_str().expect("utf8").to_owned();
+
+    // A world-writable directory with a planted link: refused, untouched.
+    let shared = root.path().join("shared");
+    std::fs::create_dir(&shared).expect("mkdir");
+    chmod(&shared, 0o777);
+    plant_link(&shared, "workers.json", &victim);
+    let err = yui_fails(&data, &["export", &victim_arg(&shared)]);
+    assert!(err.contains(&shared.display().to_string()), "{err}");
+    assert!(err.contains("chmod 700"), "{err}");
+    let backup = shared.join("tateshina.backup");
+    let err = yui_fails(&data, &["backup", &victim_arg(&backup)]);
+    assert!(err.contains("chmod 700"), "{err}");
+    assert!(
+        !backup.exists(),
+        "no backup in a directory others can write"
+    );
+    let left: Vec<_> = std::fs::read_dir(&shared).expect("ls").collect();
+    assert_eq!(left.len(), 1, "only the planted link: {left:?}");
+
+    // A link planted before the directory was made private: not followed,
+    // not replaced, and nothing else is written.
+    chmod(&shared, 0o700);
+    let err = yui_fails(&data, &["export", "--format", "json", &victim_arg(&shared)]);
+    assert!(
+        err.contains(&shared.join("workers.json").display().to_string()),
+        "{err}"
+    );
+    assert!(err.contains("already exists"), "{err}");
+    plant_link(&shared, "index.md", &victim);
+    let err = yui_fails(
+        &data,
+        &["export", "--format", "markdown", &victim_arg(&shared)],
+    );
+    assert!(
+        err.contains(&shared.join("index.md").display().to_string()),
+        "{err}"
+    );
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(
+        std::fs::read_dir(&shared).expect("ls").count(),
+        2,
+        "only the links"
+    );
+    plant_link(&shared, "linked.backup", &victim);
+    let err = yui_fails(
+        &data,
+        &["backup", &victim_arg(&shared.join("linked.backup"))],
+    );
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(&victim).expect("victim"),
+        "the victim's own content\n"
+    );
+    assert_eq!(mode(&victim), 0o644, "the victim's mode is untouched");
+
+    // The target directory itself a link to another user's directory.
+    let elsewhere = root.path().join("elsewhere");
+    std::fs::create_dir(&elsewhere).expect("mkdir");
+    chmod(&elsewhere, 0o700);
+    let link = root.path().join("export-link");
+    std::os::unix::fs::symlink(&elsewhere, &link).expect("symlink");
+    let err = yui_fails(&data, &["export", &victim_arg(&link)]);
+    assert!(err.contains("symbolic link"), "{err}");
+    assert_eq!(std::fs::read_dir(&elsewhere).expect("ls").count(), 0);
+
+    // Another user's directory, however private (the tests run as root
+    // in CI; elsewhere this part needs a chown they cannot do).
+    if std::os::unix::fs::MetadataExt::uid(&std::fs::metadata(root.path()).expect("stat")) == 0 {
+        let theirs = root.path().join("theirs");
+        std::fs::create_dir(&theirs).expect("mkdir");
+        chmod(&theirs, 0o700);
+        std::os::unix::fs::chown(&theirs, Some(65534), Some(65534)).expect("chown");
+        let err = yui_fails(&data, &["export", &victim_arg(&theirs)]);
+        assert!(err.contains("another user"), "{err}");
+        let err = yui_fails(&data, &["backup", &victim_arg(&theirs.join("b.backup"))]);
+        assert!(err.contains("another user"), "{err}");
+    }
+
+    // What works: a new directory (parents too), or the user's own 0700
+    // one; every file 0600 and every directory 0700, whatever the umask.
+    let fresh = root.path().join("exports").join("2026");
+    let out = yui_ok(
+        &data,
+        &["export", "--format", "markdown", &victim_arg(&fresh)],
+    );
+    assert!(out.contains("Exported"), "{out}");
+    assert_eq!(mode(&fresh), 0o700);
+    assert_eq!(mode(&fresh.join("index.md")), 0o600);
+    let json = root.path().join("json");
+    yui_ok(&data, &["export", &victim_arg(&json)]);
+    for entry in std::fs::read_dir(&json).expect("ls") {
+        assert_eq!(mode(&entry.expect("entry").path()), 0o600);
+    }
+    let err = yui_fails(&data, &["export", &victim_arg(&json)]);
+    assert!(
+        err.contains("already exists") && err.contains("changed nothing"),
+        "{err}"
+    );
+    let backups = root.path().join("backups").join("yui");
+    let backup = backups.join("tateshina.backup");
+    yui_ok(&data, &["backup", &victim_arg(&backup)]);
+    assert_eq!(mode(&backups), 0o700);
+    assert_eq!(mode(&backup), 0o600);
 }

@@ -39,7 +39,7 @@ pub mod wire;
 
 // What the multi-process tests use most, at the crate's root.
 pub use ca::{Ca, install_unchecked, member};
-pub use cli::{init, mode, yui, yui_bin, yui_fails, yui_ok, yui_with_stdin};
+pub use cli::{backup_file, init, mode, yui, yui_bin, yui_fails, yui_ok, yui_with_stdin};
 pub use records::{id_of, knowledge};
 pub use server::{Server, client_builder, start_members};
 pub use wait::wait_for;

@@ -10,13 +10,28 @@ use yui_protocol::Millis;
 use super::schema::{corrupt, identify, new_actor_hex, new_epoch, set_meta};
 use super::writer::open_reader;
 use crate::error::{Error, Result};
-use crate::fsio::{sync_parent_dir, write_private};
+use crate::fsio::{PrivateDir, sync_parent_dir, write_private};
 
 /// Writes a consistent copy of the database to `dest` (which must not exist),
-/// readable by its owner only. Safe while the node is serving: the copy is one
-/// read transaction's snapshot.
+/// readable by its owner only, in a directory no other user can write
+/// ([`PrivateDir`]: created now, or the user's own with mode 0700). Safe
+/// while the node is serving: the copy is one read transaction's snapshot.
 pub fn backup(db: &Path, dest: &Path) -> Result<u64> {
-    if dest.exists() {
+    let name = dest
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "{} is not a file name (or not UTF-8); give the backup file, e.g. /var/backups/yui/tateshina.backup",
+                dest.display()
+            ))
+        })?;
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = PrivateDir::open(parent, "yui backup")?;
+    if dir.holds(name) {
         return Err(Error::Config(format!(
             "{} already exists; choose a new file name",
             dest.display()
@@ -24,8 +39,9 @@ pub fn backup(db: &Path, dest: &Path) -> Result<u64> {
     }
     let conn = open_reader(db)?;
     identify(&conn, db)?;
-    // Created first with mode 0600: a backup holds personal data.
-    write_private(dest, b"")?;
+    // Created first, new and with mode 0600: a backup holds personal data,
+    // and SQLite then writes into this file, not through a planted link.
+    drop(dir.create_file(name)?);
     let target = dest
         .to_str()
         .ok_or_else(|| Error::Config("backup path is not UTF-8".into()))?;
