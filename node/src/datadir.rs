@@ -50,6 +50,11 @@ pub struct Config {
     /// cannot reach the console.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub proxy_hosts: Vec<String>,
+    /// Why the API may listen beyond loopback although it speaks plain
+    /// HTTP (e.g. "only the TLS proxy on 10.0.0.2 can reach this port").
+    /// Without it, a non-loopback `api_listen` is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_plain_http_api: Option<String>,
 }
 
 impl Config {
@@ -67,6 +72,25 @@ impl Config {
                     .map(|a| a.trim_end_matches('.').eq_ignore_ascii_case(&name))
                     .unwrap_or(false)
             })
+    }
+}
+
+impl Config {
+    /// Refuses a non-loopback API address unless `allow_plain_http_api`
+    /// gives the reason: the console's passwords and session cookies and
+    /// the API's tokens travel in plain HTTP. Checked before binding.
+    /// Returns the reason when one was needed, for the log.
+    pub fn check_api_listen(&self, addr: SocketAddr, config_path: &Path) -> Result<Option<&str>> {
+        if addr.ip().is_loopback() {
+            return Ok(None);
+        }
+        match self.allow_plain_http_api.as_deref().map(str::trim) {
+            Some(reason) if !reason.is_empty() => Ok(Some(reason)),
+            _ => Err(Error::Config(format!(
+                "refusing to serve the API and console on {addr}: that is not a loopback address, and they speak plain HTTP (console passwords, session cookies and API tokens would cross the network readable). Keep api_listen on 127.0.0.1 and put a TLS reverse proxy in front (docs/operations.md 5.1); or, if the network between is protected otherwise, write why in {}: allow_plain_http_api = \"REASON\"",
+                config_path.display()
+            ))),
+        }
     }
 }
 
@@ -210,6 +234,7 @@ impl DataDir {
             api_listen: opts.api_listen,
             peer_listen: opts.peer_listen,
             proxy_hosts: Vec::new(),
+            allow_plain_http_api: None,
         };
         let text = format!(
             "# Yui node configuration. See docs/operations.md.\n{}",
@@ -403,6 +428,7 @@ mod tests {
             api_listen: DEFAULT_API_LISTEN.parse().unwrap(),
             peer_listen: DEFAULT_PEER_LISTEN.parse().unwrap(),
             proxy_hosts: Vec::new(),
+            allow_plain_http_api: None,
         };
         for ok in [
             "127.0.0.1",
@@ -432,5 +458,52 @@ mod tests {
         assert!(config.host_allowed("yui.tateshina.lg.jp"));
         assert!(config.host_allowed("yui.tateshina.lg.jp:443"));
         assert!(!config.host_allowed("attacker.example"));
+    }
+
+    #[test]
+    fn a_non_loopback_api_listen_needs_a_reason() {
+        let mut config = Config {
+            town: "tateshina".into(),
+            name: String::new(),
+            api_listen: DEFAULT_API_LISTEN.parse().unwrap(),
+            peer_listen: DEFAULT_PEER_LISTEN.parse().unwrap(),
+            proxy_hosts: Vec::new(),
+            allow_plain_http_api: None,
+        };
+        let path = Path::new("/data/config.toml");
+        for ok in ["127.0.0.1:7480", "127.0.0.2:0", "[::1]:7480"] {
+            assert_eq!(
+                config.check_api_listen(ok.parse().unwrap(), path).unwrap(),
+                None
+            );
+        }
+        for bad in [
+            "0.0.0.0:7480",
+            "[::]:7480",
+            "10.0.0.5:7480",
+            "[::ffff:127.0.0.1]:7480",
+        ] {
+            let err = config
+                .check_api_listen(bad.parse().unwrap(), path)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("allow_plain_http_api") && err.contains("/data/config.toml"),
+                "{err}"
+            );
+        }
+        config.allow_plain_http_api = Some("  ".into());
+        assert!(
+            config
+                .check_api_listen("0.0.0.0:7480".parse().unwrap(), path)
+                .is_err()
+        );
+        config.allow_plain_http_api = Some("only the TLS proxy reaches it".into());
+        assert_eq!(
+            config
+                .check_api_listen("0.0.0.0:7480".parse().unwrap(), path)
+                .unwrap(),
+            Some("only the TLS proxy reaches it")
+        );
     }
 }

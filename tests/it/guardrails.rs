@@ -181,3 +181,144 @@ fn export_and_backup_write_only_into_a_private_directory_and_follow_no_link() {
     assert_eq!(mode(&backups), 0o700);
     assert_eq!(mode(&backup), 0o600);
 }
+
+/// `yui ca issue` for the request in `data`, writing `out`, with `extra` flags.
+fn ca_issue(ca: &Ca, data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
+    let csr = data.join("node.csr.pem");
+    let mut args = vec![
+        "ca",
+        "issue",
+        "--ca-dir",
+        ca.dir.to_str().expect("utf8"),
+        "--csr",
+        csr.to_str().expect("utf8"),
+        "--out",
+        out.to_str().expect("utf8"),
+    ];
+    args.extend_from_slice(extra);
+    yui_tests::cli::yui(data, &args)
+}
+
+fn node_id_of(data: &Path) -> String {
+    let status = yui_ok(data, &["status", "--json"]);
+    let status: serde_json::Value = serde_json::from_str(&status).expect("json");
+    status["node_id"].as_str().expect("node id").to_owned()
+}
+
+#[test]
+fn a_second_certificate_for_a_town_needs_renew_or_rotate() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::init(&root.path().join("ca"), "信州DX");
+    let first = root.path().join("first");
+    init(&first, "tateshina");
+    let first_id = node_id_of(&first);
+    let out = |name: &str| root.path().join(format!("{name}.cert.pem"));
+    let text = |o: &std::process::Output| {
+        format!(
+            "{}{}",
+            String::from_utf8_lossy(&o.stdout),
+            String::from_utf8_lossy(&o.stderr)
+        )
+    };
+    let o = ca_issue(&ca, &first, &out("one"), &[]);
+    assert!(o.status.success(), "{}", text(&o));
+
+    // The same node again: refused, the town's certificates listed.
+    let o = ca_issue(&ca, &first, &out("two"), &[]);
+    assert!(!o.status.success(), "{}", text(&o));
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains(&first_id) && err.contains("--renew"), "{err}");
+    assert!(!out("two").exists(), "nothing issued");
+    // A new node of the same town: refused, and --renew is not the way.
+    let second = root.path().join("second");
+    init(&second, "tateshina");
+    for flags in [&[][..], &["--renew"][..]] {
+        let o = ca_issue(&ca, &second, &out("three"), flags);
+        assert!(!o.status.success(), "{flags:?}: {}", text(&o));
+        let err = String::from_utf8_lossy(&o.stderr);
+        assert!(err.contains(&first_id) && err.contains("--rotate"), "{err}");
+        assert!(!out("three").exists(), "nothing issued");
+    }
+    // Said explicitly: issued, with what the town holds listed.
+    let o = ca_issue(&ca, &first, &out("renewed"), &["--renew"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains(&first_id), "{}", text(&o));
+    let o = ca_issue(&ca, &second, &out("rotated"), &["--rotate"]);
+    assert!(o.status.success(), "{}", text(&o));
+    assert!(text(&o).contains("yui ca revoke --node"), "{}", text(&o));
+    // Once the town's certificates are revoked, a new one needs no flag.
+    ca.revoke_town("tateshina");
+    let o = ca_issue(&ca, &second, &out("after-revoke"), &[]);
+    assert!(o.status.success(), "{}", text(&o));
+}
+
+/// `yui serve ARGS` in a network namespace of its own with only a loopback
+/// interface (and at most 20 s), so that even a build that wrongly binds a
+/// non-loopback address listens on no real interface. None if this system
+/// gives no such namespace to this user.
+fn serve_isolated(data: &Path, args: &[&str]) -> Option<std::process::Output> {
+    let usable = std::process::Command::new("unshare")
+        .args(["-rn", "true"])
+        .status()
+        .is_ok_and(|s| s.success());
+    if !usable {
+        eprintln!("skipped: `unshare -rn` (a user and network namespace) is not available here");
+        return None;
+    }
+    let out = std::process::Command::new("timeout")
+        .args(["20", "unshare", "-rn"])
+        .arg(yui_tests::cli::yui_bin())
+        .arg("--data-dir")
+        .arg(data)
+        .arg("serve")
+        .args(args)
+        .env_remove("YUI_DATA_DIR")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("run yui");
+    Some(out)
+}
+
+#[test]
+fn a_non_loopback_api_listen_is_refused_before_binding() {
+    let root = tempfile::tempdir().expect("tempdir");
+    let data = root.path().join("data");
+    init(&data, "tateshina");
+    let refused = |args: &[&str]| {
+        let Some(out) = serve_isolated(&data, args) else {
+            return;
+        };
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{args:?}: {err}");
+        assert!(err.contains("refusing to serve"), "{args:?}: {err}");
+        assert!(err.contains("allow_plain_http_api"), "{args:?}: {err}");
+        assert!(
+            err.contains(&data.join("config.toml").display().to_string()),
+            "{err}"
+        );
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            !said.contains("is running"),
+            "refused before serving: {said}"
+        );
+    };
+    for addr in ["0.0.0.0:0", "[::]:0", "192.0.2.1:0"] {
+        refused(&["--api-listen", addr]);
+    }
+    // The same from config.toml.
+    let config = data.join("config.toml");
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(
+        &config,
+        text.replace(
+            "api_listen = \"127.0.0.1:7480\"",
+            "api_listen = \"0.0.0.0:0\"",
+        ),
+    )
+    .expect("write");
+    refused(&[]);
+    // An empty reason is no reason.
+    let text = std::fs::read_to_string(&config).expect("config");
+    std::fs::write(&config, format!("{text}allow_plain_http_api = \"\"\n")).expect("write");
+    refused(&[]);
+}
