@@ -119,6 +119,15 @@ fn port_ok(port: &str) -> bool {
     !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
 }
 
+/// A backup `yui backup` wrote and checked with SQLite's integrity_check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifiedBackup {
+    pub file: String,
+    pub bytes: u64,
+    /// When it was verified (RFC 3339).
+    pub verified_at: String,
+}
+
 /// What `yui init` is told.
 #[derive(Debug, Clone)]
 pub struct InitOptions {
@@ -165,6 +174,37 @@ impl DataDir {
     }
     pub fn revocations_path(&self) -> PathBuf {
         self.path.join("revocations.pem")
+    }
+    /// The record of verified backups, one JSON object a line.
+    pub fn backups_log_path(&self) -> PathBuf {
+        self.path.join("backups.log")
+    }
+
+    /// Adds a backup `yui backup` wrote and verified to `backups.log`
+    /// (mode 0600: it names where the town keeps personal data).
+    pub fn record_verified_backup(&self, backup: &VerifiedBackup) -> Result<()> {
+        let path = self.backups_log_path();
+        let mut line = serde_json::to_string(backup).map_err(|e| Error::Config(e.to_string()))?;
+        line.push('\n');
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&path)
+            .map_err(|e| io_error("opening", &path, e))?;
+        f.write_all(line.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| io_error("writing", &path, e))
+    }
+
+    /// The newest verified backup of `backups.log`; None without one (or
+    /// when the log cannot be read: status must not fail over it).
+    pub fn last_verified_backup(&self) -> Option<VerifiedBackup> {
+        let text = fs::read_to_string(self.backups_log_path()).ok()?;
+        text.lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<VerifiedBackup>(l).ok())
     }
 
     /// Whether `yui init` has run here.

@@ -39,6 +39,11 @@ pub enum Error {
         "the database {path} is damaged or is not a Yui database ({detail}); nothing was changed. Restore it with `yui restore BACKUP_FILE`"
     )]
     CorruptDatabase { path: String, detail: String },
+    /// The node's integrity check found damage: it takes no writes.
+    #[error(
+        "the node's database is damaged (tables: {tables}); it accepts no writes until an administrator restores the newest verified backup (docs/operations.md 17)"
+    )]
+    DamagedDatabase { tables: String },
     #[error("storage: {0}")]
     Storage(String),
     #[error("{0}")]
@@ -88,6 +93,7 @@ impl Error {
             Error::BodyTooLarge { .. } => "body_too_large",
             Error::NotFound(_) => "not_found",
             Error::CorruptDatabase { .. } => "corrupt_database",
+            Error::DamagedDatabase { .. } => "database_damaged",
             Error::Storage(_) | Error::Config(_) => "storage_error",
             Error::ShuttingDown => "shutting_down",
             Error::PersonalData(_) => "personal_data",

@@ -26,7 +26,13 @@ pub struct Server {
 impl Server {
     /// Starts `yui serve` on a free port and waits until it answers.
     pub fn start(data_dir: &Path) -> Server {
-        Server::spawn(data_dir, &[], None)
+        Server::spawn(data_dir, &[], None, true)
+    }
+
+    /// Starts `yui serve` on a free port and waits until `/healthz` answers
+    /// at all: a node whose database is damaged answers 503.
+    pub fn start_unhealthy(data_dir: &Path) -> Server {
+        Server::spawn(data_dir, &[], None, false)
     }
 
     /// Starts `yui serve` on a joined node with its peer port on
@@ -38,7 +44,7 @@ impl Server {
         // moment: try again briefly.
         let mut last = String::new();
         for _ in 0..50 {
-            match Server::try_spawn(data_dir, &["--peer-listen", peer_listen], Some(&log)) {
+            match Server::try_spawn(data_dir, &["--peer-listen", peer_listen], Some(&log), true) {
                 Ok(server) => return server,
                 Err(e) => last = e,
             }
@@ -57,11 +63,16 @@ impl Server {
         Server::start_peer(data_dir, &addr)
     }
 
-    fn spawn(data_dir: &Path, extra: &[&str], log: Option<&Path>) -> Server {
-        Server::try_spawn(data_dir, extra, log).unwrap_or_else(|e| panic!("{e}"))
+    fn spawn(data_dir: &Path, extra: &[&str], log: Option<&Path>, healthy: bool) -> Server {
+        Server::try_spawn(data_dir, extra, log, healthy).unwrap_or_else(|e| panic!("{e}"))
     }
 
-    fn try_spawn(data_dir: &Path, extra: &[&str], log: Option<&Path>) -> Result<Server, String> {
+    fn try_spawn(
+        data_dir: &Path,
+        extra: &[&str],
+        log: Option<&Path>,
+        healthy: bool,
+    ) -> Result<Server, String> {
         let stderr = match log {
             Some(path) => Stdio::from(
                 std::fs::OpenOptions::new()
@@ -102,7 +113,7 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(r) = server.client.get(format!("{}/healthz", server.base)).send()
-                && r.status().is_success()
+                && (r.status().is_success() || !healthy)
             {
                 return Ok(server);
             }
