@@ -21,8 +21,14 @@ use crate::error::{Error, Result};
 use crate::http::{self, MAX_BODY_BYTES};
 use crate::node::Node;
 
+/// How often a serving node runs SQLite's quick_check again (it also runs
+/// at start). A check reads the whole database on a reader connection:
+/// about a second per few hundred megabytes, while serving goes on.
+pub const INTEGRITY_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(6 * 3600);
+
 /// The whole HTTP service of the API port: the JSON API and the web console
-/// side by side, each request observed (counted, timed, logged) and its body
+/// side by side, each request observed (counted, timed, logged), its `Host`
+/// checked (421 unless loopback or a configured proxy host) and its body
 /// limited.
 pub fn app(node: Arc<Node>) -> Router {
     http::routes(&node)
@@ -31,6 +37,10 @@ pub fn app(node: Arc<Node>) -> Router {
         .fallback(crate::console::fallback)
         .method_not_allowed_fallback(http::method_not_allowed)
         .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(middleware::from_fn_with_state(
+            node.clone(),
+            http::check_host,
+        ))
         .layer(middleware::from_fn_with_state(node.clone(), http::observe))
         .with_state(node)
 }
@@ -58,6 +68,19 @@ pub async fn serve(
         node.serving_at(format!("http://{addr}/"));
     }
     let mut background = Vec::new();
+    // The integrity check again, every INTEGRITY_CHECK_INTERVAL (it ran at start).
+    let (checked, stop) = (node.clone(), shutdown.clone());
+    background.push(tokio::spawn(async move {
+        loop {
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(INTEGRITY_CHECK_INTERVAL) => {}
+            }
+            if let Err(e) = checked.store.check_integrity().await {
+                tracing::error!(error = %e, "database integrity check could not run");
+            }
+        }
+    }));
     if node.peering.is_some() {
         if let Some(listener) = peers {
             background.push(tokio::spawn(crate::peer::server::serve(

@@ -43,6 +43,89 @@ pub struct Config {
     pub api_listen: SocketAddr,
     /// Address of the peer port (mutual TLS; used once the node has joined).
     pub peer_listen: SocketAddr,
+    /// Host names (or addresses) a reverse proxy in front of the API uses,
+    /// besides the loopback names the API always accepts in `Host`
+    /// (`127.0.0.1`, `localhost`, `[::1]`). A request naming any other host
+    /// is refused: a web page that rebinds its own name to this machine
+    /// cannot reach the console.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub proxy_hosts: Vec<String>,
+    /// Why the API may listen beyond loopback although it speaks plain
+    /// HTTP (e.g. "only the TLS proxy on 10.0.0.2 can reach this port").
+    /// Without it, a non-loopback `api_listen` is refused.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub allow_plain_http_api: Option<String>,
+}
+
+impl Config {
+    /// Whether a request's `Host` (with or without a port) names this node:
+    /// a loopback name, or one of `proxy_hosts`. Case and a trailing dot do
+    /// not matter; anything malformed is refused.
+    pub fn host_allowed(&self, host: &str) -> bool {
+        let name = host_name(host).map(|n| n.trim_end_matches('.').to_ascii_lowercase());
+        let Some(name) = name.filter(|n| !n.is_empty()) else {
+            return false;
+        };
+        matches!(name.as_str(), "127.0.0.1" | "localhost" | "[::1]")
+            || self.proxy_hosts.iter().any(|allowed| {
+                host_name(allowed.trim())
+                    .map(|a| a.trim_end_matches('.').eq_ignore_ascii_case(&name))
+                    .unwrap_or(false)
+            })
+    }
+}
+
+impl Config {
+    /// Refuses a non-loopback API address unless `allow_plain_http_api`
+    /// gives the reason: the console's passwords and session cookies and
+    /// the API's tokens travel in plain HTTP. Checked before binding.
+    /// Returns the reason when one was needed, for the log.
+    pub fn check_api_listen(&self, addr: SocketAddr, config_path: &Path) -> Result<Option<&str>> {
+        if addr.ip().is_loopback() {
+            return Ok(None);
+        }
+        match self.allow_plain_http_api.as_deref().map(str::trim) {
+            Some(reason) if !reason.is_empty() => Ok(Some(reason)),
+            _ => Err(Error::Config(format!(
+                "refusing to serve the API and console on {addr}: that is not a loopback address, and they speak plain HTTP (console passwords, session cookies and API tokens would cross the network readable). Keep api_listen on 127.0.0.1 and put a TLS reverse proxy in front (docs/operations.md 5.1); or, if the network between is protected otherwise, write why in {}: allow_plain_http_api = \"REASON\"",
+                config_path.display()
+            ))),
+        }
+    }
+}
+
+/// The name part of a `Host` value, without its port: `[::1]` of
+/// `[::1]:7480`, `localhost` of `localhost:7480`. None if malformed.
+fn host_name(host: &str) -> Option<&str> {
+    if host.starts_with('[') {
+        let end = host.find(']')?;
+        let rest = &host[end + 1..];
+        if !(rest.is_empty() || port_ok(rest.strip_prefix(':')?)) {
+            return None;
+        }
+        return Some(&host[..=end]);
+    }
+    let (name, port) = match host.rsplit_once(':') {
+        Some((name, port)) => (name, Some(port)),
+        None => (host, None),
+    };
+    if port.is_some_and(|p| !port_ok(p)) || name.contains(':') {
+        return None;
+    }
+    Some(name)
+}
+
+fn port_ok(port: &str) -> bool {
+    !port.is_empty() && port.len() <= 5 && port.bytes().all(|b| b.is_ascii_digit())
+}
+
+/// A backup `yui backup` wrote and checked with SQLite's integrity_check.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct VerifiedBackup {
+    pub file: String,
+    pub bytes: u64,
+    /// When it was verified (RFC 3339).
+    pub verified_at: String,
 }
 
 /// What `yui init` is told.
@@ -91,6 +174,37 @@ impl DataDir {
     }
     pub fn revocations_path(&self) -> PathBuf {
         self.path.join("revocations.pem")
+    }
+    /// The record of verified backups, one JSON object a line.
+    pub fn backups_log_path(&self) -> PathBuf {
+        self.path.join("backups.log")
+    }
+
+    /// Adds a backup `yui backup` wrote and verified to `backups.log`
+    /// (mode 0600: it names where the town keeps personal data).
+    pub fn record_verified_backup(&self, backup: &VerifiedBackup) -> Result<()> {
+        let path = self.backups_log_path();
+        let mut line = serde_json::to_string(backup).map_err(|e| Error::Config(e.to_string()))?;
+        line.push('\n');
+        let mut f = fs::OpenOptions::new()
+            .append(true)
+            .create(true)
+            .mode(0o600)
+            .custom_flags(rustix::fs::OFlags::NOFOLLOW.bits() as i32)
+            .open(&path)
+            .map_err(|e| io_error("opening", &path, e))?;
+        f.write_all(line.as_bytes())
+            .and_then(|()| f.sync_all())
+            .map_err(|e| io_error("writing", &path, e))
+    }
+
+    /// The newest verified backup of `backups.log`; None without one (or
+    /// when the log cannot be read: status must not fail over it).
+    pub fn last_verified_backup(&self) -> Option<VerifiedBackup> {
+        let text = fs::read_to_string(self.backups_log_path()).ok()?;
+        text.lines()
+            .rev()
+            .find_map(|l| serde_json::from_str::<VerifiedBackup>(l).ok())
     }
 
     /// Whether `yui init` has run here.
@@ -159,6 +273,8 @@ impl DataDir {
             name: opts.name.clone(),
             api_listen: opts.api_listen,
             peer_listen: opts.peer_listen,
+            proxy_hosts: Vec::new(),
+            allow_plain_http_api: None,
         };
         let text = format!(
             "# Yui node configuration. See docs/operations.md.\n{}",
@@ -342,5 +458,92 @@ mod tests {
         assert_eq!(base32(b""), "");
         let id = node_id(b"key");
         assert_eq!(id.len(), 52 + 12);
+    }
+
+    #[test]
+    fn host_allowed_takes_loopback_names_and_proxy_hosts_only() {
+        let mut config = Config {
+            town: "tateshina".into(),
+            name: String::new(),
+            api_listen: DEFAULT_API_LISTEN.parse().unwrap(),
+            peer_listen: DEFAULT_PEER_LISTEN.parse().unwrap(),
+            proxy_hosts: Vec::new(),
+            allow_plain_http_api: None,
+        };
+        for ok in [
+            "127.0.0.1",
+            "127.0.0.1:7480",
+            "localhost",
+            "LOCALHOST.:80",
+            "[::1]",
+            "[::1]:7480",
+        ] {
+            assert!(config.host_allowed(ok), "{ok}");
+        }
+        for bad in [
+            "",
+            ":80",
+            "attacker.example",
+            "attacker.example:7480",
+            "127.0.0.1.attacker.example",
+            "localhost:x",
+            "[::1]x",
+            "::1",
+            "10.0.0.5",
+            "yui.tateshina.lg.jp",
+        ] {
+            assert!(!config.host_allowed(bad), "{bad}");
+        }
+        config.proxy_hosts = vec!["Yui.Tateshina.LG.JP".into()];
+        assert!(config.host_allowed("yui.tateshina.lg.jp"));
+        assert!(config.host_allowed("yui.tateshina.lg.jp:443"));
+        assert!(!config.host_allowed("attacker.example"));
+    }
+
+    #[test]
+    fn a_non_loopback_api_listen_needs_a_reason() {
+        let mut config = Config {
+            town: "tateshina".into(),
+            name: String::new(),
+            api_listen: DEFAULT_API_LISTEN.parse().unwrap(),
+            peer_listen: DEFAULT_PEER_LISTEN.parse().unwrap(),
+            proxy_hosts: Vec::new(),
+            allow_plain_http_api: None,
+        };
+        let path = Path::new("/data/config.toml");
+        for ok in ["127.0.0.1:7480", "127.0.0.2:0", "[::1]:7480"] {
+            assert_eq!(
+                config.check_api_listen(ok.parse().unwrap(), path).unwrap(),
+                None
+            );
+        }
+        for bad in [
+            "0.0.0.0:7480",
+            "[::]:7480",
+            "10.0.0.5:7480",
+            "[::ffff:127.0.0.1]:7480",
+        ] {
+            let err = config
+                .check_api_listen(bad.parse().unwrap(), path)
+                .unwrap_err()
+                .to_string();
+            assert!(
+                err.contains("allow_plain_http_api") && err.contains("/data/config.toml"),
+                "{err}"
+            );
+        }
+        config.allow_plain_http_api = Some("  ".into());
+        assert!(
+            config
+                .check_api_listen("0.0.0.0:7480".parse().unwrap(), path)
+                .is_err()
+        );
+        config.allow_plain_http_api = Some("only the TLS proxy reaches it".into());
+        assert_eq!(
+            config
+                .check_api_listen("0.0.0.0:7480".parse().unwrap(), path)
+                .unwrap(),
+            Some("only the TLS proxy reaches it")
+        );
     }
 }

@@ -25,6 +25,12 @@ pub enum Error {
     /// Authenticated, but the role does not allow this.
     #[error("{message}")]
     Forbidden { message: String },
+    /// The request's `Host` names neither a loopback name nor a configured
+    /// proxy host (a DNS-rebinding page, or a proxy not yet configured).
+    #[error(
+        "this node does not answer to the host {host:?}; open it as 127.0.0.1, localhost or [::1], or add the name to proxy_hosts in config.toml"
+    )]
+    WrongHost { host: String },
     #[error("the request body is larger than the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
     #[error("{0}")]
@@ -33,6 +39,11 @@ pub enum Error {
         "the database {path} is damaged or is not a Yui database ({detail}); nothing was changed. Restore it with `yui restore BACKUP_FILE`"
     )]
     CorruptDatabase { path: String, detail: String },
+    /// The node's integrity check found damage: it takes no writes.
+    #[error(
+        "the node's database is damaged (tables: {tables}); it accepts no writes until an administrator restores the newest verified backup (docs/operations.md 17)"
+    )]
+    DamagedDatabase { tables: String },
     #[error("storage: {0}")]
     Storage(String),
     #[error("{0}")]
@@ -78,9 +89,11 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::BadRequest { code, .. } | Error::Unauthorized { code, .. } => code,
             Error::Forbidden { .. } => "forbidden",
+            Error::WrongHost { .. } => "wrong_host",
             Error::BodyTooLarge { .. } => "body_too_large",
             Error::NotFound(_) => "not_found",
             Error::CorruptDatabase { .. } => "corrupt_database",
+            Error::DamagedDatabase { .. } => "database_damaged",
             Error::Storage(_) | Error::Config(_) => "storage_error",
             Error::ShuttingDown => "shutting_down",
             Error::PersonalData(_) => "personal_data",

@@ -1,20 +1,21 @@
 //! `yui export`: every record as JSON (one file per collection) or Markdown
 //! (one file per record, plus an index), for archives, audits and reports.
 //!
-//! Exports may hold personal data: the directory is created owner-only and
-//! every file is written owner-only.
+//! Exports may hold personal data: they go only into a directory the command
+//! creates or one the user owns with mode 0700 (`fsio::PrivateDir`), every
+//! file is created new (never through a link, never over an existing file)
+//! and owner-only, and an export that would meet an existing file refuses
+//! before it writes anything.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs;
-use std::io::Write;
-use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::Path;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use yui_protocol::schema::FieldKind;
 use yui_protocol::{Collection, RecordView};
 
+use crate::fsio::PrivateDir;
 use crate::store::Store;
 
 const BATCH: usize = 1000;
@@ -35,11 +36,22 @@ pub async fn export(
     include_deleted: bool,
     dir: &Path,
 ) -> Result<usize> {
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o700)
-        .create(dir)
-        .with_context(|| format!("creating {}", dir.display()))?;
+    let dir = PrivateDir::open(dir, "yui export")?;
+    let names: Vec<String> = match format {
+        ExportFormat::Json => Collection::ALL
+            .iter()
+            .map(|c| format!("{}.json", c.name()))
+            .collect(),
+        ExportFormat::Markdown => std::iter::once("index.md".to_owned())
+            .chain(Collection::ALL.iter().map(|c| c.name().to_owned()))
+            .collect(),
+    };
+    if let Some(name) = names.iter().find(|n| dir.holds(n)) {
+        anyhow::bail!(
+            "{} already exists; yui export writes only new files and changed nothing: export into a new or empty directory, or remove the earlier export first",
+            dir.join(name).display()
+        );
+    }
     let mut by_collection: BTreeMap<Collection, Vec<RecordView>> = BTreeMap::new();
     let mut after = None;
     loop {
@@ -58,18 +70,14 @@ pub async fn export(
             for c in Collection::ALL {
                 let records = by_collection.get(&c).map_or(&[][..], Vec::as_slice);
                 let json = serde_json::to_vec_pretty(records)?;
-                write_private(&dir.join(format!("{}.json", c.name())), &json)?;
+                dir.write_file(&format!("{}.json", c.name()), &json)?;
                 written += records.len();
             }
         }
         ExportFormat::Markdown => {
             let mut index = String::from("# Yui export\n\n");
             for (c, records) in &by_collection {
-                let sub = dir.join(c.name());
-                fs::DirBuilder::new()
-                    .recursive(true)
-                    .mode(0o700)
-                    .create(&sub)?;
+                let sub = dir.create_dir(c.name(), "yui export")?;
                 let _ = writeln!(
                     index,
                     "## {} / {} ({})\n",
@@ -79,16 +87,13 @@ pub async fn export(
                 );
                 for r in records {
                     let title = record_title(*c, r);
-                    write_private(
-                        &sub.join(format!("{}.md", r.id)),
-                        markdown(*c, r).as_bytes(),
-                    )?;
+                    sub.write_file(&format!("{}.md", r.id), markdown(*c, r).as_bytes())?;
                     let _ = writeln!(index, "- [{title}]({}/{}.md)", c.name(), r.id);
                     written += 1;
                 }
                 index.push('\n');
             }
-            write_private(&dir.join("index.md"), index.as_bytes())?;
+            dir.write_file("index.md", index.as_bytes())?;
         }
     }
     Ok(written)
@@ -136,16 +141,4 @@ fn markdown(c: Collection, r: &RecordView) -> String {
         }
     }
     md
-}
-
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(path)
-        .with_context(|| format!("writing {}", path.display()))?;
-    f.write_all(data)
-        .with_context(|| format!("writing {}", path.display()))
 }

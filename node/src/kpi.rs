@@ -138,6 +138,7 @@ pub async fn publish(
     fy: i64,
     mut fields: Map<String, Value>,
 ) -> Result<Published> {
+    crate::records::check_may_write(principal, Collection::KpiReports)?;
     let town = node.config.town.clone();
     fields.insert("fiscal_year".into(), json!(fy));
     let reports = node.store.all_views(Collection::KpiReports).await?;

@@ -104,6 +104,11 @@ pub struct StorageStatus {
     pub database: String,
     pub bytes: u64,
     pub actor_id: String,
+    /// The latest integrity check (at start, then every
+    /// `daemon::INTEGRITY_CHECK_INTERVAL`).
+    pub integrity: crate::store::Integrity,
+    /// The newest backup `yui backup` verified, if any.
+    pub last_verified_backup: Option<crate::datadir::VerifiedBackup>,
 }
 
 impl Node {
@@ -242,7 +247,25 @@ impl Node {
             Some(url) => Some(url.clone()),
             None => self.data_dir.serving_api(),
         };
-        let counts = self.store.counts().await?;
+        // A damaged database may not answer every query: the status still
+        // answers, with what could be read, so it can say what is damaged.
+        let damaged = !self.store.integrity().is_ok();
+        let counts = match self.store.counts().await {
+            Ok(counts) => counts,
+            Err(e) if damaged => {
+                tracing::warn!(error = %e, "status: record counts unreadable (the database is damaged)");
+                Default::default()
+            }
+            Err(e) => return Err(e),
+        };
+        let peers = match self.store.peers().await {
+            Ok(peers) => peers,
+            Err(e) if damaged => {
+                tracing::warn!(error = %e, "status: peers unreadable (the database is damaged)");
+                Vec::new()
+            }
+            Err(e) => return Err(e),
+        };
         let collections = counts
             .iter()
             .map(|(c, n)| {
@@ -263,10 +286,7 @@ impl Node {
             serving: self.lock.is_some() || api.is_some(),
             api,
             membership: self.membership(),
-            peers: self
-                .store
-                .peers()
-                .await?
+            peers: peers
                 .into_iter()
                 .map(|p| PeerStatus {
                     state: match (&p.last_error, p.last_success_at) {
@@ -302,6 +322,8 @@ impl Node {
                 database: self.store.path().display().to_string(),
                 bytes: self.store.disk_bytes(),
                 actor_id: self.store.actor_hex(),
+                integrity: self.store.integrity(),
+                last_verified_backup: self.data_dir.last_verified_backup(),
             },
             uptime_seconds: self.started.elapsed().as_secs(),
         })

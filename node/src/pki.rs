@@ -481,6 +481,69 @@ impl Revocations {
     }
 }
 
+/// A certificate of a town that is neither revoked nor expired, as the CA's
+/// register holds it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outstanding {
+    pub node_id: String,
+    pub serial_hex: String,
+    pub not_after: String,
+}
+
+impl CaDir {
+    /// The certificates issued to `town` that are neither revoked nor
+    /// expired at `now`: what `yui ca issue` lists before it issues another.
+    pub fn outstanding(&self, town: &str, now: OffsetDateTime) -> Result<Vec<Outstanding>> {
+        // The register writes every time in one format: its strings sort as
+        // the times do.
+        let now = yui_protocol::record::format_time(now.unix_timestamp() * 1000);
+        Ok(self
+            .register()?
+            .issued
+            .into_iter()
+            .filter(|c| c.town == town && c.revoked_at.is_none() && c.not_after > now)
+            .map(|c| Outstanding {
+                node_id: c.node_id,
+                serial_hex: c.serial_hex,
+                not_after: c.not_after,
+            })
+            .collect())
+    }
+}
+
+/// The town and node id a certificate request (PEM, `node.csr.pem`) asks a
+/// certificate for.
+pub fn request_identity(csr_pem: &str) -> Result<(String, String)> {
+    use x509_parser::certification_request::X509CertificationRequest;
+    let what = "reading the certificate request (is it node.csr.pem from `yui init`?)";
+    let (_, pem) =
+        x509_parser::pem::parse_x509_pem(csr_pem.as_bytes()).map_err(|e| pki_err(what, e))?;
+    let (_, req) =
+        X509CertificationRequest::from_der(&pem.contents).map_err(|e| pki_err(what, e))?;
+    let info = &req.certification_request_info;
+    let town = info
+        .subject
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .ok_or_else(|| Error::Config("the certificate request names no town (CN)".into()))?
+        .to_owned();
+    yui_protocol::record::check_town_id(&town).map_err(Error::Config)?;
+    Ok((town, node_id(info.subject_pki.raw)))
+}
+
+/// Checks that `der` is a CA certificate.
+pub fn check_ca_cert(der: &[u8]) -> Result<()> {
+    let (_, ca) =
+        X509Certificate::from_der(der).map_err(|e| pki_err("reading the CA certificate", e))?;
+    if !ca.is_ca() {
+        return Err(Error::Config(
+            "the CA certificate is not a CA certificate".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Reads a PEM revocation list.
 pub fn parse_crl_pem(text: &str) -> Result<Vec<u8>> {
     let der = parse_pem(text, "revocation list")?;

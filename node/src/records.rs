@@ -3,6 +3,11 @@
 //! the store write, and the trail a write leaves (the write counter, the
 //! audit entry of an override, the write's own audit entry). The adapters
 //! only translate: JSON or a form in, this module's results out.
+//!
+//! [`role_to_write`] is the one rule of who may write which collection: every
+//! write on someone's behalf ([`OnBehalf`], [`delete`], `kpi::publish`)
+//! checks it, so the API's generic record routes, the console's record forms
+//! and its KPI page cannot disagree.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -10,7 +15,7 @@ use yui_protocol::Collection;
 use yui_protocol::guard::Finding;
 use yui_protocol::validate::{Fields, Patch};
 
-use crate::accounts::Principal;
+use crate::accounts::{Principal, Role};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::node::Node;
@@ -18,6 +23,49 @@ use crate::store::GuardMode;
 
 /// The shortest reason an override may give: it goes to the audit log.
 pub const MIN_OVERRIDE_REASON_CHARS: usize = 5;
+
+/// The role that creating, changing or deleting a record of `collection`
+/// needs, whichever way the write comes.
+pub fn role_to_write(collection: Collection) -> Role {
+    match collection {
+        // Publishing the town's KPI figures is for administrators
+        // (operations.md, 21.2): a report speaks for the town.
+        Collection::KpiReports => Role::Admin,
+        Collection::Knowledge
+        | Collection::FailureCases
+        | Collection::PilotResults
+        | Collection::Workers
+        | Collection::Trainings
+        | Collection::Mentoring
+        | Collection::Customers
+        | Collection::Orders
+        | Collection::PrItems => Role::Editor,
+    }
+}
+
+/// Whether `role` may write records of `collection` (see [`role_to_write`]).
+pub fn may_write(role: Role, collection: Collection) -> bool {
+    role >= role_to_write(collection)
+}
+
+/// Refuses, with `Forbidden`, a principal whose role may not write
+/// `collection`.
+pub fn check_may_write(principal: &Principal, collection: Collection) -> Result<()> {
+    if may_write(principal.role, collection) {
+        return Ok(());
+    }
+    let needed = role_to_write(collection);
+    let why = match collection {
+        Collection::KpiReports => " (publishing the town's KPI report is for administrators)",
+        _ => "",
+    };
+    Err(Error::Forbidden {
+        message: format!(
+            "writing {collection} records needs the {needed} role{why}; {} has the {} role",
+            principal.user, principal.role
+        ),
+    })
+}
 
 /// What a write asks of the personal-data guard.
 #[derive(Debug, Clone, Default)]
@@ -78,6 +126,7 @@ pub struct OnBehalf<'a> {
 impl OnBehalf<'_> {
     /// Creates a record.
     pub async fn create(&self, collection: Collection, fields: Fields) -> Result<Written> {
+        check_may_write(self.principal, collection)?;
         let (record, findings) = self
             .node
             .store
@@ -96,6 +145,7 @@ impl OnBehalf<'_> {
         id: String,
         patch: Patch,
     ) -> Result<Written> {
+        check_may_write(self.principal, collection)?;
         let target = format!("{collection}/{id}");
         let (record, findings) = self
             .node
@@ -128,6 +178,7 @@ pub async fn delete(
     collection: Collection,
     id: String,
 ) -> Result<()> {
+    check_may_write(principal, collection)?;
     let target = format!("{collection}/{id}");
     node.store.delete(collection, id, now_ms()).await?;
     node.record_written(principal, "record.delete", &target, "", "", &[])

@@ -769,3 +769,50 @@ async fn the_audit_page_is_for_administrators_and_lists_the_audit_log() {
         );
     }
 }
+
+/// A database damaged on disk while the node was stopped: the node starts,
+/// and the dashboard tells the administrator what is wrong and what to do,
+/// in Japanese first; a record form's save is refused, not lost silently.
+#[tokio::test]
+async fn the_dashboard_reports_a_damaged_database() {
+    let n = TestNode::builder().one_user_per_role().start().await;
+    for i in 0..400 {
+        n.create(
+            "knowledge",
+            yui_tests::records::knowledge(&format!("記録 {i} の本文")),
+        )
+        .await;
+    }
+    // Signed in before the damage: a login writes its audit entry, and the
+    // audit log may be among the damaged tables.
+    let mut b = n.signed_in("admin").await;
+    let (dir, data) = n.stop().await;
+    assert!(yui_tests::disk::flip_data_pages(&data.db_path()) >= 5);
+    let n = TestNode::open(dir, data).await;
+    b.base = n.base.clone();
+    let page = b.get("/").await;
+    assert_eq!(page.status, StatusCode::OK, "{}", page.body);
+    assert!(
+        page.body.contains("データベースが壊れています"),
+        "{}",
+        page.body
+    );
+    assert!(page.body.contains("yui restore"), "{}", page.body);
+    let page = b
+        .submit(
+            "/records/knowledge",
+            &[
+                ("title", "書けないはず"),
+                ("body", "本文"),
+                ("category", "training"),
+            ],
+        )
+        .await;
+    assert_ne!(
+        page.status,
+        StatusCode::SEE_OTHER,
+        "not saved: {}",
+        page.body
+    );
+    n.stop().await;
+}

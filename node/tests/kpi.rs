@@ -437,6 +437,112 @@ async fn viewers_and_editors_cannot_publish() {
     n.stop().await;
 }
 
+/// KPI publishing is for administrators whichever way it comes: the
+/// generic records API and the console's generic record form keep the same
+/// rule as the KPI page.
+#[tokio::test]
+async fn editors_cannot_write_kpi_reports_through_the_records_api_or_form() {
+    let n = TestNode::builder()
+        .one_user_per_role()
+        .api_token("editor")
+        .api_token("admin")
+        .start()
+        .await;
+    let fields = json!({
+        "fiscal_year": 2024, "new_hires": 9, "pilot_projects": 9,
+        "dx_certified_businesses": 9, "member_municipalities": 9,
+    });
+    let (status, body) = n
+        .send_as(
+            n.api_token("editor"),
+            reqwest::Method::POST,
+            "/api/v1/records/kpi_reports",
+            Some(json!({ "fields": fields })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::FORBIDDEN, "{body}");
+    assert_eq!(body["error"]["code"], "forbidden");
+    assert!(
+        body["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("kpi_reports") && m.contains("admin")),
+        "{body}"
+    );
+    // The console's generic form: neither the form nor its post.
+    let mut b = n.signed_in("editor").await;
+    let page = b.get("/records/kpi_reports/new").await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let page = b
+        .submit(
+            "/records/kpi_reports",
+            &[
+                ("fiscal_year", "2024"),
+                ("new_hires", "9"),
+                ("pilot_projects", "9"),
+                ("dx_certified_businesses", "9"),
+                ("member_municipalities", "9"),
+            ],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN, "{}", page.body);
+    assert!(n.kpi_reports().await.is_empty());
+
+    // An administrator's report: editors may neither change nor delete it.
+    let (status, body) = n
+        .send_as(
+            n.api_token("admin"),
+            reqwest::Method::POST,
+            "/api/v1/records/kpi_reports",
+            Some(json!({ "fields": fields })),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    let path = format!(
+        "/api/v1/records/kpi_reports/{}",
+        body["id"].as_str().expect("id")
+    );
+    for (method, body) in [
+        (
+            reqwest::Method::PATCH,
+            Some(json!({"fields": {"new_hires": 99}})),
+        ),
+        (reqwest::Method::DELETE, None),
+    ] {
+        let (status, answer) = n
+            .send_as(n.api_token("editor"), method.clone(), &path, body)
+            .await;
+        assert_eq!(status, StatusCode::FORBIDDEN, "{method}: {answer}");
+    }
+    let id = body["id"].as_str().expect("id");
+    let page = b.get(&format!("/records/kpi_reports/{id}/edit")).await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let page = b
+        .submit(
+            &format!("/records/kpi_reports/{id}/edit"),
+            &[("new_hires", "99")],
+        )
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let page = b
+        .submit(&format!("/records/kpi_reports/{id}/delete"), &[])
+        .await;
+    assert_eq!(page.status, StatusCode::FORBIDDEN);
+    let reports = n.kpi_reports().await;
+    assert_eq!(reports.len(), 1);
+    assert_eq!(reports[0]["fields"]["new_hires"], 9);
+    // Editors still write other collections.
+    let (status, body) = n
+        .send_as(
+            n.api_token("editor"),
+            reqwest::Method::POST,
+            "/api/v1/records/knowledge",
+            Some(json!({"fields": {"title": "t", "body": "b", "category": "training"}})),
+        )
+        .await;
+    assert_eq!(status, StatusCode::CREATED, "{body}");
+    n.stop().await;
+}
+
 #[tokio::test]
 async fn publishing_creates_the_report_then_updates_the_same_one() {
     let n = TestNode::builder().one_user_per_role().start().await;

@@ -3,7 +3,7 @@
 use std::time::Duration;
 
 use serde_json::Value;
-use yui_tests::{Server, init, knowledge, mode, yui_fails, yui_ok};
+use yui_tests::{Server, backup_file, init, knowledge, mode, yui_fails, yui_ok};
 
 fn actor(data: &std::path::Path) -> String {
     let status: Value = serde_json::from_str(&yui_ok(data, &["status", "--json"])).expect("json");
@@ -39,7 +39,7 @@ fn backup_is_consistent_while_serving_and_restore_gets_a_new_actor() {
         })
     };
     std::thread::sleep(Duration::from_millis(50));
-    let backup = dir.path().join("tateshina.backup");
+    let backup = backup_file(dir.path(), "tateshina.backup");
     let out = yui_ok(&data, &["backup", backup.to_str().expect("utf8")]);
     assert!(out.contains("Wrote"), "{out}");
     writer.join().expect("writer");
@@ -105,7 +105,7 @@ fn restore_refuses_garbage_and_other_towns() {
     let err = yui_fails(&tateshina, &["restore", "/nonexistent/backup"]);
     assert!(err.contains("does not exist"), "{err}");
 
-    let omachi_backup = dir.path().join("omachi.backup");
+    let omachi_backup = backup_file(dir.path(), "omachi.backup");
     yui_ok(&omachi, &["backup", omachi_backup.to_str().expect("utf8")]);
     let err = yui_fails(
         &tateshina,

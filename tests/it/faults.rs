@@ -2,7 +2,7 @@
 
 use std::os::unix::fs::PermissionsExt;
 
-use yui_tests::{Server, init, knowledge, yui_fails};
+use yui_tests::{Server, backup_file, init, knowledge, yui_fails};
 
 fn sha(path: &std::path::Path) -> Vec<u8> {
     // Not a cryptographic need: equality of contents.
@@ -24,7 +24,7 @@ fn a_damaged_database_stops_start_up_with_a_clear_error_and_is_not_reset() {
     std::fs::write(&db, &bytes).expect("write");
     let before = sha(&db);
 
-    let never = dir.path().join("never.backup");
+    let never = backup_file(dir.path(), "never.backup");
     let never_arg = never.to_str().expect("utf8");
     for command in [
         &["serve", "--api-listen", "127.0.0.1:0"][..],
@@ -105,4 +105,91 @@ fn a_broken_config_file_is_named() {
     let err = yui_fails(&data, &["status"]);
     assert!(err.contains("config.toml"), "{err}");
     assert!(err.contains("speed"), "{err}");
+}
+
+#[test]
+fn flipped_data_pages_are_found_at_start_and_stop_writes_and_backups() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("d");
+    init(&data, "tateshina");
+    let server = Server::start(&data);
+    for i in 0..400 {
+        server.create("knowledge", knowledge(&format!("記録 {i} ナレッジの本文")));
+    }
+    server.stop();
+    let flipped = yui_tests::disk::flip_data_pages(&data.join("yui.sqlite"));
+    assert!(flipped >= 5, "{flipped} pages");
+
+    // The node starts, to say what is wrong, and says it everywhere.
+    let server = Server::start_unhealthy(&data);
+    let health = server
+        .client
+        .get(server.url("/healthz"))
+        .send()
+        .expect("healthz");
+    assert_eq!(health.status().as_u16(), 503);
+    let health: serde_json::Value = health.json().expect("json");
+    assert_eq!(health["status"], "degraded", "{health}");
+    assert!(
+        health["damaged_tables"]
+            .as_array()
+            .is_some_and(|t| !t.is_empty()),
+        "{health}"
+    );
+    let status = server.status();
+    let damaged = &status["storage"]["integrity"]["damaged"];
+    assert!(
+        damaged.as_array().is_some_and(|t| !t.is_empty()),
+        "{status}"
+    );
+    // Writes are refused with a clear error, and nothing is written.
+    let (code, body) = server
+        .post(
+            "/api/v1/records/knowledge",
+            &serde_json::json!({"fields": knowledge("壊れたデータベースへの書き込み")}),
+        )
+        .expect("post");
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["error"]["code"], "database_damaged", "{body}");
+    let message = body["error"]["message"].as_str().unwrap_or_default();
+    assert!(
+        message.contains("damaged") && message.contains("restore"),
+        "{body}"
+    );
+    // The backup refuses loudly and leaves no file that looks like one.
+    let backup = backup_file(dir.path(), "damaged.backup");
+    let err = yui_fails(&data, &["backup", backup.to_str().expect("utf8")]);
+    assert!(
+        err.contains("damaged") && err.contains("no backup was written"),
+        "{err}"
+    );
+    assert!(!backup.exists(), "no half-good backup left behind");
+    server.stop();
+    // Stopped, the status says the same.
+    let out = yui_tests::yui(&data, &["status"]);
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        said.contains("DAMAGED"),
+        "{said}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+#[test]
+fn a_verified_backup_is_recorded_and_status_shows_it() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let data = dir.path().join("d");
+    init(&data, "tateshina");
+    let out = yui_tests::yui_ok(&data, &["status"]);
+    assert!(out.contains("integrity:   ok"), "{out}");
+    assert!(out.contains("none verified yet"), "{out}");
+    let backup = backup_file(dir.path(), "good.backup");
+    let out = yui_tests::yui_ok(&data, &["backup", backup.to_str().expect("utf8")]);
+    assert!(out.contains("verified"), "{out}");
+    let out = yui_tests::yui_ok(&data, &["status"]);
+    assert!(
+        out.contains(&format!("last backup: {}", backup.display())),
+        "{out}"
+    );
+    assert_eq!(yui_tests::mode(&data.join("backups.log")), 0o600);
 }

@@ -10,8 +10,8 @@ use std::time::{Duration, Instant};
 use serde_json::{Value, json};
 use yui_tests::tls;
 use yui_tests::{
-    Ca, Server, id_of, init, install_unchecked, knowledge, member, start_members, wait_for, yui,
-    yui_fails, yui_ok,
+    Ca, Server, backup_file, id_of, init, install_unchecked, knowledge, member, start_members,
+    wait_for, yui, yui_fails, yui_ok,
 };
 
 /// Propagation between online peers is ~10 ms; this is the most a test waits.
@@ -1118,7 +1118,7 @@ fn a_node_restored_from_a_backup_catches_up_both_ways() {
     a.add_peer(&b_url);
     written_and_received(&b, &a, "before-backup");
 
-    let backup = dir.path().join("omachi.backup");
+    let backup = backup_file(dir.path(), "omachi.backup");
     yui_ok(&b_dir, &["backup", backup.to_str().expect("utf8")]);
     // After the backup: Omachi writes (Tateshina receives it) and receives.
     let (lost_own, _) = write_knowledge(&b, "written-after-backup");

@@ -80,6 +80,12 @@ pub fn yui_fails(data_dir: &Path, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
+/// Where a test keeps a backup: `root/backups/NAME`, in a directory `yui
+/// backup` creates (mode 0700), as it writes only into a private directory.
+pub fn backup_file(root: &Path, name: &str) -> PathBuf {
+    root.join("backups").join(name)
+}
+
 /// `yui init --town TOWN`.
 pub fn init(data_dir: &Path, town: &str) {
     yui_ok(data_dir, &["init", "--town", town]);

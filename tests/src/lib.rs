@@ -13,7 +13,8 @@
 //! connects as a member, [`wire`] makes what a member sends, [`attack`] runs
 //! the hostile-peers scenario of a test and a bench.
 //!
-//! Around them: [`records`] (fields the tests write), [`wait`] (polling),
+//! Around them: [`records`] (fields the tests write), [`disk`] (a failing
+//! disk's damage), [`wait`] (polling),
 //! [`rng`] (a seeded generator), [`stats`] (percentiles) and [`bench`]
 //! (options, scratch directories, /proc figures).
 //!
@@ -26,6 +27,7 @@ pub mod bench;
 pub mod browser;
 pub mod ca;
 pub mod cli;
+pub mod disk;
 pub mod records;
 pub mod rng;
 pub mod serve;
@@ -39,7 +41,7 @@ pub mod wire;
 
 // What the multi-process tests use most, at the crate's root.
 pub use ca::{Ca, install_unchecked, member};
-pub use cli::{init, mode, yui, yui_bin, yui_fails, yui_ok, yui_with_stdin};
+pub use cli::{backup_file, init, mode, yui, yui_bin, yui_fails, yui_ok, yui_with_stdin};
 pub use records::{id_of, knowledge};
 pub use server::{Server, client_builder, start_members};
 pub use wait::wait_for;

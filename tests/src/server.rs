@@ -26,7 +26,13 @@ pub struct Server {
 impl Server {
     /// Starts `yui serve` on a free port and waits until it answers.
     pub fn start(data_dir: &Path) -> Server {
-        Server::spawn(data_dir, &[], None)
+        Server::spawn(data_dir, &[], None, true)
+    }
+
+    /// Starts `yui serve` on a free port and waits until `/healthz` answers
+    /// at all: a node whose database is damaged answers 503.
+    pub fn start_unhealthy(data_dir: &Path) -> Server {
+        Server::spawn(data_dir, &[], None, false)
     }
 
     /// Starts `yui serve EXTRA…` (no peer port) with its log in
@@ -35,7 +41,8 @@ impl Server {
         let log = data_dir.with_extension("log");
         let mut args = vec!["--no-peer-port"];
         args.extend_from_slice(extra);
-        Server::try_spawn(data_dir, &args, Some(&log), false).unwrap_or_else(|e| panic!("{e}"))
+        Server::try_spawn(data_dir, &args, Some(&log), false, true)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     /// Where [`Server::start_peer`] and [`Server::start_logged`] write the
@@ -53,7 +60,13 @@ impl Server {
         // moment: try again briefly.
         let mut last = String::new();
         for _ in 0..50 {
-            match Server::try_spawn(data_dir, &["--peer-listen", peer_listen], Some(&log), true) {
+            match Server::try_spawn(
+                data_dir,
+                &["--peer-listen", peer_listen],
+                Some(&log),
+                true,
+                true,
+            ) {
                 Ok(server) => return server,
                 Err(e) => last = e,
             }
@@ -72,8 +85,9 @@ impl Server {
         Server::start_peer(data_dir, &addr)
     }
 
-    fn spawn(data_dir: &Path, extra: &[&str], log: Option<&Path>) -> Server {
-        Server::try_spawn(data_dir, extra, log, log.is_some()).unwrap_or_else(|e| panic!("{e}"))
+    fn spawn(data_dir: &Path, extra: &[&str], log: Option<&Path>, healthy: bool) -> Server {
+        Server::try_spawn(data_dir, extra, log, log.is_some(), healthy)
+            .unwrap_or_else(|e| panic!("{e}"))
     }
 
     fn try_spawn(
@@ -81,6 +95,7 @@ impl Server {
         extra: &[&str],
         log: Option<&Path>,
         want_peers: bool,
+        healthy: bool,
     ) -> Result<Server, String> {
         let stderr = match log {
             Some(path) => Stdio::from(
@@ -121,7 +136,7 @@ impl Server {
         let deadline = Instant::now() + Duration::from_secs(20);
         while Instant::now() < deadline {
             if let Ok(r) = server.client.get(format!("{}/healthz", server.base)).send()
-                && r.status().is_success()
+                && (r.status().is_success() || !healthy)
             {
                 return Ok(server);
             }

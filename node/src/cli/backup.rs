@@ -10,7 +10,20 @@ use crate::datadir::DataDir;
 pub(super) fn backup(data_dir: &DataDir, file: &Path) -> Result<()> {
     data_dir.open()?;
     let bytes = crate::store::backup(&data_dir.db_path(), file)?;
-    println!("Wrote {} ({bytes} bytes).", file.display());
+    let file = std::path::absolute(file).unwrap_or_else(|_| file.to_owned());
+    let verified = crate::datadir::VerifiedBackup {
+        file: file.display().to_string(),
+        bytes,
+        verified_at: yui_protocol::record::format_time(crate::clock::now_ms()),
+    };
+    println!(
+        "Wrote {} ({bytes} bytes) and verified it (SQLite integrity_check: ok).",
+        file.display()
+    );
+    // The backup is made; a log that cannot be written is said, not fatal.
+    if let Err(e) = data_dir.record_verified_backup(&verified) {
+        eprintln!("yui: warning: the backup is fine, but it could not be recorded: {e}");
+    }
     Ok(())
 }
 

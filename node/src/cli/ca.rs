@@ -33,6 +33,15 @@ pub enum CaCommand {
         /// How long the certificate is valid, in days.
         #[arg(long, default_value_t = crate::pki::DEFAULT_CERT_DAYS)]
         days: i64,
+        /// Renewal: issue although the node of this request already holds
+        /// an unrevoked certificate (same key, same node id).
+        #[arg(long, conflicts_with = "rotate")]
+        renew: bool,
+        /// Key rotation: issue for a new node of a town that already holds
+        /// an unrevoked certificate; then revoke the old node with `yui ca
+        /// revoke --node OLD_NODE_ID` once the new one is installed.
+        #[arg(long)]
+        rotate: bool,
     },
     /// Revoke a member town (all its certificates) or one node, and write a
     /// new signed revocation list (revocations.pem in the CA directory).
@@ -67,6 +76,8 @@ pub(super) fn run(cmd: CaCommand) -> Result<()> {
             csr,
             out,
             days,
+            renew,
+            rotate,
         } => {
             let ca = crate::pki::CaDir::new(&ca_dir);
             if out.exists() {
@@ -74,6 +85,10 @@ pub(super) fn run(cmd: CaCommand) -> Result<()> {
             }
             let request = std::fs::read_to_string(&csr)
                 .with_context(|| format!("reading {}", csr.display()))?;
+            let (town, node) = crate::pki::request_identity(&request)
+                .with_context(|| format!("reading {}", csr.display()))?;
+            let held = ca.outstanding(&town, now)?;
+            check_another(&town, &node, &held, renew, rotate)?;
             let (pem, id) = ca.issue(&request, days, now)?;
             std::fs::write(&out, pem).with_context(|| format!("writing {}", out.display()))?;
             println!(
@@ -99,4 +114,54 @@ pub(super) fn run(cmd: CaCommand) -> Result<()> {
         }
     }
     Ok(())
+}
+
+/// Refuses a certificate for a town that already holds an unrevoked,
+/// unexpired one, unless the secretariat says which case this is: `--renew`
+/// (the same node again) or `--rotate` (a new key for the town). Lists what
+/// the town holds either way.
+fn check_another(
+    town: &str,
+    node: &str,
+    held: &[crate::pki::Outstanding],
+    renew: bool,
+    rotate: bool,
+) -> Result<()> {
+    if held.is_empty() {
+        if renew || rotate {
+            println!("Town {town} holds no unrevoked certificate: this is its first.");
+        }
+        return Ok(());
+    }
+    let list: Vec<String> = held
+        .iter()
+        .map(|c| {
+            format!(
+                "  node {} (serial {}, valid until {})",
+                c.node_id, c.serial_hex, c.not_after
+            )
+        })
+        .collect();
+    let same_node = held.iter().any(|c| c.node_id == node);
+    let header = format!(
+        "Town {town} already holds unrevoked certificates:\n{}",
+        list.join("\n")
+    );
+    match (same_node, renew, rotate) {
+        (true, true, _) | (false, _, true) => {
+            println!("{header}");
+            if !same_node {
+                println!(
+                    "Once the town has installed the new certificate (node {node}), revoke the old node: yui ca revoke --node OLD_NODE_ID"
+                );
+            }
+            Ok(())
+        }
+        (true, false, _) => anyhow::bail!(
+            "{header}\nThis request is for node {node} again. Nothing was issued. To renew its certificate, run the command again with --renew."
+        ),
+        (false, _, false) => anyhow::bail!(
+            "{header}\nThis request is for a new node {node} of {town}. Nothing was issued. If the town is rotating its key, run the command again with --rotate, then revoke the old node once the new certificate is installed; if you did not expect a second node of {town}, ask the town first."
+        ),
+    }
 }

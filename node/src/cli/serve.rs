@@ -19,6 +19,13 @@ pub(super) fn init(data_dir: &DataDir, options: InitOptions) -> Result<()> {
         options.town
     );
     println!("node id:   {node_id}");
+    if !options.api_listen.ip().is_loopback() {
+        println!(
+            "Note: `yui serve` refuses api_listen {} until {} says why with allow_plain_http_api = \"REASON\" (docs/operations.md 5.1).",
+            options.api_listen,
+            data_dir.config_path().display()
+        );
+    }
     println!("API token: {}", data_dir.token_path().display());
     println!(
         "To join the consortium, send {} to the secretariat.",
@@ -48,6 +55,13 @@ pub(super) async fn serve(
     }
     let node = Node::open(data_dir, true)?;
     let addr = api_listen.unwrap_or(node.config.api_listen);
+    // Before binding: a refused address is never listened on.
+    if let Some(reason) = node
+        .config
+        .check_api_listen(addr, &node.data_dir.config_path())?
+    {
+        tracing::warn!(%addr, %reason, "serving the plain-HTTP API and console beyond loopback (allow_plain_http_api)");
+    }
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;

@@ -3,6 +3,7 @@
 //! data directory.
 
 use anyhow::Result;
+use serde_json::Value;
 
 use super::call_api::{call_api, running_api};
 use crate::datadir::DataDir;
@@ -76,6 +77,26 @@ pub(super) async fn run(data_dir: DataDir, json: bool) -> Result<()> {
         s(&status["storage"]["database"]),
         status["storage"]["bytes"]
     );
+    let integrity = &status["storage"]["integrity"];
+    match integrity["damaged"].as_array() {
+        Some(tables) if !tables.is_empty() => {
+            let tables: Vec<&str> = tables.iter().filter_map(Value::as_str).collect();
+            println!(
+                "DAMAGED:     the database is damaged (tables: {}); writes are refused. Restore the newest verified backup, then let the peers refill the shared records (docs/operations.md 17)",
+                tables.join(", ")
+            );
+        }
+        _ => println!("integrity:   ok (SQLite quick_check)"),
+    }
+    match status["storage"]["last_verified_backup"].as_object() {
+        Some(b) => println!(
+            "last backup: {} ({} bytes, verified {})",
+            b.get("file").and_then(Value::as_str).unwrap_or(""),
+            b.get("bytes").and_then(Value::as_u64).unwrap_or(0),
+            b.get("verified_at").and_then(Value::as_str).unwrap_or("")
+        ),
+        None => println!("last backup: none verified yet (`yui backup FILE`)"),
+    }
     println!("records:");
     for (name, c) in status["collections"].as_object().into_iter().flatten() {
         println!("  {name:<15} {:>8}  ({})", c["count"], s(&c["scope"]));

@@ -173,6 +173,10 @@ pub async fn show(
     if !status.refused_connections.is_empty() {
         warnings.push((m.warn_refused)(status.refused_connections.len()));
     }
+    if !status.storage.integrity.is_ok() {
+        let tables = status.storage.integrity.damaged.join(", ");
+        warnings.insert(0, (m.warn_database_damaged)(&tables));
+    }
     // In the order of SPEC §4 (shared first), not alphabetical.
     let counts = Collection::ALL
         .into_iter()
@@ -187,27 +191,43 @@ pub async fn show(
             })
         })
         .collect();
-    let conflicts = node
-        .store
-        .recent_conflicts(CONFLICT_SCAN)
-        .await
-        .map_err(|e| who.failed(e))?
-        .into_iter()
-        .filter_map(|(view, fields)| {
-            let collection = view.collection()?;
-            let labels: Vec<&str> = fields
-                .iter()
-                .map(|f| collection.field(f).map_or(f.as_str(), |d| lang.field(d)))
-                .collect();
-            Some(ConflictRow {
-                collection: lang.collection(collection),
-                title: record_title(collection, &view),
-                href: record_href(collection, view.id.as_str()),
-                fields: labels.join(if lang == Lang::Ja { "、" } else { ", " }),
-            })
+    // A damaged database may not answer these: the page still shows, with
+    // its warning first, and leaves out what could not be read.
+    let damaged = !status.storage.integrity.is_ok();
+    let conflicts = match node.store.recent_conflicts(CONFLICT_SCAN).await {
+        Ok(found) => found,
+        Err(e) if damaged => {
+            tracing::warn!(error = %e, "dashboard: conflicts unreadable (the database is damaged)");
+            Vec::new()
+        }
+        Err(e) => return Err(who.failed(e)),
+    }
+    .into_iter()
+    .filter_map(|(view, fields)| {
+        let collection = view.collection()?;
+        let labels: Vec<&str> = fields
+            .iter()
+            .map(|f| collection.field(f).map_or(f.as_str(), |d| lang.field(d)))
+            .collect();
+        Some(ConflictRow {
+            collection: lang.collection(collection),
+            title: record_title(collection, &view),
+            href: record_href(collection, view.id.as_str()),
+            fields: labels.join(if lang == Lang::Ja { "、" } else { ", " }),
         })
-        .collect();
-    let kpi = super::kpi::summary(&node, &who).await?;
+    })
+    .collect();
+    let kpi = match super::kpi::summary(&node, &who).await {
+        Ok(kpi) => kpi,
+        Err(_) if damaged => super::kpi::Summary {
+            fiscal_year: crate::kpi::current_fiscal_year(),
+            totals: Vec::new(),
+            reported: String::new(),
+            missing: None,
+            stale: None,
+        },
+        Err(e) => return Err(e),
+    };
     let notice = q.synced.as_deref().and_then(|s| {
         let (ok, failed) = s.split_once('-')?;
         Some((m.sync_done)(ok.parse().ok()?, failed.parse().ok()?))

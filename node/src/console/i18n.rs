@@ -213,6 +213,7 @@ pub struct Messages {
     pub warn_cert_revoked: &'static str,
     pub warn_peer_failing: fn(&str) -> String,
     pub warn_refused: fn(usize) -> String,
+    pub warn_database_damaged: fn(&str) -> String,
     pub kpi_title: &'static str,
     pub kpi_year: &'static str,
     pub kpi_towns: &'static str,
@@ -576,6 +577,11 @@ pub static JA: Messages = Messages {
     warn_refused: |n| {
         format!(
             "最近、ピアポートへの接続を{n}件拒否しました。「ピア・加盟」ページで接続元と理由を確認してください。"
+        )
+    },
+    warn_database_damaged: |tables| {
+        format!(
+            "データベースが壊れています（{tables}）。記録の書き込みを止めています。最新の検証済みバックアップを yui restore で復元し、共有の記録はピアから取り戻してください（運用ガイド17章）。"
         )
     },
     kpi_title: "KPI実績（全自治体の合計）",
@@ -947,6 +953,11 @@ pub static EN: Messages = Messages {
     warn_refused: |n| {
         format!(
             "The peer port refused {n} connection attempts recently; see who and why on the Peers page."
+        )
+    },
+    warn_database_damaged: |tables| {
+        format!(
+            "The database is damaged ({tables}): record writes are stopped. Restore the newest verified backup with yui restore, then let the peers refill the shared records (operations guide, chapter 17)."
         )
     },
     kpi_title: "KPI reports (all towns)",

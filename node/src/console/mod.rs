@@ -255,6 +255,10 @@ impl SignedIn {
                 self.error(StatusCode::NOT_FOUND, m.record_not_found)
             }
             crate::Error::RecordDeleted { .. } => self.error(StatusCode::GONE, m.err_deleted),
+            crate::Error::Forbidden { message } => {
+                tracing::info!(user = %self.session.principal.user, path = %self.visitor.here, "console: refused: {message}");
+                self.error(StatusCode::FORBIDDEN, m.forbidden)
+            }
             other => {
                 tracing::error!(error = %other, path = %self.visitor.here, "console: request failed");
                 self.error(StatusCode::INTERNAL_SERVER_ERROR, m.internal_error)

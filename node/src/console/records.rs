@@ -304,7 +304,7 @@ pub async fn list(
         collection: collection.name(),
         label: lang.collection(collection),
         notice: notice(&who, get("done")),
-        can_write: who.principal().role.can_write_records(),
+        can_write: records::may_write(who.principal().role, collection),
         filters,
         include_deleted: get("include_deleted") == Some("true"),
         columns: cols.iter().map(|d| lang.field(d)).collect(),
@@ -512,7 +512,7 @@ pub async fn show(
         created: show_time(&view.created_at),
         updated: show_time(&view.updated_at),
         deleted: view.deleted,
-        can_write: who.principal().role.can_write_records() && !view.deleted,
+        can_write: records::may_write(who.principal().role, collection) && !view.deleted,
         fields,
         history,
         conflicts,
@@ -853,7 +853,7 @@ pub async fn new_form(
     Path(name): Path<String>,
 ) -> Result<Response, PageError> {
     let collection = collection_of(&who, &name)?;
-    who.require(who.principal().role.can_write_records())?;
+    who.require(records::may_write(who.principal().role, collection))?;
     Ok(form_page(
         &node,
         &who,
@@ -979,7 +979,7 @@ pub async fn create(
     body: Bytes,
 ) -> Result<Response, PageError> {
     let collection = collection_of(&who, &name)?;
-    let form = who.posted_form(&body, who.principal().role.can_write_records())?;
+    let form = who.posted_form(&body, records::may_write(who.principal().role, collection))?;
     let raw = raw_of_form(collection, &form);
     let guarding = guarding_of(&who, &form)?;
     let mut input = Map::new();
@@ -1015,7 +1015,7 @@ async fn record_to_change(
 ) -> Result<(Collection, String, RecordView), PageError> {
     let collection = collection_of(who, name)?;
     let id = id_of(who, id)?;
-    who.require(who.principal().role.can_write_records())?;
+    who.require(records::may_write(who.principal().role, collection))?;
     let view = load(node, who, collection, id.clone(), false).await?;
     Ok((collection, id, view))
 }
@@ -1048,7 +1048,7 @@ pub async fn update(
 ) -> Result<Response, PageError> {
     let collection = collection_of(&who, &name)?;
     let id = id_of(&who, &id)?;
-    let form = who.posted_form(&body, who.principal().role.can_write_records())?;
+    let form = who.posted_form(&body, records::may_write(who.principal().role, collection))?;
     let current = load(&node, &who, collection, id.clone(), false).await?;
     let raw = raw_of_form(collection, &form);
     // Only what changed is sent, so an edit does not overwrite fields that
@@ -1113,7 +1113,7 @@ pub async fn delete(
 ) -> Result<Response, PageError> {
     let collection = collection_of(&who, &name)?;
     let id = id_of(&who, &id)?;
-    who.posted_form(&body, who.principal().role.can_write_records())?;
+    who.posted_form(&body, records::may_write(who.principal().role, collection))?;
     records::delete(&node, who.principal(), collection, id)
         .await
         .map_err(|e| who.failed(e))?;

@@ -21,8 +21,9 @@ pub fn status(e: &Error) -> StatusCode {
         Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
         Error::Unauthorized { .. } => StatusCode::UNAUTHORIZED,
         Error::Forbidden { .. } => StatusCode::FORBIDDEN,
+        Error::WrongHost { .. } => StatusCode::MISDIRECTED_REQUEST,
         Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
-        Error::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+        Error::ShuttingDown | Error::DamagedDatabase { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Error::CorruptDatabase { .. } | Error::Storage(_) | Error::Config(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
@@ -35,7 +36,7 @@ impl IntoResponse for Error {
         let message = if status.is_server_error() {
             tracing::error!(code = self.code(), error = %self, "request failed");
             match self {
-                Error::ShuttingDown => self.to_string(),
+                Error::ShuttingDown | Error::DamagedDatabase { .. } => self.to_string(),
                 _ => "the node could not complete the request; see its log for details".to_owned(),
             }
         } else {

@@ -21,10 +21,8 @@ pub async fn authenticate(State(node): State<AppState>, mut req: Request, next: 
     let Some(value) = header else {
         return Error::Unauthorized {
             code: "missing_token",
-            message: format!(
-                "this request needs the header 'Authorization: Bearer TOKEN'; the token is in {}",
-                node.token_path.display()
-            ),
+            // No local path: anyone who can reach the port reads this.
+            message: "this request needs the header 'Authorization: Bearer TOKEN'; the node's own token is the file api-token in its data directory, and `yui user token NAME` makes a user's".into(),
         }
         .into_response();
     };

@@ -85,6 +85,25 @@ pub async fn observe(State(node): State<AppState>, req: Request, next: Next) -> 
     response
 }
 
+/// Refuses, with 421, a request whose `Host` is not one this node answers
+/// to (`Config::host_allowed`): a web page that rebinds its own name to
+/// this machine must not read `/metrics` or drive the console. The host is
+/// the `Host` header, or the authority of an HTTP/2 request; a request
+/// with neither is refused too.
+pub async fn check_host(State(node): State<AppState>, req: Request, next: Next) -> Response {
+    let host = req
+        .headers()
+        .get(header::HOST)
+        .map(|h| String::from_utf8_lossy(h.as_bytes()).into_owned())
+        .or_else(|| req.uri().authority().map(|a| a.as_str().to_owned()))
+        .unwrap_or_default();
+    if node.config.host_allowed(&host) {
+        next.run(req).await
+    } else {
+        Error::WrongHost { host }.into_response()
+    }
+}
+
 /// A known path with a method it does not take, in the §8 shape.
 pub async fn method_not_allowed(req: Request) -> Response {
     let err = Error::bad_request(

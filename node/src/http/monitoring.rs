@@ -1,5 +1,5 @@
-//! What monitoring reads without a token: `/healthz` (alive, and the
-//! database answers) and `/metrics` (Prometheus text format).
+//! What monitoring reads without a token: `/healthz` (alive, the database
+//! answers and its latest integrity check found no damage) and `/metrics` (Prometheus text format).
 
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -11,6 +11,13 @@ use crate::error::Result;
 
 /// Alive, and the database answers a query.
 pub async fn healthz(State(node): State<AppState>) -> Response {
+    let integrity = node.store.integrity();
+    if !integrity.is_ok() {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "degraded", "town": node.config.town, "error": {"code": "database_damaged", "message": "the database is damaged and takes no writes; see the node's log and `yui status`"}, "damaged_tables": integrity.damaged}),
+        );
+    }
     match node.store.check_readable().await {
         Ok(()) => json_response(
             StatusCode::OK,

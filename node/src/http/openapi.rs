@@ -107,7 +107,7 @@ pub fn document() -> Value {
         "type": "object",
         "required": ["error"],
         "properties": {"error": {"type": "object", "required": ["code", "message"], "properties": {
-            "code": {"type": "string", "description": "stable snake_case reason, e.g. validation_failed, record_not_found, unknown_collection, missing_token, invalid_token, forbidden, malformed_json, invalid_body, body_too_large, record_deleted, conflict"},
+            "code": {"type": "string", "description": "stable snake_case reason, e.g. validation_failed, record_not_found, unknown_collection, missing_token, invalid_token, forbidden, malformed_json, invalid_body, body_too_large, wrong_host, record_deleted, conflict"},
             "message": {"type": "string"},
             "fields": {"type": "array", "items": {"type": "object", "properties": {
                 "field": {"type": "string"}, "code": {"type": "string", "description": "unknown_field, missing_field, invalid_type, invalid_enum, too_long, too_many_items, out_of_range, invalid_date, invalid_format, invalid_character, invalid_reference, record_too_large, invalid_order"}, "message": {"type": "string"}}}}

@@ -77,18 +77,48 @@ impl Trust {
         if !data_dir.cert_path().exists() {
             return Ok(None);
         }
-        let cert_der = pki::read_pem_file(&data_dir.cert_path(), "node certificate")?;
-        let ca_der = pki::read_pem_file(&data_dir.ca_cert_path(), "CA certificate")?;
-        let key_pem = fs::read_to_string(data_dir.key_path()).map_err(|e| {
-            Error::Config(format!("reading {}: {e}", data_dir.key_path().display()))
-        })?;
-        let key_der = rcgen::KeyPair::from_pem(&key_pem)
-            .map_err(|e| Error::Config(format!("reading the node key: {e}")))?
+        // Each file's failure names the file and the way to mend it.
+        let reinstall = "install the certificate and ca.cert.pem the secretariat sent again with `yui cert install --cert NODE_CERT --ca-cert CA_CERT`";
+        let (cert_path, ca_path) = (data_dir.cert_path(), data_dir.ca_cert_path());
+        let cert_der = pki::read_pem_file(&cert_path, "node certificate")
+            .map_err(|e| damaged(&cert_path, "the node certificate", e, reinstall))?;
+        let own = pki::identity(&cert_der)
+            .map_err(|e| damaged(&cert_path, "the node certificate", e, reinstall))?;
+        let ca_der = pki::read_pem_file(&ca_path, "CA certificate")
+            .and_then(|der| pki::check_ca_cert(&der).map(|()| der))
+            .map_err(|e| damaged(&ca_path, "the consortium CA certificate", e, reinstall))?;
+        let key_path = data_dir.key_path();
+        let key_der = fs::read_to_string(&key_path)
+            .map_err(|e| Error::Config(e.to_string()))
+            .and_then(|pem| {
+                rcgen::KeyPair::from_pem(&pem).map_err(|e| Error::Config(e.to_string()))
+            })
+            .map_err(|e| {
+                damaged(
+                    &key_path,
+                    "the node's private key",
+                    e,
+                    "restore the data directory from a backup of it (the key cannot be made again; a new key needs a new certificate from the secretariat)",
+                )
+            })?
             .serialize_der();
-        let own = pki::identity(&cert_der)?;
-        let revocations = match fs::read_to_string(data_dir.revocations_path()) {
-            Ok(text) => Revocations::verify(&pki::parse_crl_pem(&text)?, &ca_der)?,
-            Err(_) => Revocations::default(),
+        let crl_path = data_dir.revocations_path();
+        let revocations = match fs::read_to_string(&crl_path) {
+            Ok(text) => pki::parse_crl_pem(&text)
+                .and_then(|der| Revocations::verify(&der, &ca_der))
+                .map_err(|e| {
+                    damaged(
+                        &crl_path,
+                        "a revocation list signed by the consortium CA",
+                        e,
+                        &format!(
+                            "copy the newest revocations.pem from the secretariat over it (cp revocations.pem {}) and start again",
+                            crl_path.display()
+                        ),
+                    )
+                })?,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Revocations::default(),
+            Err(e) => return Err(crate::fsio::io_error("reading", &crl_path, e)),
         };
         Ok(Some(Trust {
             ca_der,
@@ -361,6 +391,15 @@ impl ServerCertVerifier for NodeVerifier {
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
         self.inner.supported_verify_schemes()
     }
+}
+
+/// A file of the data directory that could not be used: which file, what it
+/// should be, what was wrong, and how to mend it.
+fn damaged(path: &std::path::Path, should_be: &str, e: Error, fix: &str) -> Error {
+    Error::Config(format!(
+        "{} is damaged or is not {should_be} ({e}); {fix}",
+        path.display()
+    ))
 }
 
 #[cfg(test)]

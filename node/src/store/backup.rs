@@ -10,13 +10,30 @@ use yui_protocol::Millis;
 use super::schema::{corrupt, identify, new_actor_hex, new_epoch, set_meta};
 use super::writer::open_reader;
 use crate::error::{Error, Result};
-use crate::fsio::{sync_parent_dir, write_private};
+use crate::fsio::{PrivateDir, sync_parent_dir, write_private};
 
-/// Writes a consistent copy of the database to `dest` (which must not exist),
-/// readable by its owner only. Safe while the node is serving: the copy is one
-/// read transaction's snapshot.
+/// Writes a consistent copy of the database to `dest` (which must not exist)
+/// and verifies it: the source passes `quick_check` first, the copy
+/// `integrity_check` after; a failed copy is removed. The copy is
+/// readable by its owner only, in a directory no other user can write
+/// ([`PrivateDir`]: created now, or the user's own with mode 0700). Safe
+/// while the node is serving: the copy is one read transaction's snapshot.
 pub fn backup(db: &Path, dest: &Path) -> Result<u64> {
-    if dest.exists() {
+    let name = dest
+        .file_name()
+        .and_then(|n| n.to_str())
+        .ok_or_else(|| {
+            Error::Config(format!(
+                "{} is not a file name (or not UTF-8); give the backup file, e.g. /var/backups/yui/tateshina.backup",
+                dest.display()
+            ))
+        })?;
+    let parent = match dest.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    let dir = PrivateDir::open(parent, "yui backup")?;
+    if dir.holds(name) {
         return Err(Error::Config(format!(
             "{} already exists; choose a new file name",
             dest.display()
@@ -24,14 +41,50 @@ pub fn backup(db: &Path, dest: &Path) -> Result<u64> {
     }
     let conn = open_reader(db)?;
     identify(&conn, db)?;
-    // Created first with mode 0600: a backup holds personal data.
-    write_private(dest, b"")?;
+    // A damaged database can copy "successfully" into a whole-looking file
+    // that silently lacks what the damage hid: check the source first.
+    let source = super::integrity::check(&conn, crate::clock::now_ms());
+    if !source.is_ok() {
+        return Err(Error::Config(format!(
+            "the database {} is damaged (tables: {}; {}); no backup was written, as it would not be a faithful copy. Keep your earlier backups: restore the newest verified one (`yui status` names it) and let the peers refill the shared records (docs/operations.md 17)",
+            db.display(),
+            source.damaged.join(", "),
+            source.problems.first().map_or("", String::as_str)
+        )));
+    }
+    // Created first, new and with mode 0600: a backup holds personal data,
+    // and SQLite then writes into this file, not through a planted link.
+    drop(dir.create_file(name)?);
     let target = dest
         .to_str()
         .ok_or_else(|| Error::Config("backup path is not UTF-8".into()))?;
     if let Err(e) = conn.execute("VACUUM INTO ?1", [target]) {
         let _ = std::fs::remove_file(dest);
         return Err(e.into());
+    }
+    // The copy is only a backup once SQLite's full integrity check passes
+    // on it as written to disk.
+    let verdict = Connection::open_with_flags(dest, OpenFlags::SQLITE_OPEN_READ_ONLY)
+        .and_then(|copy| {
+            let mut stmt = copy.prepare("PRAGMA integrity_check(20)")?;
+            stmt.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        })
+        .map_err(|e| e.to_string());
+    match verdict {
+        Ok(lines) if lines.len() == 1 && lines[0] == "ok" => {}
+        other => {
+            let _ = std::fs::remove_file(dest);
+            let detail = match other {
+                Ok(lines) => lines.join("; "),
+                Err(e) => e,
+            };
+            return Err(Error::Config(format!(
+                "the copy written to {} failed SQLite's integrity check ({detail}) and was removed; no backup was made. Check the disk of {} and of the backup, then run `yui backup` again",
+                dest.display(),
+                db.display()
+            )));
+        }
     }
     Ok(std::fs::metadata(dest).map(|m| m.len()).unwrap_or(0))
 }

@@ -41,6 +41,7 @@ mod constraints;
 mod egress;
 mod feed;
 mod guard;
+mod integrity;
 mod peers;
 mod reads;
 mod records;
@@ -66,6 +67,7 @@ pub use self::audit::AuditEntry;
 pub use self::backup::{backup, restore, stored_actor};
 pub use self::egress::EgressEntry;
 pub use self::guard::GuardMode;
+pub use self::integrity::Integrity;
 pub use self::peers::{PeerInfo, PeerRound};
 pub use self::replica::SqlReplica;
 pub use self::sync::PlannedAnswer;
@@ -128,6 +130,8 @@ struct Inner {
     conflicts: Mutex<ConflictScan>,
     /// The towns of the shared records, and up to which feed position.
     towns: Mutex<(i64, BTreeSet<String>)>,
+    /// The latest integrity check (`integrity`); writes wait for it to be ok.
+    integrity: Mutex<Integrity>,
 }
 
 impl Store {
@@ -174,23 +178,39 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| corrupt(path, e))?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        rebuild_search_if_redeclared(&conn)?;
-        let next_seq: i64 = conn
-            .query_row("SELECT coalesce(max(seq), 0) + 1 FROM records", [], |r| {
+        // A damaged database still opens, to serve what it can read and say
+        // what is damaged; it takes no writes, so nothing below writes.
+        let integrity = integrity::check(&conn, crate::clock::now_ms());
+        let whole = integrity.is_ok();
+        if !whole {
+            integrity::log_damage(path, &integrity);
+        }
+        if whole {
+            rebuild_search_if_redeclared(&conn)?;
+        }
+        let next_seq: i64 =
+            match conn.query_row("SELECT coalesce(max(seq), 0) + 1 FROM records", [], |r| {
                 r.get(0)
-            })
-            .map_err(|e| corrupt(path, e))?;
-        let epoch = match get_meta(&conn, "feed_epoch").map_err(|e| corrupt(path, e))? {
-            Some(e) => e
+            }) {
+                Ok(seq) => seq,
+                Err(_) if !whole => 1,
+                Err(e) => return Err(corrupt(path, e)),
+            };
+        let epoch = match get_meta(&conn, "feed_epoch") {
+            Ok(Some(e)) => e
                 .parse()
                 .map_err(|_| corrupt(path, "unreadable feed epoch"))?,
-            None => {
+            Ok(None) | Err(_) if !whole => 0,
+            Ok(None) => {
                 let e = new_epoch();
                 set_meta(&conn, "feed_epoch", &e.to_string())?;
                 e
             }
+            Err(e) => return Err(corrupt(path, e)),
         };
-        conn.execute_batch(ADDED_TABLES)?;
+        if whole {
+            conn.execute_batch(ADDED_TABLES)?;
+        }
 
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
@@ -223,6 +243,7 @@ impl Store {
                 registry: Mutex::new(None),
                 conflicts: Mutex::new(ConflictScan::default()),
                 towns: Mutex::new((0, BTreeSet::new())),
+                integrity: Mutex::new(integrity),
             }),
         })
     }

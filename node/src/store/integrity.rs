@@ -1,0 +1,130 @@
+//! Whether the database is whole: SQLite's `quick_check` at start and then
+//! periodically (`Store::check_integrity`), table by table once the whole
+//! check fails, so status can name what is damaged. While anything is
+//! damaged, the writer takes no writes (`Store::write` refuses with
+//! `Error::DamagedDatabase`): a damaged b-tree can lose or mangle what is
+//! written into it, and what the node would sync out of it.
+
+use rusqlite::Connection;
+use serde::Serialize;
+use yui_protocol::Millis;
+
+use super::Store;
+use crate::error::{Error, Result};
+
+/// Most problems SQLite lists per check, and that status keeps.
+const MAX_PROBLEMS: usize = 20;
+
+/// The result of the latest check.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Integrity {
+    /// When the latest check ran (ms since the epoch); None before the first.
+    pub checked_at: Option<Millis>,
+    /// The damaged tables (`database` when SQLite names none, e.g. a damaged
+    /// free list); empty when whole.
+    pub damaged: Vec<String>,
+    /// What SQLite said, at most [`MAX_PROBLEMS`] lines.
+    pub problems: Vec<String>,
+}
+
+impl Integrity {
+    pub fn is_ok(&self) -> bool {
+        self.damaged.is_empty()
+    }
+}
+
+/// `PRAGMA quick_check` over the whole database, or one table (and its
+/// indexes): the problems SQLite lists, empty when it says `ok`.
+fn quick_check(conn: &Connection, table: Option<&str>) -> Vec<String> {
+    let sql = match table {
+        None => format!("PRAGMA quick_check({MAX_PROBLEMS})"),
+        Some(t) => format!("PRAGMA quick_check(\"{}\")", t.replace('"', "\"\"")),
+    };
+    let rows = conn.prepare(&sql).and_then(|mut stmt| {
+        stmt.query_map([], |r| r.get::<_, String>(0))?
+            .collect::<rusqlite::Result<Vec<String>>>()
+    });
+    match rows {
+        Ok(rows) if rows.len() == 1 && rows[0] == "ok" => Vec::new(),
+        Ok(rows) if rows.is_empty() => vec!["quick_check returned nothing".into()],
+        Ok(rows) => rows,
+        Err(e) => vec![e.to_string()],
+    }
+}
+
+/// Checks the database on `conn`: the whole, then, if that fails, each
+/// ordinary table, to name the damaged ones.
+pub(super) fn check(conn: &Connection, now: Millis) -> Integrity {
+    let mut problems = quick_check(conn, None);
+    problems.truncate(MAX_PROBLEMS);
+    if problems.is_empty() {
+        return Integrity {
+            checked_at: Some(now),
+            ..Integrity::default()
+        };
+    }
+    let tables = conn
+        .prepare("SELECT name FROM sqlite_schema WHERE type = 'table' AND sql NOT LIKE 'CREATE VIRTUAL%' ORDER BY name")
+        .and_then(|mut stmt| {
+            stmt.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<rusqlite::Result<Vec<String>>>()
+        });
+    let mut damaged = match tables {
+        Ok(tables) => tables
+            .into_iter()
+            .filter(|t| !quick_check(conn, Some(t)).is_empty())
+            .collect(),
+        Err(_) => vec!["sqlite_schema".to_owned()],
+    };
+    if damaged.is_empty() {
+        damaged.push("database".to_owned());
+    }
+    Integrity {
+        checked_at: Some(now),
+        damaged,
+        problems,
+    }
+}
+
+impl Store {
+    /// The result of the latest integrity check.
+    pub fn integrity(&self) -> Integrity {
+        super::lock(&self.inner.integrity).clone()
+    }
+
+    /// Runs `quick_check` again (on a reader, so serving goes on) and keeps
+    /// the result. Damage found is logged at `error`; so is its end (after
+    /// a restore the node starts afresh, so that is rare).
+    pub async fn check_integrity(&self) -> Result<Integrity> {
+        let now = crate::clock::now_ms();
+        let found = self.read(move |conn| Ok(check(conn, now))).await?;
+        let before = std::mem::replace(&mut *super::lock(&self.inner.integrity), found.clone());
+        if !found.is_ok() {
+            log_damage(&self.inner.path, &found);
+        } else if !before.is_ok() {
+            tracing::info!("database integrity check: ok again");
+        }
+        Ok(found)
+    }
+
+    /// Refuses a write while the database is damaged.
+    pub(super) fn refuse_if_damaged(&self) -> Result<()> {
+        let integrity = super::lock(&self.inner.integrity);
+        if integrity.is_ok() {
+            Ok(())
+        } else {
+            Err(Error::DamagedDatabase {
+                tables: integrity.damaged.join(", "),
+            })
+        }
+    }
+}
+
+pub(super) fn log_damage(path: &std::path::Path, found: &Integrity) {
+    tracing::error!(
+        database = %path.display(),
+        tables = %found.damaged.join(", "),
+        problems = %found.problems.join("; "),
+        "the database is damaged: writes are refused. Restore the newest verified backup with `yui restore`, then let the peers refill the shared records (docs/operations.md 17)"
+    );
+}
