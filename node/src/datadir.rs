@@ -460,16 +460,21 @@ mod tests {
         assert_eq!(id.len(), 52 + 12);
     }
 
-    #[test]
-    fn host_allowed_takes_loopback_names_and_proxy_hosts_only() {
-        let mut config = Config {
+    /// Tateshina's config as `yui init` writes it.
+    fn default_config() -> Config {
+        Config {
             town: "tateshina".into(),
             name: String::new(),
             api_listen: DEFAULT_API_LISTEN.parse().unwrap(),
             peer_listen: DEFAULT_PEER_LISTEN.parse().unwrap(),
             proxy_hosts: Vec::new(),
             allow_plain_http_api: None,
-        };
+        }
+    }
+
+    #[test]
+    fn host_allowed_takes_loopback_names_and_proxy_hosts_only() {
+        let mut config = default_config();
         for ok in [
             "127.0.0.1",
             "127.0.0.1:7480",
@@ -502,14 +507,7 @@ mod tests {
 
     #[test]
     fn a_non_loopback_api_listen_needs_a_reason() {
-        let mut config = Config {
-            town: "tateshina".into(),
-            name: String::new(),
-            api_listen: DEFAULT_API_LISTEN.parse().unwrap(),
-            peer_listen: DEFAULT_PEER_LISTEN.parse().unwrap(),
-            proxy_hosts: Vec::new(),
-            allow_plain_http_api: None,
-        };
+        let mut config = default_config();
         let path = Path::new("/data/config.toml");
         for ok in ["127.0.0.1:7480", "127.0.0.2:0", "[::1]:7480"] {
             assert_eq!(
