@@ -160,12 +160,7 @@ async fn create_read_update_delete() {
 #[tokio::test]
 async fn token_is_required_and_checked() {
     let n = TestNode::start().await;
-    let resp = n
-        .client
-        .get(n.url("/api/v1/status"))
-        .send()
-        .await
-        .expect("send");
+    let resp = n.get_authorized("/api/v1/status", None).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let body: Value = resp.json().await.expect("json");
     assert_eq!(error_code(&body), "missing_token");
@@ -286,21 +281,12 @@ async fn http_manners_bearer_scheme_challenge_location_times_and_peer_checks() {
     // The scheme is case-insensitive (RFC 9110 §11.1).
     for scheme in ["bearer", "BEARER", "Bearer ", "bEaReR"] {
         let resp = n
-            .client
-            .get(n.url("/api/v1/status"))
-            .header("authorization", format!("{scheme} {}", n.token))
-            .send()
-            .await
-            .expect("send");
+            .get_authorized("/api/v1/status", Some(&format!("{scheme} {}", n.token)))
+            .await;
         assert_eq!(resp.status(), StatusCode::OK, "{scheme:?}");
     }
     // A 401 says which scheme it wants.
-    let resp = n
-        .client
-        .get(n.url("/api/v1/status"))
-        .send()
-        .await
-        .expect("send");
+    let resp = n.get_authorized("/api/v1/status", None).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let challenge = resp
         .headers()
@@ -308,12 +294,8 @@ async fn http_manners_bearer_scheme_challenge_location_times_and_peer_checks() {
         .map(|v| v.to_str().expect("ascii").to_owned());
     assert_eq!(challenge.as_deref(), Some("Bearer realm=\"yui\""));
     let resp = n
-        .client
-        .get(n.url("/api/v1/status"))
-        .header("authorization", "Bearer nope")
-        .send()
-        .await
-        .expect("send");
+        .get_authorized("/api/v1/status", Some("Bearer nope"))
+        .await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let challenge = resp
         .headers()

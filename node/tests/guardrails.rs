@@ -67,12 +67,7 @@ async fn a_foreign_host_is_refused_with_421_on_the_api_and_the_console() {
 async fn a_401_answer_names_no_local_path() {
     let n = TestNode::start().await;
     let data = n.data_dir().path.display().to_string();
-    let resp = n
-        .client
-        .get(n.url("/api/v1/status"))
-        .send()
-        .await
-        .expect("send");
+    let resp = n.get_authorized("/api/v1/status", None).await;
     assert_eq!(resp.status(), StatusCode::UNAUTHORIZED);
     let body = resp.text().await.expect("body");
     assert!(!body.contains(&data) && !body.contains('/'), "{body}");

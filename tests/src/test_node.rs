@@ -173,6 +173,20 @@ impl TestNode {
             .unwrap_or_else(|| panic!("no API token for {user}"))
     }
 
+    /// GET with this `Authorization` header, or none; the whole response,
+    /// for tests of authentication itself.
+    pub async fn get_authorized(
+        &self,
+        path: &str,
+        authorization: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self.client.get(self.url(path));
+        if let Some(value) = authorization {
+            request = request.header(reqwest::header::AUTHORIZATION, value);
+        }
+        request.send().await.expect("send")
+    }
+
     /// GET with the node's token; the body as JSON, or null.
     pub async fn api_get(&self, path: &str) -> (StatusCode, Value) {
         self.send_as(&self.token, reqwest::Method::GET, path, None)
