@@ -11,5 +11,6 @@ mod demo;
 mod egress;
 mod faults;
 mod federation;
+mod limits;
 mod logs;
 mod service;

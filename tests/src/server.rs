@@ -38,6 +38,14 @@ impl Server {
         Server::try_spawn(data_dir, &args, Some(&log), false).unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Starts `yui serve --no-peer-port EXTRA…` with its standard error on
+    /// `stderr` (a full device, a pipe the test closes…).
+    pub fn start_with_stderr(data_dir: &Path, extra: &[&str], stderr: Stdio) -> Server {
+        let mut args = vec!["--no-peer-port"];
+        args.extend_from_slice(extra);
+        Server::try_spawn_to(data_dir, &args, stderr, false).unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Where [`Server::start_peer`] and [`Server::start_logged`] write the
     /// node's log.
     pub fn log_path(&self) -> PathBuf {
@@ -92,6 +100,15 @@ impl Server {
             ),
             None => Stdio::null(),
         };
+        Server::try_spawn_to(data_dir, extra, stderr, want_peers)
+    }
+
+    fn try_spawn_to(
+        data_dir: &Path,
+        extra: &[&str],
+        stderr: Stdio,
+        want_peers: bool,
+    ) -> Result<Server, String> {
         let mut spawned =
             serve::spawn(&yui_bin(), data_dir, extra, stderr).expect("spawn yui serve");
         let printed = spawned.printed(want_peers, Instant::now() + Duration::from_secs(20))?;
