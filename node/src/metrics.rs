@@ -157,6 +157,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Sync metrics: per dialled peer (persisted state) and per node that dials us.
+/// Appends one counter without labels.
+pub fn render_counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "{name} {value}");
+}
+
 pub fn render_peers(
     out: &mut String,
     peers: &[crate::store::PeerInfo],
