@@ -17,7 +17,7 @@ use axum::middleware;
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 use crate::http::{self, MAX_BODY_BYTES};
 use crate::node::Node;
 
@@ -105,9 +105,8 @@ pub async fn serve(
         }));
     }
     let app = app(node.clone());
-    let result = axum::serve(api, app)
-        .with_graceful_shutdown(shutdown.clone().cancelled_owned())
-        .await;
+    // Bounded connections and timeouts (`http::listener`), not `axum::serve`.
+    http::listener::serve(api, app, shutdown.clone()).await;
     shutdown.cancel();
     for task in background {
         let _ = task.await;
@@ -115,5 +114,5 @@ pub async fn serve(
     // Joining the writer thread blocks: keep it off the async workers.
     let store = node.store.clone();
     let _ = tokio::task::spawn_blocking(move || store.close()).await;
-    result.map_err(|e| Error::Config(format!("serving the API: {e}")))
+    Ok(())
 }

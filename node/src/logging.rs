@@ -11,10 +11,18 @@
 //! (`protocol::validate::refused_in_line`) becomes an escape — `\n`,
 //! `\u{1b}` in the text format, `\u001b` in the JSON format (where it is
 //! the same JSON string). Only the event's own final line break stays.
+//!
+//! A log line that cannot be written is dropped and counted
+//! ([`dropped_lines`]), never an error: stderr on a full disk or on a pipe
+//! whose reader has gone must not take the node down. (tracing-subscriber
+//! reports a writer's error with `eprintln!`, which panics when stderr
+//! fails; the panic hook logs the panic, which fails again, and the process
+//! aborted.)
 
 use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::{self, Write};
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use tracing_subscriber::fmt::MakeWriter;
 use yui_protocol::validate::refused_in_line;
@@ -51,6 +59,14 @@ pub fn escape_event(event: &str, json: bool) -> Cow<'_, str> {
     Cow::Owned(out)
 }
 
+static DROPPED: AtomicU64 = AtomicU64::new(0);
+
+/// How many log lines could not be written (and were dropped) since the
+/// process started.
+pub fn dropped_lines() -> u64 {
+    DROPPED.load(Ordering::Relaxed)
+}
+
 /// Standard error, with every event escaped (see the module doc).
 #[derive(Debug, Clone, Copy)]
 pub struct Escaping {
@@ -77,17 +93,26 @@ impl<'a> MakeWriter<'a> for Escaping {
 
 impl Write for Escaping {
     /// tracing-subscriber formats an event into one buffer and writes it
-    /// with one `write_all`; consuming the buffer whole keeps it so.
+    /// with one `write_all`; consuming the buffer whole keeps it so. A line
+    /// that cannot be written is dropped and counted, never an error (see
+    /// the module doc).
     fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
         let text = String::from_utf8_lossy(buf);
-        io::stderr()
+        if io::stderr()
             .lock()
-            .write_all(escape_event(&text, self.json).as_bytes())?;
+            .write_all(escape_event(&text, self.json).as_bytes())
+            .is_err()
+        {
+            DROPPED.fetch_add(1, Ordering::Relaxed);
+        }
         Ok(buf.len())
     }
 
     fn flush(&mut self) -> io::Result<()> {
-        io::stderr().flush()
+        // Standard error is unbuffered; a failure here is one already
+        // counted by `write`.
+        let _ = io::stderr().flush();
+        Ok(())
     }
 }
 

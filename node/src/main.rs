@@ -1,5 +1,6 @@
 //! `yui`: parses the command line, sets up logging, runs the command.
 
+use std::io::Write as _;
 use std::process::ExitCode;
 
 use clap::Parser;
@@ -24,7 +25,10 @@ async fn main() -> ExitCode {
     // sequences, so the formatter's own colours are off too.
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_ansi(false);
+        .with_ansi(false)
+        // A line that cannot be written is dropped by the writer; the
+        // subscriber's own report of it would go to a failing stderr.
+        .log_internal_errors(false);
     match cli.log_format {
         LogFormat::Json => builder
             .json()
@@ -52,8 +56,9 @@ async fn main() -> ExitCode {
     match yui_node::cli::run(cli).await {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            // One line, with each cause after a colon.
-            eprintln!("yui: error: {e:#}");
+            // One line, with each cause after a colon; `eprintln!` would
+            // panic if stderr cannot be written.
+            let _ = writeln!(std::io::stderr(), "yui: error: {e:#}");
             ExitCode::FAILURE
         }
     }

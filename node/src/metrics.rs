@@ -30,8 +30,22 @@ pub struct Metrics {
     writes: AtomicU64,
 }
 
+/// The label a request's method is counted under: one of the methods of
+/// RFC 9110, or `other`. A client may send any token as a method; labelled
+/// raw, made-up methods grew `/metrics` (which needs no token) without
+/// bound. Routes are already bounded: a route template of the router, or
+/// `unmatched`.
+pub fn method_label(method: &str) -> &'static str {
+    const KNOWN: [&str; 9] = [
+        "GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "TRACE", "CONNECT",
+    ];
+    KNOWN.into_iter().find(|m| *m == method).unwrap_or("other")
+}
+
 impl Metrics {
+    /// Counts one request; `method` is labelled by [`method_label`].
     pub fn observe_request(&self, method: &str, route: &str, status: u16, elapsed: Duration) {
+        let method = method_label(method);
         let secs = elapsed.as_secs_f64();
         *lock(&self.requests)
             .entry((method.to_owned(), route.to_owned(), status))
@@ -86,7 +100,17 @@ impl Metrics {
         );
         let _ = writeln!(
             out,
-            "# HELP yui_http_requests_total HTTP requests by method, route and status."
+            "# HELP yui_log_lines_dropped_total Log lines that could not be written to stderr."
+        );
+        let _ = writeln!(out, "# TYPE yui_log_lines_dropped_total counter");
+        let _ = writeln!(
+            out,
+            "yui_log_lines_dropped_total {}",
+            crate::logging::dropped_lines()
+        );
+        let _ = writeln!(
+            out,
+            "# HELP yui_http_requests_total HTTP requests by method, route and status (methods outside RFC 9110 as `other`)."
         );
         let _ = writeln!(out, "# TYPE yui_http_requests_total counter");
         for ((method, route, status), n) in lock(&self.requests).iter() {
@@ -133,6 +157,13 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 }
 
 /// Sync metrics: per dialled peer (persisted state) and per node that dials us.
+/// Appends one counter without labels.
+pub fn render_counter(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    let _ = writeln!(out, "{name} {value}");
+}
+
 pub fn render_peers(
     out: &mut String,
     peers: &[crate::store::PeerInfo],
@@ -276,4 +307,26 @@ pub fn render_peers(
     );
     let _ = writeln!(out, "# TYPE yui_peer_port_refused_recent gauge");
     let _ = writeln!(out, "yui_peer_port_refused_recent {refused}");
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn made_up_methods_share_one_label() {
+        let m = Metrics::default();
+        for method in ["GET", "BREW", "get", "MADEUP1", "MADEUP2"] {
+            m.observe_request(method, "unmatched", 405, Duration::ZERO);
+        }
+        let out = m.render(&BTreeMap::new(), 0);
+        assert!(out.contains("method=\"GET\""), "{out}");
+        assert!(
+            out.contains(
+                "yui_http_requests_total{method=\"other\",route=\"unmatched\",status=\"405\"} 4"
+            ),
+            "{out}"
+        );
+        assert!(!out.contains("BREW") && !out.contains("MADEUP"), "{out}");
+    }
 }

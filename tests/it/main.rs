@@ -12,5 +12,6 @@ mod egress;
 mod faults;
 mod federation;
 mod guardrails;
+mod limits;
 mod logs;
 mod service;

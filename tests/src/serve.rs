@@ -36,8 +36,28 @@ pub fn spawn(
     extra: &[&str],
     stderr: Stdio,
 ) -> std::io::Result<Spawned> {
+    spawn_under(&[], bin, data_dir, extra, stderr)
+}
+
+/// [`spawn`], run by `wrapper` (such as `prlimit --nofile=1024:1024`), which
+/// executes the `yui` command line that follows it.
+pub fn spawn_under(
+    wrapper: &[&str],
+    bin: &Path,
+    data_dir: &Path,
+    extra: &[&str],
+    stderr: Stdio,
+) -> std::io::Result<Spawned> {
     let spawned = Instant::now();
-    let mut child = Command::new(bin)
+    let mut command = match wrapper.split_first() {
+        Some((program, args)) => {
+            let mut c = Command::new(program);
+            c.args(args).arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let mut child = command
         .arg("--data-dir")
         .arg(data_dir)
         .args(["serve", "--api-listen", "127.0.0.1:0"])

@@ -45,6 +45,35 @@ impl Server {
             .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Starts `yui serve --no-peer-port EXTRA…` with its standard error on
+    /// `stderr` (a full device, a pipe the test closes…).
+    pub fn start_with_stderr(data_dir: &Path, extra: &[&str], stderr: Stdio) -> Server {
+        let mut args = vec!["--no-peer-port"];
+        args.extend_from_slice(extra);
+        Server::try_spawn_to(&[], data_dir, &args, stderr, false, true)
+            .unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    /// Starts `yui serve` on a joined node with its peer port on a free
+    /// port, run by `wrapper` (such as `prlimit --nofile=1024:1024`), with
+    /// its log in `<data_dir>.log`.
+    pub fn start_peer_under(data_dir: &Path, wrapper: &[&str]) -> Server {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(data_dir.with_extension("log"))
+            .expect("log file");
+        Server::try_spawn_to(
+            wrapper,
+            data_dir,
+            &["--peer-listen", "127.0.0.1:0"],
+            Stdio::from(log),
+            true,
+            true,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Where [`Server::start_peer`] and [`Server::start_logged`] write the
     /// node's log.
     pub fn log_path(&self) -> PathBuf {
@@ -107,8 +136,19 @@ impl Server {
             ),
             None => Stdio::null(),
         };
-        let mut spawned =
-            serve::spawn(&yui_bin(), data_dir, extra, stderr).expect("spawn yui serve");
+        Server::try_spawn_to(&[], data_dir, extra, stderr, want_peers, healthy)
+    }
+
+    fn try_spawn_to(
+        wrapper: &[&str],
+        data_dir: &Path,
+        extra: &[&str],
+        stderr: Stdio,
+        want_peers: bool,
+        healthy: bool,
+    ) -> Result<Server, String> {
+        let mut spawned = serve::spawn_under(wrapper, &yui_bin(), data_dir, extra, stderr)
+            .expect("spawn yui serve");
         let printed = spawned.printed(want_peers, Instant::now() + Duration::from_secs(20))?;
         let mut child = spawned.child;
         if want_peers && printed.peers.is_none() {

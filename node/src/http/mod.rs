@@ -17,6 +17,7 @@ mod admin;
 pub mod error;
 pub mod extract;
 pub mod kpi;
+pub mod listener;
 mod monitoring;
 pub mod openapi;
 mod records;

@@ -36,6 +36,12 @@ pub async fn healthz(State(node): State<AppState>) -> Response {
 pub async fn metrics(State(node): State<AppState>) -> Result<Response> {
     let counts = node.store.counts().await?;
     let mut text = node.metrics.render(&counts, node.store.disk_bytes());
+    crate::metrics::render_counter(
+        &mut text,
+        "yui_api_connections_refused_total",
+        "API port connections closed because the port was full (the oldest idle one, or a new one when all were busy).",
+        super::listener::REFUSED.load(std::sync::atomic::Ordering::Relaxed),
+    );
     if let Some(peering) = &node.peering {
         let peers = node.store.peers().await?;
         crate::metrics::render_peers(
