@@ -354,7 +354,9 @@ async fn http_manners_bearer_scheme_challenge_location_times_and_peer_checks() {
     let own_id = own["node_id"].as_str().expect("node id").to_owned();
     let truncated = &own_id[..own_id.len() - 5];
     let wrong_tail = format!("{}B", &own_id[..own_id.len() - 1]);
-    for bad in ["nope", truncated, &wrong_tail, &own_id.replace('A', "1")] {
+    // `1` is no base32 digit, whatever the id holds.
+    let not_base32 = format!("1{}", &own_id[1..]);
+    for bad in ["nope", truncated, &wrong_tail, &not_base32] {
         let (status, body) = n
             .post(
                 "/api/v1/peers",
