@@ -518,6 +518,20 @@ async fn a_member_push_is_checked_like_a_local_write_and_refused_documents_are_n
     let offered = SyncResponse::decode(&body[..]).expect("response").docs;
     assert_eq!(offered.len(), 1, "{offered:?}");
     assert_eq!(offered[0].id, honest.id);
+    // Counted per member, on /metrics.
+    let metrics = reqwest::get(format!("http://{}/metrics", node.api))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let counted = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("yui_inbound_refused_documents_total{") && l.contains("town=\"evil\"")
+        })
+        .unwrap_or_else(|| panic!("no refusal count for evil: {metrics}"));
+    assert!(counted.ends_with(&format!(" {}", cases.len())), "{counted}");
     // The KPI roll-up's member towns are real members only.
     let towns = yui_node::kpi::member_towns(&victim.node)
         .await
