@@ -303,6 +303,18 @@ pub fn render_peers(
     }
     let _ = writeln!(
         out,
+        "# HELP yui_inbound_refused_documents_total Documents a node pushed that this node refused (schema, town, time, personal data, ...)."
+    );
+    let _ = writeln!(out, "# TYPE yui_inbound_refused_documents_total counter");
+    for (node_id, s) in inbound {
+        let _ = writeln!(
+            out,
+            "yui_inbound_refused_documents_total{{node_id=\"{node_id}\",town=\"{}\"}} {}",
+            s.town, s.refused_docs
+        );
+    }
+    let _ = writeln!(
+        out,
         "# HELP yui_peer_port_refused_recent Connection attempts the peer port refused (last 100 kept)."
     );
     let _ = writeln!(out, "# TYPE yui_peer_port_refused_recent gauge");

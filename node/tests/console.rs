@@ -816,3 +816,114 @@ async fn the_dashboard_reports_a_damaged_database() {
     );
     n.stop().await;
 }
+
+/// 9999-12-31T23:59:59Z, the latest time a record can hold: shown in JST it
+/// is past what the date library represents.
+const LAST_SECOND: i64 = 253_402_300_799_000;
+/// 0001-01-01T00:00:00Z.
+const YEAR_ONE: i64 = -62_135_596_800_000;
+
+#[tokio::test]
+async fn every_page_answers_with_records_dated_at_the_ends_of_time() {
+    let node = TestNode::builder().one_user_per_role().start().await;
+    let store = &node.node.store;
+    let valid = |c: yui_protocol::Collection, v: serde_json::Value| {
+        yui_protocol::validate::validate_create(c, v.as_object().expect("object")).expect("valid")
+    };
+    use yui_protocol::Collection;
+    let mut ids = Vec::new();
+    // Record dates and commit times at both ends, as a peer's broken clock
+    // (or a record stored before receivers checked dates) leaves them.
+    for (n, at) in [LAST_SECOND, YEAR_ONE].into_iter().enumerate() {
+        let k = store
+            .create(
+                Collection::Knowledge,
+                valid(
+                    Collection::Knowledge,
+                    serde_json::json!({"title": format!("時の果て{n}"), "body": "研修の記録", "category": "training"}),
+                ),
+                at,
+            )
+            .await
+            .expect("create");
+        let k: serde_json::Value = serde_json::from_str(k.get()).expect("json");
+        ids.push(format!(
+            "/records/knowledge/{}",
+            k["id"].as_str().expect("id")
+        ));
+        let kpi = store
+            .create(
+                Collection::KpiReports,
+                valid(
+                    Collection::KpiReports,
+                    serde_json::json!({"fiscal_year": 2024 + n as i64, "new_hires": 1, "pilot_projects": 1,
+                                       "dx_certified_businesses": 0, "member_municipalities": 1}),
+                ),
+                at,
+            )
+            .await
+            .expect("create");
+        let kpi: serde_json::Value = serde_json::from_str(kpi.get()).expect("json");
+        ids.push(format!(
+            "/records/kpi_reports/{}",
+            kpi["id"].as_str().expect("id")
+        ));
+        store
+            .create(
+                Collection::PilotResults,
+                valid(
+                    Collection::PilotResults,
+                    serde_json::json!({"title": format!("実証{n}"), "period_start": "2024-07-01", "status": "completed"}),
+                ),
+                at,
+            )
+            .await
+            .expect("create");
+    }
+    let mut b = node.signed_in("admin").await;
+    let mut pages: Vec<String> = [
+        "/",
+        "/records",
+        "/records/knowledge",
+        "/records/kpi_reports",
+        "/records/pilot_results",
+        "/search?q=研修",
+        "/search?q=時の果て",
+        "/kpi",
+        "/kpi?fy=2024",
+        "/kpi.csv",
+        "/kpi/draft",
+        "/work/orders",
+        "/work/pr",
+        "/work/skills",
+        "/work/training",
+        "/peers",
+        "/audit",
+    ]
+    .map(str::to_owned)
+    .to_vec();
+    for record in &ids {
+        pages.extend([
+            record.clone(),
+            format!("{record}/edit"),
+            format!("{record}/delete"),
+        ]);
+    }
+    for lang in ["ja", "en"] {
+        for path in &pages {
+            let page = b.get(path).await;
+            assert_eq!(page.status, StatusCode::OK, "{lang} {path}: {}", page.body);
+        }
+        b.english().await;
+    }
+    // The record page shows the far-future time as stored (UTC), the other in JST.
+    let page = b.get(&ids[0]).await;
+    assert!(
+        page.body.contains("9999-12-31T23:59:59.000Z"),
+        "{}",
+        page.body
+    );
+    let page = b.get(&ids[2]).await;
+    assert!(page.body.contains("0001-01-01 09:00"), "{}", page.body);
+    node.stop().await;
+}

@@ -336,3 +336,209 @@ async fn still_serving_with_the_record_intact(
     );
     assert_eq!(counts[&Collection::Workers], 0);
 }
+
+/// A member's knowledge record, changed in its document by `edit` past the
+/// sender's own API, then committed at `commit_at` (ms).
+fn crafted(n: u64, edit: impl FnOnce(&mut automerge::AutoCommit), commit_at: i64) -> DocUpdate {
+    let id = yui_tests::wire::random_id(n, 0x6d);
+    let mut doc = yui_protocol::doc::create(
+        automerge::ActorId::from([0x6d; 16].as_slice()),
+        Collection::Knowledge,
+        &id,
+        "evil",
+        yui_node::clock::now_ms(),
+        &yui_tests::records::knowledge_fields("細工された記録"),
+    )
+    .expect("doc");
+    edit(&mut doc);
+    doc.commit_with(automerge::transaction::CommitOptions::default().with_time(commit_at));
+    DocUpdate {
+        id: id.to_string(),
+        collection: "knowledge".into(),
+        heads: doc.get_heads().iter().map(|h| h.0.to_vec()).collect(),
+        changes: doc.save_nocompress(),
+        ..Default::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_member_push_is_checked_like_a_local_write_and_refused_documents_are_not_relayed() {
+    use automerge::transaction::Transactable;
+    use automerge::{ROOT, ReadDoc, ScalarValue};
+    let consortium = Consortium::new("テスト");
+    let victim = consortium.town("omachi");
+    let attacker_town = consortium.town("evil");
+    let node = Running::start(victim.node.clone(), 2);
+    let attacker = Member::of(&attacker_town, node.peer);
+    let now = yui_node::clock::now_ms();
+    let fields_of = |doc: &automerge::AutoCommit| match doc.get(ROOT, "fields").expect("get") {
+        Some((_, obj)) => obj,
+        None => panic!("no fields"),
+    };
+    let set_field = |key: &'static str, value: &'static str| {
+        move |doc: &mut automerge::AutoCommit| {
+            let f = fields_of(doc);
+            doc.put(&f, key, value).expect("put");
+        }
+    };
+    // `body` is a long text (an Automerge Text): edited as one.
+    let set_body = |text: &'static str| {
+        move |doc: &mut automerge::AutoCommit| {
+            let f = fields_of(doc);
+            let Some((_, body)) = doc.get(&f, "body").expect("get") else {
+                panic!("no body")
+            };
+            doc.update_text(&body, text).expect("update_text");
+        }
+    };
+    let set_root = |key: &'static str, value: ScalarValue| {
+        move |doc: &mut automerge::AutoCommit| doc.put(ROOT, key, value).expect("put")
+    };
+    let long_town = "a".repeat(10_000);
+    let year_3000 = 32_503_680_000_000;
+    let cases: Vec<(&str, DocUpdate, &str)> = vec![
+        (
+            "a phone number",
+            crafted(1, set_body("連絡は 090-1234-5678 まで"), now),
+            "personal_data",
+        ),
+        (
+            "a My Number",
+            crafted(2, set_body("マイナンバー 123456789018"), now),
+            "personal_data",
+        ),
+        (
+            "an e-mail address",
+            crafted(3, set_body("taro@example.jp へ"), now),
+            "personal_data",
+        ),
+        (
+            "an unknown field",
+            crafted(4, set_field("secret", "隠し"), now),
+            "schema_violation",
+        ),
+        (
+            "a key outside fields",
+            crafted(5, set_root("hidden", "隠し".into()), now),
+            "schema_violation",
+        ),
+        (
+            "a schema-breaking tombstone",
+            crafted(
+                6,
+                |doc| {
+                    doc.put(ROOT, "deleted", true).expect("put");
+                    let f = fields_of(doc);
+                    doc.put(&f, "category", "gossip").expect("put");
+                },
+                now,
+            ),
+            "schema_violation",
+        ),
+        (
+            "an empty town",
+            crafted(7, set_root("town", "".into()), now),
+            "invalid_town",
+        ),
+        (
+            "a town with markup",
+            crafted(8, set_root("town", "<b>x</b>".into()), now),
+            "invalid_town",
+        ),
+        (
+            "a 10,000-character town",
+            crafted(9, set_root("town", long_town.as_str().into()), now),
+            "invalid_town",
+        ),
+        (
+            "a record dated year 1",
+            crafted(
+                10,
+                set_root("created_at", ScalarValue::Timestamp(-62_135_596_800_000)),
+                now,
+            ),
+            "invalid_time",
+        ),
+        (
+            "a record dated year 3000",
+            crafted(
+                11,
+                set_root("updated_at", ScalarValue::Timestamp(year_3000)),
+                now,
+            ),
+            "invalid_time",
+        ),
+        (
+            "a commit time of 9999-12-31T23:59:59Z",
+            crafted(12, set_field("title", "未来"), 253_402_300_799_000),
+            "invalid_time",
+        ),
+    ];
+    let honest = yui_tests::wire::doc_update(
+        Collection::Knowledge,
+        &yui_tests::records::knowledge_fields("正直な記録"),
+        0x6e,
+        13,
+    );
+    let mut docs: Vec<DocUpdate> = cases.iter().map(|(_, d, _)| d.clone()).collect();
+    docs.push(honest.clone());
+    let (status, body) = post(&attacker, "", &push(docs)).await;
+    assert_eq!(status, 200);
+    let refused = SyncResponse::decode(&body[..]).expect("response").refused;
+    for (what, doc, code) in &cases {
+        let r = refused
+            .iter()
+            .find(|r| r.id == doc.id)
+            .unwrap_or_else(|| panic!("{what} was not refused: {refused:?}"));
+        assert_eq!(r.code, *code, "{what}: {r:?}");
+    }
+    assert_eq!(
+        refused.len(),
+        cases.len(),
+        "the honest record was refused: {refused:?}"
+    );
+    assert!(
+        refused
+            .iter()
+            .all(|r| !r.message.contains("5678") && !r.message.contains("123456789018")),
+        "a refusal repeats the personal value: {refused:?}"
+    );
+    // The rest of the batch went on; nothing refused is stored, so nothing
+    // refused is offered onward to another member.
+    let counts = victim.node.store.counts().await.expect("counts");
+    assert_eq!(
+        counts[&Collection::Knowledge],
+        1,
+        "only the honest record is stored"
+    );
+    let third = consortium.town("itoigawa");
+    let relay = Member::of(&third, node.peer);
+    let (status, body) = post(&relay, "", &yui_tests::wire::long_poll_body(0, 0, 0)).await;
+    assert_eq!(status, 200);
+    let offered = SyncResponse::decode(&body[..]).expect("response").docs;
+    assert_eq!(offered.len(), 1, "{offered:?}");
+    assert_eq!(offered[0].id, honest.id);
+    // Counted per member, on /metrics.
+    let metrics = reqwest::get(format!("http://{}/metrics", node.api))
+        .await
+        .expect("metrics")
+        .text()
+        .await
+        .expect("text");
+    let counted = metrics
+        .lines()
+        .find(|l| {
+            l.starts_with("yui_inbound_refused_documents_total{") && l.contains("town=\"evil\"")
+        })
+        .unwrap_or_else(|| panic!("no refusal count for evil: {metrics}"));
+    assert!(counted.ends_with(&format!(" {}", cases.len())), "{counted}");
+    // The KPI roll-up's member towns are real members only.
+    let towns = yui_node::kpi::member_towns(&victim.node)
+        .await
+        .expect("towns");
+    assert!(
+        towns.iter().all(|t| t == "omachi" || t == "evil"),
+        "{towns:?}"
+    );
+    node.stop();
+}

@@ -9,6 +9,7 @@
 pub mod collection;
 pub mod daily;
 pub mod doc;
+pub mod gate;
 pub mod guard;
 pub mod kpi;
 pub mod memory;

@@ -34,6 +34,8 @@ pub struct MemoryReplica {
     docs: HashMap<RecordId, AutoCommit>,
     /// The feed epoch; [`MemoryReplica::restored`] changes it.
     pub epoch: u64,
+    /// What incoming documents are checked against (no clock by default).
+    pub admission: crate::gate::Admission,
 }
 
 impl MemoryReplica {
@@ -48,6 +50,7 @@ impl MemoryReplica {
             staged: Vec::new(),
             docs: HashMap::new(),
             epoch: 1,
+            admission: crate::gate::Admission::without_clock(),
         }
     }
 
@@ -230,6 +233,10 @@ impl Replica for MemoryReplica {
         self.peer_heads.retain(|(p, _), _| p != peer);
         self.staged.retain(|(p, ..)| p != peer);
         Ok(())
+    }
+
+    fn admission(&mut self) -> Result<crate::gate::Admission, Self::Error> {
+        Ok(self.admission.clone())
     }
 
     fn stage_peer_heads(

@@ -45,8 +45,8 @@ use automerge::{AutoCommit, ChangeHash};
 
 use crate::collection::Collection;
 use crate::doc;
+use crate::gate::{self, Admission};
 use crate::record::{RecordId, RecordView};
-use crate::validate::validate_create;
 use crate::wire::{DocUpdate, Need, Refusal};
 
 /// A change hash, as bytes.
@@ -144,6 +144,10 @@ pub trait Replica {
 
     /// Forgets every heads `peer` was believed to have.
     fn forget_peer(&mut self, peer: &str) -> Result<(), Self::Error>;
+
+    /// The receiver's clock and guard registry, which every incoming
+    /// document is checked against ([`gate::admit`]).
+    fn admission(&mut self) -> Result<Admission, Self::Error>;
 }
 
 /// Notes a peer's feed epoch. Returns true when it changed (the peer was
@@ -409,6 +413,7 @@ pub fn plan_update<R: Replica>(replica: &mut R, update: DocUpdate) -> Result<Pla
         Stored::Missing => (AutoCommit::new(), Vec::new()),
     };
     let new_here = base.is_empty();
+    let admission = replica.admission()?;
     // Everything Automerge does with the peer's bytes runs on our copy and
     // under catch_unwind: crafted changes can make it panic after they were
     // applied (in `get_heads`, `read`, `save`), not only while applying.
@@ -500,14 +505,16 @@ pub fn plan_update<R: Replica>(replica: &mut R, update: DocUpdate) -> Result<Pla
                     ),
                 )));
             }
-            if !view.deleted
-                && let Err(e) = validate_create(collection.get(), &view.fields)
-            {
-                return Ok(Plan::Refuse(refusal(
-                    &raw_id,
-                    "schema_violation",
-                    e.to_string(),
-                )));
+            // The gate of a local write: schema (tombstones too), town,
+            // times, sizes, personal data.
+            if let Err((code, message)) = gate::admit(
+                collection.get(),
+                &mut doc,
+                &from_hashes(&base),
+                &view,
+                &admission,
+            ) {
+                return Ok(Plan::Refuse(refusal(&raw_id, code, message)));
             }
             Ok(Plan::Store(Box::new(Merged {
                 id: checked.id,

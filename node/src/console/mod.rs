@@ -432,8 +432,13 @@ pub fn show_time(rfc3339: &str) -> String {
     let Ok(t) = time::OffsetDateTime::parse(rfc3339, &Rfc3339) else {
         return rfc3339.to_owned();
     };
-    // The consortium's towns are all in Japan.
-    let jst = t.to_offset(time::macros::offset!(+9));
+    // The consortium's towns are all in Japan. A stored time may be as late
+    // as 9999-12-31T23:59:59Z (a peer's broken clock, an old record): nine
+    // hours later is past what `time` can represent, and `to_offset` would
+    // panic. Such a time is shown as stored, in UTC.
+    let Some(jst) = t.checked_to_offset(time::macros::offset!(+9)) else {
+        return rfc3339.to_owned();
+    };
     jst.format(time::macros::format_description!(
         "[year]-[month]-[day] [hour]:[minute]"
     ))

@@ -89,6 +89,9 @@ pub struct InboundStats {
     pub docs_in: u64,
     pub docs_out: u64,
     pub bad_messages: u64,
+    /// Pushed documents refused (protocol.md 4.3: schema, town, time,
+    /// personal data, …); each is also logged.
+    pub refused_docs: u64,
     /// Requests that asked for the next batch before the last was stored
     /// (pipelined pulls, `confirmed` below `since`).
     pub pulled_ahead: u64,
@@ -226,6 +229,17 @@ impl Peering {
         let s = inbound.entry(peer.node_id.clone()).or_default();
         s.town.clone_from(&peer.town);
         s.bad_messages += 1;
+    }
+
+    /// Counts documents a node pushed that this node refused.
+    pub fn refused_documents(&self, peer: &PeerIdentity, count: u64) {
+        if count == 0 {
+            return;
+        }
+        let mut inbound = lock(&self.inbound);
+        let s = inbound.entry(peer.node_id.clone()).or_default();
+        s.town.clone_from(&peer.town);
+        s.refused_docs += count;
     }
 
     pub fn served(

@@ -505,6 +505,7 @@ async fn exchange(
     for r in &accepted.refused {
         tracing::warn!(peer = %peer.town, node_id = %peer.node_id, id = %r.id, code = %r.code, reason = %r.message, "refused a document from a peer");
     }
+    peering.refused_documents(peer, accepted.refused.len() as u64);
     let batch = if pull {
         let batch = wait_for_news(state, peer, since, wait_ms).await?;
         Some(deliver(fed, peering, peer, batch).await?)

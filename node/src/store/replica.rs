@@ -4,9 +4,12 @@
 //! writer's state, and so only it can store.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use automerge::AutoCommit;
 use rusqlite::{Connection, OptionalExtension, params};
+use yui_protocol::gate::Admission;
+use yui_protocol::guard::Registry;
 use yui_protocol::sync::{FeedItem, Hash, SharedCollection, Stored};
 use yui_protocol::{Collection, RecordId, RecordView};
 
@@ -24,6 +27,9 @@ pub struct SqlReplica<'c> {
     state: Option<&'c mut WriterState>,
     /// What planning already rendered for documents about to be stored.
     rendered: HashMap<RecordId, Rendered>,
+    /// The guard's registry incoming documents are checked against, with
+    /// the node's clock read when they are planned (`admitting`).
+    registry: Arc<Registry>,
 }
 
 /// A merged document's stored forms, computed while planning (outside the
@@ -43,6 +49,7 @@ impl<'c> SqlReplica<'c> {
             conn,
             state: None,
             rendered: HashMap::new(),
+            registry: Arc::new(Registry::new()),
         }
     }
 
@@ -57,7 +64,15 @@ impl<'c> SqlReplica<'c> {
             conn,
             state: Some(state),
             rendered,
+            registry: Arc::new(Registry::new()),
         }
+    }
+
+    /// Checks incoming documents' personal data against `registry` (the
+    /// names of this town's people); without it, only the detectors run.
+    pub(super) fn admitting(mut self, registry: Arc<Registry>) -> SqlReplica<'c> {
+        self.registry = registry;
+        self
     }
 }
 
@@ -66,6 +81,13 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
 
     fn shared_feed(&mut self, after: u64, limit: usize) -> Result<Vec<FeedItem>> {
         read_shared_feed(self.conn, after, limit)
+    }
+
+    fn admission(&mut self) -> Result<Admission> {
+        Ok(Admission::new(
+            crate::clock::now_ms(),
+            self.registry.clone(),
+        ))
     }
 
     fn stored(&mut self, id: &RecordId) -> Result<Stored> {

@@ -52,8 +52,9 @@ impl Store {
         mut request: SyncRequest,
     ) -> Result<sync::Outcome> {
         let (plans, rendered) = self.plan(std::mem::take(&mut request.push)).await?;
+        let registry = self.registry().await?;
         self.write(move |conn, state| {
-            let mut replica = SqlReplica::writing(conn, state, rendered);
+            let mut replica = SqlReplica::writing(conn, state, rendered).admitting(registry);
             session::server_accept_planned(&mut replica, &peer, &request, plans)
         })
         .await
@@ -66,9 +67,11 @@ impl Store {
         &self,
         mut docs: Vec<DocUpdate>,
     ) -> Result<(Vec<sync::Plan>, HashMap<RecordId, Rendered>)> {
+        let registry = self.registry().await?;
         let plan_half = |docs: Vec<DocUpdate>| {
+            let registry = registry.clone();
             self.read(move |conn| {
-                let mut replica = SqlReplica::reading(conn);
+                let mut replica = SqlReplica::reading(conn).admitting(registry);
                 let mut plans = sync::plan_updates(&mut replica, docs)?;
                 let mut rendered = HashMap::new();
                 for plan in &mut plans {
@@ -189,8 +192,9 @@ impl Store {
             plans,
             rendered,
         } = planned;
+        let registry = self.registry().await?;
         self.write(move |conn, state| {
-            let mut replica = SqlReplica::writing(conn, state, rendered);
+            let mut replica = SqlReplica::writing(conn, state, rendered).admitting(registry);
             let outcome = session::client_apply_planned(&mut replica, &peer, &sent, response, plans)?;
             conn.execute(
                 "UPDATE peers SET push_cursor = coalesce(?2, push_cursor), pull_cursor = coalesce(?3, pull_cursor)

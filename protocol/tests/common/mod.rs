@@ -390,7 +390,7 @@ pub fn snapshot(r: &mut MemoryReplica) -> BTreeMap<RecordId, Held> {
 }
 
 /// The refusal codes `accept_updates` may send.
-pub const REFUSAL_CODES: [&str; 9] = [
+pub const REFUSAL_CODES: [&str; 12] = [
     "invalid_id",
     "unknown_collection",
     "local_collection",
@@ -400,6 +400,9 @@ pub const REFUSAL_CODES: [&str; 9] = [
     "invalid_document",
     "document_mismatch",
     "schema_violation",
+    "invalid_town",
+    "invalid_time",
+    "personal_data",
 ];
 
 /// What applying one message did.
