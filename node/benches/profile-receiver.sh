@@ -22,7 +22,7 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")/../.." && pwd)
 BIN=${YUI_BIN:-$here/target/release/yui}
 N=${N:-1000}
-PEERS=${PEERS_DIR:-/work/shared/peers}
+PEERS=${PEERS_DIR:-$here/../shared/peers}
 ROOT=$(mktemp -d /tmp/yui-profile-XXXXXX)
 echo "data in $ROOT, binary $BIN, N = $N"
 pids=()

@@ -1,6 +1,6 @@
 //! Federation benchmark (issue 3, "Federation under stress"): sync between
 //! real `yui serve` processes over mutual TLS on 127.0.0.1, on the
-//! consortium workload of `/work/shared/peers`, next to PouchDB and bare
+//! consortium workload of `../shared/peers` (beside the checkout), next to PouchDB and bare
 //! Automerge measured in the same run.
 //!
 //! ```text
@@ -9,7 +9,7 @@
 //! cargo bench -p yui-node --bench sync -- --n 10000 --runs 3 --writes 200 --no-pouchdb
 //! ```
 //!
-//! Workload: `node /work/shared/peers/lib/gen.js --jsonl N` (the exact
+//! Workload: `node ../shared/peers/lib/gen.js --jsonl N` (the exact
 //! records of the PouchDB/Automerge benchmarks; the sha256 of its output is
 //! printed and checked against the published fingerprints), mapped to the
 //! `knowledge` collection as {title, body, category "other", tags}. The
@@ -128,7 +128,7 @@ fn parse_opts() -> Result<Opts> {
         ],
         &["QUICK", "NO_POUCHDB", "NO_DIRECT", "KEEP"],
         "options: --n 10000 --quick --runs 3 --writes 200 --load-clients 8 \
-         --idle-window 26 --no-pouchdb --no-direct --peers-dir /work/shared/peers --keep",
+         --idle-window 26 --no-pouchdb --no-direct --peers-dir ../shared/peers --keep",
     )?;
     let quick = given.flag("quick");
     let mut o = Opts {
@@ -140,7 +140,8 @@ fn parse_opts() -> Result<Opts> {
         idle_window: if quick { 0 } else { 26 },
         pouchdb: !given.flag("no-pouchdb"),
         direct: !quick && !given.flag("no-direct"),
-        peers_dir: PathBuf::from("/work/shared/peers"),
+        // `../shared/peers` beside the checkout (`--peers-dir` to move it).
+        peers_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers"),
         keep: given.flag("keep"),
     };
     for (name, v) in given.values {
