@@ -83,13 +83,21 @@ async fn the_peer_port_refuses_a_client_certificate_without_client_auth() {
             "a client certificate with {what} was answered: {answer:?}"
         );
     }
-    // The node says why.
+    // The node says why. The client can see its handshake fail before the
+    // node has recorded the refusal: give it a moment.
     let peering = victim.node.peering.as_ref().expect("joined");
-    let reasons: Vec<String> = peering
-        .refused_attempts()
-        .into_iter()
-        .map(|r| r.reason)
-        .collect();
+    let reasons_now = || -> Vec<String> {
+        peering
+            .refused_attempts()
+            .into_iter()
+            .map(|r| r.reason)
+            .collect()
+    };
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    while reasons_now().len() < 2 && tokio::time::Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let reasons = reasons_now();
     for why in [
         "no extended key usage extension (clientAuth is required)",
         "does not allow extended key usage for client authentication",
