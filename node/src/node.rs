@@ -242,6 +242,17 @@ impl Node {
         self.accounts.audit(principal, action, target, detail).await;
     }
 
+    /// A read that failed is an error, unless the database is damaged
+    /// (once the first integrity check has said so): then status goes on
+    /// without what could not be read.
+    async fn unless_damaged(&self, e: Error, what: &str) -> Result<()> {
+        if self.store.first_integrity_check().await.is_ok() {
+            return Err(e);
+        }
+        tracing::warn!(error = %e, "status: {what} unreadable (the database is damaged)");
+        Ok(())
+    }
+
     pub async fn status(&self) -> Result<Status> {
         let api = match self.api_url.get() {
             Some(url) => Some(url.clone()),
@@ -249,22 +260,19 @@ impl Node {
         };
         // A damaged database may not answer every query: the status still
         // answers, with what could be read, so it can say what is damaged.
-        let damaged = !self.store.integrity().is_ok();
         let counts = match self.store.counts().await {
             Ok(counts) => counts,
-            Err(e) if damaged => {
-                tracing::warn!(error = %e, "status: record counts unreadable (the database is damaged)");
+            Err(e) => {
+                self.unless_damaged(e, "record counts").await?;
                 Default::default()
             }
-            Err(e) => return Err(e),
         };
         let peers = match self.store.peers().await {
             Ok(peers) => peers,
-            Err(e) if damaged => {
-                tracing::warn!(error = %e, "status: peers unreadable (the database is damaged)");
+            Err(e) => {
+                self.unless_damaged(e, "peers").await?;
                 Vec::new()
             }
-            Err(e) => return Err(e),
         };
         let collections = counts
             .iter()

@@ -120,8 +120,18 @@ fn flipped_data_pages_are_found_at_start_and_stop_writes_and_backups() {
     let flipped = yui_tests::disk::flip_data_pages(&data.join("yui.sqlite"));
     assert!(flipped >= 5, "{flipped} pages");
 
-    // The node starts, to say what is wrong, and says it everywhere.
+    // The node starts, to say what is wrong, and says it everywhere. The
+    // check runs in the background from start, while reads are served: a
+    // write sent at once waits for it, and is refused.
     let server = Server::start_unhealthy(&data);
+    let (code, body) = server
+        .post(
+            "/api/v1/records/knowledge",
+            &serde_json::json!({"fields": knowledge("起動直後の書き込み")}),
+        )
+        .expect("post");
+    assert_eq!(code, 503, "{body}");
+    assert_eq!(body["error"]["code"], "database_damaged", "{body}");
     let health = server
         .client
         .get(server.url("/healthz"))

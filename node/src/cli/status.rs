@@ -15,6 +15,9 @@ pub(super) async fn run(data_dir: DataDir, json: bool) -> Result<()> {
         Some(api) => call_api(&api, reqwest::Method::GET, "/api/v1/status", None, false).await?,
         None => {
             let node = Node::open(data_dir, false)?;
+            // Stopped, the status is the place to learn of damage: wait for
+            // the check (seconds on a large database).
+            node.store.first_integrity_check().await;
             let status = node.status().await;
             node.store.close();
             serde_json::to_value(status?)?
@@ -85,6 +88,9 @@ pub(super) async fn run(data_dir: DataDir, json: bool) -> Result<()> {
                 "DAMAGED:     the database is damaged (tables: {}); writes are refused. Restore the newest verified backup, then let the peers refill the shared records (docs/operations.md 17)",
                 tables.join(", ")
             );
+        }
+        _ if integrity["checked_at"].is_null() => {
+            println!("integrity:   being checked (SQLite quick_check at start; writes wait for it)")
         }
         _ => println!("integrity:   ok (SQLite quick_check)"),
     }

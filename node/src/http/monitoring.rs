@@ -1,5 +1,6 @@
 //! What monitoring reads without a token: `/healthz` (alive, the database
-//! answers and its latest integrity check found no damage) and `/metrics` (Prometheus text format).
+//! answers and its latest integrity check found no damage, or the first is
+//! still running) and `/metrics` (Prometheus text format).
 
 use axum::extract::State;
 use axum::http::{HeaderValue, StatusCode, header};
@@ -19,9 +20,12 @@ pub async fn healthz(State(node): State<AppState>) -> Response {
         );
     }
     match node.store.check_readable().await {
+        // While the first integrity check runs (seconds, at start on a
+        // large database) the node serves reads and says so.
         Ok(()) => json_response(
             StatusCode::OK,
-            &json!({"status": "ok", "town": node.config.town}),
+            &json!({"status": "ok", "town": node.config.town,
+                    "integrity": if integrity.checked_at.is_some() { "ok" } else { "checking" }}),
         ),
         Err(e) => {
             tracing::error!(error = %e, "health check: the database does not answer");

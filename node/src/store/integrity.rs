@@ -4,9 +4,19 @@
 //! damaged, the writer takes no writes (`Store::write` refuses with
 //! `Error::DamagedDatabase`): a damaged b-tree can lose or mangle what is
 //! written into it, and what the node would sync out of it.
+//!
+//! The first check runs on the writer thread before its first write
+//! ([`FirstCheck`]), not in `Store::open`: it reads every page (3 s at
+//! 100,000 records), and reads and `/healthz` need not wait for it. Writes
+//! do: `Store::write` waits until it has run, so a damaged database still
+//! takes none.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
 
 use rusqlite::Connection;
 use serde::Serialize;
+use tokio::sync::watch;
 use yui_protocol::Millis;
 
 use super::Store;
@@ -86,7 +96,42 @@ pub(super) fn check(conn: &Connection, now: Millis) -> Integrity {
     }
 }
 
+/// The first check, handed to the writer thread.
+pub(super) struct FirstCheck {
+    pub path: PathBuf,
+    pub integrity: Arc<Mutex<Integrity>>,
+    pub done: watch::Sender<bool>,
+}
+
+impl FirstCheck {
+    pub fn run(self, conn: &Connection) {
+        let started = std::time::Instant::now();
+        let found = check(conn, crate::clock::now_ms());
+        if found.is_ok() {
+            tracing::info!(
+                took_ms = started.elapsed().as_millis() as u64,
+                "database integrity check at start: ok"
+            );
+        } else {
+            log_damage(&self.path, &found);
+        }
+        *super::lock(&self.integrity) = found;
+        let _ = self.done.send(true);
+    }
+}
+
 impl Store {
+    /// Waits until the first integrity check (on the writer thread) has run,
+    /// and answers its result. `yui status` and the writes wait; nothing
+    /// else needs to.
+    pub async fn first_integrity_check(&self) -> Integrity {
+        let mut done = self.inner.first_check.clone();
+        // An error means the writer thread is gone (shutting down); the
+        // write that waits then fails on the closed queue.
+        let _ = done.wait_for(|done| *done).await;
+        self.integrity()
+    }
+
     /// The result of the latest integrity check.
     pub fn integrity(&self) -> Integrity {
         super::lock(&self.inner.integrity).clone()
@@ -107,8 +152,12 @@ impl Store {
         Ok(found)
     }
 
-    /// Refuses a write while the database is damaged.
-    pub(super) fn refuse_if_damaged(&self) -> Result<()> {
+    /// Refuses a write while the database is damaged, once the first check
+    /// has run.
+    pub(super) async fn refuse_if_damaged(&self) -> Result<()> {
+        if !*self.inner.first_check.borrow() {
+            self.first_integrity_check().await;
+        }
         let integrity = super::lock(&self.inner.integrity);
         if integrity.is_ok() {
             Ok(())

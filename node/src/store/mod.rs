@@ -130,8 +130,11 @@ struct Inner {
     conflicts: Mutex<ConflictScan>,
     /// The towns of the shared records, and up to which feed position.
     towns: Mutex<(i64, BTreeSet<String>)>,
-    /// The latest integrity check (`integrity`); writes wait for it to be ok.
-    integrity: Mutex<Integrity>,
+    /// The latest integrity check (`integrity`), shared with the writer
+    /// thread, which runs the first; writes wait for it to be ok.
+    integrity: Arc<Mutex<Integrity>>,
+    /// Whether the first integrity check has run.
+    first_check: watch::Receiver<bool>,
 }
 
 impl Store {
@@ -156,8 +159,10 @@ impl Store {
         Ok(())
     }
 
-    /// Opens an existing database and starts the writer thread. Reads no
-    /// document: start-up costs the same at 10 or 100,000 records.
+    /// Opens an existing database and starts the writer thread, which checks
+    /// the database's integrity before its first write. Reads no document
+    /// and does not wait for the check: start-up costs the same at 10 or
+    /// 100,000 records.
     pub fn open(path: &Path, expected_town: &str) -> Result<Store> {
         if !path.exists() {
             return Err(Error::Config(format!(
@@ -178,39 +183,54 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")
             .map_err(|e| corrupt(path, e))?;
         conn.pragma_update(None, "synchronous", "FULL")?;
-        // A damaged database still opens, to serve what it can read and say
-        // what is damaged; it takes no writes, so nothing below writes.
-        let integrity = integrity::check(&conn, crate::clock::now_ms());
-        let whole = integrity.is_ok();
-        if !whole {
-            integrity::log_damage(path, &integrity);
+        // The integrity check reads the whole file (3 s at 100,000 records),
+        // so it runs on the writer thread, before its first write, while
+        // reads and `/healthz` are already served. Only an upgrade, which
+        // writes at open, checks here first: a damaged database takes no
+        // write, not even a new table.
+        let mut checked_at_open = None;
+        if needs_upgrade(&conn)? {
+            let integrity = integrity::check(&conn, crate::clock::now_ms());
+            if integrity.is_ok() {
+                rebuild_search_if_redeclared(&conn)?;
+                conn.execute_batch(ADDED_TABLES)?;
+                if get_meta(&conn, "feed_epoch")?.is_none() {
+                    set_meta(&conn, "feed_epoch", &new_epoch().to_string())?;
+                }
+            } else {
+                integrity::log_damage(path, &integrity);
+            }
+            checked_at_open = Some(integrity);
         }
-        if whole {
-            rebuild_search_if_redeclared(&conn)?;
-        }
-        let next_seq: i64 =
-            match conn.query_row("SELECT coalesce(max(seq), 0) + 1 FROM records", [], |r| {
-                r.get(0)
-            }) {
-                Ok(seq) => seq,
-                Err(_) if !whole => 1,
-                Err(e) => return Err(corrupt(path, e)),
-            };
+        let readable = conn.query_row("SELECT coalesce(max(seq), 0) + 1 FROM records", [], |r| {
+            r.get::<_, i64>(0)
+        });
+        let next_seq = match readable {
+            Ok(seq) => seq,
+            Err(e) => {
+                // Unreadable: find out now whether it is damage.
+                let integrity = checked_at_open
+                    .take()
+                    .unwrap_or_else(|| integrity::check(&conn, crate::clock::now_ms()));
+                if integrity.is_ok() {
+                    return Err(corrupt(path, e));
+                }
+                if checked_at_open.is_none() {
+                    integrity::log_damage(path, &integrity);
+                }
+                checked_at_open = Some(integrity);
+                1
+            }
+        };
         let epoch = match get_meta(&conn, "feed_epoch") {
             Ok(Some(e)) => e
                 .parse()
                 .map_err(|_| corrupt(path, "unreadable feed epoch"))?,
-            Ok(None) | Err(_) if !whole => 0,
-            Ok(None) => {
-                let e = new_epoch();
-                set_meta(&conn, "feed_epoch", &e.to_string())?;
-                e
-            }
+            // Only a damaged database (checked above) gets here.
+            Ok(None) | Err(_) if checked_at_open.as_ref().is_some_and(|i| !i.is_ok()) => 0,
+            Ok(None) => return Err(corrupt(path, "no feed epoch")),
             Err(e) => return Err(corrupt(path, e)),
         };
-        if whole {
-            conn.execute_batch(ADDED_TABLES)?;
-        }
 
         let mut readers = Vec::with_capacity(READERS);
         for _ in 0..READERS {
@@ -224,9 +244,21 @@ impl Store {
         };
         let (last_seq, _) = watch::channel(next_seq - 1);
         let notify = last_seq.clone();
+        let integrity = Arc::new(Mutex::new(checked_at_open.clone().unwrap_or_default()));
+        let (first_check_done, first_check) = watch::channel(checked_at_open.is_some());
+        let startup = checked_at_open.is_none().then(|| integrity::FirstCheck {
+            path: path.to_owned(),
+            integrity: integrity.clone(),
+            done: first_check_done,
+        });
         let writer_thread = thread::Builder::new()
             .name("yui-store-writer".into())
-            .spawn(move || run_writer(conn, state, rx, notify))
+            .spawn(move || {
+                if let Some(first) = startup {
+                    first.run(&conn);
+                }
+                run_writer(conn, state, rx, notify)
+            })
             .map_err(|e| Error::Storage(format!("starting the writer thread: {e}")))?;
         Ok(Store {
             inner: Arc::new(Inner {
@@ -243,7 +275,8 @@ impl Store {
                 registry: Mutex::new(None),
                 conflicts: Mutex::new(ConflictScan::default()),
                 towns: Mutex::new((0, BTreeSet::new())),
-                integrity: Mutex::new(integrity),
+                integrity,
+                first_check,
             }),
         })
     }
@@ -323,4 +356,25 @@ fn not_found(collection: Collection, id: &str) -> Error {
         collection: collection.name().to_owned(),
         id: id.chars().take(60).collect(),
     }
+}
+
+/// Whether opening this database must write first: tables or a feed epoch
+/// added since it was made, or a search index declared otherwise. Reads the
+/// schema only; an unreadable schema counts as an upgrade, so it is checked
+/// before anything else.
+fn needs_upgrade(conn: &Connection) -> Result<bool> {
+    let found = conn
+        .query_row(
+            "SELECT (SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('peer_epochs', 'peer_staged', 'egress')),
+                    (SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'search'),
+                    (SELECT count(*) FROM meta WHERE key = 'feed_epoch')",
+            [],
+            |r| Ok((r.get::<_, i64>(0)?, r.get::<_, Option<String>>(1)?, r.get::<_, i64>(2)?)),
+        );
+    Ok(match found {
+        Ok((tables, search, epochs)) => {
+            tables < 3 || search.as_deref() != Some(SEARCH_TABLE) || epochs == 0
+        }
+        Err(_) => true,
+    })
 }

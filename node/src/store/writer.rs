@@ -34,7 +34,7 @@ impl Store {
         &self,
         f: impl FnOnce(&Connection, &mut WriterState) -> Result<T> + Send + 'static,
     ) -> Result<T> {
-        self.refuse_if_damaged()?;
+        self.refuse_if_damaged().await?;
         let (reply, answer) = oneshot::channel();
         let job: Job = Box::new(move |conn, state| {
             let result = f(conn, state);
