@@ -14,6 +14,7 @@ pub mod client;
 pub mod codec;
 mod pipeline;
 pub mod server;
+mod signers;
 pub mod tls;
 
 use std::collections::{HashMap, VecDeque};
@@ -152,6 +153,8 @@ pub struct Peering {
     refused: Mutex<VecDeque<RefusedAttempt>>,
     inbound: Mutex<HashMap<String, InboundStats>>,
     next_index: AtomicU64,
+    /// The member keys change signatures are checked with.
+    signers: signers::Signers,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -183,6 +186,7 @@ impl Peering {
             refused: Mutex::new(VecDeque::new()),
             inbound: Mutex::new(HashMap::new()),
             next_index: AtomicU64::new(1),
+            signers: signers::Signers::default(),
         })
     }
 
@@ -272,9 +276,17 @@ impl Peering {
         v
     }
 
-    pub fn install_revocations(&self, data_dir: &DataDir, der: &[u8]) -> Result<bool> {
+    /// Installs a newer revocation list (verified against the CA), and
+    /// with it the revoked keys in the store's signer book.
+    pub fn install_revocations(
+        &self,
+        store: &Store,
+        data_dir: &DataDir,
+        der: &[u8],
+    ) -> Result<bool> {
         let newer = self.trust.install_revocations(data_dir, der)?;
         if newer {
+            self.publish_signers(store);
             match PeerClient::new(&self.trust) {
                 Ok(fresh) => {
                     *self

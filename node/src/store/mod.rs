@@ -43,6 +43,7 @@ mod feed;
 mod guard;
 mod integrity;
 mod peers;
+mod provenance;
 mod reads;
 mod records;
 mod replica;
@@ -54,7 +55,7 @@ mod writer;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::thread;
 
 use automerge::ActorId;
@@ -69,6 +70,7 @@ pub use self::egress::EgressEntry;
 pub use self::guard::GuardMode;
 pub use self::integrity::Integrity;
 pub use self::peers::{PeerInfo, PeerRound};
+pub use self::provenance::{ChangeSigning, SignedBy};
 pub use self::replica::SqlReplica;
 pub use self::sync::PlannedAnswer;
 pub(crate) use self::users::{UsersConn, UsersDb};
@@ -135,6 +137,11 @@ struct Inner {
     integrity: Arc<Mutex<Integrity>>,
     /// Whether the first integrity check has run.
     first_check: watch::Receiver<bool>,
+    /// Signs this node's changes to shared records (`provenance`).
+    signing: OnceLock<ChangeSigning>,
+    /// The member keys incoming changes are checked with; empty (every
+    /// change refused) until the peer layer sets it.
+    signers: Mutex<Arc<yui_protocol::provenance::SignerBook>>,
 }
 
 impl Store {
@@ -150,6 +157,8 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.execute_batch(SCHEMA)?;
         conn.execute(SEARCH_TABLE, [])?;
+        conn.execute_batch(ADDED_TABLES)?;
+        conn.execute_batch(provenance::TABLES)?;
         set_meta(&conn, "town", town)?;
         set_meta(&conn, "actor", &new_actor_hex())?;
         set_meta(&conn, "feed_epoch", &new_epoch().to_string())?;
@@ -194,6 +203,7 @@ impl Store {
             if integrity.is_ok() {
                 rebuild_search_if_redeclared(&conn)?;
                 conn.execute_batch(ADDED_TABLES)?;
+                conn.execute_batch(provenance::TABLES)?;
                 if get_meta(&conn, "feed_epoch")?.is_none() {
                     set_meta(&conn, "feed_epoch", &new_epoch().to_string())?;
                 }
@@ -277,6 +287,8 @@ impl Store {
                 towns: Mutex::new((0, BTreeSet::new())),
                 integrity,
                 first_check,
+                signing: OnceLock::new(),
+                signers: Mutex::new(Arc::default()),
             }),
         })
     }
@@ -365,7 +377,8 @@ fn not_found(collection: Collection, id: &str) -> Error {
 fn needs_upgrade(conn: &Connection) -> Result<bool> {
     let found = conn
         .query_row(
-            "SELECT (SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('peer_epochs', 'peer_staged', 'egress')),
+            "SELECT (SELECT count(*) FROM sqlite_schema WHERE type = 'table'
+                     AND name IN ('peer_epochs', 'peer_staged', 'egress', 'change_signatures', 'signer_certificates')),
                     (SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'search'),
                     (SELECT count(*) FROM meta WHERE key = 'feed_epoch')",
             [],
@@ -373,7 +386,7 @@ fn needs_upgrade(conn: &Connection) -> Result<bool> {
         );
     Ok(match found {
         Ok((tables, search, epochs)) => {
-            tables < 3 || search.as_deref() != Some(SEARCH_TABLE) || epochs == 0
+            tables < 5 || search.as_deref() != Some(SEARCH_TABLE) || epochs == 0
         }
         Err(_) => true,
     })

@@ -6,14 +6,16 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use automerge::AutoCommit;
+use automerge::{AutoCommit, ChangeHash};
 use rusqlite::{Connection, OptionalExtension, params};
 use yui_protocol::gate::Admission;
 use yui_protocol::guard::Registry;
+use yui_protocol::provenance::{ChangeSignature, SignerBook};
 use yui_protocol::sync::{FeedItem, Hash, SharedCollection, Stored};
 use yui_protocol::{Collection, RecordId, RecordView};
 
 use super::feed::{pack_hashes, pack_heads, read_shared_feed, unpack_heads};
+use super::provenance::{insert_signatures, read_signatures};
 use super::schema::get_meta;
 use super::search::index_terms;
 use super::writer::WriterState;
@@ -30,6 +32,8 @@ pub struct SqlReplica<'c> {
     /// The guard's registry incoming documents are checked against, with
     /// the node's clock read when they are planned (`admitting`).
     registry: Arc<Registry>,
+    /// The member keys their changes' signatures are checked with.
+    signers: Arc<SignerBook>,
 }
 
 /// A merged document's stored forms, computed while planning (outside the
@@ -50,6 +54,7 @@ impl<'c> SqlReplica<'c> {
             state: None,
             rendered: HashMap::new(),
             registry: Arc::new(Registry::new()),
+            signers: Arc::default(),
         }
     }
 
@@ -65,13 +70,21 @@ impl<'c> SqlReplica<'c> {
             state: Some(state),
             rendered,
             registry: Arc::new(Registry::new()),
+            signers: Arc::default(),
         }
     }
 
     /// Checks incoming documents' personal data against `registry` (the
-    /// names of this town's people); without it, only the detectors run.
-    pub(super) fn admitting(mut self, registry: Arc<Registry>) -> SqlReplica<'c> {
+    /// names of this town's people; without it, only the detectors run) and
+    /// their changes' signatures against `signers` (without it, every
+    /// change is refused).
+    pub(super) fn admitting(
+        mut self,
+        registry: Arc<Registry>,
+        signers: Arc<SignerBook>,
+    ) -> SqlReplica<'c> {
         self.registry = registry;
+        self.signers = signers;
         self
     }
 }
@@ -84,10 +97,10 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
     }
 
     fn admission(&mut self) -> Result<Admission> {
-        Ok(Admission::new(
-            crate::clock::now_ms(),
-            self.registry.clone(),
-        ))
+        Ok(
+            Admission::new(crate::clock::now_ms(), self.registry.clone())
+                .with_signers(self.signers.clone()),
+        )
     }
 
     fn stored(&mut self, id: &RecordId) -> Result<Stored> {
@@ -143,7 +156,9 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
         collection: SharedCollection,
         doc: &mut AutoCommit,
         view: &RecordView,
+        signatures: &[ChangeSignature],
     ) -> Result<()> {
+        insert_signatures(self.conn, id, signatures)?;
         let state = self
             .state
             .as_deref_mut()
@@ -203,6 +218,14 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
         }
         state.next_seq += 1;
         Ok(())
+    }
+
+    fn signatures(
+        &mut self,
+        id: &RecordId,
+        changes: Option<&[ChangeHash]>,
+    ) -> Result<Vec<ChangeSignature>> {
+        read_signatures(self.conn, id, changes)
     }
 
     fn feed_epoch(&mut self) -> Result<u64> {
