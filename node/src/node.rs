@@ -125,6 +125,7 @@ impl Node {
         let token = data_dir.read_token()?;
         let node_id = data_dir.node_id()?;
         let store = Store::open(&data_dir.db_path(), &config.town)?;
+        store.set_quotas(config.quotas.resolve().map_err(Error::Config)?);
         let accounts = crate::accounts::Accounts::open_with_audit_via(
             &data_dir.db_path(),
             token.clone(),

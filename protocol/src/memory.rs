@@ -192,9 +192,11 @@ impl Replica for MemoryReplica {
         collection: SharedCollection,
         doc: &mut AutoCommit,
         _view: &RecordView,
-    ) -> Result<(), Self::Error> {
+        _received: u64,
+    ) -> Result<Result<(), crate::gate::Refused>, Self::Error> {
+        // The simulation's replicas keep no quotas.
         self.put(id, collection.get(), doc);
-        Ok(())
+        Ok(Ok(()))
     }
 
     fn peer_heads(&mut self, peer: &str, id: &RecordId) -> Result<Vec<Hash>, Self::Error> {

@@ -101,14 +101,19 @@ pub trait Replica {
 
     fn stored(&mut self, id: &RecordId) -> Result<Stored, Self::Error>;
 
-    /// Stores a merged shared document (new or updated).
+    /// Stores a merged shared document (new or updated) that a peer sent,
+    /// `received` being the size of the update's changes, and charges it
+    /// to its origin town's quota ([`crate::quota`]) in the same write; or,
+    /// when that would exceed the quota, stores nothing and returns the
+    /// refusal.
     fn store_shared(
         &mut self,
         id: &RecordId,
         collection: SharedCollection,
         doc: &mut AutoCommit,
         view: &RecordView,
-    ) -> Result<(), Self::Error>;
+        received: u64,
+    ) -> Result<Result<(), gate::Refused>, Self::Error>;
 
     /// The heads `peer` is known to have of a record (empty if unknown).
     fn peer_heads(&mut self, peer: &str, id: &RecordId) -> Result<Vec<Hash>, Self::Error>;
@@ -617,14 +622,26 @@ pub fn commit_plans<R: Replica>(
             Plan::Need { need, .. } => outcome.needs.push(need),
             Plan::Refuse(r) => outcome.refused.push(r),
             Plan::Store(mut merged) => {
-                replica.store_shared(
+                let stored = replica.store_shared(
                     &merged.id,
                     merged.collection,
                     &mut merged.doc,
                     &merged.view,
+                    merged.update.changes.len() as u64,
                 )?;
-                replica.set_peer_heads(peer, &merged.id, &merged.sender_heads)?;
-                outcome.stored.push(merged.id);
+                match stored {
+                    Ok(()) => {
+                        replica.set_peer_heads(peer, &merged.id, &merged.sender_heads)?;
+                        outcome.stored.push(merged.id);
+                    }
+                    // Over its origin town's quota: not stored, so never
+                    // relayed; the rest of the batch goes on.
+                    Err((code, message)) => {
+                        outcome
+                            .refused
+                            .push(refusal(merged.id.as_str(), code, message));
+                    }
+                }
             }
         }
     }

@@ -8,12 +8,14 @@ use std::sync::Arc;
 
 use automerge::AutoCommit;
 use rusqlite::{Connection, OptionalExtension, params};
-use yui_protocol::gate::Admission;
+use yui_protocol::gate::{Admission, Refused};
 use yui_protocol::guard::Registry;
+use yui_protocol::quota::{Charge, Quotas};
 use yui_protocol::sync::{FeedItem, Hash, SharedCollection, Stored};
 use yui_protocol::{Collection, RecordId, RecordView};
 
 use super::feed::{pack_hashes, pack_heads, read_shared_feed, unpack_heads};
+use super::quota;
 use super::schema::get_meta;
 use super::search::index_terms;
 use super::writer::WriterState;
@@ -30,6 +32,10 @@ pub struct SqlReplica<'c> {
     /// The guard's registry incoming documents are checked against, with
     /// the node's clock read when they are planned (`admitting`).
     registry: Arc<Registry>,
+    /// The quotas a document from a peer is charged to (`charging`), and
+    /// the JST day of the write.
+    quotas: Arc<Quotas>,
+    day: String,
 }
 
 /// A merged document's stored forms, computed while planning (outside the
@@ -50,6 +56,8 @@ impl<'c> SqlReplica<'c> {
             state: None,
             rendered: HashMap::new(),
             registry: Arc::new(Registry::new()),
+            quotas: Arc::default(),
+            day: String::new(),
         }
     }
 
@@ -65,6 +73,8 @@ impl<'c> SqlReplica<'c> {
             state: Some(state),
             rendered,
             registry: Arc::new(Registry::new()),
+            quotas: Arc::default(),
+            day: crate::clock::day_jst(crate::clock::now_ms()),
         }
     }
 
@@ -72,6 +82,13 @@ impl<'c> SqlReplica<'c> {
     /// names of this town's people); without it, only the detectors run.
     pub(super) fn admitting(mut self, registry: Arc<Registry>) -> SqlReplica<'c> {
         self.registry = registry;
+        self
+    }
+
+    /// Charges what it stores from a peer to `quotas` (the defaults
+    /// otherwise).
+    pub(super) fn charging(mut self, quotas: Arc<Quotas>) -> SqlReplica<'c> {
+        self.quotas = quotas;
         self
     }
 }
@@ -143,7 +160,8 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
         collection: SharedCollection,
         doc: &mut AutoCommit,
         view: &RecordView,
-    ) -> Result<()> {
+        received: u64,
+    ) -> Result<std::result::Result<(), Refused>> {
         let state = self
             .state
             .as_deref_mut()
@@ -159,12 +177,38 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
         };
         let seq = state.next_seq;
         // Cached statements: this runs for every record a peer sends.
-        let existing: Option<i64> = self
+        // The stored size and origin town of a record already here.
+        let existing: Option<(i64, i64, String)> = self
             .conn
-            .prepare_cached("SELECT rowid FROM records WHERE id = ?1")?
-            .query_row([id.as_str()], |r| r.get(0))
+            .prepare_cached(
+                "SELECT rowid, length(doc) + coalesce(
+                     (SELECT sum(length(data)) FROM doc_chunks WHERE record = records.rowid), 0), town
+                 FROM records WHERE id = ?1",
+            )?
+            .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
-        let rowid = match existing {
+        // Charged to the town the record was first stored under: a later
+        // change to its `town` moves no charge.
+        let (origin, stored_before) = match &existing {
+            Some((_, size, town)) => (town.as_str(), *size),
+            None => (view.town.as_str(), 0),
+        };
+        let charge = Charge {
+            new_record: existing.is_none(),
+            received,
+            stored_delta: bytes.len() as i64 - stored_before,
+        };
+        if let Err(refused) = quota::charge(
+            self.conn,
+            &self.quotas,
+            origin,
+            collection.get(),
+            &self.day,
+            charge,
+        )? {
+            return Ok(Err(refused));
+        }
+        let rowid = match existing.map(|(rowid, ..)| rowid) {
             Some(rowid) => {
                 self.conn
                     .execute("DELETE FROM doc_chunks WHERE record = ?1", [rowid])?;
@@ -202,7 +246,7 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
                 .execute(params![rowid, terms])?;
         }
         state.next_seq += 1;
-        Ok(())
+        Ok(Ok(()))
     }
 
     fn feed_epoch(&mut self) -> Result<u64> {
