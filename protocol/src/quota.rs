@@ -9,6 +9,13 @@
 //! The day is the receiver's: the caller passes usage already reset at the
 //! turn of its day (JST on a node). This module reads no clock.
 //!
+//! The daily limits are for fresh writes: a document whose record was
+//! updated (by its claim) within [`FRESH`] of the receiver's clock. Older
+//! history — what a node joining the consortium, refilling after a
+//! restore, or reconnecting after days offline receives — counts against
+//! the bytes stored only: it is legitimately large, and a refusal is final
+//! for that content, so a daily limit would leave such a node incomplete.
+//!
 //! Until changes are signed, the origin town is the sender's claim: a
 //! member can charge its documents to another town, or to town ids it
 //! makes up (each of which then has a quota of its own). See
@@ -19,10 +26,17 @@ use serde::Serialize;
 use crate::collection::Collection;
 use crate::gate::Refused;
 
-/// New records a day per origin town and collection, by default.
-pub const DEFAULT_RECORDS_PER_DAY: u64 = 500;
-/// Bytes received a day per origin town and collection, by default (50 MB).
-pub const DEFAULT_BYTES_PER_DAY: u64 = 50_000_000;
+/// How recent a record's claimed `updated_at` must be, by the receiver's
+/// clock, for its document to count against the daily limits: one day.
+pub const FRESH: crate::record::Millis = 24 * 60 * 60 * 1000;
+
+/// New records a day per origin town and collection, by default: ten
+/// times a bulk import of a town's existing cases on the day it joins
+/// (a refusal is final for that content, so an honest day must fit).
+pub const DEFAULT_RECORDS_PER_DAY: u64 = 5_000;
+/// Bytes received a day per origin town and collection, by default
+/// (100 MB: 5,000 records of 20 kB).
+pub const DEFAULT_BYTES_PER_DAY: u64 = 100_000_000;
 /// Bytes stored per origin town and collection, by default (2 GB).
 pub const DEFAULT_STORED_BYTES: u64 = 2_000_000_000;
 
@@ -80,6 +94,10 @@ pub struct Usage {
 pub struct Charge {
     /// The record is new to the receiver.
     pub new_record: bool,
+    /// The record was updated within [`FRESH`] (by its claim): the daily
+    /// limits apply. Otherwise it is history and counts against the bytes
+    /// stored only.
+    pub fresh: bool,
     /// The update's Automerge bytes as received.
     pub received: u64,
     /// Stored size after, minus stored size before (negative when a merge
@@ -90,9 +108,10 @@ pub struct Charge {
 impl Usage {
     /// The usage after `charge`.
     pub fn after(self, charge: Charge) -> Usage {
+        let today = u64::from(charge.fresh);
         Usage {
-            records_today: self.records_today + u64::from(charge.new_record),
-            bytes_today: self.bytes_today.saturating_add(charge.received),
+            records_today: self.records_today + today * u64::from(charge.new_record),
+            bytes_today: self.bytes_today.saturating_add(today * charge.received),
             stored_bytes: self.stored_bytes.saturating_add_signed(charge.stored_delta),
         }
     }
@@ -127,13 +146,13 @@ pub fn check(
             ),
         ))
     };
-    if charge.new_record && after.records_today > quota.records_per_day {
+    if charge.fresh && charge.new_record && after.records_today > quota.records_per_day {
         return refuse(
             format!("at most {} new records a day (JST)", quota.records_per_day),
             format!("{} received today", usage.records_today),
         );
     }
-    if after.bytes_today > quota.bytes_per_day {
+    if charge.fresh && after.bytes_today > quota.bytes_per_day {
         return refuse(
             format!("at most {} bytes a day (JST)", quota.bytes_per_day),
             format!(
@@ -167,6 +186,7 @@ mod tests {
     fn new(received: u64) -> Charge {
         Charge {
             new_record: true,
+            fresh: true,
             received,
             stored_delta: received as i64,
         }
@@ -191,6 +211,7 @@ mod tests {
         // A change to a record already here is not a new record.
         let change = Charge {
             new_record: false,
+            fresh: true,
             received: 700,
             stored_delta: 700,
         };
@@ -218,11 +239,31 @@ mod tests {
         // A merge that saves smaller is never refused for the stored bytes.
         let smaller = Charge {
             new_record: false,
+            fresh: true,
             received: 10,
             stored_delta: -50,
         };
         assert_eq!(check("evil", c, &SMALL, &next_day, smaller), Ok(()));
         assert_eq!(next_day.after(smaller).stored_bytes, 850);
+        // History (a catch-up) passes the daily limits, not the stored one.
+        let history = Charge {
+            fresh: false,
+            ..new(100)
+        };
+        assert_eq!(check("evil", c, &SMALL, &usage, history), Ok(()));
+        assert_eq!(usage.after(history).records_today, usage.records_today);
+        let (_, message) = check(
+            "evil",
+            c,
+            &SMALL,
+            &next_day,
+            Charge {
+                fresh: false,
+                ..change
+            },
+        )
+        .unwrap_err();
+        assert!(message.contains("bytes stored"), "{message}");
     }
 
     #[test]

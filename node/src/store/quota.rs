@@ -184,7 +184,12 @@ mod tests {
 
     /// A new knowledge record of `town`, as a peer sends it.
     fn update(town: &str, n: u8) -> DocUpdate {
-        let id = yui_protocol::RecordId::generate(crate::clock::now_ms(), [n; 10]);
+        update_at(town, n, crate::clock::now_ms())
+    }
+
+    /// [`update`], written at `at` (ms).
+    fn update_at(town: &str, n: u8, at: i64) -> DocUpdate {
+        let id = yui_protocol::RecordId::generate(at, [n; 10]);
         let fields = yui_protocol::validate::validate_create(
             Collection::Knowledge,
             serde_json::json!({"title": format!("記録 {n}"), "body": "本文", "category": "pr"})
@@ -197,7 +202,7 @@ mod tests {
             Collection::Knowledge,
             &id,
             town,
-            crate::clock::now_ms(),
+            at,
             &fields,
         )
         .expect("doc");
@@ -283,8 +288,20 @@ mod tests {
             .expect("accept");
         assert!(out.stored.is_empty());
         assert_eq!(out.refused[0].code, "quota_exceeded");
-        let usage = evil(store.quota_usage(today).await.expect("usage"));
+        let usage = evil(store.quota_usage(today.clone()).await.expect("usage"));
         assert_eq!((usage.usage.records_today, usage.refused_today), (2, 2));
+        // History (updated three days ago: a catch-up) passes the daily
+        // limits and counts against the bytes stored only.
+        let old = update_at("evil", 5, crate::clock::now_ms() - 3 * 86_400_000);
+        let out = store
+            .sync_accept("peer".into(), push(vec![old.clone()]))
+            .await
+            .expect("accept");
+        assert_eq!(out.stored.len(), 1, "{:?}", out.refused);
+        let usage = evil(store.quota_usage(today).await.expect("usage"));
+        assert_eq!(usage.usage.records_today, 2);
+        assert_eq!(usage.usage.stored_bytes, sizes + old.changes.len() as u64);
+        let sizes = sizes + old.changes.len() as u64;
         // Tomorrow's counters start at zero; the bytes stored stay.
         let tomorrow = evil(store.quota_usage("2999-01-01".into()).await.expect("usage"));
         assert_eq!(
@@ -295,11 +312,15 @@ mod tests {
         let counts = store.counts().await.expect("counts");
         assert_eq!(
             counts[&Collection::Knowledge],
-            3,
+            4,
             "nothing refused was stored"
         );
         store
-            .create(Collection::Knowledge, honest_fields(), crate::clock::now_ms())
+            .create(
+                Collection::Knowledge,
+                honest_fields(),
+                crate::clock::now_ms(),
+            )
             .await
             .expect("a local write");
         store.close();

@@ -36,6 +36,9 @@ pub struct SqlReplica<'c> {
     /// the JST day of the write.
     quotas: Arc<Quotas>,
     day: String,
+    /// Records updated (by their claim) at or after this time are fresh
+    /// writes, which the daily quotas count (`protocol::quota::FRESH`).
+    fresh_since: String,
 }
 
 /// A merged document's stored forms, computed while planning (outside the
@@ -58,6 +61,7 @@ impl<'c> SqlReplica<'c> {
             registry: Arc::new(Registry::new()),
             quotas: Arc::default(),
             day: String::new(),
+            fresh_since: String::new(),
         }
     }
 
@@ -75,6 +79,10 @@ impl<'c> SqlReplica<'c> {
             registry: Arc::new(Registry::new()),
             quotas: Arc::default(),
             day: crate::clock::day_jst(crate::clock::now_ms()),
+            // Times as the API writes them sort as text.
+            fresh_since: yui_protocol::record::format_time(
+                crate::clock::now_ms() - yui_protocol::quota::FRESH,
+            ),
         }
     }
 
@@ -195,6 +203,7 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
         };
         let charge = Charge {
             new_record: existing.is_none(),
+            fresh: view.updated_at >= self.fresh_since,
             received,
             stored_delta: bytes.len() as i64 - stored_before,
         };
