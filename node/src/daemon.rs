@@ -81,7 +81,9 @@ pub async fn serve(
             }
         }
     }));
-    if node.peering.is_some() {
+    if let Some(peering) = &node.peering {
+        // The keys incoming change signatures are checked with.
+        peering.load_signers(&node.store).await?;
         if let Some(listener) = peers {
             background.push(tokio::spawn(crate::peer::server::serve(
                 node.federation(),

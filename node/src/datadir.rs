@@ -581,7 +581,12 @@ impl ServeLock {
 /// groups of four like `ABCD-EFGH-…`, in the spirit of Syncthing's device ids.
 pub fn node_id(public_key_der: &[u8]) -> String {
     let digest = ring::digest::digest(&ring::digest::SHA256, public_key_der);
-    let b32 = base32(digest.as_ref());
+    node_id_of_digest(digest.as_ref())
+}
+
+/// The node id whose SHA-256 is `digest` (a change signature's signer id).
+pub fn node_id_of_digest(digest: &[u8]) -> String {
+    let b32 = base32(digest);
     b32.as_bytes()
         .chunks(4)
         .map(|c| std::str::from_utf8(c).unwrap_or_default())

@@ -25,6 +25,10 @@ pub enum Error {
     /// Authenticated, but the role does not allow this.
     #[error("{message}")]
     Forbidden { message: String },
+    /// A change to another town's record that the collection's write
+    /// authority does not allow (protocol.md 7.4).
+    #[error("{message}")]
+    NotTheOwner { message: String },
     /// The request's `Host` names neither a loopback name nor a configured
     /// proxy host (a DNS-rebinding page, or a proxy not yet configured).
     #[error(
@@ -89,6 +93,7 @@ impl Error {
             Error::Conflict(_) => "conflict",
             Error::BadRequest { code, .. } | Error::Unauthorized { code, .. } => code,
             Error::Forbidden { .. } => "forbidden",
+            Error::NotTheOwner { .. } => "not_the_owner",
             Error::WrongHost { .. } => "wrong_host",
             Error::BodyTooLarge { .. } => "body_too_large",
             Error::NotFound(_) => "not_found",

@@ -55,11 +55,14 @@ pub fn fiscal_year_or_current(requested: Option<i64>) -> Result<i64> {
     }
 }
 
-/// The consortium's towns as this node knows them: itself, its peers (from
-/// their certificates) and the towns of the shared records it holds.
+/// The consortium's towns as this node knows them: itself and every town
+/// whose consortium certificate it has verified (its peers' from their
+/// handshakes, the others' from the certificates that came with their
+/// signed changes: protocol.md 7).
 pub async fn member_towns(node: &Node) -> Result<BTreeSet<String>> {
-    let mut towns = node.store.shared_record_towns().await?;
-    towns.extend(node.store.peers().await?.into_iter().filter_map(|p| p.town));
+    // Only towns whose consortium certificate this node has verified (from
+    // a signature or a handshake), never a town string a record carries.
+    let mut towns: BTreeSet<String> = node.store.certified_towns().await?.into_iter().collect();
     towns.insert(node.config.town.clone());
     Ok(towns)
 }

@@ -158,6 +158,11 @@ impl Node {
         let node_id = data_dir.node_id()?;
         let store = Store::open(&data_dir.db_path(), &config.town)?;
         store.set_quotas(config.quotas.resolve().map_err(Error::Config)?);
+        // Every change this node makes to a shared record is signed with
+        // its key (protocol.md 7).
+        let key_pem = std::fs::read_to_string(data_dir.key_path())
+            .map_err(|e| crate::fsio::io_error("reading", &data_dir.key_path(), e))?;
+        store.sign_changes_with(crate::pki::change_signing(&key_pem)?.1);
         let accounts = crate::accounts::Accounts::open_with_audit_via(
             &data_dir.db_path(),
             token.clone(),
@@ -402,5 +407,54 @@ impl Node {
             towns,
             tracked,
         }
+    }
+}
+
+/// One change of a record's history, with who signed it (protocol.md 7).
+#[derive(Debug, Clone, Serialize)]
+pub struct HistoryChange {
+    #[serde(flatten)]
+    pub entry: yui_protocol::doc::HistoryEntry,
+    /// The signature's signer, when the change is signed.
+    pub signed_by: Option<ChangeSigner>,
+    /// Signed by a key whose consortium certificate names the change's
+    /// town: checked when the change arrived (or made by this node).
+    pub verified: bool,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct ChangeSigner {
+    pub node_id: String,
+    /// The town of the signer's certificate, when this node holds it.
+    pub town: Option<String>,
+}
+
+impl Node {
+    /// A record's history, oldest first, with each change's provenance.
+    pub async fn history(
+        &self,
+        collection: yui_protocol::Collection,
+        id: String,
+    ) -> Result<Vec<HistoryChange>> {
+        let entries = self.store.history(collection, id.clone()).await?;
+        let signed = match id.parse() {
+            Ok(record) => self.store.signed_by(record).await?,
+            Err(_) => Default::default(),
+        };
+        Ok(entries
+            .into_iter()
+            .map(|entry| {
+                let by = signed.get(&entry.hash);
+                let verified = by.is_some_and(|b| b.town.as_deref() == Some(entry.town.as_str()));
+                HistoryChange {
+                    signed_by: by.map(|b| ChangeSigner {
+                        node_id: crate::datadir::node_id_of_digest(&b.signer.0),
+                        town: b.town.clone(),
+                    }),
+                    verified,
+                    entry,
+                }
+            })
+            .collect())
     }
 }

@@ -35,10 +35,13 @@ use serde::{Deserialize, Serialize};
 use time::{Duration, OffsetDateTime};
 use x509_parser::prelude::{FromDer, GeneralName, X509Certificate};
 
+use yui_protocol::provenance::{Signer, SignerId};
+
 use crate::datadir::node_id;
 use crate::error::{Error, Result};
 pub use crate::fsio::replace_file;
 use crate::fsio::write_private;
+use crate::store::ChangeSigning;
 
 /// The DNS name in every node certificate (see the module doc).
 pub const NODE_DNS_NAME: &str = "node.yui.invalid";
@@ -62,6 +65,9 @@ pub struct PeerIdentity {
     /// The certificate's serial number, as revocation lists name it.
     pub serial: Vec<u8>,
     pub not_after: i64,
+    /// The certificate itself (DER): it also binds the node's change
+    /// signatures to its town (`peer::signers`).
+    pub certificate: Vec<u8>,
 }
 
 /// Reads the identity out of a node certificate (DER). Does not verify the
@@ -86,6 +92,7 @@ pub fn identity(der: &[u8]) -> Result<PeerIdentity> {
         node_id: node_id(cert.public_key().raw),
         serial: cert.raw_serial().to_vec(),
         not_after: cert.validity().not_after.timestamp(),
+        certificate: der.to_vec(),
     })
 }
 
@@ -603,6 +610,103 @@ pub fn check_node_cert(
         ));
     }
     Ok(id)
+}
+
+/// A certificate's SubjectPublicKeyInfo (DER).
+pub fn spki(der: &[u8]) -> Result<Vec<u8>> {
+    let (_, cert) =
+        X509Certificate::from_der(der).map_err(|e| pki_err("reading a certificate", e))?;
+    Ok(cert.public_key().raw.to_vec())
+}
+
+/// The SHA-256 of a SubjectPublicKeyInfo (DER): the node id's bytes, and
+/// the signer id of the change signatures made with that key.
+pub fn signer_id(spki_der: &[u8]) -> SignerId {
+    let digest = ring::digest::digest(&ring::digest::SHA256, spki_der);
+    let mut id = [0u8; 32];
+    id.copy_from_slice(digest.as_ref());
+    SignerId(id)
+}
+
+/// A member key for checking change signatures, from a node certificate
+/// (DER) that must chain to the consortium CA (`ca_der`), name a town and
+/// allow `digitalSignature`. Revoked when `revocations` lists it. Validity
+/// dates are not checked: a change made while the certificate was valid
+/// stays valid after it expires (protocol.md 7.5).
+pub fn signer(der: &[u8], ca_der: &[u8], revocations: &Revocations) -> Result<Signer> {
+    let (_, ca) =
+        X509Certificate::from_der(ca_der).map_err(|e| pki_err("reading the CA certificate", e))?;
+    let (rest, cert) =
+        X509Certificate::from_der(der).map_err(|e| pki_err("reading a signer certificate", e))?;
+    if !rest.is_empty() {
+        return Err(Error::Config(
+            "a signer certificate has bytes after its end".into(),
+        ));
+    }
+    if cert.issuer() != ca.subject() {
+        return Err(Error::Config(
+            "a signer certificate was issued by another CA".into(),
+        ));
+    }
+    cert.verify_signature(Some(ca.public_key())).map_err(|_| {
+        Error::Config("a signer certificate is not signed by this consortium's CA".into())
+    })?;
+    if !cert
+        .key_usage()
+        .ok()
+        .flatten()
+        .is_some_and(|k| k.value.digital_signature())
+    {
+        return Err(Error::Config(
+            "a signer certificate does not allow digitalSignature".into(),
+        ));
+    }
+    let spki = cert.public_key();
+    // id-ecPublicKey with the P-256 curve: the only keys that sign changes.
+    const EC_PUBLIC_KEY: &str = "1.2.840.10045.2.1";
+    const P256: &str = "1.2.840.10045.3.1.7";
+    let curve = spki
+        .algorithm
+        .parameters
+        .as_ref()
+        .and_then(|p| p.as_oid().ok())
+        .map(|o| o.to_id_string());
+    if spki.algorithm.algorithm.to_id_string() != EC_PUBLIC_KEY || curve.as_deref() != Some(P256) {
+        return Err(Error::Config(
+            "a signer certificate's key is not ECDSA P-256".into(),
+        ));
+    }
+    let id = identity(der)?;
+    Ok(Signer {
+        id: signer_id(spki.raw),
+        town: id.town,
+        public_key: spki.subject_public_key.data.to_vec(),
+        revoked: revocations.is_revoked(&id.serial),
+    })
+}
+
+/// Signs changes with the node's key (`node.key.pem`, PEM PKCS#8 as
+/// `yui init` writes it).
+pub fn change_signing(key_pem: &str) -> Result<(SignerId, ChangeSigning)> {
+    let key = KeyPair::from_pem(key_pem).map_err(|e| pki_err("reading the node key", e))?;
+    let id = signer_id(&rcgen::PublicKeyData::subject_public_key_info(&key));
+    let rng = ring::rand::SystemRandom::new();
+    let pair = ring::signature::EcdsaKeyPair::from_pkcs8(
+        &ring::signature::ECDSA_P256_SHA256_FIXED_SIGNING,
+        &key.serialize_der(),
+        &rng,
+    )
+    .map_err(|e| pki_err("reading the node key for signing", e))?;
+    let signing: ChangeSigning = std::sync::Arc::new(move |change| {
+        match yui_protocol::provenance::sign(&pair, id, change, &rng) {
+            Ok(sig) => Some(sig),
+            Err(e) => {
+                tracing::error!(error = %e, "could not sign a change");
+                None
+            }
+        }
+    });
+    Ok((id, signing))
 }
 
 /// `yui cert install`: checks a signed certificate against this node and

@@ -474,12 +474,12 @@ async fn a_member_push_is_checked_like_a_local_write_and_refused_documents_are_n
             "invalid_time",
         ),
     ];
-    let honest = yui_tests::wire::doc_update(
+    let honest = attacker.sign(yui_tests::wire::doc_update(
         Collection::Knowledge,
         &yui_tests::records::knowledge_fields("正直な記録"),
         0x6e,
         13,
-    );
+    ));
     let mut docs: Vec<DocUpdate> = cases.iter().map(|(_, d, _)| d.clone()).collect();
     docs.push(honest.clone());
     let (status, body) = post(&attacker, "", &push(docs)).await;

@@ -52,12 +52,16 @@ impl KpiNode for TestNode {
         let actor = automerge::ActorId::from(rand_bytes(town, ms).as_slice());
         let mut doc =
             yui_protocol::doc::create(actor, collection, &id, town, ms, &typed).expect("doc");
-        let push = DocUpdate {
+        // Signed by the town's key, which this node trusts as it would
+        // once the certificate arrived (protocol.md 7).
+        let author = consortium().author(town);
+        author.vouch_at(&self.node).await;
+        let push = author.sign(DocUpdate {
             id: id.to_string(),
             collection: collection.name().into(),
             changes: doc.save_nocompress(),
             ..Default::default()
-        };
+        });
         let outcome = self
             .node
             .store
@@ -80,6 +84,13 @@ impl KpiNode for TestNode {
         assert_eq!(status, StatusCode::OK);
         body["items"].as_array().cloned().unwrap_or_default()
     }
+}
+
+/// The consortium whose members' records arrive (one per test process).
+fn consortium() -> &'static yui_tests::town::Consortium {
+    static CONSORTIUM: std::sync::OnceLock<yui_tests::town::Consortium> =
+        std::sync::OnceLock::new();
+    CONSORTIUM.get_or_init(|| yui_tests::town::Consortium::new("テスト"))
 }
 
 /// Distinct bytes per town and time, for ids and actors.

@@ -2,17 +2,20 @@
 //! relayed, the same rules as a local write: the collection's schema (no
 //! unknown fields, no keys outside the record's shape, tombstones too), the
 //! town id, times within a sane window, the size limits (part of the
-//! schema check) and the personal-data guard.
+//! schema check), the personal-data guard, and (on a node) every new
+//! change's signature and the collection's write authority (`provenance`).
 //!
 //! The receiver's clock is an argument ([`Admission::now`]): this crate
 //! reads no clock.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 
 use automerge::{AutoCommit, ChangeHash, ObjType, ROOT, ReadDoc, Value};
 
 use crate::collection::Collection;
 use crate::guard::{self, Registry};
+use crate::provenance::{self, ChangeSignature, SignerBook};
 use crate::record::{Millis, RecordView, check_town_id, format_time};
 use crate::validate::validate_create;
 
@@ -43,6 +46,10 @@ pub struct Admission {
     /// The earliest time a record may hold: [`CONSORTIUM_START`] on a node.
     pub earliest: Millis,
     pub registry: Arc<Registry>,
+    /// The member keys every new change's signature is checked with
+    /// (`provenance`); None only where nothing is signed (the simulation
+    /// and unit tests without keys).
+    pub signers: Option<Arc<SignerBook>>,
 }
 
 impl Admission {
@@ -53,7 +60,14 @@ impl Admission {
             now,
             earliest: CONSORTIUM_START,
             registry,
+            signers: None,
         }
+    }
+
+    /// Checks every new change's signature against `signers`.
+    pub fn with_signers(mut self, signers: Arc<SignerBook>) -> Admission {
+        self.signers = Some(signers);
+        self
     }
 
     /// A replica without a clock (the unit tests and the simulation, whose
@@ -63,6 +77,7 @@ impl Admission {
             now: Millis::MAX,
             earliest: Millis::MIN,
             registry: Arc::new(Registry::new()),
+            signers: None,
         }
     }
 
@@ -77,14 +92,17 @@ pub type Refused = (&'static str, String);
 
 /// Checks a merged document before it is stored: `view` is what
 /// `doc::read` made of it, `base` the heads it had here before (empty: new
-/// here), so that only the new changes' commit times are judged.
+/// here), so that only the new changes' commit times and signatures are
+/// judged. Answers the new changes' verified signatures, to store (none
+/// without [`Admission::signers`]).
 pub fn admit(
     collection: Collection,
     doc: &mut AutoCommit,
     base: &[ChangeHash],
     view: &RecordView,
+    signatures: &HashMap<ChangeHash, ChangeSignature>,
     admission: &Admission,
-) -> Result<(), Refused> {
+) -> Result<Vec<ChangeSignature>, Refused> {
     for key in doc.keys(ROOT) {
         if !ROOT_KEYS.contains(&key.as_str()) {
             return Err((
@@ -161,7 +179,16 @@ pub fn admit(
             format!("personal data: {}", found.join(", ")),
         ));
     }
-    Ok(())
+    // Last: the schema and the window above are cheaper than a signature.
+    match &admission.signers {
+        Some(book) => Ok(
+            provenance::check_changes(collection, doc, base, view, signatures, book)?
+                .into_iter()
+                .map(|a| a.signature)
+                .collect(),
+        ),
+        None => Ok(Vec::new()),
+    }
 }
 
 fn root_ms(doc: &AutoCommit, key: &str) -> Option<Millis> {

@@ -3,10 +3,11 @@
 
 use std::collections::{BTreeMap, HashMap};
 
-use automerge::{ActorId, AutoCommit};
+use automerge::{ActorId, AutoCommit, ChangeHash};
 
 use crate::collection::Collection;
 use crate::doc;
+use crate::provenance::ChangeSignature;
 use crate::record::{Millis, RecordId, RecordView};
 use crate::sync::{FeedItem, Hash, Replica, SharedCollection, Stored, to_hashes};
 use crate::validate::{Fields, Patch};
@@ -36,6 +37,8 @@ pub struct MemoryReplica {
     pub epoch: u64,
     /// What incoming documents are checked against (no clock by default).
     pub admission: crate::gate::Admission,
+    /// Change signatures, by change: (record, signature).
+    pub signatures: HashMap<ChangeHash, (RecordId, ChangeSignature)>,
 }
 
 impl MemoryReplica {
@@ -51,6 +54,7 @@ impl MemoryReplica {
             docs: HashMap::new(),
             epoch: 1,
             admission: crate::gate::Admission::without_clock(),
+            signatures: HashMap::new(),
         }
     }
 
@@ -193,10 +197,33 @@ impl Replica for MemoryReplica {
         doc: &mut AutoCommit,
         _view: &RecordView,
         _received: u64,
+        signatures: &[ChangeSignature],
     ) -> Result<Result<(), crate::gate::Refused>, Self::Error> {
         // The simulation's replicas keep no quotas.
         self.put(id, collection.get(), doc);
+        for s in signatures {
+            self.signatures.insert(s.change, (id.clone(), s.clone()));
+        }
         Ok(Ok(()))
+    }
+
+    fn signatures(
+        &mut self,
+        id: &RecordId,
+        changes: Option<&[ChangeHash]>,
+    ) -> Result<Vec<ChangeSignature>, Self::Error> {
+        Ok(match changes {
+            Some(changes) => changes
+                .iter()
+                .filter_map(|h| self.signatures.get(h).map(|(_, s)| s.clone()))
+                .collect(),
+            None => self
+                .signatures
+                .values()
+                .filter(|(record, _)| record == id)
+                .map(|(_, s)| s.clone())
+                .collect(),
+        })
     }
 
     fn peer_heads(&mut self, peer: &str, id: &RecordId) -> Result<Vec<Hash>, Self::Error> {

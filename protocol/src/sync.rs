@@ -46,8 +46,9 @@ use automerge::{AutoCommit, ChangeHash};
 use crate::collection::Collection;
 use crate::doc;
 use crate::gate::{self, Admission};
+use crate::provenance::{ChangeSignature, SIGNATURES_EXTENSION, encode_signatures};
 use crate::record::{RecordId, RecordView};
-use crate::wire::{DocUpdate, Need, Refusal};
+use crate::wire::{DocUpdate, Extension, Need, Refusal};
 
 /// A change hash, as bytes.
 pub type Hash = [u8; 32];
@@ -102,10 +103,10 @@ pub trait Replica {
     fn stored(&mut self, id: &RecordId) -> Result<Stored, Self::Error>;
 
     /// Stores a merged shared document (new or updated) that a peer sent,
-    /// `received` being the size of the update's changes, and charges it
-    /// to its origin town's quota ([`crate::quota`]) in the same write; or,
-    /// when that would exceed the quota, stores nothing and returns the
-    /// refusal.
+    /// with the verified signatures of its new changes, `received` being
+    /// the size of the update's changes, and charges it to its origin
+    /// town's quota ([`crate::quota`]) in the same write; or, when that
+    /// would exceed the quota, stores nothing and returns the refusal.
     fn store_shared(
         &mut self,
         id: &RecordId,
@@ -113,7 +114,16 @@ pub trait Replica {
         doc: &mut AutoCommit,
         view: &RecordView,
         received: u64,
+        signatures: &[ChangeSignature],
     ) -> Result<Result<(), gate::Refused>, Self::Error>;
+
+    /// The stored signatures of a record's `changes` (all of them: None),
+    /// which travel with the changes.
+    fn signatures(
+        &mut self,
+        id: &RecordId,
+        changes: Option<&[ChangeHash]>,
+    ) -> Result<Vec<ChangeSignature>, Self::Error>;
 
     /// The heads `peer` is known to have of a record (empty if unknown).
     fn peer_heads(&mut self, peer: &str, id: &RecordId) -> Result<Vec<Hash>, Self::Error>;
@@ -277,9 +287,10 @@ fn update_for<R: Replica>(
     else {
         return Ok(None);
     };
-    let changes = if known.is_empty() {
+    // The changes, and which of them (None: all the record's).
+    let (changes, which) = if known.is_empty() {
         // The stored bytes are already uncompressed chunks: send them as is.
-        bytes
+        (bytes, None)
     } else {
         let Ok(mut doc) = AutoCommit::load(&bytes) else {
             return Ok(None);
@@ -287,21 +298,31 @@ fn update_for<R: Replica>(
         let mut known: Vec<ChangeHash> = from_hashes(known);
         known.retain(|h| doc.get_change_by_hash(h).is_some());
         if known.is_empty() {
-            bytes
+            (bytes, None)
         } else {
-            changes_after(&mut doc, &known)
+            let which: Vec<ChangeHash> = doc.get_changes(&known).iter().map(|c| c.hash()).collect();
+            (changes_after(&mut doc, &known), Some(which))
         }
     };
     if changes.is_empty() {
         return Ok(None);
     }
+    let signatures = replica.signatures(&item.id, which.as_deref())?;
+    let extensions = if signatures.is_empty() {
+        Vec::new()
+    } else {
+        vec![Extension {
+            tag: SIGNATURES_EXTENSION,
+            data: encode_signatures(&signatures),
+        }]
+    };
     Ok(Some(DocUpdate {
         id: item.id.to_string(),
         collection: collection.get().name().to_owned(),
         heads: heads.iter().map(|h| h.to_vec()).collect(),
         changes,
         seq: item.seq,
-        extensions: Vec::new(),
+        extensions,
     }))
 }
 
@@ -359,6 +380,8 @@ pub struct Merged {
     /// has just loaded into `doc`: stored as they are, they load again by
     /// construction, so neither a save nor the reload check is needed.
     pub verbatim: Option<Vec<u8>>,
+    /// The verified signatures of the changes new here.
+    pub signatures: Vec<ChangeSignature>,
 }
 
 /// Decides what to do with one update: checks it, applies it to a copy of
@@ -512,15 +535,17 @@ pub fn plan_update<R: Replica>(replica: &mut R, update: DocUpdate) -> Result<Pla
             }
             // The gate of a local write: schema (tombstones too), town,
             // times, sizes, personal data.
-            if let Err((code, message)) = gate::admit(
+            let signatures = match gate::admit(
                 collection.get(),
                 &mut doc,
                 &from_hashes(&base),
                 &view,
+                &checked.signatures,
                 &admission,
             ) {
-                return Ok(Plan::Refuse(refusal(&raw_id, code, message)));
-            }
+                Ok(signatures) => signatures,
+                Err((code, message)) => return Ok(Plan::Refuse(refusal(&raw_id, code, message))),
+            };
             Ok(Plan::Store(Box::new(Merged {
                 id: checked.id,
                 collection,
@@ -530,6 +555,7 @@ pub fn plan_update<R: Replica>(replica: &mut R, update: DocUpdate) -> Result<Pla
                 sender_heads: checked.heads,
                 update,
                 verbatim,
+                signatures,
             })))
         },
     ));
@@ -628,6 +654,7 @@ pub fn commit_plans<R: Replica>(
                     &mut merged.doc,
                     &merged.view,
                     merged.update.changes.len() as u64,
+                    &merged.signatures,
                 )?;
                 match stored {
                     Ok(()) => {

@@ -3,8 +3,8 @@
 //! every byte from a peer passes before Automerge sees it.
 //!
 //! Protobuf was chosen for three reasons: unknown fields are skipped, which
-//! leaves room for extensions (per-change signatures come later, in field 15
-//! of every message); a compatible node can be written in any language from
+//! leaves room for extensions (field 15 of every message: per-change
+//! signatures and signers' certificates, `provenance`); a compatible node can be written in any language from
 //! the schema; and the decoder (prost) checks every declared length against
 //! the bytes actually present before allocating, so a capped body bounds what
 //! a hostile peer can make us allocate.
@@ -16,9 +16,13 @@
 //! here ([`check_automerge_chunks`]). Compression is done once, for the whole
 //! message, by the transport, where inflation is capped.
 
+use std::collections::HashMap;
+
+use automerge::ChangeHash;
 use prost::Message;
 
 use crate::collection::Collection;
+use crate::provenance::{ChangeSignature, SIGNATURES_EXTENSION, decode_signatures};
 use crate::record::RecordId;
 
 /// The protocol version this code speaks. A peer speaking another major
@@ -239,6 +243,8 @@ pub enum UpdateError {
     BadHeads(String),
     #[error("bad Automerge data: {0}")]
     BadChunks(String),
+    #[error("bad signatures extension: {0}")]
+    BadSignatures(String),
 }
 
 impl UpdateError {
@@ -249,6 +255,7 @@ impl UpdateError {
             UpdateError::UnknownCollection(_) => "unknown_collection",
             UpdateError::LocalCollection(_) => "local_collection",
             UpdateError::BadHeads(_) | UpdateError::BadChunks(_) => "invalid_changes",
+            UpdateError::BadSignatures(_) => "invalid_signatures",
         }
     }
 }
@@ -262,6 +269,8 @@ pub struct CheckedUpdate {
     pub collection: Collection,
     pub heads: Vec<[u8; 32]>,
     pub changes: Vec<u8>,
+    /// The signatures of the changes (section 7), by change hash.
+    pub signatures: HashMap<ChangeHash, ChangeSignature>,
 }
 
 impl DocUpdate {
@@ -292,11 +301,20 @@ impl DocUpdate {
             )));
         }
         check_automerge_chunks(&self.changes).map_err(UpdateError::BadChunks)?;
+        let mut signatures = HashMap::new();
+        for ext in &self.extensions {
+            if ext.tag == SIGNATURES_EXTENSION {
+                for sig in decode_signatures(&ext.data).map_err(UpdateError::BadSignatures)? {
+                    signatures.insert(sig.change, sig);
+                }
+            }
+        }
         Ok(CheckedUpdate {
             id,
             collection,
             heads,
             changes: self.changes,
+            signatures,
         })
     }
 }

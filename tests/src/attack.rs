@@ -330,7 +330,8 @@ struct AttackerDocs {
 }
 
 impl AttackerDocs {
-    fn make(big: usize) -> AttackerDocs {
+    /// The valid documents are signed by `attacker`, as its node would.
+    fn make(big: usize, attacker: &Member) -> AttackerDocs {
         // Not about 研修, so the honest client's search finds as much after
         // the attack as before it.
         let fields = validated(
@@ -339,10 +340,10 @@ impl AttackerDocs {
         );
         AttackerDocs {
             big: (0..big as u64)
-                .map(|n| doc_update(Collection::Knowledge, &fields, 0xb1, n))
+                .map(|n| attacker.sign(doc_update(Collection::Knowledge, &fields, 0xb1, n)))
                 .collect(),
             trickle: (0..200u64)
-                .map(|n| doc_update(Collection::Knowledge, &fields, 0xb2, n))
+                .map(|n| attacker.sign(doc_update(Collection::Knowledge, &fields, 0xb2, n)))
                 .collect(),
             invalid: (0..500u64).map(schema_violation).collect(),
             locals: (0..250u64).flat_map(local_documents).collect(),
@@ -832,17 +833,18 @@ pub async fn run(opts: &Options) -> Report {
         .map(|r| r["id"].as_str().expect("id").to_owned())
         .collect();
     let counts_before = victim.node.store.counts().await.expect("counts");
+    let node = Running::start(victim.node.clone(), 2);
+    let attacker_member = Member::of(&attacker, node.peer);
     let t = Instant::now();
-    let mut docs = AttackerDocs::make(opts.big_batch);
+    let mut docs = AttackerDocs::make(opts.big_batch, &attacker_member);
     let made_in = t.elapsed();
 
-    let node = Running::start(victim.node.clone(), 2);
     yui_node::peer::add_peer(&honest.node.federation(), &node.peer_url(), None, None)
         .await
         .expect("add peer");
     let member_node = Running::start(honest.node.clone(), 1);
     let mut scene = Scene {
-        member: Member::of(&attacker, node.peer),
+        member: attacker_member,
         victim,
         honest,
         began,

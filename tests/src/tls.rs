@@ -108,17 +108,22 @@ pub async fn connect(
         .await
 }
 
-/// A member's mutual-TLS client.
+/// A member's mutual-TLS client, which signs what it sends with the
+/// member's node key ([`Member::signed`]).
 #[derive(Clone)]
 pub struct Member {
     pub addr: SocketAddr,
     pub config: Arc<rustls::ClientConfig>,
+    pub signing: yui_node::store::ChangeSigning,
 }
 
 impl Member {
     pub fn of(town: &Town, addr: SocketAddr) -> Member {
+        let key = std::fs::read_to_string(town.node.data_dir.key_path()).expect("node key");
+        let (_, signing) = yui_node::pki::change_signing(&key).expect("signing key");
         Member {
             addr,
+            signing,
             config: Arc::new(
                 town.node
                     .peering
@@ -129,6 +134,32 @@ impl Member {
                     .expect("config"),
             ),
         }
+    }
+
+    /// `docs` with every change signed by this member's key, as its node
+    /// would send them (protocol.md 7.2).
+    pub fn signed(
+        &self,
+        docs: Vec<yui_protocol::wire::DocUpdate>,
+    ) -> Vec<yui_protocol::wire::DocUpdate> {
+        docs.into_iter().map(|d| self.sign(d)).collect()
+    }
+
+    pub fn sign(&self, mut doc: yui_protocol::wire::DocUpdate) -> yui_protocol::wire::DocUpdate {
+        use yui_protocol::provenance::{SIGNATURES_EXTENSION, encode_signatures};
+        let Ok(mut loaded) = automerge::AutoCommit::load(&doc.changes) else {
+            return doc;
+        };
+        let signatures: Vec<_> = loaded
+            .get_changes(&[])
+            .iter()
+            .filter_map(|c| (self.signing)(c.hash()))
+            .collect();
+        doc.extensions.push(yui_protocol::wire::Extension {
+            tag: SIGNATURES_EXTENSION,
+            data: encode_signatures(&signatures),
+        });
+        doc
     }
 
     pub async fn tls(&self) -> std::io::Result<TlsStream<TcpStream>> {

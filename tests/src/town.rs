@@ -205,4 +205,59 @@ impl Consortium {
     pub fn town_configured(&self, town: &str, config: &str) -> Town {
         make_town_configured(&self.ca, town, config)
     }
+
+    /// A member town's key and certificate, to sign changes as its node
+    /// would (a whole node is made for it, and kept).
+    pub fn author(&self, town: &str) -> Author {
+        let member = make_town(&self.ca, town);
+        let key = std::fs::read_to_string(member.node.data_dir.key_path()).expect("key");
+        let (_, signing) = yui_node::pki::change_signing(&key).expect("signing");
+        let cert = yui_node::pki::read_pem_file(&member.node.data_dir.cert_path(), "certificate")
+            .expect("cert");
+        let ca = yui_node::pki::read_pem_file(&self.ca.cert_path(), "CA").expect("ca");
+        Author {
+            signing,
+            cert,
+            ca,
+            _town: member,
+        }
+    }
+}
+
+/// A member's signing key and certificate ([`Consortium::author`]).
+pub struct Author {
+    pub signing: yui_node::store::ChangeSigning,
+    pub cert: Vec<u8>,
+    ca: Vec<u8>,
+    _town: Town,
+}
+
+impl Author {
+    /// `update` with every change signed by this member.
+    pub fn sign(&self, mut update: yui_protocol::wire::DocUpdate) -> yui_protocol::wire::DocUpdate {
+        use yui_protocol::provenance::{SIGNATURES_EXTENSION, encode_signatures};
+        let mut doc = automerge::AutoCommit::load(&update.changes).expect("load");
+        let sigs: Vec<_> = doc
+            .get_changes(&[])
+            .iter()
+            .filter_map(|c| (self.signing)(c.hash()))
+            .collect();
+        update.extensions.push(yui_protocol::wire::Extension {
+            tag: SIGNATURES_EXTENSION,
+            data: encode_signatures(&sigs),
+        });
+        update
+    }
+
+    /// Makes `node` trust this member's key, as its peer layer would once
+    /// the certificate arrived (a node that is not joined has none).
+    pub async fn vouch_at(&self, node: &Node) {
+        let signer =
+            yui_node::pki::signer(&self.cert, &self.ca, &Default::default()).expect("signer");
+        node.store
+            .remember_signer_certificates(vec![(self.cert.clone(), signer.id, signer.town.clone())])
+            .await
+            .expect("remember");
+        node.store.add_signers(vec![signer]);
+    }
 }

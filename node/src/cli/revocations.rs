@@ -68,7 +68,7 @@ fn install(node: &Node, text: &str) -> Result<(bool, u64)> {
         anyhow::anyhow!("this node has not joined a consortium yet (`yui cert install` first)")
     })?;
     let der = crate::pki::parse_crl_pem(text)?;
-    let newer = peering.install_revocations(&node.data_dir, &der)?;
+    let newer = peering.install_revocations(&node.store, &node.data_dir, &der)?;
     Ok((newer, peering.trust.revocation_number()))
 }
 

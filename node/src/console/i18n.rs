@@ -303,6 +303,10 @@ pub struct Messages {
     pub history_intro: &'static str,
     pub history_at: &'static str,
     pub history_town: &'static str,
+    /// Next to a town whose signature on the change verified.
+    pub signature_verified: &'static str,
+    /// Next to a change without a verified signature.
+    pub signature_unverified: &'static str,
     pub history_change: &'static str,
     pub history_created: fn(&str) -> String,
     pub history_updated: fn(&str) -> String,
@@ -681,6 +685,8 @@ pub static JA: Messages = Messages {
     history_intro: "どの自治体のノードが、いつ、何を変更したか（古い順）。",
     history_at: "日時",
     history_town: "自治体",
+    signature_verified: "署名確認済み",
+    signature_unverified: "署名未確認",
     history_change: "変更内容",
     history_created: |f| format!("作成（{f}）"),
     history_updated: |f| format!("変更：{f}"),
@@ -1059,6 +1065,8 @@ pub static EN: Messages = Messages {
     history_intro: "Which town's node changed what, and when (oldest first).",
     history_at: "When",
     history_town: "Town",
+    signature_verified: "signature verified",
+    signature_unverified: "signature not verified",
     history_change: "Change",
     history_created: |f| format!("created ({f})"),
     history_updated: |f| format!("changed: {f}"),

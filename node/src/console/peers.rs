@@ -269,7 +269,8 @@ pub async fn import_revocations(
         )
         .await;
     };
-    let installed = der.and_then(|der| peering.install_revocations(&node.data_dir, &der));
+    let installed =
+        der.and_then(|der| peering.install_revocations(&node.store, &node.data_dir, &der));
     match installed {
         Ok(newer) => {
             let number = peering.trust.revocation_number();

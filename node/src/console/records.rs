@@ -336,6 +336,9 @@ struct Change {
     at: String,
     town: String,
     summary: String,
+    verified: bool,
+    /// The signer's node id, when signed.
+    signer: String,
 }
 
 struct ConflictShown {
@@ -359,6 +362,8 @@ struct RecordPage {
     can_write: bool,
     fields: Vec<Shown>,
     history: Vec<Change>,
+    /// The origin town's signature on the record's first change verified.
+    origin_verified: bool,
     conflicts: Vec<ConflictShown>,
 }
 
@@ -469,18 +474,23 @@ pub async fn show(
             fields.push(shown(&node, lang, def, value).await);
         }
     }
-    let history = node
-        .store
+    let history: Vec<Change> = node
         .history(collection, id.clone())
         .await
         .map_err(|e| who.failed(e))?
         .into_iter()
         .map(|h| Change {
-            at: show_time(&h.at),
-            town: h.town,
-            summary: change_summary(lang, collection, &h.summary),
+            at: show_time(&h.entry.at),
+            summary: change_summary(lang, collection, &h.entry.summary),
+            town: h.entry.town,
+            verified: h.verified,
+            signer: h.signed_by.map(|s| s.node_id).unwrap_or_default(),
         })
         .collect();
+    // The record's first change made it: its town is the origin town.
+    let origin_verified = history
+        .first()
+        .is_some_and(|c| c.verified && c.town == view.town);
     let conflicts = node
         .store
         .conflicts(collection, id.clone())
@@ -515,6 +525,7 @@ pub async fn show(
         can_write: records::may_write(who.principal().role, collection) && !view.deleted,
         fields,
         history,
+        origin_verified,
         conflicts,
     };
     Ok(render(StatusCode::OK, &page))

@@ -122,7 +122,7 @@ async fn import_revocations(
     let der = crate::pki::parse_crl_pem(text)
         .map_err(|e| Error::bad_request("invalid_revocations", e.to_string()))?;
     let newer = peering
-        .install_revocations(&node.data_dir, &der)
+        .install_revocations(&node.store, &node.data_dir, &der)
         .map_err(|e| Error::bad_request("invalid_revocations", e.to_string()))?;
     let number = peering.trust.revocation_number();
     node.accounts

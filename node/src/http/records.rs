@@ -278,7 +278,7 @@ async fn history(
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Response> {
     let (collection, id) = record_path(&name, &id)?;
-    let changes = node.store.history(collection, id).await?;
+    let changes = node.history(collection, id).await?;
     Ok(json_response(StatusCode::OK, &json!({"changes": changes})))
 }
 

@@ -150,9 +150,26 @@ pub async fn send(
     if own > server_revocations {
         sent.request.revocations = Some(peering.trust.revocations_der());
     }
-    let (response, bytes_out, bytes_in) = client.sync(url, node_id, &sent.request).await?;
+    // The certificates of the signers of what we push (not our own: the
+    // server has it from the handshake).
+    if let Some(ext) = peering
+        .certificates_for(&fed.store, &sent.request.push)
+        .await
+    {
+        sent.request.extensions.push(ext);
+    }
+    let (response, bytes_out, bytes_in, server_cert) =
+        client.sync(url, node_id, &sent.request).await?;
+    peering
+        .learn_certificates(
+            &fed.store,
+            server_cert.as_deref(),
+            &response.extensions,
+            &url.canonical(),
+        )
+        .await;
     if let Some(der) = &response.revocations
-        && let Err(e) = peering.install_revocations(&fed.data_dir, der)
+        && let Err(e) = peering.install_revocations(&fed.store, &fed.data_dir, der)
     {
         tracing::warn!(error = %e, "a peer sent a revocation list that does not verify");
     }
@@ -229,7 +246,7 @@ impl PeerClient {
         url: &PeerUrl,
         node_id: &str,
         req: &SyncRequest,
-    ) -> Result<(SyncResponse, u64, u64)> {
+    ) -> Result<(SyncResponse, u64, u64, Option<Vec<u8>>)> {
         let (body, gzipped) = codec::compress(req.encode_to_vec());
         let sent = body.len() as u64;
         let mut request = self
@@ -245,11 +262,12 @@ impl PeerClient {
         let resp = request.send().await.map_err(|e| describe(e, url))?;
         // A pooled connection may predate a revocation: check the server's
         // certificate against the current list on every answer.
-        if let Some(cert) = resp
+        let server_cert = resp
             .extensions()
             .get::<reqwest::tls::TlsInfo>()
             .and_then(|t| t.peer_certificate())
-        {
+            .map(<[u8]>::to_vec);
+        if let Some(cert) = &server_cert {
             let id = crate::pki::identity(cert)?;
             if self.trust.is_revoked(&id.serial) {
                 return Err(Error::Config(format!(
@@ -276,7 +294,7 @@ impl PeerClient {
         let raw = codec::decode_body(&map, &bytes).map_err(Error::Config)?;
         let answer = SyncResponse::decode_checked(&raw)
             .map_err(|e| Error::Config(format!("the peer's answer: {e}")))?;
-        Ok((answer, sent, bytes.len() as u64))
+        Ok((answer, sent, bytes.len() as u64, server_cert))
     }
 }
 

@@ -14,6 +14,7 @@ pub mod client;
 pub mod codec;
 mod pipeline;
 pub mod server;
+mod signers;
 pub mod tls;
 
 use std::collections::{HashMap, VecDeque};
@@ -155,6 +156,8 @@ pub struct Peering {
     /// refused, since start.
     refused_in_answers: Mutex<HashMap<String, u64>>,
     next_index: AtomicU64,
+    /// The member keys change signatures are checked with.
+    signers: signers::Signers,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -187,6 +190,7 @@ impl Peering {
             inbound: Mutex::new(HashMap::new()),
             refused_in_answers: Mutex::new(HashMap::new()),
             next_index: AtomicU64::new(1),
+            signers: signers::Signers::default(),
         })
     }
 
@@ -295,9 +299,17 @@ impl Peering {
         v
     }
 
-    pub fn install_revocations(&self, data_dir: &DataDir, der: &[u8]) -> Result<bool> {
+    /// Installs a newer revocation list (verified against the CA), and
+    /// with it the revoked keys in the store's signer book.
+    pub fn install_revocations(
+        &self,
+        store: &Store,
+        data_dir: &DataDir,
+        der: &[u8],
+    ) -> Result<bool> {
         let newer = self.trust.install_revocations(data_dir, der)?;
         if newer {
+            self.publish_signers(store);
             match PeerClient::new(&self.trust) {
                 Ok(fresh) => {
                     *self

@@ -478,8 +478,17 @@ async fn exchange(
     let fed = &state.fed;
     let peering = peering_of(fed);
     let (req, bytes_in) = read_request(peering, peer, headers, body).await?;
+    // Before the push is checked: the certificates its signatures need.
+    peering
+        .learn_certificates(
+            &fed.store,
+            Some(&peer.certificate),
+            &req.extensions,
+            &peer.town,
+        )
+        .await;
     if let Some(der) = &req.revocations
-        && let Err(e) = peering.install_revocations(&fed.data_dir, der)
+        && let Err(e) = peering.install_revocations(&fed.store, &fed.data_dir, der)
     {
         tracing::warn!(peer = %peer.town, error = %e, "a peer sent a revocation list that does not verify");
     }
@@ -516,6 +525,9 @@ async fn exchange(
     resp.revocation_number = peering.trust.revocation_number();
     if client_revocations < resp.revocation_number {
         resp.revocations = Some(peering.trust.revocations_der());
+    }
+    if let Some(ext) = peering.certificates_for(&fed.store, &resp.docs).await {
+        resp.extensions.push(ext);
     }
     let docs_out = resp.docs.len() as u64;
     let encoded = resp.encode_to_vec();

@@ -152,6 +152,14 @@ impl Trust {
             .is_revoked(serial)
     }
 
+    /// The current revocation list.
+    pub fn revocations_snapshot(&self) -> Revocations {
+        self.revocations
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
     pub fn revocation_number(&self) -> u64 {
         self.revocations
             .read()

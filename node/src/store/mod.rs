@@ -44,6 +44,7 @@ mod guard;
 mod integrity;
 mod peers;
 mod quota;
+mod provenance;
 mod reads;
 mod records;
 mod replica;
@@ -55,7 +56,7 @@ mod writer;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, mpsc};
+use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::thread;
 
 use automerge::ActorId;
@@ -71,6 +72,7 @@ pub use self::guard::GuardMode;
 pub use self::integrity::Integrity;
 pub use self::peers::{PeerInfo, PeerRound};
 pub use self::quota::QuotaUsage;
+pub use self::provenance::{ChangeSigning, SignedBy};
 pub use self::replica::SqlReplica;
 pub use self::sync::PlannedAnswer;
 pub(crate) use self::users::{UsersConn, UsersDb};
@@ -139,6 +141,11 @@ struct Inner {
     first_check: watch::Receiver<bool>,
     /// The quotas on what peers bring in (`quota`).
     quotas: Mutex<Arc<yui_protocol::quota::Quotas>>,
+    /// Signs this node's changes to shared records (`provenance`).
+    signing: OnceLock<ChangeSigning>,
+    /// The member keys incoming changes are checked with; empty (every
+    /// change refused) until the peer layer sets it.
+    signers: Mutex<Arc<yui_protocol::provenance::SignerBook>>,
 }
 
 impl Store {
@@ -154,6 +161,8 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.execute_batch(SCHEMA)?;
         conn.execute(SEARCH_TABLE, [])?;
+        conn.execute_batch(ADDED_TABLES)?;
+        conn.execute_batch(provenance::TABLES)?;
         set_meta(&conn, "town", town)?;
         set_meta(&conn, "actor", &new_actor_hex())?;
         set_meta(&conn, "feed_epoch", &new_epoch().to_string())?;
@@ -208,6 +217,7 @@ impl Store {
                 if !had_quotas {
                     quota::seed(&conn, &town)?;
                 }
+                conn.execute_batch(provenance::TABLES)?;
                 if get_meta(&conn, "feed_epoch")?.is_none() {
                     set_meta(&conn, "feed_epoch", &new_epoch().to_string())?;
                 }
@@ -292,6 +302,8 @@ impl Store {
                 integrity,
                 first_check,
                 quotas: Mutex::new(Arc::default()),
+                signing: OnceLock::new(),
+                signers: Mutex::new(Arc::default()),
             }),
         })
     }
@@ -380,7 +392,8 @@ fn not_found(collection: Collection, id: &str) -> Error {
 fn needs_upgrade(conn: &Connection) -> Result<bool> {
     let found = conn
         .query_row(
-            "SELECT (SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name IN ('peer_epochs', 'peer_staged', 'egress', 'quota_usage')),
+            "SELECT (SELECT count(*) FROM sqlite_schema WHERE type = 'table'
+                     AND name IN ('peer_epochs', 'peer_staged', 'egress', 'quota_usage', 'change_signatures', 'signer_certificates')),
                     (SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'search'),
                     (SELECT count(*) FROM meta WHERE key = 'feed_epoch')",
             [],
@@ -388,7 +401,7 @@ fn needs_upgrade(conn: &Connection) -> Result<bool> {
         );
     Ok(match found {
         Ok((tables, search, epochs)) => {
-            tables < 4 || search.as_deref() != Some(SEARCH_TABLE) || epochs == 0
+            tables < 6 || search.as_deref() != Some(SEARCH_TABLE) || epochs == 0
         }
         Err(_) => true,
     })

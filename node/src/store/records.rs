@@ -10,11 +10,13 @@ use rand::RngCore;
 use rusqlite::{Connection, OptionalExtension, params};
 use serde_json::value::RawValue;
 use yui_protocol::doc;
+use yui_protocol::provenance::Authority;
 use yui_protocol::validate::{self, Fields, Patch};
 use yui_protocol::{Collection, Millis, RecordId, RecordView, guard};
 
 use super::constraints::{check_one_kpi_report_per_year, check_references};
 use super::feed::{pack_heads, raw_changes_after};
+use super::provenance::{insert_signatures, sign_new_changes};
 use super::search::index_terms;
 use super::writer::WriterState;
 use super::{COMPACT_AFTER, GuardMode, Store, lock, not_found, raw};
@@ -63,20 +65,22 @@ impl Store {
             id
         };
         let (actor, town) = (self.inner.actor.clone(), self.inner.town.clone());
+        let signing = collection.is_shared().then(|| self.signing()).flatten();
         // The Automerge work runs in parallel on the blocking pool; only the
         // inserts queue for the writer.
         let prepared = tokio::task::spawn_blocking(move || -> Result<_> {
             let mut d = doc::create(actor, collection, &id, &town, now, &fields)?;
+            let signatures = sign_new_changes(signing.as_ref(), &mut d, &[]);
             let view = doc::read(&d)?;
             let terms = index_terms(&view);
             let bytes = d.save_nocompress();
             let heads = pack_heads(&d.get_heads());
             let refs = validate::references(collection, fields.iter());
-            Ok((id, bytes, heads, view, terms, refs))
+            Ok((id, bytes, heads, view, terms, refs, signatures))
         })
         .await
         .map_err(|e| Error::Storage(format!("create task failed: {e}")))??;
-        let (id, bytes, heads, view, terms, refs) = prepared;
+        let (id, bytes, heads, view, terms, refs, signatures) = prepared;
         let json = serde_json::to_string(&view).map_err(|e| Error::Storage(e.to_string()))?;
         self.write(move |conn, state| {
             check_references(conn, &refs)?;
@@ -102,6 +106,7 @@ impl Store {
                 "INSERT INTO search (rowid, terms) VALUES (last_insert_rowid(), ?1)",
                 [&terms],
             )?;
+            insert_signatures(conn, &id, &signatures)?;
             state.next_seq += 1;
             raw(json)
         })
@@ -154,9 +159,11 @@ impl Store {
             collection,
             patch.iter().filter_map(|(k, v)| Some((k, v.as_ref()?))),
         );
+        let signing = collection.is_shared().then(|| self.signing()).flatten();
         self.write(move |conn, state| {
             check_references(conn, &refs)?;
             let mut loaded = load_doc(conn, collection, &id)?;
+            check_authority(collection, &loaded, &state.town)?;
             loaded.doc.set_actor(state.actor.clone());
             if loaded.deleted {
                 return Err(Error::RecordDeleted {
@@ -174,6 +181,8 @@ impl Store {
             if collection == Collection::KpiReports && patch.contains_key("fiscal_year") {
                 check_one_kpi_report_per_year(conn, &view.town, &view, Some(&id))?;
             }
+            let signatures = sign_new_changes(signing.as_ref(), &mut loaded.doc, &before);
+            insert_signatures(conn, &record_id(&id)?, &signatures)?;
             store_change(conn, state, &mut loaded, &before, &view)
         })
         .await
@@ -181,8 +190,10 @@ impl Store {
 
     /// Marks a record deleted. Deleting a deleted record changes nothing.
     pub async fn delete(&self, collection: Collection, id: String, now: Millis) -> Result<()> {
+        let signing = collection.is_shared().then(|| self.signing()).flatten();
         self.write(move |conn, state| {
             let mut loaded = load_doc(conn, collection, &id)?;
+            check_authority(collection, &loaded, &state.town)?;
             loaded.doc.set_actor(state.actor.clone());
             if loaded.deleted {
                 return Err(not_found(collection, &id));
@@ -190,6 +201,8 @@ impl Store {
             let before = loaded.doc.get_heads();
             doc::delete(&mut loaded.doc, &state.town, now)?;
             let view = doc::read(&loaded.doc)?;
+            let signatures = sign_new_changes(signing.as_ref(), &mut loaded.doc, &before);
+            insert_signatures(conn, &record_id(&id)?, &signatures)?;
             store_change(conn, state, &mut loaded, &before, &view)?;
             Ok(())
         })
@@ -199,6 +212,8 @@ impl Store {
 
 pub(super) struct LoadedDoc {
     pub(super) rowid: i64,
+    /// The town that created the record.
+    pub(super) town: String,
     pub(super) deleted: bool,
     pub(super) chunks: i64,
     pub(super) doc: AutoCommit,
@@ -206,14 +221,15 @@ pub(super) struct LoadedDoc {
 }
 
 pub(super) fn load_doc(conn: &Connection, collection: Collection, id: &str) -> Result<LoadedDoc> {
-    let row: Option<(i64, bool, i64, Vec<u8>, String)> = conn
+    type Row = (i64, bool, i64, Vec<u8>, String, String);
+    let row: Option<Row> = conn
         .query_row(
-            "SELECT rowid, deleted, chunks, doc, view FROM records WHERE id = ?1 AND collection = ?2",
+            "SELECT rowid, deleted, chunks, doc, view, town FROM records WHERE id = ?1 AND collection = ?2",
             params![id, collection.name()],
-            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?)),
+            |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?, r.get(5)?)),
         )
         .optional()?;
-    let (rowid, deleted, chunks, bytes, view_json) =
+    let (rowid, deleted, chunks, bytes, view_json, town) =
         row.ok_or_else(|| not_found(collection, id))?;
     let mut doc =
         AutoCommit::load(&bytes).map_err(|e| Error::Storage(format!("loading {id}: {e}")))?;
@@ -228,6 +244,7 @@ pub(super) fn load_doc(conn: &Connection, collection: Collection, id: &str) -> R
     }
     Ok(LoadedDoc {
         rowid,
+        town,
         deleted,
         chunks,
         doc,
@@ -293,4 +310,26 @@ fn store_change(
     }
     state.next_seq += 1;
     raw(json)
+}
+
+/// A stored record's id (it was checked when it was made).
+fn record_id(id: &str) -> Result<RecordId> {
+    id.parse()
+        .map_err(|_| Error::Storage(format!("{id:?} is not a record id")))
+}
+
+/// The collection's write authority (protocol.md 7.4), as every receiver
+/// will check it: a KPI report or a pilot result is changed only by the
+/// town that created it.
+fn check_authority(collection: Collection, loaded: &LoadedDoc, town: &str) -> Result<()> {
+    if Authority::of(collection) == Authority::Origin && loaded.town != town {
+        return Err(Error::NotTheOwner {
+            message: format!(
+                "this {} record belongs to {}: only that town may change it (other members would refuse the change)",
+                collection.name(),
+                loaded.town
+            ),
+        });
+    }
+    Ok(())
 }

@@ -6,16 +6,18 @@
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use automerge::AutoCommit;
+use automerge::{AutoCommit, ChangeHash};
 use rusqlite::{Connection, OptionalExtension, params};
 use yui_protocol::gate::{Admission, Refused};
 use yui_protocol::guard::Registry;
 use yui_protocol::quota::{Charge, Quotas};
+use yui_protocol::provenance::{ChangeSignature, SignerBook};
 use yui_protocol::sync::{FeedItem, Hash, SharedCollection, Stored};
 use yui_protocol::{Collection, RecordId, RecordView};
 
 use super::feed::{pack_hashes, pack_heads, read_shared_feed, unpack_heads};
 use super::quota;
+use super::provenance::{insert_signatures, read_signatures};
 use super::schema::get_meta;
 use super::search::index_terms;
 use super::writer::WriterState;
@@ -39,6 +41,8 @@ pub struct SqlReplica<'c> {
     /// Records updated (by their claim) at or after this time are fresh
     /// writes, which the daily quotas count (`protocol::quota::FRESH`).
     fresh_since: String,
+    /// The member keys their changes' signatures are checked with.
+    signers: Arc<SignerBook>,
 }
 
 /// A merged document's stored forms, computed while planning (outside the
@@ -62,6 +66,7 @@ impl<'c> SqlReplica<'c> {
             quotas: Arc::default(),
             day: String::new(),
             fresh_since: String::new(),
+            signers: Arc::default(),
         }
     }
 
@@ -83,13 +88,21 @@ impl<'c> SqlReplica<'c> {
             fresh_since: yui_protocol::record::format_time(
                 crate::clock::now_ms() - yui_protocol::quota::FRESH,
             ),
+            signers: Arc::default(),
         }
     }
 
     /// Checks incoming documents' personal data against `registry` (the
-    /// names of this town's people); without it, only the detectors run.
-    pub(super) fn admitting(mut self, registry: Arc<Registry>) -> SqlReplica<'c> {
+    /// names of this town's people; without it, only the detectors run) and
+    /// their changes' signatures against `signers` (without it, every
+    /// change is refused).
+    pub(super) fn admitting(
+        mut self,
+        registry: Arc<Registry>,
+        signers: Arc<SignerBook>,
+    ) -> SqlReplica<'c> {
         self.registry = registry;
+        self.signers = signers;
         self
     }
 
@@ -109,10 +122,10 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
     }
 
     fn admission(&mut self) -> Result<Admission> {
-        Ok(Admission::new(
-            crate::clock::now_ms(),
-            self.registry.clone(),
-        ))
+        Ok(
+            Admission::new(crate::clock::now_ms(), self.registry.clone())
+                .with_signers(self.signers.clone()),
+        )
     }
 
     fn stored(&mut self, id: &RecordId) -> Result<Stored> {
@@ -169,6 +182,7 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
         doc: &mut AutoCommit,
         view: &RecordView,
         received: u64,
+        signatures: &[ChangeSignature],
     ) -> Result<std::result::Result<(), Refused>> {
         let state = self
             .state
@@ -217,6 +231,7 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
         )? {
             return Ok(Err(refused));
         }
+        insert_signatures(self.conn, id, signatures)?;
         let rowid = match existing.map(|(rowid, ..)| rowid) {
             Some(rowid) => {
                 self.conn
@@ -256,6 +271,14 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
         }
         state.next_seq += 1;
         Ok(Ok(()))
+    }
+
+    fn signatures(
+        &mut self,
+        id: &RecordId,
+        changes: Option<&[ChangeHash]>,
+    ) -> Result<Vec<ChangeSignature>> {
+        read_signatures(self.conn, id, changes)
     }
 
     fn feed_epoch(&mut self) -> Result<u64> {

@@ -52,11 +52,11 @@ impl Store {
         mut request: SyncRequest,
     ) -> Result<sync::Outcome> {
         let (plans, rendered) = self.plan(std::mem::take(&mut request.push)).await?;
-        let registry = self.registry().await?;
+        let (registry, signers) = (self.registry().await?, self.signer_book());
         let quotas = self.quotas();
         self.write(move |conn, state| {
             let mut replica = SqlReplica::writing(conn, state, rendered)
-                .admitting(registry)
+                .admitting(registry, signers)
                 .charging(quotas);
             session::server_accept_planned(&mut replica, &peer, &request, plans)
         })
@@ -70,11 +70,11 @@ impl Store {
         &self,
         mut docs: Vec<DocUpdate>,
     ) -> Result<(Vec<sync::Plan>, HashMap<RecordId, Rendered>)> {
-        let registry = self.registry().await?;
+        let (registry, signers) = (self.registry().await?, self.signer_book());
         let plan_half = |docs: Vec<DocUpdate>| {
-            let registry = registry.clone();
+            let (registry, signers) = (registry.clone(), signers.clone());
             self.read(move |conn| {
-                let mut replica = SqlReplica::reading(conn).admitting(registry);
+                let mut replica = SqlReplica::reading(conn).admitting(registry, signers);
                 let mut plans = sync::plan_updates(&mut replica, docs)?;
                 let mut rendered = HashMap::new();
                 for plan in &mut plans {
@@ -195,11 +195,11 @@ impl Store {
             plans,
             rendered,
         } = planned;
-        let registry = self.registry().await?;
+        let (registry, signers) = (self.registry().await?, self.signer_book());
         let quotas = self.quotas();
         self.write(move |conn, state| {
             let mut replica = SqlReplica::writing(conn, state, rendered)
-                .admitting(registry)
+                .admitting(registry, signers)
                 .charging(quotas);
             let outcome = session::client_apply_planned(&mut replica, &peer, &sent, response, plans)?;
             conn.execute(

@@ -1,0 +1,454 @@
+//! Signed changes (issue 12, protocol.md 7) between three real nodes over
+//! mutual TLS on 127.0.0.1, in a chain A–B–C: Tateshina and Itoigawa never
+//! connect, both dial Omachi. Omachi is also played by hand (its own
+//! certificate and key, the real protocol) to forge what its node would not.
+
+use std::time::Duration;
+
+use automerge::AutoCommit;
+use prost::Message;
+use yui_node::node::Node;
+use yui_protocol::provenance::{SIGNATURES_EXTENSION, encode_signatures};
+use yui_protocol::validate::{validate_create, validate_patch};
+use yui_protocol::wire::{DocUpdate, Extension, SyncRequest, SyncResponse};
+use yui_protocol::{Collection, RecordId};
+use yui_tests::tls::Member;
+use yui_tests::town::{Consortium, Running, Town};
+use yui_tests::wire::{long_poll_body, refusal_codes};
+
+const CONVERGE: Duration = Duration::from_secs(10);
+
+fn fields(c: Collection, v: serde_json::Value) -> yui_protocol::validate::Fields {
+    validate_create(c, v.as_object().expect("object")).expect("valid")
+}
+
+async fn create(node: &Node, c: Collection, v: serde_json::Value) -> String {
+    let rec = node
+        .store
+        .create(c, fields(c, v), yui_node::clock::now_ms())
+        .await
+        .expect("create");
+    let rec: serde_json::Value = serde_json::from_str(rec.get()).expect("json");
+    rec["id"].as_str().expect("id").to_owned()
+}
+
+async fn holds(node: &Node, c: Collection, id: &str) -> Option<serde_json::Value> {
+    let rec = node.store.get(c, id.to_owned(), false).await.ok()?;
+    serde_json::from_str(rec.get()).ok()
+}
+
+async fn wait_until_held(
+    node: &Node,
+    c: Collection,
+    id: &str,
+    test: impl Fn(&serde_json::Value) -> bool,
+) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    loop {
+        if let Some(rec) = holds(node, c, id).await
+            && test(&rec)
+        {
+            return rec;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{c} {id} did not arrive at {} within {CONVERGE:?}: {:?}",
+            node.config.town,
+            node.status()
+                .await
+                .map(|s| serde_json::to_string(&s).unwrap_or_default())
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+fn push(docs: Vec<DocUpdate>) -> Vec<u8> {
+    SyncRequest {
+        version: yui_protocol::wire::PROTOCOL_VERSION,
+        push: docs,
+        ..Default::default()
+    }
+    .encode_to_vec()
+}
+
+/// A record document as `town`'s node would write it (actor `actor`).
+fn record_doc(
+    c: Collection,
+    town: &str,
+    actor: u8,
+    v: serde_json::Value,
+) -> (AutoCommit, RecordId) {
+    let id = RecordId::generate(yui_node::clock::now_ms(), [actor; 10]);
+    let doc = yui_protocol::doc::create(
+        automerge::ActorId::from([actor; 16].as_slice()),
+        c,
+        &id,
+        town,
+        yui_node::clock::now_ms(),
+        &fields(c, v),
+    )
+    .expect("doc");
+    (doc, id)
+}
+
+fn update_of(doc: &mut AutoCommit, id: &RecordId, c: Collection) -> DocUpdate {
+    DocUpdate {
+        id: id.to_string(),
+        collection: c.name().into(),
+        heads: doc.get_heads().iter().map(|h| h.0.to_vec()).collect(),
+        changes: doc.save_nocompress(),
+        ..Default::default()
+    }
+}
+
+/// Every document `from` offers a member that has nothing yet.
+async fn pull_all(member: &Member) -> Vec<DocUpdate> {
+    let (status, body) = member
+        .post("", &long_poll_body(0, 0, 0))
+        .await
+        .expect("pull");
+    assert_eq!(status, 200);
+    SyncResponse::decode(&body[..]).expect("response").docs
+}
+
+/// `doc` (as pulled, with its signatures) plus one change by `by`, signed
+/// by `by` only.
+fn edited_by(
+    by: &Member,
+    pulled: &DocUpdate,
+    town: &str,
+    c: Collection,
+    patch: serde_json::Value,
+) -> DocUpdate {
+    let mut doc = AutoCommit::load(&pulled.changes).expect("load");
+    let before = doc.get_heads();
+    doc.set_actor(automerge::ActorId::from([0x0b; 16].as_slice()));
+    let patch = validate_patch(c, patch.as_object().expect("object")).expect("valid");
+    yui_protocol::doc::update(&mut doc, c, town, yui_node::clock::now_ms(), &patch)
+        .expect("update");
+    let sigs: Vec<_> = doc
+        .get_changes(&before)
+        .iter()
+        .filter_map(|ch| (by.signing)(ch.hash()))
+        .collect();
+    let mut update = update_of(&mut doc, &pulled.id.parse().expect("id"), c);
+    update.extensions = pulled.extensions.clone();
+    update.extensions.push(Extension {
+        tag: SIGNATURES_EXTENSION,
+        data: encode_signatures(&sigs),
+    });
+    update
+}
+
+struct Chain {
+    consortium: Consortium,
+    a: Town,
+    b: Town,
+    c: Town,
+    ra: Running,
+    rb: Running,
+    rc: Running,
+}
+
+async fn chain() -> Chain {
+    let consortium = Consortium::new("信州コンソーシアム");
+    let (a, b, c) = (
+        consortium.town("tateshina"),
+        consortium.town("omachi"),
+        consortium.town("itoigawa"),
+    );
+    // Tateshina and Itoigawa never connect: both dial Omachi. A peer is
+    // added before its node starts, which starts its tasks.
+    let rb = Running::start(b.node.clone(), 2);
+    for from in [&a, &c] {
+        yui_node::peer::add_peer(&from.node.federation(), &rb.peer_url(), None, None)
+            .await
+            .expect("add peer");
+    }
+    let (ra, rc) = (
+        Running::start(a.node.clone(), 2),
+        Running::start(c.node.clone(), 2),
+    );
+    Chain {
+        consortium,
+        a,
+        b,
+        c,
+        ra,
+        rb,
+        rc,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn signed_changes_are_verified_after_relaying_and_forgeries_are_refused_everywhere() {
+    let Chain {
+        consortium,
+        a,
+        b,
+        c,
+        ra,
+        rb,
+        rc,
+    } = chain().await;
+    let knowledge = create(
+        &a.node,
+        Collection::Knowledge,
+        serde_json::json!({"title": "立科の研修の進め方", "body": "本文", "category": "training"}),
+    )
+    .await;
+    let kpi = create(
+        &a.node,
+        Collection::KpiReports,
+        serde_json::json!({"fiscal_year": 2026, "new_hires": 4}),
+    )
+    .await;
+
+    // (4) A's records reach C through B, and C, which never met A, checked
+    // A's signatures with the certificate that came with them.
+    wait_until_held(&b.node, Collection::KpiReports, &kpi, |_| true).await;
+    wait_until_held(&c.node, Collection::KpiReports, &kpi, |_| true).await;
+    wait_until_held(&c.node, Collection::Knowledge, &knowledge, |_| true).await;
+    let history = c
+        .node
+        .history(Collection::Knowledge, knowledge.clone())
+        .await
+        .expect("history");
+    assert_eq!(history.len(), 1);
+    assert!(history[0].verified, "{history:?}");
+    let signer = history[0].signed_by.as_ref().expect("signed");
+    assert_eq!(signer.town.as_deref(), Some("tateshina"));
+    assert_eq!(signer.node_id, a.node.node_id);
+
+    // (1) B crafts records that claim to be A's, or a made-up town's, and
+    // pushes them to C itself: refused, and nowhere to be seen at C.
+    let b_member = Member::of(&b, rc.peer);
+    let before = c.node.store.counts().await.expect("counts");
+    let (mut as_a, as_a_id) = record_doc(
+        Collection::PilotResults,
+        "tateshina",
+        0x41,
+        serde_json::json!({"title": "立科の偽の成果", "summary": "偽物", "status": "completed"}),
+    );
+    let (mut made_up, made_up_id) = record_doc(
+        Collection::KpiReports,
+        "fakemura",
+        0x42,
+        serde_json::json!({"fiscal_year": 2026, "new_hires": 900}),
+    );
+    let forged = b_member.signed(vec![
+        update_of(&mut as_a, &as_a_id, Collection::PilotResults),
+        update_of(&mut made_up, &made_up_id, Collection::KpiReports),
+    ]);
+    let (status, body) = b_member.post("", &push(forged)).await.expect("push");
+    assert_eq!(status, 200);
+    assert_eq!(refusal_codes(&body), [("wrong_town".to_owned(), 2)].into());
+    assert_eq!(c.node.store.counts().await.expect("counts"), before);
+    assert!(
+        holds(&c.node, Collection::PilotResults, &as_a_id.to_string())
+            .await
+            .is_none()
+    );
+    let towns = yui_node::kpi::member_towns(&c.node).await.expect("towns");
+    assert_eq!(
+        towns.into_iter().collect::<Vec<_>>(),
+        ["itoigawa", "omachi", "tateshina"],
+        "only towns with a verified certificate count"
+    );
+
+    // (2) B changes A's KPI report: refused by C and by A, and B's own
+    // node refuses to make the change at all (403 over its API).
+    let a_as_b = Member::of(&b, ra.peer);
+    let offered = pull_all(&a_as_b).await;
+    let report = offered
+        .iter()
+        .find(|d| d.id == kpi)
+        .expect("A offers its report");
+    let raised = edited_by(
+        &b_member,
+        report,
+        "omachi",
+        Collection::KpiReports,
+        serde_json::json!({"new_hires": 40}),
+    );
+    for (member, at) in [(&b_member, "C"), (&a_as_b, "A")] {
+        let (status, body) = member
+            .post("", &push(vec![raised.clone()]))
+            .await
+            .expect("push");
+        assert_eq!(status, 200);
+        assert_eq!(
+            refusal_codes(&body),
+            [("not_the_owner".to_owned(), 1)].into(),
+            "at {at}"
+        );
+    }
+    wait_until_held(&b.node, Collection::KpiReports, &kpi, |_| true).await;
+    let patched = reqwest::Client::new()
+        .patch(format!(
+            "http://{}/api/v1/records/kpi_reports/{kpi}",
+            rb.api
+        ))
+        .bearer_auth(
+            std::fs::read_to_string(&b.node.token_path)
+                .expect("token")
+                .trim(),
+        )
+        .json(&serde_json::json!({"fields": {"new_hires": 40}}))
+        .send()
+        .await
+        .expect("patch");
+    assert_eq!(patched.status(), 403);
+    let answer: serde_json::Value = patched.json().await.expect("json");
+    assert_eq!(answer["error"]["code"], "not_the_owner", "{answer}");
+    for node in [&a.node, &c.node] {
+        let rec = holds(node, Collection::KpiReports, &kpi)
+            .await
+            .expect("held");
+        assert_eq!(rec["fields"]["new_hires"], 4);
+    }
+
+    // (3) B edits A's knowledge article: any member may, attributed to B.
+    b.node
+        .store
+        .update(
+            Collection::Knowledge,
+            knowledge.clone(),
+            validate_patch(
+                Collection::Knowledge,
+                serde_json::json!({"title": "研修の進め方（大町の追記）"})
+                    .as_object()
+                    .expect("object"),
+            )
+            .expect("valid"),
+            yui_node::clock::now_ms(),
+        )
+        .await
+        .expect("B edits A's article");
+    for node in [&a.node, &c.node] {
+        wait_until_held(node, Collection::Knowledge, &knowledge, |r| {
+            r["fields"]["title"] == "研修の進め方（大町の追記）"
+        })
+        .await;
+        let history = node
+            .history(Collection::Knowledge, knowledge.clone())
+            .await
+            .expect("history");
+        let towns: Vec<(&str, bool)> = history
+            .iter()
+            .map(|h| (h.entry.town.as_str(), h.verified))
+            .collect();
+        assert_eq!(
+            towns,
+            [("tateshina", true), ("omachi", true)],
+            "at {}",
+            node.config.town
+        );
+    }
+
+    // (7) An unsigned change, as an older version sends it, and one signed
+    // by a key no consortium certificate holds: refused.
+    let (mut unsigned, unsigned_id) = record_doc(
+        Collection::Knowledge,
+        "omachi",
+        0x43,
+        serde_json::json!({"title": "古い版から", "body": "本文", "category": "training"}),
+    );
+    let stranger_key = rcgen::KeyPair::generate().expect("key");
+    let (_, stranger) =
+        yui_node::pki::change_signing(&stranger_key.serialize_pem()).expect("signing");
+    let stranger = Member {
+        signing: stranger,
+        ..b_member.clone()
+    };
+    let (mut strange, strange_id) = record_doc(
+        Collection::Knowledge,
+        "omachi",
+        0x44,
+        serde_json::json!({"title": "知らない鍵", "body": "本文", "category": "training"}),
+    );
+    let docs = vec![
+        update_of(&mut unsigned, &unsigned_id, Collection::Knowledge),
+        stranger.sign(update_of(&mut strange, &strange_id, Collection::Knowledge)),
+    ];
+    let (status, body) = b_member.post("", &push(docs)).await.expect("push");
+    assert_eq!(status, 200);
+    assert_eq!(
+        refusal_codes(&body),
+        [
+            ("unknown_signer".to_owned(), 1),
+            ("unsigned_change".to_owned(), 1)
+        ]
+        .into()
+    );
+
+    // (5) A is revoked. Its records stay everywhere; a change it makes
+    // afterwards (dated now, or back-dated) is refused at C even when B
+    // relays it.
+    let now = time::OffsetDateTime::now_utc();
+    consortium
+        .ca
+        .revoke(Some("tateshina"), None, now)
+        .expect("revoke");
+    let crl = yui_node::pki::parse_crl_pem(
+        &std::fs::read_to_string(consortium.ca.crl_path()).expect("crl"),
+    )
+    .expect("crl");
+    for node in [&b.node, &c.node] {
+        let peering = node.peering.as_ref().expect("joined");
+        assert!(
+            peering
+                .install_revocations(&node.store, &node.data_dir, &crl)
+                .expect("install")
+        );
+    }
+    let a_signing = Member::of(&a, rc.peer);
+    let mut late = AutoCommit::load(&report.changes).expect("load");
+    let before = late.get_heads();
+    late.set_actor(automerge::ActorId::from([0x0a; 16].as_slice()));
+    let patch = validate_patch(
+        Collection::KpiReports,
+        serde_json::json!({"new_hires": 5})
+            .as_object()
+            .expect("object"),
+    )
+    .expect("valid");
+    // Back-dated to a year before the revocation.
+    yui_protocol::doc::update(
+        &mut late,
+        Collection::KpiReports,
+        "tateshina",
+        yui_node::clock::now_ms() - 365 * 86_400_000,
+        &patch,
+    )
+    .expect("update");
+    let sigs: Vec<_> = late
+        .get_changes(&before)
+        .iter()
+        .filter_map(|ch| (a_signing.signing)(ch.hash()))
+        .collect();
+    let mut late_update = update_of(&mut late, &kpi.parse().expect("id"), Collection::KpiReports);
+    late_update.extensions = report.extensions.clone();
+    late_update.extensions.push(Extension {
+        tag: SIGNATURES_EXTENSION,
+        data: encode_signatures(&sigs),
+    });
+    let (status, body) = b_member
+        .post("", &push(vec![late_update]))
+        .await
+        .expect("push");
+    assert_eq!(status, 200);
+    assert_eq!(
+        refusal_codes(&body),
+        [("revoked_signer".to_owned(), 1)].into()
+    );
+    for node in [&b.node, &c.node] {
+        let rec = holds(node, Collection::KpiReports, &kpi)
+            .await
+            .expect("A's report stays");
+        assert_eq!(rec["fields"]["new_hires"], 4);
+    }
+    for r in [ra, rb, rc] {
+        r.stop();
+    }
+}
