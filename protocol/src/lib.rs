@@ -13,6 +13,7 @@ pub mod gate;
 pub mod guard;
 pub mod kpi;
 pub mod memory;
+pub mod quota;
 pub mod provenance;
 pub mod record;
 pub mod schema;
