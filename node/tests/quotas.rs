@@ -117,7 +117,7 @@ async fn a_member_over_its_quota_is_refused_and_the_hub_does_not_relay_the_exces
     let evil = Member::of(&evil_town, hub_node.peer);
 
     // A member pushes 7 valid records of its own town in one batch.
-    let pushed = evil_documents(0, 7);
+    let pushed = evil.signed(evil_documents(0, 7));
     let (status, body) = evil
         .post("", &push_body(pushed.clone()))
         .await
@@ -142,7 +142,7 @@ async fn a_member_over_its_quota_is_refused_and_the_hub_does_not_relay_the_exces
     assert_eq!(accepted.len(), 4);
     // And the next one, in a new request.
     let (status, body) = evil
-        .post("", &push_body(evil_documents(7, 1)))
+        .post("", &push_body(evil.signed(evil_documents(7, 1))))
         .await
         .expect("push");
     assert_eq!(status, 200);

@@ -10,14 +10,14 @@ use automerge::{AutoCommit, ChangeHash};
 use rusqlite::{Connection, OptionalExtension, params};
 use yui_protocol::gate::{Admission, Refused};
 use yui_protocol::guard::Registry;
-use yui_protocol::quota::{Charge, Quotas};
 use yui_protocol::provenance::{ChangeSignature, SignerBook};
+use yui_protocol::quota::{Charge, Quotas};
 use yui_protocol::sync::{FeedItem, Hash, SharedCollection, Stored};
 use yui_protocol::{Collection, RecordId, RecordView};
 
 use super::feed::{pack_hashes, pack_heads, read_shared_feed, unpack_heads};
-use super::quota;
 use super::provenance::{insert_signatures, read_signatures};
+use super::quota;
 use super::schema::get_meta;
 use super::search::index_terms;
 use super::writer::WriterState;
