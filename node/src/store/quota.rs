@@ -206,13 +206,79 @@ mod tests {
             &fields,
         )
         .expect("doc");
+        let signatures: Vec<_> = doc
+            .get_changes(&[])
+            .iter()
+            .map(|c| member(town).sign(c.hash()))
+            .collect();
         DocUpdate {
             id: id.to_string(),
             collection: "knowledge".into(),
             heads: doc.get_heads().iter().map(|h| h.0.to_vec()).collect(),
             changes: doc.save_nocompress(),
+            extensions: vec![yui_protocol::wire::Extension {
+                tag: yui_protocol::provenance::SIGNATURES_EXTENSION,
+                data: yui_protocol::provenance::encode_signatures(&signatures),
+            }],
             ..Default::default()
         }
+    }
+
+    /// A member town's key, as a peer's node signs with it (protocol.md 7).
+    struct Member {
+        key: ring::signature::EcdsaKeyPair,
+        signer: yui_protocol::provenance::Signer,
+    }
+
+    impl Member {
+        fn sign(&self, change: automerge::ChangeHash) -> yui_protocol::provenance::ChangeSignature {
+            yui_protocol::provenance::sign(
+                &self.key,
+                self.signer.id,
+                change,
+                &ring::rand::SystemRandom::new(),
+            )
+            .expect("sign")
+        }
+    }
+
+    /// One key per town for the whole test process.
+    fn member(town: &str) -> &'static Member {
+        use std::sync::{Mutex, OnceLock};
+        static MEMBERS: OnceLock<Mutex<std::collections::HashMap<String, &'static Member>>> =
+            OnceLock::new();
+        let mut members = MEMBERS.get_or_init(Default::default).lock().expect("lock");
+        members.entry(town.to_owned()).or_insert_with(|| {
+            use ring::signature::{ECDSA_P256_SHA256_FIXED_SIGNING, EcdsaKeyPair, KeyPair};
+            let rng = ring::rand::SystemRandom::new();
+            let pkcs8 =
+                EcdsaKeyPair::generate_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, &rng).expect("key");
+            let key =
+                EcdsaKeyPair::from_pkcs8(&ECDSA_P256_SHA256_FIXED_SIGNING, pkcs8.as_ref(), &rng)
+                    .expect("key");
+            let mut id = [0u8; 32];
+            id[..town.len().min(32)].copy_from_slice(&town.as_bytes()[..town.len().min(32)]);
+            let signer = yui_protocol::provenance::Signer {
+                id: yui_protocol::provenance::SignerId(id),
+                town: town.to_owned(),
+                public_key: key.public_key().as_ref().to_vec(),
+                revoked: false,
+            };
+            Box::leak(Box::new(Member { key, signer }))
+        })
+    }
+
+    /// Opens the store trusting the members' keys, as the peer layer
+    /// would once their certificates arrived.
+    fn open(path: &std::path::Path) -> Store {
+        let store = Store::open(path, "omachi").expect("open");
+        store.add_signers(
+            ["evil", "tateshina"]
+                .iter()
+                .map(|t| member(t).signer.clone())
+                .collect(),
+        );
+        store
     }
 
     fn push(docs: Vec<DocUpdate>) -> SyncRequest {
@@ -237,7 +303,7 @@ mod tests {
         let dir = tempfile::tempdir().expect("tempdir");
         let path = dir.path().join("yui.sqlite");
         Store::create_database(&path, "omachi").expect("create");
-        let store = Store::open(&path, "omachi").expect("open");
+        let store = open(&path);
         store.set_quotas(QUOTAS);
         let docs: Vec<DocUpdate> = (1..=3).map(|n| update("evil", n)).collect();
         let sizes: u64 = docs[..2].iter().map(|d| d.changes.len() as u64).sum();
@@ -280,7 +346,7 @@ mod tests {
         drop(store);
 
         // A restart does not reset the day: the next record is refused too.
-        let store = Store::open(&path, "omachi").expect("reopen");
+        let store = open(&path);
         store.set_quotas(QUOTAS);
         let out = store
             .sync_accept("peer".into(), push(vec![update("evil", 4)]))
