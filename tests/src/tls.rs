@@ -145,21 +145,8 @@ impl Member {
         docs.into_iter().map(|d| self.sign(d)).collect()
     }
 
-    pub fn sign(&self, mut doc: yui_protocol::wire::DocUpdate) -> yui_protocol::wire::DocUpdate {
-        use yui_protocol::provenance::{SIGNATURES_EXTENSION, encode_signatures};
-        let Ok(mut loaded) = automerge::AutoCommit::load(&doc.changes) else {
-            return doc;
-        };
-        let signatures: Vec<_> = loaded
-            .get_changes(&[])
-            .iter()
-            .filter_map(|c| (self.signing)(c.hash()))
-            .collect();
-        doc.extensions.push(yui_protocol::wire::Extension {
-            tag: SIGNATURES_EXTENSION,
-            data: encode_signatures(&signatures),
-        });
-        doc
+    pub fn sign(&self, doc: yui_protocol::wire::DocUpdate) -> yui_protocol::wire::DocUpdate {
+        crate::wire::signed_with(&self.signing, doc)
     }
 
     pub async fn tls(&self) -> std::io::Result<TlsStream<TcpStream>> {

@@ -234,19 +234,8 @@ pub struct Author {
 
 impl Author {
     /// `update` with every change signed by this member.
-    pub fn sign(&self, mut update: yui_protocol::wire::DocUpdate) -> yui_protocol::wire::DocUpdate {
-        use yui_protocol::provenance::{SIGNATURES_EXTENSION, encode_signatures};
-        let mut doc = automerge::AutoCommit::load(&update.changes).expect("load");
-        let sigs: Vec<_> = doc
-            .get_changes(&[])
-            .iter()
-            .filter_map(|c| (self.signing)(c.hash()))
-            .collect();
-        update.extensions.push(yui_protocol::wire::Extension {
-            tag: SIGNATURES_EXTENSION,
-            data: encode_signatures(&sigs),
-        });
-        update
+    pub fn sign(&self, update: yui_protocol::wire::DocUpdate) -> yui_protocol::wire::DocUpdate {
+        crate::wire::signed_with(&self.signing, update)
     }
 
     /// Makes `node` trust this member's key, as its peer layer would once

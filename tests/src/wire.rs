@@ -116,3 +116,23 @@ pub fn refusal_codes(body: &[u8]) -> BTreeMap<String, usize> {
     }
     codes
 }
+
+/// `update` with every change of its document signed with `signing`, as
+/// the signing node would send it (protocol.md 7.2). Bytes that do not
+/// load are left unsigned: they are for tests of what a node refuses first.
+pub fn signed_with(signing: &yui_node::store::ChangeSigning, mut update: DocUpdate) -> DocUpdate {
+    use yui_protocol::provenance::{SIGNATURES_EXTENSION, encode_signatures};
+    let Ok(mut doc) = automerge::AutoCommit::load(&update.changes) else {
+        return update;
+    };
+    let signatures: Vec<_> = doc
+        .get_changes(&[])
+        .iter()
+        .filter_map(|c| signing(c.hash()))
+        .collect();
+    update.extensions.push(yui_protocol::wire::Extension {
+        tag: SIGNATURES_EXTENSION,
+        data: encode_signatures(&signatures),
+    });
+    update
+}
