@@ -2,6 +2,7 @@
 //! administrator does, and what happens when things go wrong.
 
 mod accounts;
+mod actions;
 mod backup;
 mod browser;
 mod cli;
