@@ -14,5 +14,6 @@ mod faults;
 mod federation;
 mod guardrails;
 mod limits;
+mod logins;
 mod logs;
 mod service;
