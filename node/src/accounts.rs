@@ -95,9 +95,10 @@ const MAX_LABEL_CHARS: usize = 64;
 pub enum Role {
     /// Reads records, search, history and status.
     Viewer,
-    /// Also creates, updates and deletes records.
+    /// Also creates, updates and deletes records, and syncs now.
     Editor,
-    /// Also manages peers, users, tokens, revocations and sync.
+    /// Also publishes KPI reports, manages peers, users, tokens and
+    /// revocations, and reads the audit log (`crate::actions` has the table).
     Admin,
 }
 
