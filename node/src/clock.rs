@@ -24,8 +24,16 @@ pub fn system_clock() -> Clock {
 /// Today's date in Japan (`YYYY-MM-DD`): every town of the consortium is
 /// there, and its fiscal years turn at midnight JST, not UTC.
 pub fn today_jst() -> String {
-    let now = time::OffsetDateTime::now_utc().to_offset(time::macros::offset!(+9));
-    now.date()
+    day_jst(now_ms())
+}
+
+/// The date in Japan (`YYYY-MM-DD`) at `ms` since the epoch.
+pub fn day_jst(ms: Millis) -> String {
+    let Ok(at) = time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000) else {
+        return String::new();
+    };
+    at.to_offset(time::macros::offset!(+9))
+        .date()
         .format(time::macros::format_description!("[year]-[month]-[day]"))
         .unwrap_or_default()
 }

@@ -55,6 +55,160 @@ pub struct Config {
     /// Without it, a non-loopback `api_listen` is refused.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub allow_plain_http_api: Option<String>,
+    /// Quotas on what peers bring in, per origin town and shared
+    /// collection (`[quotas]`; docs/operations.md, quotas). Unset: the
+    /// defaults of `protocol::quota`.
+    #[serde(default, skip_serializing_if = "QuotasConfig::is_empty")]
+    pub quotas: QuotasConfig,
+}
+
+/// `[quotas]` of `config.toml`: the limits of every shared collection, and
+/// a table per collection (`[quotas.knowledge]`) for the limits that differ.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotasConfig {
+    /// The limits of every shared collection.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_per_day: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_day: Option<Size>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_bytes: Option<Size>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub knowledge: Option<QuotaConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub failure_cases: Option<QuotaConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pilot_results: Option<QuotaConfig>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub kpi_reports: Option<QuotaConfig>,
+}
+
+/// The limits one table of `[quotas]` sets; sizes in bytes, or text with a
+/// unit (`"50 MB"`, `"2 GiB"`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct QuotaConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records_per_day: Option<u64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_per_day: Option<Size>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub stored_bytes: Option<Size>,
+}
+
+/// A size in `config.toml`: a number of bytes, or text such as `"50 MB"`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Size {
+    Bytes(u64),
+    Text(String),
+}
+
+impl Size {
+    /// Bytes: `kB`, `MB`, `GB`, `TB` count in thousands, `KiB`, `MiB`,
+    /// `GiB`, `TiB` in 1024s; `B` or no unit, bytes.
+    pub fn bytes(&self) -> std::result::Result<u64, String> {
+        let text = match self {
+            Size::Bytes(n) => return Ok(*n),
+            Size::Text(t) => t.trim(),
+        };
+        let split = text
+            .find(|c: char| !c.is_ascii_digit() && c != '_')
+            .unwrap_or(text.len());
+        let (number, unit) = text.split_at(split);
+        let number: u64 = number.replace('_', "").parse().map_err(|_| {
+            format!("{text:?} is not a size (write e.g. 50000000, \"50 MB\" or \"2 GiB\")")
+        })?;
+        let unit = match unit.trim() {
+            "" | "B" => 1,
+            "kB" | "KB" => 1_000,
+            "MB" => 1_000_000,
+            "GB" => 1_000_000_000,
+            "TB" => 1_000_000_000_000,
+            "KiB" => 1 << 10,
+            "MiB" => 1 << 20,
+            "GiB" => 1 << 30,
+            "TiB" => 1 << 40,
+            other => {
+                return Err(format!(
+                    "{text:?}: unknown unit {other:?} (use B, kB, MB, GB, TB, KiB, MiB, GiB or TiB)"
+                ));
+            }
+        };
+        number
+            .checked_mul(unit)
+            .ok_or_else(|| format!("{text:?} is too large"))
+    }
+}
+
+impl QuotasConfig {
+    fn is_empty(&self) -> bool {
+        *self == QuotasConfig::default()
+    }
+
+    /// The quotas this configuration sets over the defaults, or what is
+    /// wrong with it (naming the key).
+    pub fn resolve(&self) -> std::result::Result<yui_protocol::quota::Quotas, String> {
+        use yui_protocol::Collection;
+        let all = QuotaConfig {
+            records_per_day: self.records_per_day,
+            bytes_per_day: self.bytes_per_day.clone(),
+            stored_bytes: self.stored_bytes.clone(),
+        };
+        let base = all.over(yui_protocol::quota::Quota::default(), "quotas")?;
+        let mut overrides = Vec::new();
+        for (collection, table) in [
+            (Collection::Knowledge, &self.knowledge),
+            (Collection::FailureCases, &self.failure_cases),
+            (Collection::PilotResults, &self.pilot_results),
+            (Collection::KpiReports, &self.kpi_reports),
+        ] {
+            if let Some(table) = table {
+                let at = format!("quotas.{}", collection.name());
+                overrides.push((collection, table.over(base, &at)?));
+            }
+        }
+        Ok(yui_protocol::quota::Quotas {
+            default: base,
+            overrides,
+        })
+    }
+}
+
+impl QuotaConfig {
+    /// `base` with the limits this table sets; `at` names the table in
+    /// messages.
+    fn over(
+        &self,
+        base: yui_protocol::quota::Quota,
+        at: &str,
+    ) -> std::result::Result<yui_protocol::quota::Quota, String> {
+        let positive = |key: &str, n: u64| {
+            if n == 0 {
+                Err(format!(
+                    "[{at}] {key} = 0 would refuse every record from other towns; give at least 1"
+                ))
+            } else {
+                Ok(n)
+            }
+        };
+        let size = |key: &str, s: &Option<Size>, default: u64| match s {
+            None => Ok(default),
+            Some(s) => s
+                .bytes()
+                .map_err(|e| format!("[{at}] {key}: {e}"))
+                .and_then(|n| positive(key, n)),
+        };
+        Ok(yui_protocol::quota::Quota {
+            records_per_day: match self.records_per_day {
+                None => base.records_per_day,
+                Some(n) => positive("records_per_day", n)?,
+            },
+            bytes_per_day: size("bytes_per_day", &self.bytes_per_day, base.bytes_per_day)?,
+            stored_bytes: size("stored_bytes", &self.stored_bytes, base.stored_bytes)?,
+        })
+    }
 }
 
 impl Config {
@@ -275,6 +429,7 @@ impl DataDir {
             peer_listen: opts.peer_listen,
             proxy_hosts: Vec::new(),
             allow_plain_http_api: None,
+            quotas: QuotasConfig::default(),
         };
         let text = format!(
             "# Yui node configuration. See docs/operations.md.\n{}",
@@ -306,6 +461,10 @@ impl DataDir {
             Error::Config(format!("{}: {}", self.config_path().display(), e.message()))
         })?;
         yui_protocol::record::check_town_id(&config.town)
+            .map_err(|e| Error::Config(format!("{}: {e}", self.config_path().display())))?;
+        config
+            .quotas
+            .resolve()
             .map_err(|e| Error::Config(format!("{}: {e}", self.config_path().display())))?;
         Ok(config)
     }
@@ -474,6 +633,7 @@ mod tests {
             peer_listen: DEFAULT_PEER_LISTEN.parse().unwrap(),
             proxy_hosts: Vec::new(),
             allow_plain_http_api: None,
+            quotas: QuotasConfig::default(),
         }
     }
 
@@ -508,6 +668,71 @@ mod tests {
         assert!(config.host_allowed("yui.tateshina.lg.jp"));
         assert!(config.host_allowed("yui.tateshina.lg.jp:443"));
         assert!(!config.host_allowed("attacker.example"));
+    }
+
+    #[test]
+    fn quotas_are_read_with_units_and_overrides_and_checked() {
+        use yui_protocol::Collection;
+        use yui_protocol::quota::Quota;
+        let read = |toml_text: &str| {
+            let text = format!(
+                "town = \"tateshina\"\napi_listen = \"127.0.0.1:7480\"\npeer_listen = \"0.0.0.0:7443\"\n{toml_text}"
+            );
+            toml::from_str::<Config>(&text)
+                .map_err(|e| e.message().to_owned())
+                .and_then(|c| c.quotas.resolve())
+        };
+        assert_eq!(read("").unwrap(), yui_protocol::quota::Quotas::default());
+        let quotas = read(
+            "[quotas]\nrecords_per_day = 1000\nbytes_per_day = \"100 MB\"\n\n[quotas.failure_cases]\nstored_bytes = \"1 GiB\"\n",
+        )
+        .unwrap();
+        let base = Quota {
+            records_per_day: 1000,
+            bytes_per_day: 100_000_000,
+            stored_bytes: 2_000_000_000,
+        };
+        assert_eq!(quotas.of(Collection::Knowledge), base);
+        assert_eq!(
+            quotas.of(Collection::FailureCases),
+            Quota {
+                stored_bytes: 1 << 30,
+                ..base
+            }
+        );
+        assert_eq!(
+            read("[quotas]\nstored_bytes = 5000\n")
+                .unwrap()
+                .default
+                .stored_bytes,
+            5000
+        );
+        for (bad, says) in [
+            (
+                "[quotas]\nrecords_per_day = 0\n",
+                "[quotas] records_per_day = 0",
+            ),
+            (
+                "[quotas]\nbytes_per_day = \"50 MiBs\"\n",
+                "unknown unit \"MiBs\"",
+            ),
+            ("[quotas]\nbytes_per_day = \"lots\"\n", "is not a size"),
+            (
+                "[quotas.workers]\nrecords_per_day = 5\n",
+                "unknown field `workers`",
+            ),
+            (
+                "[quotas]\nrecords_a_day = 5\n",
+                "unknown field `records_a_day`",
+            ),
+            (
+                "[quotas.knowledge]\nstored_bytes = 0\n",
+                "[quotas.knowledge] stored_bytes = 0",
+            ),
+        ] {
+            let err = read(bad).unwrap_err();
+            assert!(err.contains(says), "{bad}: {err}");
+        }
     }
 
     #[test]

@@ -179,11 +179,97 @@ pub fn render_labelled(
     }
 }
 
+/// Origin towns labelled by name in the quota metrics; the others are
+/// summed under `town="other"` (a member can make up town ids at will).
+pub const QUOTA_TOWNS_LABELLED: usize = 10;
+
+/// The quota metrics: the limits per collection, and per origin town and
+/// collection today's usage, the bytes stored and today's refusals. The
+/// [`QUOTA_TOWNS_LABELLED`] busiest towns are labelled, the rest summed
+/// under `town="other"`.
+pub fn render_quotas(
+    out: &mut String,
+    quotas: &yui_protocol::quota::Quotas,
+    mut rows: Vec<crate::store::QuotaUsage>,
+) {
+    let _ = writeln!(
+        out,
+        "# HELP yui_quota_limit Quotas on what peers bring in, per origin town and collection (config.toml [quotas])."
+    );
+    let _ = writeln!(out, "# TYPE yui_quota_limit gauge");
+    for c in Collection::ALL.into_iter().filter(|c| c.is_shared()) {
+        let q = quotas.of(c);
+        for (limit, value) in [
+            ("records_per_day", q.records_per_day),
+            ("bytes_per_day", q.bytes_per_day),
+            ("stored_bytes", q.stored_bytes),
+        ] {
+            let _ = writeln!(
+                out,
+                "yui_quota_limit{{collection=\"{}\",limit=\"{limit}\"}} {value}",
+                c.name()
+            );
+        }
+    }
+    crate::store::QuotaUsage::busiest_first(&mut rows, quotas);
+    let mut labelled: Vec<&str> = Vec::new();
+    // (town label, collection) → (records, bytes, stored, refused)
+    let mut series: BTreeMap<(String, String), [u64; 4]> = BTreeMap::new();
+    for row in &rows {
+        let town = if labelled.contains(&row.town.as_str()) {
+            row.town.as_str()
+        } else if labelled.len() < QUOTA_TOWNS_LABELLED {
+            labelled.push(&row.town);
+            row.town.as_str()
+        } else {
+            "other"
+        };
+        // Town ids are [a-z0-9-] (the gate refuses others): safe in a label.
+        let s = series
+            .entry((town.to_owned(), row.collection.clone()))
+            .or_default();
+        s[0] += row.usage.records_today;
+        s[1] += row.usage.bytes_today;
+        s[2] += row.usage.stored_bytes;
+        s[3] += row.refused_today;
+    }
+    let help: [(&str, &str); 4] = [
+        (
+            "yui_quota_records_today",
+            "New records from peers today (JST), per origin town and collection.",
+        ),
+        (
+            "yui_quota_received_bytes_today",
+            "Bytes of updates from peers stored today (JST), per origin town and collection.",
+        ),
+        (
+            "yui_quota_stored_bytes",
+            "Bytes stored of the records peers brought in, per origin town and collection.",
+        ),
+        (
+            "yui_quota_refused_documents_today",
+            "Documents from peers refused today (JST) for a quota, per origin town and collection.",
+        ),
+    ];
+    for (i, (name, text)) in help.iter().enumerate() {
+        let _ = writeln!(out, "# HELP {name} {text}");
+        let _ = writeln!(out, "# TYPE {name} gauge");
+        for ((town, collection), values) in &series {
+            let _ = writeln!(
+                out,
+                "{name}{{town=\"{town}\",collection=\"{collection}\"}} {}",
+                values[i]
+            );
+        }
+    }
+}
+
 pub fn render_peers(
     out: &mut String,
     peers: &[crate::store::PeerInfo],
     inbound: &[(String, crate::peer::InboundStats)],
     refused: usize,
+    refused_in_answers: impl Fn(&str) -> u64,
 ) {
     let label = |p: &crate::store::PeerInfo| {
         format!(
@@ -279,6 +365,19 @@ pub fn render_peers(
         for p in peers {
             let _ = writeln!(out, "{name}{{{}}} {}", label(p), value(p));
         }
+    }
+    let _ = writeln!(
+        out,
+        "# HELP yui_peer_refused_documents_total Documents in the answers of a peer this node dials (to its pulls) that this node refused (schema, town, time, personal data, quota, ...), since start."
+    );
+    let _ = writeln!(out, "# TYPE yui_peer_refused_documents_total counter");
+    for p in peers {
+        let _ = writeln!(
+            out,
+            "yui_peer_refused_documents_total{{{}}} {}",
+            label(p),
+            refused_in_answers(&p.url)
+        );
     }
     let _ = writeln!(
         out,

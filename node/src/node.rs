@@ -61,7 +61,36 @@ pub struct Status {
     pub refused_connections: Vec<crate::peer::RefusedAttempt>,
     pub collections: std::collections::BTreeMap<&'static str, CollectionStatus>,
     pub storage: StorageStatus,
+    /// Quotas on what peers bring in, and the origin towns near them.
+    pub quotas: QuotaStatus,
     pub uptime_seconds: u64,
+}
+
+/// Origin towns listed in `status` at most.
+pub const QUOTA_TOWNS_SHOWN: usize = 20;
+
+/// The quotas and the origin towns near or over them, today (JST).
+#[derive(Serialize)]
+pub struct QuotaStatus {
+    /// The JST day the counters are of.
+    pub day: String,
+    /// The limits per shared collection (`[quotas]` of config.toml).
+    pub limits: std::collections::BTreeMap<&'static str, yui_protocol::quota::Quota>,
+    /// Origin towns (per collection) at 50 % of a limit or more, or with a
+    /// document refused for a quota today: busiest first, at most
+    /// [`QUOTA_TOWNS_SHOWN`].
+    pub towns: Vec<TownQuota>,
+    /// (Town, collection) pairs with usage recorded, listed or not.
+    pub tracked: usize,
+}
+
+#[derive(Serialize)]
+pub struct TownQuota {
+    #[serde(flatten)]
+    pub usage: crate::store::QuotaUsage,
+    /// The largest share of a limit used, in percent: at 100, the next
+    /// document that counts against that limit is refused.
+    pub percent: u64,
 }
 
 #[derive(Serialize)]
@@ -90,6 +119,9 @@ pub struct PeerStatus {
     pub rounds: i64,
     pub bytes_in: i64,
     pub bytes_out: i64,
+    /// Documents in this peer's answers that this node refused (schema,
+    /// personal data, quota, ...), since start; each is also logged.
+    pub refused_docs: u64,
 }
 
 #[derive(Serialize)]
@@ -125,6 +157,7 @@ impl Node {
         let token = data_dir.read_token()?;
         let node_id = data_dir.node_id()?;
         let store = Store::open(&data_dir.db_path(), &config.town)?;
+        store.set_quotas(config.quotas.resolve().map_err(Error::Config)?);
         // Every change this node makes to a shared record is signed with
         // its key (protocol.md 7).
         let key_pem = std::fs::read_to_string(data_dir.key_path())
@@ -259,6 +292,13 @@ impl Node {
                 Vec::new()
             }
         };
+        let quotas = match self.store.quota_usage(crate::clock::today_jst()).await {
+            Ok(rows) => rows,
+            Err(e) => {
+                self.unless_damaged(e, "quota usage").await?;
+                Vec::new()
+            }
+        };
         let collections = counts
             .iter()
             .map(|(c, n)| {
@@ -288,7 +328,6 @@ impl Node {
                         (None, None) => "new",
                     },
                     last_sync_at: p.last_success_at.map(yui_protocol::record::format_time),
-                    url: p.url,
                     town: p.town,
                     node_id: p.node_id,
                     last_error: p.last_error,
@@ -297,6 +336,8 @@ impl Node {
                     rounds: p.rounds,
                     bytes_in: p.bytes_in,
                     bytes_out: p.bytes_out,
+                    refused_docs: self.peering.as_ref().map_or(0, |f| f.refused_from(&p.url)),
+                    url: p.url,
                 })
                 .collect(),
             inbound: self
@@ -318,8 +359,34 @@ impl Node {
                 integrity: self.store.integrity(),
                 last_verified_backup: self.data_dir.last_verified_backup(),
             },
+            quotas: self.quota_status(quotas),
             uptime_seconds: self.started.elapsed().as_secs(),
         })
+    }
+
+    fn quota_status(&self, mut rows: Vec<crate::store::QuotaUsage>) -> QuotaStatus {
+        let quotas = self.store.quotas();
+        let tracked = rows.len();
+        crate::store::QuotaUsage::busiest_first(&mut rows, &quotas);
+        let towns = rows
+            .into_iter()
+            .map(|usage| TownQuota {
+                percent: usage.percent(&quotas),
+                usage,
+            })
+            .filter(|t| t.percent >= 50 || t.usage.refused_today > 0)
+            .take(QUOTA_TOWNS_SHOWN)
+            .collect();
+        QuotaStatus {
+            day: crate::clock::today_jst(),
+            limits: yui_protocol::Collection::ALL
+                .into_iter()
+                .filter(|c| c.is_shared())
+                .map(|c| (c.name(), quotas.of(c)))
+                .collect(),
+            towns,
+            tracked,
+        }
     }
 }
 

@@ -532,13 +532,14 @@ async fn a_member_push_is_checked_like_a_local_write_and_refused_documents_are_n
         })
         .unwrap_or_else(|| panic!("no refusal count for evil: {metrics}"));
     assert!(counted.ends_with(&format!(" {}", cases.len())), "{counted}");
-    // The KPI roll-up's member towns are real members only.
+    // The KPI roll-up's member towns are real members only: those whose
+    // certificates this node has seen (the two that connected, and itself).
     let towns = yui_node::kpi::member_towns(&victim.node)
         .await
         .expect("towns");
-    assert!(
-        towns.iter().all(|t| t == "omachi" || t == "evil"),
-        "{towns:?}"
+    assert_eq!(
+        towns.into_iter().collect::<Vec<_>>(),
+        ["evil", "itoigawa", "omachi"]
     );
     node.stop();
 }

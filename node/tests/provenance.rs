@@ -452,3 +452,46 @@ async fn signed_changes_are_verified_after_relaying_and_forgeries_are_refused_ev
         r.stop();
     }
 }
+
+/// Certificates arrive from any member, in any shape: parsing them never
+/// panics, and nothing but a certificate the CA issued becomes a signer,
+/// with the key and town the CA signed.
+#[test]
+fn hostile_certificate_bytes_never_become_a_signer() {
+    let consortium = Consortium::new("テスト");
+    let ca = yui_node::pki::read_pem_file(&consortium.ca.cert_path(), "CA").expect("ca");
+    let member = consortium.town("omachi");
+    let real =
+        yui_node::pki::read_pem_file(&member.node.data_dir.cert_path(), "cert").expect("cert");
+    let revocations = yui_node::pki::Revocations::default();
+    let honest = yui_node::pki::signer(&real, &ca, &revocations).expect("the real one");
+    // Another consortium's CA issued the same town's certificate.
+    let other = Consortium::new("別のコンソーシアム");
+    let stranger = other.town("omachi");
+    let foreign =
+        yui_node::pki::read_pem_file(&stranger.node.data_dir.cert_path(), "cert").expect("cert");
+    assert!(yui_node::pki::signer(&foreign, &ca, &revocations).is_err());
+    let mut runner = proptest::test_runner::TestRunner::default();
+    runner
+        .run(
+            &(
+                proptest::collection::vec(proptest::prelude::any::<u8>(), 0..2048),
+                0..real.len(),
+                proptest::prelude::any::<u8>(),
+            ),
+            |(noise, at, byte)| {
+                // Random bytes never pass; the real certificate with one byte
+                // changed passes only as itself (a byte outside what the CA
+                // signed, such as the encoding around the signature).
+                proptest::prop_assert!(yui_node::pki::signer(&noise, &ca, &revocations).is_err());
+                let mut bent = real.clone();
+                bent[at] = byte;
+                if let Ok(signer) = yui_node::pki::signer(&bent, &ca, &revocations) {
+                    proptest::prop_assert_eq!(signer.id, honest.id);
+                    proptest::prop_assert_eq!(&signer.town, &honest.town);
+                }
+                Ok(())
+            },
+        )
+        .expect("no hostile certificate passes");
+}

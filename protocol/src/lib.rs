@@ -14,6 +14,7 @@ pub mod guard;
 pub mod kpi;
 pub mod memory;
 pub mod provenance;
+pub mod quota;
 pub mod record;
 pub mod schema;
 pub mod search;

@@ -196,13 +196,15 @@ impl Replica for MemoryReplica {
         collection: SharedCollection,
         doc: &mut AutoCommit,
         _view: &RecordView,
+        _received: u64,
         signatures: &[ChangeSignature],
-    ) -> Result<(), Self::Error> {
+    ) -> Result<Result<(), crate::gate::Refused>, Self::Error> {
+        // The simulation's replicas keep no quotas.
         self.put(id, collection.get(), doc);
         for s in signatures {
             self.signatures.insert(s.change, (id.clone(), s.clone()));
         }
-        Ok(())
+        Ok(Ok(()))
     }
 
     fn signatures(

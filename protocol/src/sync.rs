@@ -102,16 +102,20 @@ pub trait Replica {
 
     fn stored(&mut self, id: &RecordId) -> Result<Stored, Self::Error>;
 
-    /// Stores a merged shared document (new or updated) with the verified
-    /// signatures of its new changes.
+    /// Stores a merged shared document (new or updated) that a peer sent,
+    /// with the verified signatures of its new changes, `received` being
+    /// the size of the update's changes, and charges it to its origin
+    /// town's quota ([`crate::quota`]) in the same write; or, when that
+    /// would exceed the quota, stores nothing and returns the refusal.
     fn store_shared(
         &mut self,
         id: &RecordId,
         collection: SharedCollection,
         doc: &mut AutoCommit,
         view: &RecordView,
+        received: u64,
         signatures: &[ChangeSignature],
-    ) -> Result<(), Self::Error>;
+    ) -> Result<Result<(), gate::Refused>, Self::Error>;
 
     /// The stored signatures of a record's `changes` (all of them: None),
     /// which travel with the changes.
@@ -644,15 +648,27 @@ pub fn commit_plans<R: Replica>(
             Plan::Need { need, .. } => outcome.needs.push(need),
             Plan::Refuse(r) => outcome.refused.push(r),
             Plan::Store(mut merged) => {
-                replica.store_shared(
+                let stored = replica.store_shared(
                     &merged.id,
                     merged.collection,
                     &mut merged.doc,
                     &merged.view,
+                    merged.update.changes.len() as u64,
                     &merged.signatures,
                 )?;
-                replica.set_peer_heads(peer, &merged.id, &merged.sender_heads)?;
-                outcome.stored.push(merged.id);
+                match stored {
+                    Ok(()) => {
+                        replica.set_peer_heads(peer, &merged.id, &merged.sender_heads)?;
+                        outcome.stored.push(merged.id);
+                    }
+                    // Over its origin town's quota: not stored, so never
+                    // relayed; the rest of the batch goes on.
+                    Err((code, message)) => {
+                        outcome
+                            .refused
+                            .push(refusal(merged.id.as_str(), code, message));
+                    }
+                }
             }
         }
     }

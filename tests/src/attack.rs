@@ -818,7 +818,13 @@ async fn slow(scene: &mut Scene, opts: &Options, peer_port: SocketAddr) -> Slow 
 pub async fn run(opts: &Options) -> Report {
     let began = Instant::now();
     let consortium = Consortium::new("攻撃テスト");
-    let victim = consortium.town("omachi");
+    // The big batch is thousands of records of one town, written today:
+    // far past the daily quotas, which node/tests/quotas.rs tests. Here the
+    // victim must store them under load.
+    let victim = consortium.town_configured(
+        "omachi",
+        "\n[quotas]\nrecords_per_day = 100000000\nbytes_per_day = \"1 TB\"\nstored_bytes = \"1 TB\"\n",
+    );
     let honest = consortium.town("itoigawa");
     let attacker = consortium.town("evil");
     let kept = seed_records(&victim, opts.records).await;

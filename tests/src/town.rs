@@ -55,8 +55,19 @@ impl Town {
 
 /// An initialised data directory with a certificate of `ca`, opened.
 pub fn make_town(ca: &CaDir, town: &str) -> Town {
+    make_town_configured(ca, town, "")
+}
+
+/// [`make_town`] with `config` (TOML, such as a `[quotas]` table) added
+/// to its `config.toml` before it is opened.
+pub fn make_town_configured(ca: &CaDir, town: &str, config: &str) -> Town {
     let dir = tempfile::tempdir().expect("tempdir");
     let data = init_data_dir(&dir.path().join(town), town, "").expect("init");
+    if !config.is_empty() {
+        let mut text = std::fs::read_to_string(data.config_path()).expect("config");
+        text.push_str(config);
+        std::fs::write(data.config_path(), text).expect("write config");
+    }
     let now = time::OffsetDateTime::now_utc();
     let csr = std::fs::read_to_string(data.csr_path()).expect("csr");
     let (cert, _) = ca.issue(&csr, 30, now).expect("issue");
@@ -187,6 +198,12 @@ impl Consortium {
     /// A member town of this consortium, opened: see [`make_town`].
     pub fn town(&self, town: &str) -> Town {
         make_town(&self.ca, town)
+    }
+
+    /// A member town with `config` added to its `config.toml`: see
+    /// [`make_town_configured`].
+    pub fn town_configured(&self, town: &str, config: &str) -> Town {
+        make_town_configured(&self.ca, town, config)
     }
 
     /// A member town's key and certificate, to sign changes as its node

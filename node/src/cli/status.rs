@@ -60,6 +60,12 @@ pub(super) async fn run(data_dir: DataDir, json: bool) -> Result<()> {
             if let Some(e) = p["last_error"].as_str() {
                 println!("             last error: {e}");
             }
+            if p["refused_docs"].as_u64().is_some_and(|n| n > 0) {
+                println!(
+                    "             refused {} documents of its answers since start (see the log: `refused a document from a peer`)",
+                    p["refused_docs"]
+                );
+            }
         }
         for i in status["inbound"].as_array().into_iter().flatten() {
             println!(
@@ -74,6 +80,7 @@ pub(super) async fn run(data_dir: DataDir, json: bool) -> Result<()> {
         if refused > 0 {
             println!("refused:     {refused} connection attempts (see `yui status --json`)");
         }
+        print_quotas(&status["quotas"]);
     }
     println!(
         "database:    {} ({} bytes)",
@@ -108,4 +115,39 @@ pub(super) async fn run(data_dir: DataDir, json: bool) -> Result<()> {
         println!("  {name:<15} {:>8}  ({})", c["count"], s(&c["scope"]));
     }
     Ok(())
+}
+
+/// The origin towns near or over a quota today, one line each.
+fn print_quotas(q: &Value) {
+    let towns = q["towns"].as_array().cloned().unwrap_or_default();
+    if towns.is_empty() {
+        println!(
+            "quotas:      no town above 50% of a quota today ({} JST; limits in `yui status --json`)",
+            q["day"].as_str().unwrap_or("")
+        );
+        return;
+    }
+    println!(
+        "quotas:      origin towns near a quota today ({} JST), what peers brought in:",
+        q["day"].as_str().unwrap_or("")
+    );
+    for t in &towns {
+        let collection = t["collection"].as_str().unwrap_or("");
+        let limits = &q["limits"][collection];
+        let n = |v: &Value| v.as_u64().unwrap_or(0);
+        let percent = n(&t["percent"]);
+        let mark = if percent >= 100 { "  AT LIMIT" } else { "" };
+        println!(
+            "  {:<16} {:<14} records {}/{}  bytes {}/{}  stored {}/{}  refused today {}{mark}",
+            t["town"].as_str().unwrap_or(""),
+            collection,
+            n(&t["records_today"]),
+            n(&limits["records_per_day"]),
+            n(&t["bytes_today"]),
+            n(&limits["bytes_per_day"]),
+            n(&t["stored_bytes"]),
+            n(&limits["stored_bytes"]),
+            n(&t["refused_today"]),
+        );
+    }
 }

@@ -68,7 +68,10 @@ pub async fn metrics(State(node): State<AppState>) -> Result<Response> {
             &peers,
             &peering.inbound(),
             peering.refused_attempts().len(),
+            |url| peering.refused_from(url),
         );
+        let usage = node.store.quota_usage(crate::clock::today_jst()).await?;
+        crate::metrics::render_quotas(&mut text, &node.store.quotas(), usage);
     }
     Ok((
         [(

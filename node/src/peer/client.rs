@@ -330,14 +330,18 @@ fn describe(e: reqwest::Error, url: &PeerUrl) -> Error {
     Error::Config(format!("{msg}{hint}"))
 }
 
-/// Logs the documents each side refused in one exchange: refusals are final,
-/// so an administrator must hear of them.
-pub fn log_refusals(node_id: &str, outcome: &session::ClientOutcome) {
+/// Logs the documents each side refused in one exchange with the peer at
+/// `url`, and counts those refused here (status, `/metrics`): refusals are
+/// final, so an administrator must hear of them.
+pub fn log_refusals(fed: &Federation, url: &str, node_id: &str, outcome: &session::ClientOutcome) {
     for r in &outcome.refused_by_peer {
         tracing::warn!(peer = %node_id, id = %r.id, code = %r.code, reason = %r.message, "the peer refused a document");
     }
     for r in &outcome.refused_here {
-        tracing::warn!(peer = %node_id, id = %r.id, code = %r.code, reason = %r.message, "refused a document from a peer");
+        tracing::warn!(peer = %node_id, %url, id = %r.id, code = %r.code, reason = %r.message, "refused a document from a peer");
+    }
+    if let Some(peering) = &fed.peering {
+        peering.refused_in_answer(url, outcome.refused_here.len() as u64);
     }
 }
 
@@ -385,7 +389,7 @@ pub async fn exchange(
         .store
         .sync_apply(stored_url.to_owned(), node_id.to_owned(), sent, resp)
         .await?;
-    log_refusals(node_id, &outcome);
+    log_refusals(fed, stored_url, node_id, &outcome);
     Ok(Exchange {
         bytes_out,
         bytes_in,

@@ -152,6 +152,9 @@ pub struct Peering {
     tasks: Mutex<HashMap<String, Arc<PeerTask>>>,
     refused: Mutex<VecDeque<RefusedAttempt>>,
     inbound: Mutex<HashMap<String, InboundStats>>,
+    /// Per dialled peer (its URL): documents in its answers this node
+    /// refused, since start.
+    refused_in_answers: Mutex<HashMap<String, u64>>,
     next_index: AtomicU64,
     /// The member keys change signatures are checked with.
     signers: signers::Signers,
@@ -185,6 +188,7 @@ impl Peering {
             tasks: Mutex::new(HashMap::new()),
             refused: Mutex::new(VecDeque::new()),
             inbound: Mutex::new(HashMap::new()),
+            refused_in_answers: Mutex::new(HashMap::new()),
             next_index: AtomicU64::new(1),
             signers: signers::Signers::default(),
         })
@@ -244,6 +248,25 @@ impl Peering {
         let s = inbound.entry(peer.node_id.clone()).or_default();
         s.town.clone_from(&peer.town);
         s.refused_docs += count;
+    }
+
+    /// Counts documents in the answers of the peer at `url` (to this
+    /// node's pulls, and to its pushes) that this node refused.
+    pub fn refused_in_answer(&self, url: &str, count: u64) {
+        if count == 0 {
+            return;
+        }
+        *lock(&self.refused_in_answers)
+            .entry(url.to_owned())
+            .or_default() += count;
+    }
+
+    /// Documents from the peer at `url` refused in its answers, since start.
+    pub fn refused_from(&self, url: &str) -> u64 {
+        lock(&self.refused_in_answers)
+            .get(url)
+            .copied()
+            .unwrap_or(0)
     }
 
     pub fn served(

@@ -134,7 +134,7 @@ async fn pull_inner(fed: &Federation, url: &str, task: &PeerTask, wait_ms: u32) 
         let (stored, plan_done, fetch_done) = tokio::join!(store, plan, fetch);
         if let Some(stored) = stored {
             let (outcome, end, bytes_out, bytes_in) = stored?;
-            client::log_refusals(&node_id, &outcome);
+            client::log_refusals(fed, url, &node_id, &outcome);
             fed.store
                 .peer_round(
                     url.to_owned(),

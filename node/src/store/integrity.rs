@@ -44,8 +44,9 @@ impl Integrity {
 }
 
 /// `PRAGMA quick_check` over the whole database, or one table (and its
-/// indexes): the problems SQLite lists, empty when it says `ok`.
-fn quick_check(conn: &Connection, table: Option<&str>) -> Vec<String> {
+/// indexes): the problems SQLite lists, empty when it says `ok`. An error
+/// running the check (not a problem it found) is `Err`.
+fn quick_check(conn: &Connection, table: Option<&str>) -> rusqlite::Result<Vec<String>> {
     let sql = match table {
         None => format!("PRAGMA quick_check({MAX_PROBLEMS})"),
         Some(t) => format!("PRAGMA quick_check(\"{}\")", t.replace('"', "\"\"")),
@@ -55,17 +56,47 @@ fn quick_check(conn: &Connection, table: Option<&str>) -> Vec<String> {
             .collect::<rusqlite::Result<Vec<String>>>()
     });
     match rows {
-        Ok(rows) if rows.len() == 1 && rows[0] == "ok" => Vec::new(),
-        Ok(rows) if rows.is_empty() => vec!["quick_check returned nothing".into()],
-        Ok(rows) => rows,
-        Err(e) => vec![e.to_string()],
+        Ok(rows) if rows.len() == 1 && rows[0] == "ok" => Ok(Vec::new()),
+        Ok(rows) if rows.is_empty() => Ok(vec!["quick_check returned nothing".into()]),
+        Ok(rows) => Ok(rows),
+        Err(e) => Err(e),
+    }
+}
+
+/// How long the check retries when it cannot run at all (another
+/// connection changing the schema at start, a lock): such an error says
+/// nothing about the pages. Persistent, it counts as damage.
+const RETRY_FOR: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// [`quick_check`], retried while it cannot run; a lasting error is a
+/// problem found.
+fn quick_check_retrying(conn: &Connection, table: Option<&str>) -> Vec<String> {
+    let started = std::time::Instant::now();
+    loop {
+        match quick_check(conn, table) {
+            Ok(problems) => return problems,
+            Err(e)
+                if started.elapsed() < RETRY_FOR
+                    && matches!(
+                        e.sqlite_error_code(),
+                        Some(
+                            rusqlite::ErrorCode::DatabaseBusy
+                                | rusqlite::ErrorCode::DatabaseLocked
+                                | rusqlite::ErrorCode::SchemaChanged
+                        )
+                    ) =>
+            {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return vec![e.to_string()],
+        }
     }
 }
 
 /// Checks the database on `conn`: the whole, then, if that fails, each
 /// ordinary table, to name the damaged ones.
 pub(super) fn check(conn: &Connection, now: Millis) -> Integrity {
-    let mut problems = quick_check(conn, None);
+    let mut problems = quick_check_retrying(conn, None);
     problems.truncate(MAX_PROBLEMS);
     if problems.is_empty() {
         return Integrity {
@@ -82,7 +113,7 @@ pub(super) fn check(conn: &Connection, now: Millis) -> Integrity {
     let mut damaged = match tables {
         Ok(tables) => tables
             .into_iter()
-            .filter(|t| !quick_check(conn, Some(t)).is_empty())
+            .filter(|t| !quick_check_retrying(conn, Some(t)).is_empty())
             .collect(),
         Err(_) => vec!["sqlite_schema".to_owned()],
     };

@@ -44,6 +44,7 @@ mod guard;
 mod integrity;
 mod peers;
 mod provenance;
+mod quota;
 mod reads;
 mod records;
 mod replica;
@@ -71,6 +72,7 @@ pub use self::guard::GuardMode;
 pub use self::integrity::Integrity;
 pub use self::peers::{PeerInfo, PeerRound};
 pub use self::provenance::{ChangeSigning, SignedBy};
+pub use self::quota::QuotaUsage;
 pub use self::replica::SqlReplica;
 pub use self::sync::PlannedAnswer;
 pub(crate) use self::users::{UsersConn, UsersDb};
@@ -137,6 +139,8 @@ struct Inner {
     integrity: Arc<Mutex<Integrity>>,
     /// Whether the first integrity check has run.
     first_check: watch::Receiver<bool>,
+    /// The quotas on what peers bring in (`quota`).
+    quotas: Mutex<Arc<yui_protocol::quota::Quotas>>,
     /// Signs this node's changes to shared records (`provenance`).
     signing: OnceLock<ChangeSigning>,
     /// The member keys incoming changes are checked with; empty (every
@@ -202,7 +206,17 @@ impl Store {
             let integrity = integrity::check(&conn, crate::clock::now_ms());
             if integrity.is_ok() {
                 rebuild_search_if_redeclared(&conn)?;
+                let had_quotas = conn
+                    .query_row(
+                        "SELECT count(*) FROM sqlite_schema WHERE type = 'table' AND name = 'quota_usage'",
+                        [],
+                        |r| r.get::<_, i64>(0),
+                    )?
+                    > 0;
                 conn.execute_batch(ADDED_TABLES)?;
+                if !had_quotas {
+                    quota::seed(&conn, &town)?;
+                }
                 conn.execute_batch(provenance::TABLES)?;
                 if get_meta(&conn, "feed_epoch")?.is_none() {
                     set_meta(&conn, "feed_epoch", &new_epoch().to_string())?;
@@ -287,6 +301,7 @@ impl Store {
                 towns: Mutex::new((0, BTreeSet::new())),
                 integrity,
                 first_check,
+                quotas: Mutex::new(Arc::default()),
                 signing: OnceLock::new(),
                 signers: Mutex::new(Arc::default()),
             }),
@@ -378,7 +393,7 @@ fn needs_upgrade(conn: &Connection) -> Result<bool> {
     let found = conn
         .query_row(
             "SELECT (SELECT count(*) FROM sqlite_schema WHERE type = 'table'
-                     AND name IN ('peer_epochs', 'peer_staged', 'egress', 'change_signatures', 'signer_certificates')),
+                     AND name IN ('peer_epochs', 'peer_staged', 'egress', 'quota_usage', 'change_signatures', 'signer_certificates')),
                     (SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'search'),
                     (SELECT count(*) FROM meta WHERE key = 'feed_epoch')",
             [],
@@ -386,7 +401,7 @@ fn needs_upgrade(conn: &Connection) -> Result<bool> {
         );
     Ok(match found {
         Ok((tables, search, epochs)) => {
-            tables < 5 || search.as_deref() != Some(SEARCH_TABLE) || epochs == 0
+            tables < 6 || search.as_deref() != Some(SEARCH_TABLE) || epochs == 0
         }
         Err(_) => true,
     })

@@ -45,6 +45,9 @@ impl Store {
         now: Millis,
         mode: GuardMode,
     ) -> Result<(Box<RawValue>, Vec<guard::Finding>)> {
+        // Before anything is read: a damaged database answers 503 here,
+        // not whatever a read of a damaged page says.
+        self.refuse_if_damaged().await?;
         let findings = self.check_personal_data(collection, &fields, mode).await?;
         let record = self.create_unguarded(collection, fields, now).await?;
         Ok((record, findings))
@@ -141,6 +144,7 @@ impl Store {
             .iter()
             .filter_map(|(k, v)| Some((*k, v.clone()?)))
             .collect();
+        self.refuse_if_damaged().await?;
         let findings = self
             .check_personal_data(collection, &new_values, mode)
             .await?;

@@ -8,14 +8,16 @@ use std::sync::Arc;
 
 use automerge::{AutoCommit, ChangeHash};
 use rusqlite::{Connection, OptionalExtension, params};
-use yui_protocol::gate::Admission;
+use yui_protocol::gate::{Admission, Refused};
 use yui_protocol::guard::Registry;
 use yui_protocol::provenance::{ChangeSignature, SignerBook};
+use yui_protocol::quota::{Charge, Quotas};
 use yui_protocol::sync::{FeedItem, Hash, SharedCollection, Stored};
 use yui_protocol::{Collection, RecordId, RecordView};
 
 use super::feed::{pack_hashes, pack_heads, read_shared_feed, unpack_heads};
 use super::provenance::{insert_signatures, read_signatures};
+use super::quota;
 use super::schema::get_meta;
 use super::search::index_terms;
 use super::writer::WriterState;
@@ -32,6 +34,13 @@ pub struct SqlReplica<'c> {
     /// The guard's registry incoming documents are checked against, with
     /// the node's clock read when they are planned (`admitting`).
     registry: Arc<Registry>,
+    /// The quotas a document from a peer is charged to (`charging`), and
+    /// the JST day of the write.
+    quotas: Arc<Quotas>,
+    day: String,
+    /// Records updated (by their claim) at or after this time are fresh
+    /// writes, which the daily quotas count (`protocol::quota::FRESH`).
+    fresh_since: String,
     /// The member keys their changes' signatures are checked with.
     signers: Arc<SignerBook>,
 }
@@ -54,6 +63,9 @@ impl<'c> SqlReplica<'c> {
             state: None,
             rendered: HashMap::new(),
             registry: Arc::new(Registry::new()),
+            quotas: Arc::default(),
+            day: String::new(),
+            fresh_since: String::new(),
             signers: Arc::default(),
         }
     }
@@ -70,6 +82,12 @@ impl<'c> SqlReplica<'c> {
             state: Some(state),
             rendered,
             registry: Arc::new(Registry::new()),
+            quotas: Arc::default(),
+            day: crate::clock::day_jst(crate::clock::now_ms()),
+            // Times as the API writes them sort as text.
+            fresh_since: yui_protocol::record::format_time(
+                crate::clock::now_ms() - yui_protocol::quota::FRESH,
+            ),
             signers: Arc::default(),
         }
     }
@@ -85,6 +103,13 @@ impl<'c> SqlReplica<'c> {
     ) -> SqlReplica<'c> {
         self.registry = registry;
         self.signers = signers;
+        self
+    }
+
+    /// Charges what it stores from a peer to `quotas` (the defaults
+    /// otherwise).
+    pub(super) fn charging(mut self, quotas: Arc<Quotas>) -> SqlReplica<'c> {
+        self.quotas = quotas;
         self
     }
 }
@@ -156,9 +181,9 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
         collection: SharedCollection,
         doc: &mut AutoCommit,
         view: &RecordView,
+        received: u64,
         signatures: &[ChangeSignature],
-    ) -> Result<()> {
-        insert_signatures(self.conn, id, signatures)?;
+    ) -> Result<std::result::Result<(), Refused>> {
         let state = self
             .state
             .as_deref_mut()
@@ -174,12 +199,40 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
         };
         let seq = state.next_seq;
         // Cached statements: this runs for every record a peer sends.
-        let existing: Option<i64> = self
+        // The stored size and origin town of a record already here.
+        let existing: Option<(i64, i64, String)> = self
             .conn
-            .prepare_cached("SELECT rowid FROM records WHERE id = ?1")?
-            .query_row([id.as_str()], |r| r.get(0))
+            .prepare_cached(
+                "SELECT rowid, length(doc) + coalesce(
+                     (SELECT sum(length(data)) FROM doc_chunks WHERE record = records.rowid), 0), town
+                 FROM records WHERE id = ?1",
+            )?
+            .query_row([id.as_str()], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))
             .optional()?;
-        let rowid = match existing {
+        // Charged to the town the record was first stored under: a later
+        // change to its `town` moves no charge.
+        let (origin, stored_before) = match &existing {
+            Some((_, size, town)) => (town.as_str(), *size),
+            None => (view.town.as_str(), 0),
+        };
+        let charge = Charge {
+            new_record: existing.is_none(),
+            fresh: view.updated_at >= self.fresh_since,
+            received,
+            stored_delta: bytes.len() as i64 - stored_before,
+        };
+        if let Err(refused) = quota::charge(
+            self.conn,
+            &self.quotas,
+            origin,
+            collection.get(),
+            &self.day,
+            charge,
+        )? {
+            return Ok(Err(refused));
+        }
+        insert_signatures(self.conn, id, signatures)?;
+        let rowid = match existing.map(|(rowid, ..)| rowid) {
             Some(rowid) => {
                 self.conn
                     .execute("DELETE FROM doc_chunks WHERE record = ?1", [rowid])?;
@@ -217,7 +270,7 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
                 .execute(params![rowid, terms])?;
         }
         state.next_seq += 1;
-        Ok(())
+        Ok(Ok(()))
     }
 
     fn signatures(

@@ -70,6 +70,16 @@ CREATE TABLE peer_heads (
     heads BLOB NOT NULL,
     PRIMARY KEY (peer, record_id)
 ) STRICT, WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS quota_usage (
+    town TEXT NOT NULL,
+    collection TEXT NOT NULL,
+    day TEXT NOT NULL,
+    records_today INTEGER NOT NULL DEFAULT 0,
+    bytes_today INTEGER NOT NULL DEFAULT 0,
+    refused_today INTEGER NOT NULL DEFAULT 0,
+    stored_bytes INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (town, collection)
+) STRICT, WITHOUT ROWID;
 ";
 
 /// Tables added after the first release, created on open where missing.
@@ -84,6 +94,16 @@ CREATE TABLE IF NOT EXISTS egress (
     record_id TEXT NOT NULL, collection TEXT NOT NULL, heads TEXT NOT NULL, bytes INTEGER NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS egress_by_time ON egress (at);
+CREATE TABLE IF NOT EXISTS quota_usage (
+    town TEXT NOT NULL,
+    collection TEXT NOT NULL,
+    day TEXT NOT NULL,
+    records_today INTEGER NOT NULL DEFAULT 0,
+    bytes_today INTEGER NOT NULL DEFAULT 0,
+    refused_today INTEGER NOT NULL DEFAULT 0,
+    stored_bytes INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (town, collection)
+) STRICT, WITHOUT ROWID;
 ";
 
 impl From<rusqlite::Error> for Error {

@@ -53,9 +53,11 @@ impl Store {
     ) -> Result<sync::Outcome> {
         let (plans, rendered) = self.plan(std::mem::take(&mut request.push)).await?;
         let (registry, signers) = (self.registry().await?, self.signer_book());
+        let quotas = self.quotas();
         self.write(move |conn, state| {
-            let mut replica =
-                SqlReplica::writing(conn, state, rendered).admitting(registry, signers);
+            let mut replica = SqlReplica::writing(conn, state, rendered)
+                .admitting(registry, signers)
+                .charging(quotas);
             session::server_accept_planned(&mut replica, &peer, &request, plans)
         })
         .await
@@ -194,8 +196,11 @@ impl Store {
             rendered,
         } = planned;
         let (registry, signers) = (self.registry().await?, self.signer_book());
+        let quotas = self.quotas();
         self.write(move |conn, state| {
-            let mut replica = SqlReplica::writing(conn, state, rendered).admitting(registry, signers);
+            let mut replica = SqlReplica::writing(conn, state, rendered)
+                .admitting(registry, signers)
+                .charging(quotas);
             let outcome = session::client_apply_planned(&mut replica, &peer, &sent, response, plans)?;
             conn.execute(
                 "UPDATE peers SET push_cursor = coalesce(?2, push_cursor), pull_cursor = coalesce(?3, pull_cursor)
