@@ -14,18 +14,24 @@
 //! fast hash is enough). A session's CSRF token is derived from its id, so
 //! a copy of the database (a backup) holds nothing that opens a session.
 //!
-//! SQLite and Argon2 work runs in `spawn_blocking`; at most
-//! [`CONCURRENT_HASHES`] password hashes run at once, so a burst of logins
-//! cannot take every core or much memory.
+//! SQLite work runs in `spawn_blocking`; password hashes run on
+//! [`CONCURRENT_HASHES`] dedicated threads (`hashing`), so a burst of logins
+//! cannot take every core or much memory. A login from a browser the node
+//! does not know for that name spends one of its address's allowance
+//! (`throttle`); one that is refused answers at once, with no hash.
 
+mod hashing;
+mod throttle;
+
+use std::net::IpAddr;
 use std::path::Path;
 use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 
-use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, PasswordVerifier, Version};
+use argon2::{Algorithm, Argon2, Params, PasswordHash, PasswordHasher, Version};
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
-use tokio::sync::Semaphore;
 
 pub use crate::clock::Clock;
 use crate::clock::system_clock;
@@ -33,6 +39,9 @@ use crate::datadir::DataDir;
 use crate::error::{Error, Result};
 pub use crate::store::AuditEntry;
 use crate::store::{Store, UsersConn, UsersDb};
+pub use hashing::MAX_WAITING as MAX_WAITING_LOGINS;
+use hashing::{HashPool, Lane};
+pub use throttle::{DEVICE_COOKIE, KNOWN_DEVICE_SECS, LOGIN_BURST, LOGIN_REFILL_MS};
 
 /// The cookie that carries a console session id.
 pub const SESSION_COOKIE: &str = "yui_session";
@@ -86,9 +95,10 @@ const MAX_LABEL_CHARS: usize = 64;
 pub enum Role {
     /// Reads records, search, history and status.
     Viewer,
-    /// Also creates, updates and deletes records.
+    /// Also creates, updates and deletes records, and syncs now.
     Editor,
-    /// Also manages peers, users, tokens, revocations and sync.
+    /// Also publishes KPI reports, manages peers, users, tokens and
+    /// revocations, and reads the audit log (`crate::actions` has the table).
     Admin,
 }
 
@@ -158,7 +168,55 @@ pub enum LoginError {
     LockedOut {
         retry_after_secs: u64,
     },
+    /// Refused before any password was checked: too many logins from this
+    /// address by browsers the node does not know, or the hashing queue is
+    /// full.
+    Throttled {
+        retry_after_secs: u64,
+        reason: Throttle,
+    },
     Internal(String),
+}
+
+/// Why a login was refused before its password was checked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Throttle {
+    /// The address used up its allowance ([`LOGIN_BURST`], one more every
+    /// [`LOGIN_REFILL_MS`]).
+    Address,
+    /// [`MAX_WAITING_LOGINS`] logins already wait for a hash.
+    Busy,
+}
+
+impl Throttle {
+    /// The `reason` label of `yui_logins_refused_total`.
+    pub fn label(self) -> &'static str {
+        match self {
+            Throttle::Address => "address",
+            Throttle::Busy => "busy",
+        }
+    }
+}
+
+/// Where a login comes from: the client's address and the browser's
+/// known-device cookie, if any.
+#[derive(Clone, Debug, Default)]
+pub struct LoginClient {
+    pub addr: Option<IpAddr>,
+    pub device: Option<String>,
+}
+
+/// A counter's label value and count.
+pub type Count = (&'static str, u64);
+
+/// Logins counted for `/metrics` since the node started.
+#[derive(Default)]
+struct LoginCounters {
+    ok: AtomicU64,
+    failed: AtomicU64,
+    locked_out: AtomicU64,
+    address: AtomicU64,
+    busy: AtomicU64,
 }
 
 impl std::fmt::Display for LoginError {
@@ -169,6 +227,14 @@ impl std::fmt::Display for LoginError {
                 f,
                 "too many failed logins; try again in {} minutes",
                 retry_after_secs.div_ceil(60)
+            ),
+            LoginError::Throttled {
+                retry_after_secs,
+                reason,
+            } => write!(
+                f,
+                "too many logins at once ({}); try again in {retry_after_secs} seconds",
+                reason.label()
             ),
             LoginError::Internal(e) => write!(f, "login failed: {e}"),
         }
@@ -199,7 +265,10 @@ struct Inner {
     audit_via: Option<Store>,
     node_token: String,
     clock: Clock,
-    hashing: Semaphore,
+    hashing: HashPool,
+    addresses: throttle::AddressLimits,
+    devices: throttle::Devices,
+    counters: LoginCounters,
     /// Verified against when the user does not exist, so an unknown name
     /// costs the same time as a wrong password.
     dummy_hash: OnceLock<String>,
@@ -236,9 +305,12 @@ impl Accounts {
             inner: Arc::new(Inner {
                 db: UsersDb::open(db)?,
                 audit_via,
+                devices: throttle::Devices::new(&node_token),
                 node_token,
                 clock,
-                hashing: Semaphore::new(CONCURRENT_HASHES),
+                hashing: HashPool::default(),
+                addresses: throttle::AddressLimits::default(),
+                counters: LoginCounters::default(),
                 dummy_hash: OnceLock::new(),
             }),
         })
@@ -263,18 +335,15 @@ impl Accounts {
         .map_err(|e| Error::Storage(format!("accounts task failed: {e}")))?
     }
 
-    /// Hashes a password on a blocking thread, within the hashing limit.
+    /// Hashes a password on a hashing thread, in the first lane (an
+    /// administrator's command).
     async fn hash_password(&self, password: &str) -> Result<String> {
-        let _permit = self
-            .inner
-            .hashing
-            .acquire()
-            .await
-            .map_err(|_| Error::ShuttingDown)?;
         let password = password.to_owned();
-        tokio::task::spawn_blocking(move || hash_password(&password))
+        self.inner
+            .hashing
+            .run(Lane::Known, move || hash_password(&password))
             .await
-            .map_err(|e| Error::Storage(format!("hashing task failed: {e}")))?
+            .map_err(|_| Error::ShuttingDown)?
     }
 
     /// Checks a password and opens a session. Audits `login` and
@@ -282,18 +351,103 @@ impl Accounts {
     /// name is locked out for [`LOCKOUT_SECS`], whether or not a user has
     /// that name, so lock-outs reveal no more than failures do.
     pub async fn login(&self, user: &str, password: &str) -> Result<Session, LoginError> {
-        let _permit = self
-            .inner
-            .hashing
-            .acquire()
+        self.login_from(user, password, &LoginClient::default())
             .await
-            .map_err(|_| LoginError::Internal("shutting down".into()))?;
+    }
+
+    /// [`Accounts::login`] from `client`. Unless its known-device cookie
+    /// vouches for `user`, the login spends one of the address's allowance
+    /// (given back if it succeeds) and waits in the hashing threads' other
+    /// lane; a refused one answers at once with
+    /// [`LoginError::Throttled`]. See `throttle` for why.
+    pub async fn login_from(
+        &self,
+        user: &str,
+        password: &str,
+        client: &LoginClient,
+    ) -> Result<Session, LoginError> {
         let inner = self.inner.clone();
         let name: String = user.chars().take(MAX_NAME_CHARS * 2).collect();
+        let now = self.now();
+        let known = client
+            .device
+            .as_deref()
+            .is_some_and(|cookie| inner.devices.vouches_for(cookie, &name, now));
+        let charged = match client.addr {
+            Some(addr) if !known => {
+                if let Err(retry_after_secs) = inner.addresses.take(addr, now) {
+                    return Err(self.throttled(retry_after_secs, Throttle::Address));
+                }
+                Some(addr)
+            }
+            _ => None,
+        };
+        let lane = if known { Lane::Known } else { Lane::Other };
         let password = password.to_owned();
-        tokio::task::spawn_blocking(move || login_blocking(&inner, &name, &password))
-            .await
-            .map_err(|e| LoginError::Internal(format!("login task failed: {e}")))?
+        let hashed = inner.clone();
+        let outcome = inner
+            .hashing
+            .run(lane, move || login_blocking(&hashed, &name, &password))
+            .await;
+        let counters = &inner.counters;
+        let outcome = match outcome {
+            Ok(outcome) => outcome,
+            Err(hashing::Busy) => {
+                if let Some(addr) = charged {
+                    inner.addresses.give_back(addr);
+                }
+                return Err(self.throttled(1, Throttle::Busy));
+            }
+        };
+        match &outcome {
+            Ok(_) => {
+                counters.ok.fetch_add(1, Ordering::Relaxed);
+                if let Some(addr) = charged {
+                    inner.addresses.give_back(addr);
+                }
+            }
+            Err(LoginError::BadCredentials) => {
+                counters.failed.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(LoginError::LockedOut { .. }) => {
+                counters.locked_out.fetch_add(1, Ordering::Relaxed);
+            }
+            Err(_) => {}
+        }
+        outcome
+    }
+
+    fn throttled(&self, retry_after_secs: u64, reason: Throttle) -> LoginError {
+        let counter = match reason {
+            Throttle::Address => &self.inner.counters.address,
+            Throttle::Busy => &self.inner.counters.busy,
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        LoginError::Throttled {
+            retry_after_secs,
+            reason,
+        }
+    }
+
+    /// A known-device cookie value for a browser that just logged in as
+    /// `user` ([`DEVICE_COOKIE`], valid [`KNOWN_DEVICE_SECS`]).
+    pub fn known_device(&self, user: &str) -> String {
+        self.inner.devices.issue(user, self.now())
+    }
+
+    /// Logins since start, by result (`ok`, `failed`), and logins refused
+    /// by reason (`locked_out`, `address`, `busy`): bounded labels.
+    pub fn login_counts(&self) -> ([Count; 2], [Count; 3]) {
+        let c = &self.inner.counters;
+        let get = |a: &AtomicU64| a.load(Ordering::Relaxed);
+        (
+            [("ok", get(&c.ok)), ("failed", get(&c.failed))],
+            [
+                ("locked_out", get(&c.locked_out)),
+                (Throttle::Address.label(), get(&c.address)),
+                (Throttle::Busy.label(), get(&c.busy)),
+            ],
+        )
     }
 
     /// The live session with this id, or `None` if it is unknown or expired.
@@ -700,9 +854,53 @@ pub fn hash_password(password: &str) -> Result<String> {
 }
 
 /// Checks a password against a PHC string, with the parameters stored in it.
+///
+/// The Argon2 memory (19 MiB) is the calling thread's own, allocated once
+/// and reused: a fresh 19 MiB per check let the C allocator keep several
+/// per thread, fragmented, and 300 logins took the node to 420 MB even on
+/// two threads (operations.md 4.3).
 pub fn verify_password(password: &str, phc: &str) -> bool {
-    PasswordHash::new(phc)
-        .is_ok_and(|hash| argon2().verify_password(password.as_bytes(), &hash).is_ok())
+    thread_local! {
+        static MEMORY: std::cell::RefCell<Vec<argon2::Block>> =
+            const { std::cell::RefCell::new(Vec::new()) };
+    }
+    let Ok(hash) = PasswordHash::new(phc) else {
+        return false;
+    };
+    let (Some(salt), Some(expected)) = (&hash.salt, &hash.hash) else {
+        return false;
+    };
+    let (Ok(params), Ok(algorithm)) = (
+        Params::try_from(&hash),
+        Algorithm::try_from(hash.algorithm.as_str()),
+    ) else {
+        return false;
+    };
+    let version = match hash.version.map(Version::try_from) {
+        None => Version::default(),
+        Some(Ok(v)) => v,
+        Some(Err(_)) => return false,
+    };
+    let blocks = params.block_count();
+    if blocks > (ARGON2_MEMORY_KIB as usize) * 4 {
+        // Not a hash this node made: never let a stored string ask for
+        // more memory than four times ours.
+        return false;
+    }
+    let mut out = vec![0u8; expected.len()];
+    let hashed = MEMORY.with(|memory| {
+        let mut memory = memory.borrow_mut();
+        if memory.len() < blocks {
+            memory.resize(blocks, argon2::Block::default());
+        }
+        Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+            password.as_bytes(),
+            salt,
+            &mut out,
+            &mut memory[..blocks],
+        )
+    });
+    hashed.is_ok() && constant_time_eq(&out, expected.as_bytes())
 }
 
 fn check_user_name(name: &str) -> Result<()> {

@@ -16,6 +16,7 @@ use yui_protocol::validate::{validate_create, validate_patch};
 use yui_protocol::{Collection, RecordView};
 
 use crate::accounts::Principal;
+use crate::actions::{Action, Entry};
 use yui_protocol::schema::{FISCAL_YEAR_MAX, FISCAL_YEAR_MIN};
 
 use crate::clock::today_jst;
@@ -23,12 +24,7 @@ use crate::error::{Error, Result};
 use crate::node::Node;
 
 /// The figures a report carries, in the order of SPEC §4.
-pub const FIGURES: [&str; 4] = [
-    "new_hires",
-    "pilot_projects",
-    "dx_certified_businesses",
-    "member_municipalities",
-];
+pub use crate::actions::KPI_FIGURES as FIGURES;
 
 /// The fiscal years the schema accepts (`kpi_reports.fiscal_year`).
 const YEARS: std::ops::RangeInclusive<i64> = FISCAL_YEAR_MIN..=FISCAL_YEAR_MAX;
@@ -141,7 +137,7 @@ pub async fn publish(
     fy: i64,
     mut fields: Map<String, Value>,
 ) -> Result<Published> {
-    crate::records::check_may_write(principal, Collection::KpiReports)?;
+    Action::Create(Collection::KpiReports).check(principal)?;
     let town = node.config.town.clone();
     fields.insert("fiscal_year".into(), json!(fy));
     let reports = node.store.all_views(Collection::KpiReports).await?;
@@ -181,23 +177,13 @@ pub async fn publish(
     };
     let record: RecordView =
         serde_json::from_str(stored.get()).map_err(|e| Error::Storage(e.to_string()))?;
-    let detail = FIGURES
-        .iter()
-        .map(|f| {
-            let n = record.fields.get(*f).and_then(Value::as_u64).unwrap_or(0);
-            format!("{f}={n}")
-        })
-        .collect::<Vec<_>>()
-        .join(" ");
-    let way = if created { "created" } else { "updated" };
-    node.record_written(
-        principal,
-        "kpi.publish",
-        &format!("kpi_reports/{}", record.id),
-        &format!("FY{fy} {way}: {detail}"),
-        "",
-        &[],
-    )
-    .await;
+    let entry = Entry::record_written(
+        Collection::KpiReports,
+        record.id.as_str(),
+        created,
+        [],
+        &stored,
+    );
+    crate::actions::record_written(node, principal, &entry, "", &[]).await;
     Ok(Published { record, created })
 }

@@ -11,12 +11,14 @@
 //!   [`accounts`] (users, roles, sessions, tokens, audit), [`pki`],
 //!   [`peer`] (the peer port and peer tasks), [`metrics`];
 //! - domain, plain types in and out: [`node`] (a node's state and status),
-//!   [`records`] (record writes with the guard), [`daily`], [`kpi`],
-//!   [`export`];
+//!   [`actions`] (the one table of actions: role, audit entry; and the
+//!   administration actions), [`records`] (record writes with the guard),
+//!   [`daily`], [`kpi`], [`export`];
 //! - adapters: [`http`] (the JSON API) and [`console`] (the web console);
 //! - composition: [`daemon`] (serving a node), [`demo`], [`cli`].
 
 pub mod accounts;
+pub mod actions;
 pub mod cli;
 pub mod clock;
 pub mod console;

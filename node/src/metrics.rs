@@ -164,6 +164,21 @@ pub fn render_counter(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = writeln!(out, "{name} {value}");
 }
 
+/// Appends one counter with one label of fixed values.
+pub fn render_labelled(
+    out: &mut String,
+    name: &str,
+    help: &str,
+    label: &str,
+    values: &[(&str, u64)],
+) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} counter");
+    for (value, n) in values {
+        let _ = writeln!(out, "{name}{{{label}=\"{value}\"}} {n}");
+    }
+}
+
 /// Origin towns labelled by name in the quota metrics; the others are
 /// summed under `town="other"` (a member can make up town ids at will).
 pub const QUOTA_TOWNS_LABELLED: usize = 10;

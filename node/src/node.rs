@@ -1,7 +1,7 @@
 //! A node's state: its data directory, store, accounts, metrics and (once
 //! joined) federation, opened together by [`Node::open`], and what the
-//! adapters ask of it as a whole: [`Node::status`] and the trail a record
-//! write leaves ([`Node::record_written`]). Serving it is `crate::daemon`'s
+//! adapters ask of it as a whole: [`Node::status`] and a record's history
+//! with its provenance ([`Node::history`]). Serving it is `crate::daemon`'s
 //! job; federation sees only [`Node::federation`].
 
 use std::path::PathBuf;
@@ -258,26 +258,6 @@ impl Node {
     /// Compares in constant time, so response timing reveals nothing of the token.
     pub fn token_matches(&self, presented: &str) -> bool {
         crate::accounts::constant_time_eq(self.token.as_bytes(), presented.as_bytes())
-    }
-
-    /// What a record write through the API or the console leaves behind:
-    /// the write counter, the audit entry of an override of the
-    /// personal-data guard (only when it let findings through), and the
-    /// write's own audit entry.
-    pub async fn record_written(
-        &self,
-        principal: &crate::accounts::Principal,
-        action: &str,
-        target: &str,
-        detail: &str,
-        override_reason: &str,
-        findings: &[yui_protocol::guard::Finding],
-    ) {
-        self.metrics.record_write();
-        self.accounts
-            .audit_override(principal, target, override_reason, findings)
-            .await;
-        self.accounts.audit(principal, action, target, detail).await;
     }
 
     /// A read that failed is an error, unless the database is damaged

@@ -4,10 +4,11 @@
 //! audit entry of an override, the write's own audit entry). The adapters
 //! only translate: JSON or a form in, this module's results out.
 //!
-//! [`role_to_write`] is the one rule of who may write which collection: every
-//! write on someone's behalf ([`OnBehalf`], [`delete`], `kpi::publish`)
-//! checks it, so the API's generic record routes, the console's record forms
-//! and its KPI page cannot disagree.
+//! Who may write which collection, and the audit entry a write leaves, are
+//! the rules of `crate::actions` ([`role_to_write`], `Action::Create` …):
+//! every write on someone's behalf ([`OnBehalf`], [`delete`], `kpi::publish`)
+//! checks and audits through them, so the API's generic record routes, the
+//! console's record forms and its KPI page cannot disagree.
 
 use serde::Deserialize;
 use serde_json::value::RawValue;
@@ -16,6 +17,7 @@ use yui_protocol::guard::Finding;
 use yui_protocol::validate::{Fields, Patch};
 
 use crate::accounts::{Principal, Role};
+use crate::actions::{self, Action, Entry};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::node::Node;
@@ -24,47 +26,17 @@ use crate::store::GuardMode;
 /// The shortest reason an override may give: it goes to the audit log.
 pub const MIN_OVERRIDE_REASON_CHARS: usize = 5;
 
-/// The role that creating, changing or deleting a record of `collection`
-/// needs, whichever way the write comes.
-pub fn role_to_write(collection: Collection) -> Role {
-    match collection {
-        // Publishing the town's KPI figures is for administrators
-        // (operations.md, 21.2): a report speaks for the town.
-        Collection::KpiReports => Role::Admin,
-        Collection::Knowledge
-        | Collection::FailureCases
-        | Collection::PilotResults
-        | Collection::Workers
-        | Collection::Trainings
-        | Collection::Mentoring
-        | Collection::Customers
-        | Collection::Orders
-        | Collection::PrItems => Role::Editor,
-    }
-}
+pub use crate::actions::role_to_write;
 
 /// Whether `role` may write records of `collection` (see [`role_to_write`]).
 pub fn may_write(role: Role, collection: Collection) -> bool {
-    role >= role_to_write(collection)
+    Action::Create(collection).allows(role)
 }
 
 /// Refuses, with `Forbidden`, a principal whose role may not write
 /// `collection`.
 pub fn check_may_write(principal: &Principal, collection: Collection) -> Result<()> {
-    if may_write(principal.role, collection) {
-        return Ok(());
-    }
-    let needed = role_to_write(collection);
-    let why = match collection {
-        Collection::KpiReports => " (publishing the town's KPI report is for administrators)",
-        _ => "",
-    };
-    Err(Error::Forbidden {
-        message: format!(
-            "writing {collection} records needs the {needed} role{why}; {} has the {} role",
-            principal.user, principal.role
-        ),
-    })
+    Action::Create(collection).check(principal)
 }
 
 /// What a write asks of the personal-data guard.
@@ -114,27 +86,28 @@ pub struct Written {
     pub id: String,
 }
 
-/// A write on someone's behalf: who, what they asked of the guard, and the
-/// detail their audit entry carries (each adapter words its own).
+/// A write on someone's behalf: who, and what they asked of the guard. The
+/// audit entry is made here from what was written (`actions::Entry`), so
+/// every entry point leaves the same one.
 pub struct OnBehalf<'a> {
     pub node: &'a Node,
     pub principal: &'a Principal,
     pub guarding: &'a Guarding,
-    pub detail: &'a str,
 }
 
 impl OnBehalf<'_> {
     /// Creates a record.
     pub async fn create(&self, collection: Collection, fields: Fields) -> Result<Written> {
-        check_may_write(self.principal, collection)?;
+        Action::Create(collection).check(self.principal)?;
+        let names: Vec<&'static str> = fields.keys().copied().collect();
         let (record, findings) = self
             .node
             .store
             .create_guarded(collection, fields, now_ms(), self.guarding.mode)
             .await?;
         let id = id_of(&record)?;
-        self.trail("record.create", &format!("{collection}/{id}"), &findings)
-            .await;
+        let entry = Entry::record_written(collection, &id, true, names, &record);
+        self.trail(&entry, &findings).await;
         Ok(Written { record, id })
     }
 
@@ -145,29 +118,21 @@ impl OnBehalf<'_> {
         id: String,
         patch: Patch,
     ) -> Result<Written> {
-        check_may_write(self.principal, collection)?;
-        let target = format!("{collection}/{id}");
+        Action::Update(collection).check(self.principal)?;
+        let names: Vec<&'static str> = patch.keys().copied().collect();
         let (record, findings) = self
             .node
             .store
             .update_guarded(collection, id.clone(), patch, now_ms(), self.guarding.mode)
             .await?;
-        self.trail("record.update", &target, &findings).await;
+        let entry = Entry::record_written(collection, &id, false, names, &record);
+        self.trail(&entry, &findings).await;
         Ok(Written { record, id })
     }
 
-    async fn trail(&self, action: &str, target: &str, findings: &[Finding]) {
+    async fn trail(&self, entry: &Entry, findings: &[Finding]) {
         let reason = &self.guarding.reason;
-        self.node
-            .record_written(
-                self.principal,
-                action,
-                target,
-                self.detail,
-                reason,
-                findings,
-            )
-            .await;
+        actions::record_written(self.node, self.principal, entry, reason, findings).await;
     }
 }
 
@@ -178,11 +143,10 @@ pub async fn delete(
     collection: Collection,
     id: String,
 ) -> Result<()> {
-    check_may_write(principal, collection)?;
-    let target = format!("{collection}/{id}");
+    Action::Delete(collection).check(principal)?;
+    let entry = Entry::record_deleted(collection, &id);
     node.store.delete(collection, id, now_ms()).await?;
-    node.record_written(principal, "record.delete", &target, "", "", &[])
-        .await;
+    actions::record_written(node, principal, &entry, "", &[]).await;
     Ok(())
 }
 

@@ -18,7 +18,10 @@ const FLOORS: &[(&str, &[&str])] = &[
         "resources",
         &["store", "datadir", "accounts", "pki", "peer", "metrics"],
     ),
-    ("domain", &["node", "records", "daily", "kpi", "export"]),
+    (
+        "domain",
+        &["node", "actions", "records", "daily", "kpi", "export"],
+    ),
     ("adapters", &["http", "console"]),
     ("composition", &["daemon", "demo", "cli"]),
 ];
@@ -27,7 +30,7 @@ const FLOORS: &[(&str, &[&str])] = &[
 /// plain types. `peer` serves its own port and is exempt.
 const NO_AXUM: &[&str] = &[
     "error", "clock", "fsio", "logging", "store", "datadir", "accounts", "pki", "metrics", "node",
-    "records", "daily", "kpi", "export",
+    "actions", "records", "daily", "kpi", "export",
 ];
 
 /// Crates that only some modules may name: SQL stays in the store, TLS in
@@ -306,6 +309,35 @@ fn sql_and_tls_stay_where_they_belong() {
     assert!(
         offenders.is_empty(),
         "confined crates named elsewhere: {offenders:?}"
+    );
+}
+
+/// One rule per action (issue 18, finding 6): an audit entry is written
+/// only by `actions` (every action's entry) and `accounts` (its own login,
+/// logout and override entries), so no entry point words its own. Every
+/// other module calls `actions::…`.
+#[test]
+fn audit_entries_are_written_in_one_place() {
+    const WRITERS: &[&str] = &["actions", "accounts", "store"];
+    let mut files = Vec::new();
+    rust_files(&src_dir(), &mut files);
+    files.sort();
+    let mut offenders = Vec::new();
+    for file in files {
+        let module = module_of(&file);
+        if WRITERS.contains(&module.as_str()) {
+            continue;
+        }
+        let code = code_of(&fs::read_to_string(&file).expect("read a source file"));
+        for needle in [".audit(", "insert_audit(", "append_audit("] {
+            if code.contains(needle) {
+                offenders.push(format!("{needle} in {}", file.display()));
+            }
+        }
+    }
+    refuse(
+        &offenders,
+        "audit entries written outside actions and accounts (use crate::actions)",
     );
 }
 

@@ -2,6 +2,7 @@
 //! administrator does, and what happens when things go wrong.
 
 mod accounts;
+mod actions;
 mod backup;
 mod browser;
 mod cli;
@@ -13,5 +14,6 @@ mod faults;
 mod federation;
 mod guardrails;
 mod limits;
+mod logins;
 mod logs;
 mod service;

@@ -118,7 +118,8 @@ pub enum Command {
     /// running; a running node sees changes at once.
     ///
     /// Roles: a viewer reads; an editor also creates, updates and deletes
-    /// records; an admin also manages peers, users, revocations and sync.
+    /// records and syncs now; an admin also publishes the KPI report and
+    /// manages peers, users and revocations (docs/operations.md 4.2).
     #[command(subcommand)]
     User(UserCommand),
     /// Read the local audit log: who changed what, and logins. It never

@@ -9,6 +9,7 @@ use clap::Subcommand;
 
 use super::call_api::{call_api, running_api};
 use super::cli_principal;
+use crate::actions;
 use crate::datadir::DataDir;
 use crate::node::Node;
 
@@ -72,27 +73,19 @@ async fn via_api(api: &(String, String), cmd: PeerCommand) -> Result<()> {
     Ok(())
 }
 
-/// A stopped node: the change waits in the database for `yui serve`.
+/// A stopped node: the change waits in the database for `yui serve`. The
+/// same actions as the API's, audited as `cli`.
 async fn on_database(node: &Arc<Node>, cmd: PeerCommand) -> Result<()> {
     match cmd {
         PeerCommand::Add { url, node_id } => {
-            let detail = node_id
-                .as_deref()
-                .map_or_else(String::new, |id| format!("node id {id}"));
-            crate::peer::add_peer(&node.federation(), &url, node_id, None).await?;
-            node.accounts
-                .audit(&cli_principal(), "peer.add", &url, &detail)
-                .await;
+            let url = actions::add_peer(node, &cli_principal(), &url, node_id).await?;
             println!("Added peer {url}. The node syncs with it when it runs (`yui serve`).");
         }
         PeerCommand::Remove { peer } => {
-            let removed = crate::peer::remove_peer(&node.federation(), &peer).await?;
+            let removed = actions::remove_peer(node, &cli_principal(), &peer).await?;
             if removed.is_empty() {
                 anyhow::bail!("no peer has the URL or node id {peer:?}");
             }
-            node.accounts
-                .audit(&cli_principal(), "peer.remove", &peer, &removed.join(", "))
-                .await;
             println!("Removed peer {}.", removed.join(", "));
         }
         PeerCommand::List { json } => {
@@ -147,16 +140,11 @@ pub(super) async fn sync(data_dir: DataDir) -> Result<()> {
         serde_json::from_value::<Vec<serde_json::Value>>(v["peers"].clone())?
     } else {
         let node = Arc::new(Node::open(data_dir, false)?);
-        let r = if node.peering.is_none() {
-            Err(anyhow::anyhow!(
-                "this node has not joined a consortium yet (`yui cert install` first)"
-            ))
-        } else {
-            crate::peer::Peering::sync_all(&node.federation())
-                .await
-                .map_err(anyhow::Error::from)
-                .and_then(|r| Ok(serde_json::from_value(serde_json::to_value(r)?)?))
-        };
+        // Audited through the store's writer: before it is closed.
+        let r = actions::sync_now(&node, &cli_principal(), None)
+            .await
+            .map_err(anyhow::Error::from)
+            .and_then(|r| Ok(serde_json::from_value(serde_json::to_value(r)?)?));
         node.store.close();
         r?
     };

@@ -9,6 +9,7 @@ use clap::Subcommand;
 
 use super::call_api::{call_api, running_api};
 use super::cli_principal;
+use crate::actions;
 use crate::datadir::DataDir;
 use crate::node::Node;
 
@@ -42,34 +43,18 @@ pub(super) async fn import(data_dir: DataDir, file: &Path) -> Result<()> {
         return Ok(());
     }
     let node = Node::open(data_dir, false)?;
-    let result = install(&node, &text);
-    // Audit before closing the store: the audit entry goes through its writer,
-    // which refuses work once closed.
-    if let Ok((newer, number)) = result {
-        node.accounts
-            .audit(
-                &cli_principal(),
-                "revocations.import",
-                "revocations",
-                &format!("list number {number}, newer than the installed one: {newer}"),
-            )
-            .await;
-    }
+    // The same action as the API's, audited as `cli`; before the store is
+    // closed, as the audit entry goes through its writer.
+    let result = match crate::pki::parse_crl_pem(&text) {
+        Ok(der) => actions::import_revocations(&node, &cli_principal(), &der)
+            .await
+            .map_err(anyhow::Error::from),
+        Err(e) => Err(e.into()),
+    };
     node.store.close();
-    let (newer, number) = result?;
-    report_revocations(newer, number);
+    let imported = result?;
+    report_revocations(imported.newer, imported.number);
     Ok(())
-}
-
-/// Installs the list on a stopped node: whether it was newer, and the
-/// number of the list installed now.
-fn install(node: &Node, text: &str) -> Result<(bool, u64)> {
-    let peering = node.peering.as_ref().ok_or_else(|| {
-        anyhow::anyhow!("this node has not joined a consortium yet (`yui cert install` first)")
-    })?;
-    let der = crate::pki::parse_crl_pem(text)?;
-    let newer = peering.install_revocations(&node.store, &node.data_dir, &der)?;
-    Ok((newer, peering.trust.revocation_number()))
 }
 
 fn report_revocations(newer: bool, number: u64) {

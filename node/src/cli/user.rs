@@ -6,6 +6,7 @@ use clap::Subcommand;
 
 use super::cli_principal;
 use crate::accounts::{Accounts, Principal, Role};
+use crate::actions::{self, Action, Entry};
 use crate::datadir::DataDir;
 
 #[derive(Subcommand, Debug)]
@@ -68,16 +69,16 @@ pub(super) async fn run(data_dir: &DataDir, cmd: UserCommand) -> Result<()> {
     match cmd {
         UserCommand::Add { name, role } => {
             let password = read_new_password(&name)?;
+            Action::UserAdd.check(&cli)?;
             accounts.add_user(&name, role, &password).await?;
-            accounts
-                .audit(&cli, "user.add", &name, &format!("role {role}"))
-                .await;
+            actions::audit(&accounts, &cli, &Entry::user_added(&name, role)).await;
             println!("Added user {name} with the {role} role.");
         }
         UserCommand::List { json } => list(&accounts, json).await?,
         UserCommand::Remove { name } => {
+            Action::UserRemove.check(&cli)?;
             accounts.remove_user(&name).await?;
-            accounts.audit(&cli, "user.remove", &name, "").await;
+            actions::audit(&accounts, &cli, &Entry::user_removed(&name)).await;
             println!("Removed user {name}; their sessions and tokens no longer work.");
         }
         UserCommand::Passwd { name } => {
@@ -86,25 +87,24 @@ pub(super) async fn run(data_dir: &DataDir, cmd: UserCommand) -> Result<()> {
                 anyhow::bail!("no user named {name:?}; `yui user list` shows them");
             }
             let password = read_new_password(&name)?;
+            Action::UserPasswd.check(&cli)?;
             accounts.set_password(&name, &password).await?;
-            accounts.audit(&cli, "user.passwd", &name, "").await;
+            actions::audit(&accounts, &cli, &Entry::password_set(&name)).await;
             println!("Changed the password of {name}; their sessions have ended.");
         }
         UserCommand::Role { name, role } => {
+            Action::UserRole.check(&cli)?;
             accounts.set_role(&name, role).await?;
-            accounts
-                .audit(&cli, "user.role", &name, &format!("role {role}"))
-                .await;
+            actions::audit(&accounts, &cli, &Entry::role_set(&name, role)).await;
             println!("{name} now has the {role} role.");
         }
         UserCommand::Token { name, role, label } => {
             create_token(&accounts, &cli, &name, role, label).await?;
         }
         UserCommand::RevokeToken { name, label } => {
+            Action::TokenRevoke.check(&cli)?;
             accounts.revoke_token(&name, &label).await?;
-            accounts
-                .audit(&cli, "token.revoke", &name, &format!("label {label:?}"))
-                .await;
+            actions::audit(&accounts, &cli, &Entry::token_revoked(&name, &label)).await;
             println!("Revoked the token {label:?} of {name}.");
         }
     }
@@ -154,15 +154,9 @@ async fn create_token(
             .ok_or_else(|| anyhow::anyhow!("no user named {name:?}; `yui user list` shows them"))?,
     };
     let label = label.unwrap_or_else(|| yui_protocol::record::format_time(accounts.clock_ms()));
+    Action::TokenCreate.check(cli)?;
     let token = accounts.create_token(name, role, &label).await?;
-    accounts
-        .audit(
-            cli,
-            "token.create",
-            name,
-            &format!("label {label:?}, role {role}"),
-        )
-        .await;
+    actions::audit(accounts, cli, &Entry::token_created(name, &label, role)).await;
     println!("{token}");
     eprintln!(
         "This is the only time the token is shown. It acts for {name} with the {role} role; revoke it with `yui user revoke-token {name} --label {label:?}`."

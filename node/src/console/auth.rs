@@ -18,7 +18,10 @@ use super::{
     AppState, Chrome, FormPairs, PageError, SignedIn, Visitor, cookie, local_path, render,
     set_cookie,
 };
-use crate::accounts::{LoginError, SESSION_COOKIE, constant_time_eq};
+use crate::accounts::{
+    DEVICE_COOKIE, KNOWN_DEVICE_SECS, LoginClient, LoginError, SESSION_COOKIE, constant_time_eq,
+};
+use crate::http::listener::ClientAddr;
 
 const LOGIN_CSRF_COOKIE: &str = "yui_login_csrf";
 
@@ -86,6 +89,7 @@ pub async fn login(
     State(node): State<AppState>,
     visitor: Visitor,
     headers: HeaderMap,
+    extensions: axum::http::Extensions,
     body: Bytes,
 ) -> Response {
     let form = FormPairs::parse(&body);
@@ -100,14 +104,26 @@ pub async fn login(
     let user = form.get("user").unwrap_or("").trim();
     let password = form.get("password").unwrap_or("");
     let m = visitor.m();
-    match node.accounts.login(user, password).await {
+    let client = LoginClient {
+        addr: extensions.get::<ClientAddr>().map(|c| c.0),
+        device: cookie(&headers, DEVICE_COOKIE).map(str::to_owned),
+    };
+    match node.accounts.login_from(user, password, &client).await {
         Ok(session) => {
             tracing::info!(user = %session.principal.user, "console: logged in");
             let max_age = (session.expires_at - crate::clock::now_ms() / 1000).max(0);
             let mut response = Redirect::to(&next).into_response();
+            let device = node.accounts.known_device(&session.principal.user);
             for cookie in [
                 set_cookie(SESSION_COOKIE, &session.id, "/", max_age, &visitor),
                 set_cookie(LOGIN_CSRF_COOKIE, "", "/login", 0, &visitor),
+                set_cookie(
+                    DEVICE_COOKIE,
+                    &device,
+                    "/login",
+                    KNOWN_DEVICE_SECS,
+                    &visitor,
+                ),
             ] {
                 if let Ok(value) = HeaderValue::from_str(&cookie) {
                     response.headers_mut().append(header::SET_COOKIE, value);
@@ -131,6 +147,29 @@ pub async fn login(
                 user,
                 None,
                 Some((m.locked_out)(retry_after_secs)),
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+            response
+        }
+        Err(LoginError::Throttled {
+            retry_after_secs,
+            reason,
+        }) => {
+            tracing::info!(
+                client = ?client.addr,
+                reason = reason.label(),
+                retry_after_secs,
+                "console: login refused before checking the password: too many logins"
+            );
+            let mut response = login_form(
+                &visitor,
+                StatusCode::TOO_MANY_REQUESTS,
+                &next,
+                user,
+                None,
+                Some((m.login_throttled)(retry_after_secs)),
             );
             response
                 .headers_mut()

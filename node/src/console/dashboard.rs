@@ -14,6 +14,7 @@ use super::i18n::{Lang, Messages};
 use super::peers;
 use super::records::{record_href, record_title};
 use super::{AppState, Chrome, PageError, SignedIn, render, show_bytes};
+use crate::actions::{self, Action};
 
 /// How many recently changed shared records the conflict list looks at.
 const CONFLICT_SCAN: usize = 200;
@@ -248,7 +249,7 @@ pub async fn show(
             uptime: format!("{}h {:02}m", uptime / 3600, uptime % 3600 / 60),
         },
         warnings,
-        can_sync: status.membership.joined && who.principal().role.can_write_records(),
+        can_sync: status.membership.joined && Action::SyncNow.allows(who.principal().role),
         peers,
         counts,
         conflicts,
@@ -263,13 +264,13 @@ pub async fn sync_now(
     who: SignedIn,
     body: Bytes,
 ) -> Result<Response, PageError> {
-    let form = who.posted_form(&body, who.principal().role.can_write_records())?;
+    let form = who.posted_form(&body, Action::SyncNow.allows(who.principal().role))?;
     if node.peering.is_none() {
         return Err(who.error(StatusCode::CONFLICT, who.m().sync_needs_membership));
     }
     // A row's button names its peer; the button above the table, none.
     let only = form.get("peer").filter(|u| !u.is_empty());
-    let results = crate::peer::Peering::sync_peers(&node.federation(), only)
+    let results = actions::sync_now(&node, who.principal(), only)
         .await
         .map_err(|e| match e {
             crate::Error::NotFound(_) => who.error(StatusCode::NOT_FOUND, who.m().not_found),
@@ -277,13 +278,5 @@ pub async fn sync_now(
         })?;
     let ok = results.iter().filter(|r| r.ok).count();
     let failed = results.len() - ok;
-    node.accounts
-        .audit(
-            who.principal(),
-            "sync.now",
-            only.unwrap_or("peers"),
-            &format!("{ok} ok, {failed} failed"),
-        )
-        .await;
     Ok(Redirect::to(&format!("/?synced={ok}-{failed}")).into_response())
 }

@@ -167,6 +167,8 @@ pub struct Messages {
     pub login_button: &'static str,
     pub bad_credentials: &'static str,
     pub locked_out: fn(u64) -> String,
+    /// Too many logins from this address (or at once): seconds to wait.
+    pub login_throttled: fn(u64) -> String,
     pub login_failed: &'static str,
     pub logged_out: &'static str,
     // Dashboard.
@@ -526,6 +528,11 @@ pub static JA: Messages = Messages {
         format!(
             "ログインの失敗が続いたため、一時的にロックされています。約{}分後にもう一度お試しください。",
             secs.div_ceil(60)
+        )
+    },
+    login_throttled: |secs| {
+        format!(
+            "このネットワークからのログインの試行が多すぎるため、受け付けを一時的に止めています。{secs}秒ほど待ってからもう一度お試しください。このブラウザーで前にログインしたことがあれば、そのユーザー名では待たずにログインできます。"
         )
     },
     login_failed: "ログインを処理できませんでした。時間をおいて再度お試しください。解決しない場合はノードのログを確認してください。",
@@ -906,6 +913,11 @@ pub static EN: Messages = Messages {
         format!(
             "Too many failed attempts: logging in is locked for now. Try again in about {} minutes.",
             secs.div_ceil(60)
+        )
+    },
+    login_throttled: |secs| {
+        format!(
+            "Too many login attempts from this network: logins are paused for now. Try again in about {secs} seconds. If you have logged in from this browser before, you can log in with that user name without waiting."
         )
     },
     login_failed: "The login could not be processed. Try again later; if it persists, see the node's log.",

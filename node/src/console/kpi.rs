@@ -15,7 +15,11 @@ use yui_protocol::{Collection, ValidationErrors};
 
 use super::i18n::{Lang, Messages};
 use super::{AppState, Chrome, PageError, SignedIn, render, show_time};
+use crate::actions::Action;
 use crate::kpi::{DraftReport, FIGURES};
+
+/// Publishing the town's report: a write of `kpi_reports` (admin).
+const PUBLISH: Action = Action::Create(Collection::KpiReports);
 
 fn label(lang: Lang, field: &str) -> &'static str {
     Collection::KpiReports
@@ -286,7 +290,7 @@ pub async fn show(
         missing,
         stale,
         chart: chart(lang, m, &r),
-        can_publish: who.principal().role.can_administer(),
+        can_publish: PUBLISH.allows(who.principal().role),
     };
     Ok(render(StatusCode::OK, &page))
 }
@@ -429,7 +433,7 @@ pub async fn draft_form(
     who: SignedIn,
     Query(q): Query<YearQuery>,
 ) -> Result<Response, PageError> {
-    who.require(who.principal().role.can_administer())?;
+    who.require(PUBLISH.allows(who.principal().role))?;
     let fy = year_of(&who, q.fiscal_year.as_deref())?;
     let d = crate::kpi::draft(&node, fy)
         .await
@@ -460,7 +464,7 @@ pub async fn publish(
     who: SignedIn,
     body: Bytes,
 ) -> Result<Response, PageError> {
-    let form = who.posted_form(&body, who.principal().role.can_administer())?;
+    let form = who.posted_form(&body, PUBLISH.allows(who.principal().role))?;
     let (m, lang) = (who.m(), who.lang());
     let fy = year_of(&who, form.get("fiscal_year"))?;
     let mut submitted = Submitted::default();

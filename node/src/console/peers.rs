@@ -12,6 +12,7 @@ use serde::Deserialize;
 
 use super::i18n::Messages;
 use super::{AppState, Chrome, PageError, SignedIn, render, show_time, url_encode};
+use crate::actions::{self, Action};
 
 struct PeerRow {
     url: String,
@@ -145,7 +146,7 @@ pub async fn show(
     who: SignedIn,
     Query(q): Query<PeersQuery>,
 ) -> Result<Response, PageError> {
-    who.require(who.principal().role.can_administer())?;
+    who.require(Action::PeerAdd.allows(who.principal().role))?;
     let m = who.m();
     let number = q.number.unwrap_or(0);
     let notice = match q.done.as_deref() {
@@ -163,21 +164,16 @@ pub async fn add(
     who: SignedIn,
     body: Bytes,
 ) -> Result<Response, PageError> {
-    let form = who.posted_form(&body, who.principal().role.can_administer())?;
+    let form = who.posted_form(&body, Action::PeerAdd.allows(who.principal().role))?;
     let url = form.get("url").unwrap_or("").trim().to_owned();
     let node_id = form
         .get("node_id")
         .map(str::trim)
         .filter(|s| !s.is_empty())
         .map(str::to_owned);
-    match crate::peer::add_peer(&node.federation(), &url, node_id, node.shutdown.get()).await {
-        Ok(stored) => {
-            tracing::info!(url = %stored, "peer added from the console");
-            node.accounts
-                .audit(who.principal(), "peer.add", &stored, "")
-                .await;
-            Ok(Redirect::to("/peers?done=added").into_response())
-        }
+    match actions::add_peer(&node, who.principal(), &url, node_id).await {
+        Ok(_) => Ok(Redirect::to("/peers?done=added").into_response()),
+        Err(e @ crate::Error::Forbidden { .. }) => Err(who.failed(e)),
         Err(e) => {
             let error = Some((who.m().peer_action_failed, e.to_string()));
             page(&node, &who, StatusCode::BAD_REQUEST, None, error, url).await
@@ -190,7 +186,7 @@ pub async fn remove(
     who: SignedIn,
     body: Bytes,
 ) -> Result<Response, PageError> {
-    let form = who.posted_form(&body, who.principal().role.can_administer())?;
+    let form = who.posted_form(&body, Action::PeerRemove.allows(who.principal().role))?;
     let key = form.get("key").unwrap_or("").to_owned();
     if form.get("confirm") != Some("yes") {
         return error_page(
@@ -202,16 +198,12 @@ pub async fn remove(
         )
         .await;
     }
-    let removed = crate::peer::remove_peer(&node.federation(), &key)
+    let removed = actions::remove_peer(&node, who.principal(), &key)
         .await
         .map_err(|e| who.failed(e))?;
     if removed.is_empty() {
         return Err(who.error(StatusCode::NOT_FOUND, who.m().not_found));
     }
-    tracing::info!(peers = ?removed, "peer removed from the console");
-    node.accounts
-        .audit(who.principal(), "peer.remove", &key, &removed.join(","))
-        .await;
     Ok(Redirect::to("/peers?done=removed").into_response())
 }
 
@@ -242,8 +234,8 @@ pub async fn import_revocations(
         }
     }
     who.check_csrf(csrf.as_deref())?;
-    who.require(who.principal().role.can_administer())?;
-    let Some(peering) = &node.peering else {
+    who.require(Action::RevocationsImport.allows(who.principal().role))?;
+    if node.peering.is_none() {
         return error_page(
             &node,
             &who,
@@ -252,7 +244,7 @@ pub async fn import_revocations(
             m.not_joined_hint.to_owned(),
         )
         .await;
-    };
+    }
     let der = if !pasted.trim().is_empty() {
         crate::pki::parse_crl_pem(&pasted)
     } else if file.starts_with(b"-----BEGIN") {
@@ -269,28 +261,33 @@ pub async fn import_revocations(
         )
         .await;
     };
-    let installed =
-        der.and_then(|der| peering.install_revocations(&node.store, &node.data_dir, &der));
-    match installed {
-        Ok(newer) => {
-            let number = peering.trust.revocation_number();
-            if newer {
-                node.accounts
-                    .audit(
-                        who.principal(),
-                        "revocations.import",
-                        "revocations",
-                        &format!("number {number}"),
-                    )
-                    .await;
-            }
-            let done = if newer { "revocations" } else { "not-newer" };
+    let der = match der {
+        Ok(der) => der,
+        Err(e) => {
+            return error_page(
+                &node,
+                &who,
+                StatusCode::BAD_REQUEST,
+                m.revocations_invalid,
+                e.to_string(),
+            )
+            .await;
+        }
+    };
+    match actions::import_revocations(&node, who.principal(), &der).await {
+        Ok(imported) => {
+            let done = if imported.newer {
+                "revocations"
+            } else {
+                "not-newer"
+            };
             Ok(Redirect::to(&format!(
                 "/peers?done={done}&number={}",
-                url_encode(&number.to_string())
+                url_encode(&imported.number.to_string())
             ))
             .into_response())
         }
+        Err(e @ crate::Error::Forbidden { .. }) => Err(who.failed(e)),
         Err(e) => {
             error_page(
                 &node,

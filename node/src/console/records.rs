@@ -945,7 +945,7 @@ async fn save(
 }
 
 /// Validates and writes a form's record; returns its id and what was done.
-/// The audit entry of an update names the fields it changed.
+/// The audit entry is the one `crate::actions` makes for every entry point.
 async fn write(
     node: &AppState,
     who: &SignedIn,
@@ -960,7 +960,6 @@ async fn write(
                 node,
                 principal: who.principal(),
                 guarding,
-                detail: "",
             }
             .create(collection, fields)
             .await?;
@@ -968,13 +967,10 @@ async fn write(
         }
         Save::Update { id, patch } => {
             let typed = validate_patch(collection, &patch)?;
-            let changed: Vec<&str> = patch.keys().map(String::as_str).collect();
-            let detail = changed.join(",");
             OnBehalf {
                 node,
                 principal: who.principal(),
                 guarding,
-                detail: &detail,
             }
             .update(collection, id.clone(), typed)
             .await?;

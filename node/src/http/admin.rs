@@ -1,6 +1,7 @@
 //! The node's own state and administration over the API: `/status`,
 //! `/sync`, `/peers`, `/revocations`, `/users`, `/audit` and
-//! `/audit/egress`.
+//! `/audit/egress`. The actions (sync, peers, revocations) are
+//! `crate::actions`' use cases: they check their role and audit themselves.
 
 use axum::Router;
 use axum::body::Bytes;
@@ -11,8 +12,9 @@ use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::extract::{AdminAccess, JsonBody, QueryParams, ViewerAccess};
+use super::extract::{AdminAccess, Caller, JsonBody, QueryParams, ViewerAccess};
 use super::{AppState, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE, json_response};
+use crate::actions::{self, Action};
 use crate::error::{Error, Result};
 
 /// The node's own routes, nested under `/api/v1` behind the token layer.
@@ -32,18 +34,9 @@ async fn status(_: ViewerAccess, State(node): State<AppState>) -> Result<Respons
     Ok(json_response(StatusCode::OK, &node.status().await?))
 }
 
-async fn sync_now(_: AdminAccess, State(node): State<AppState>) -> Result<Response> {
-    if node.peering.is_none() {
-        return Err(not_joined());
-    }
-    let peers = crate::peer::Peering::sync_all(&node.federation()).await?;
+async fn sync_now(Caller(principal): Caller, State(node): State<AppState>) -> Result<Response> {
+    let peers = actions::sync_now(&node, &principal, None).await?;
     Ok(json_response(StatusCode::OK, &json!({ "peers": peers })))
-}
-
-fn not_joined() -> Error {
-    Error::Conflict(
-        "this node has not joined a consortium yet: install its certificate with `yui cert install`".into(),
-    )
 }
 
 async fn list_peers(_: ViewerAccess, State(node): State<AppState>) -> Result<Response> {
@@ -60,25 +53,11 @@ struct NewPeer {
 }
 
 async fn add_peer(
-    AdminAccess(principal): AdminAccess,
+    Caller(principal): Caller,
     State(node): State<AppState>,
     JsonBody(body): JsonBody<NewPeer>,
 ) -> Result<Response> {
-    let detail = body
-        .node_id
-        .as_deref()
-        .map_or_else(String::new, |id| format!("node id {id}"));
-    let url = crate::peer::add_peer(
-        &node.federation(),
-        &body.url,
-        body.node_id,
-        node.shutdown.get(),
-    )
-    .await?;
-    tracing::info!(%url, "peer added");
-    node.accounts
-        .audit(&principal, "peer.add", &url, &detail)
-        .await;
+    let url = actions::add_peer(&node, &principal, &body.url, body.node_id).await?;
     let peers = node.status().await?.peers;
     let peer = peers.into_iter().find(|p| p.url == url);
     let mut response = json_response(StatusCode::CREATED, &json!({ "peer": peer }));
@@ -89,30 +68,29 @@ async fn add_peer(
 }
 
 async fn remove_peer(
-    AdminAccess(principal): AdminAccess,
+    Caller(principal): Caller,
     State(node): State<AppState>,
     Path(key): Path<String>,
 ) -> Result<StatusCode> {
-    let removed = crate::peer::remove_peer(&node.federation(), &key).await?;
+    let removed = actions::remove_peer(&node, &principal, &key).await?;
     if removed.is_empty() {
         return Err(Error::NotFound(format!(
             "no peer has the node id or URL {key:?}"
         )));
     }
-    tracing::info!(peers = ?removed, "peer removed");
-    node.accounts
-        .audit(&principal, "peer.remove", &key, &removed.join(", "))
-        .await;
     Ok(StatusCode::NO_CONTENT)
 }
 
 /// Body: a revocation list in PEM, as `yui ca revoke` writes it.
 async fn import_revocations(
-    AdminAccess(principal): AdminAccess,
+    Caller(principal): Caller,
     State(node): State<AppState>,
     body: Bytes,
 ) -> Result<Response> {
-    let peering = node.peering.as_ref().ok_or_else(not_joined)?;
+    Action::RevocationsImport.check(&principal)?;
+    if node.peering.is_none() {
+        return Err(actions::not_joined());
+    }
     let text = std::str::from_utf8(&body).map_err(|_| {
         Error::bad_request(
             "invalid_revocations",
@@ -121,21 +99,10 @@ async fn import_revocations(
     })?;
     let der = crate::pki::parse_crl_pem(text)
         .map_err(|e| Error::bad_request("invalid_revocations", e.to_string()))?;
-    let newer = peering
-        .install_revocations(&node.store, &node.data_dir, &der)
-        .map_err(|e| Error::bad_request("invalid_revocations", e.to_string()))?;
-    let number = peering.trust.revocation_number();
-    node.accounts
-        .audit(
-            &principal,
-            "revocations.import",
-            "revocations",
-            &format!("list number {number}, newer than the installed one: {newer}"),
-        )
-        .await;
+    let imported = actions::import_revocations(&node, &principal, &der).await?;
     Ok(json_response(
         StatusCode::OK,
-        &json!({ "installed": newer, "number": peering.trust.revocation_number() }),
+        &json!({ "installed": imported.newer, "number": imported.number }),
     ))
 }
 

@@ -98,12 +98,18 @@ access!(
     Role::Viewer
 );
 access!(
+    /// Any authenticated caller, for a handler whose action checks its own
+    /// role against the one table of actions (`crate::actions::Action`).
+    Caller,
+    Role::Viewer
+);
+access!(
     /// A caller allowed to create, update and delete records.
     EditorAccess,
     Role::Editor
 );
 access!(
-    /// A caller allowed to manage peers, users, revocations and sync.
+    /// A caller allowed to administer: read the users and the audit log.
     AdminAccess,
     Role::Admin
 );

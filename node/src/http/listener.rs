@@ -41,6 +41,12 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// A kept-alive connection with no request in flight is closed after this.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
+/// The address of the client on the other end of a request's connection,
+/// put in every request's extensions (the console's login limits logins per
+/// address). Behind a reverse proxy it is the proxy's.
+#[derive(Clone, Copy, Debug)]
+pub struct ClientAddr(pub std::net::IpAddr);
+
 /// Connections turned away or evicted since the node started (for
 /// `/metrics`).
 pub static REFUSED: AtomicU64 = AtomicU64::new(0);
@@ -134,7 +140,7 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
     let open = Arc::new(Mutex::new(Open::default()));
     let tracker = TaskTracker::new();
     loop {
-        let (tcp, _) = tokio::select! {
+        let (tcp, peer) = tokio::select! {
             _ = shutdown.cancelled() => break,
             accepted = listener.accept() => match accepted {
                 Ok(a) => a,
@@ -157,8 +163,10 @@ pub async fn serve(listener: TcpListener, app: Router, shutdown: CancellationTok
         tracker.spawn(async move {
             // Marks the connection busy while a request is in flight.
             let counted = conn.clone();
-            let track = axum::middleware::from_fn(move |req: Request, next: Next| {
+            let client = ClientAddr(peer.ip());
+            let track = axum::middleware::from_fn(move |mut req: Request, next: Next| {
                 let in_flight = InFlight::begin(&counted);
+                req.extensions_mut().insert(client);
                 async move {
                     let response = next.run(req).await;
                     drop(in_flight);

@@ -8,8 +8,10 @@
 //! bearer token (the node's own, or a user's) into a
 //! [`Principal`](crate::accounts::Principal); each handler then states the
 //! role it needs by taking a [`ViewerAccess`], [`EditorAccess`] or
-//! [`AdminAccess`]. Every change made through the API is written to the local
-//! audit log with the principal's name. Every failure, including malformed
+//! [`AdminAccess`], or, for an action that changes the node, takes any
+//! [`Caller`] and leaves the role and the audit entry to the one table of
+//! actions (`crate::actions`). Every change made through the API is written
+//! to the local audit log with the principal's name. Every failure, including malformed
 //! JSON, oversize bodies and unknown routes, answers in the §8 error shape
 //! ([`error`]).
 
@@ -34,7 +36,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
-pub use extract::{AdminAccess, EditorAccess, JsonBody, QueryParams, ViewerAccess};
+pub use extract::{AdminAccess, Caller, EditorAccess, JsonBody, QueryParams, ViewerAccess};
 
 use crate::error::Error;
 use crate::node::Node;

@@ -46,6 +46,21 @@ pub async fn metrics(State(node): State<AppState>) -> Result<Response> {
         "API port connections closed because the port was full (the oldest idle one, or a new one when all were busy).",
         super::listener::REFUSED.load(std::sync::atomic::Ordering::Relaxed),
     );
+    let (logins, refused) = node.accounts.login_counts();
+    crate::metrics::render_labelled(
+        &mut text,
+        "yui_logins_total",
+        "Console logins whose password was checked, by result.",
+        "result",
+        &logins,
+    );
+    crate::metrics::render_labelled(
+        &mut text,
+        "yui_logins_refused_total",
+        "Console logins refused with 429, by reason: locked_out (the name), address (too many from one address), busy (the hashing queue was full).",
+        "reason",
+        &refused,
+    );
     if let Some(peering) = &node.peering {
         let peers = node.store.peers().await?;
         crate::metrics::render_peers(

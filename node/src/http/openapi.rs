@@ -151,7 +151,7 @@ pub fn document() -> Value {
         "info": {
             "title": "Yui local API",
             "version": env!("CARGO_PKG_VERSION"),
-            "description": "The JSON API of one town's Yui node. Every /api/ request needs 'Authorization: Bearer TOKEN', where TOKEN is the node's token (the contents of DATA_DIR/api-token, which acts as an admin) or a user's token from `yui user token NAME`. A user token acts with its role: viewer reads; editor also creates, updates and deletes records; admin also manages peers, users, revocations and sync. The scheme name is matched without regard to case (RFC 9110 §11.1). A request without a token, or with one the node does not know, answers 401 with WWW-Authenticate: Bearer realm=\"yui\" (and error=\"invalid_token\" for an unknown token). A role too low for a request answers 403 with code forbidden. Every time in the API is RFC 3339 in UTC with exactly three fractional digits (2026-04-01T09:30:00.120Z), so times sort as text. A 201 carries Location, the path of what was created. Every change is recorded in the node's local audit log with the user's name; peers never see it."
+            "description": "The JSON API of one town's Yui node. Every /api/ request needs 'Authorization: Bearer TOKEN', where TOKEN is the node's token (the contents of DATA_DIR/api-token, which acts as an admin) or a user's token from `yui user token NAME`. A user token acts with its role: viewer reads; editor also creates, updates and deletes records and syncs now; admin also publishes KPI reports and manages peers, users and revocations. Each action needs the same role and leaves the same audit entry whichever way it comes (API, web console, yui commands). The scheme name is matched without regard to case (RFC 9110 §11.1). A request without a token, or with one the node does not know, answers 401 with WWW-Authenticate: Bearer realm=\"yui\" (and error=\"invalid_token\" for an unknown token). A role too low for a request answers 403 with code forbidden. Every time in the API is RFC 3339 in UTC with exactly three fractional digits (2026-04-01T09:30:00.120Z), so times sort as text. A 201 carries Location, the path of what was created. Every change is recorded in the node's local audit log with the user's name; peers never see it."
         },
         "components": {
             "securitySchemes": {"token": {"type": "http", "scheme": "bearer"}},
@@ -217,8 +217,8 @@ pub fn document() -> Value {
                         "type": "object", "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/Record"}}}}}}},
                         "400": error("no query")}}
             },
-            "/api/v1/sync": {"post": {"summary": "Sync with every peer now, both ways; answers when done (admin)",
-                "responses": {"200": {"description": "per peer: url, town, ok, error, docs_in, docs_out"}, "403": error("needs the admin role"),
+            "/api/v1/sync": {"post": {"summary": "Sync with every peer now, both ways; answers when done (editor; audited as sync.now)",
+                "responses": {"200": {"description": "per peer: url, town, ok, error, docs_in, docs_out"}, "403": error("needs the editor role"),
                     "409": error("the node has not joined a consortium")}}},
             "/api/v1/peers": {
                 "get": {"summary": "The peers this node dials, with their sync state",

@@ -16,9 +16,10 @@ use yui_protocol::schema::FieldKind;
 use yui_protocol::validate::{validate_create, validate_patch};
 use yui_protocol::{Collection, RecordId};
 
-use super::extract::{EditorAccess, JsonBody, QueryParams, ViewerAccess};
+use super::extract::{Caller, JsonBody, QueryParams, ViewerAccess};
 use super::{AppState, DEFAULT_PAGE, MAX_PAGE, json_response};
 use crate::accounts::Principal;
+use crate::actions::Action;
 use crate::error::{Error, Result};
 use crate::records::{self, Guarding, MIN_OVERRIDE_REASON_CHARS, OnBehalf, OverrideRefused};
 
@@ -104,16 +105,16 @@ fn record_path(name: &str, id: &str) -> Result<(Collection, String)> {
 }
 
 async fn create(
-    EditorAccess(principal): EditorAccess,
+    Caller(principal): Caller,
     State(node): State<AppState>,
     Path(name): Path<String>,
     JsonBody(body): JsonBody<RecordBody>,
 ) -> Result<Response> {
     let collection = collection(&name)?;
+    Action::Create(collection).check(&principal)?;
     let guarding = guarding(&principal, &body)?;
     let fields = validate_create(collection, &body.fields)?;
-    let detail = field_names(&body.fields);
-    let written = on_behalf(&node, &principal, &guarding, &detail)
+    let written = on_behalf(&node, &principal, &guarding)
         .create(collection, fields)
         .await?;
     let mut response = json_response(StatusCode::CREATED, &written.record);
@@ -145,23 +146,23 @@ async fn get_one(
 }
 
 async fn update(
-    EditorAccess(principal): EditorAccess,
+    Caller(principal): Caller,
     State(node): State<AppState>,
     Path((name, id)): Path<(String, String)>,
     JsonBody(body): JsonBody<RecordBody>,
 ) -> Result<Response> {
     let (collection, id) = record_path(&name, &id)?;
+    Action::Update(collection).check(&principal)?;
     let guarding = guarding(&principal, &body)?;
     let patch = validate_patch(collection, &body.fields)?;
-    let detail = field_names(&body.fields);
-    let written = on_behalf(&node, &principal, &guarding, &detail)
+    let written = on_behalf(&node, &principal, &guarding)
         .update(collection, id, patch)
         .await?;
     Ok(json_response(StatusCode::OK, &written.record))
 }
 
 async fn delete(
-    EditorAccess(principal): EditorAccess,
+    Caller(principal): Caller,
     State(node): State<AppState>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<StatusCode> {
@@ -298,18 +299,10 @@ fn on_behalf<'a>(
     node: &'a AppState,
     principal: &'a Principal,
     guarding: &'a Guarding,
-    detail: &'a str,
 ) -> OnBehalf<'a> {
     OnBehalf {
         node,
         principal,
         guarding,
-        detail,
     }
-}
-
-/// The names (never the values) of the fields a write touched, for the audit log.
-fn field_names(fields: &Map<String, Value>) -> String {
-    let names: Vec<&str> = fields.keys().map(String::as_str).collect();
-    format!("fields: {}", names.join(", "))
 }
