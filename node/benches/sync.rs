@@ -1224,6 +1224,18 @@ async fn breakdown(src_db: &Path, town: &str, root: &Path) -> Result<Breakdown> 
     let dst_path = root.join("breakdown-dst.sqlite");
     Store::create_database(&dst_path, "breakdown")?;
     let dst = Store::open(&dst_path, "breakdown")?;
+    // The receiver checks every change's signature (protocol.md 7), with
+    // the keys of the certificates the source holds, verified against the
+    // CA as a node's peer layer would.
+    let ca = yui_node::pki::read_pem_file(&root.join("ca").join("ca.cert.pem"), "CA")?;
+    let revocations = yui_node::pki::Revocations::default();
+    let signers = src
+        .signer_certificates()
+        .await?
+        .iter()
+        .map(|der| yui_node::pki::signer(der, &ca, &revocations))
+        .collect::<yui_node::Result<Vec<_>>>()?;
+    dst.add_signers(signers);
     let mut b = Breakdown {
         batches: 0,
         docs: 0,

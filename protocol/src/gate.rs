@@ -159,7 +159,8 @@ pub fn admit(
         let ms = ms.unwrap_or(Millis::MIN);
         window(what, &format_time(ms), ms)?;
     }
-    for change in doc.get_changes(base) {
+    let new = doc.get_changes(base);
+    for change in &new {
         let ms = change.timestamp();
         window(
             "the commit time of change",
@@ -181,12 +182,12 @@ pub fn admit(
     }
     // Last: the schema and the window above are cheaper than a signature.
     match &admission.signers {
-        Some(book) => Ok(
-            provenance::check_changes(collection, doc, base, view, signatures, book)?
-                .into_iter()
-                .map(|a| a.signature)
-                .collect(),
-        ),
+        Some(book) => Ok(provenance::check_new_changes(
+            collection, doc, base, &new, view, signatures, book,
+        )?
+        .into_iter()
+        .map(|a| a.signature)
+        .collect()),
         None => Ok(Vec::new()),
     }
 }

@@ -175,8 +175,22 @@ pub fn check_changes(
     book: &SignerBook,
 ) -> Result<Vec<Attributed>, Refused> {
     let new: Vec<Change> = doc.get_changes(base);
+    check_new_changes(collection, doc, base, &new, view, signatures, book)
+}
+
+/// [`check_changes`] with the new changes already listed (`gate::admit`
+/// lists them once for the time window and the signatures).
+pub fn check_new_changes(
+    collection: Collection,
+    doc: &AutoCommit,
+    base: &[ChangeHash],
+    new: &[Change],
+    view: &RecordView,
+    signatures: &HashMap<ChangeHash, ChangeSignature>,
+    book: &SignerBook,
+) -> Result<Vec<Attributed>, Refused> {
     let mut checked: Vec<(Attributed, bool, Vec<ChangeHash>)> = Vec::with_capacity(new.len());
-    for change in &new {
+    for change in new {
         let hash = change.hash();
         let Some(sig) = signatures.get(&hash) else {
             return Err((
@@ -234,7 +248,7 @@ pub fn check_changes(
         ));
     }
     check_revoked(&checked)?;
-    check_fixed_keys(doc, base, view, &new, &checked)?;
+    check_fixed_keys(doc, base, view, new, &checked)?;
     Ok(checked.into_iter().map(|(a, _, _)| a).collect())
 }
 
