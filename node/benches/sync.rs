@@ -1236,6 +1236,15 @@ async fn breakdown(src_db: &Path, town: &str, root: &Path) -> Result<Breakdown> 
         .map(|der| yui_node::pki::signer(der, &ca, &revocations))
         .collect::<yui_node::Result<Vec<_>>>()?;
     dst.add_signers(signers);
+    // And takes them all, as the nodes configured with `BENCH_QUOTAS` do.
+    dst.set_quotas(yui_protocol::quota::Quotas {
+        default: yui_protocol::quota::Quota {
+            records_per_day: u64::MAX / 4,
+            bytes_per_day: u64::MAX / 4,
+            stored_bytes: u64::MAX / 4,
+        },
+        overrides: Vec::new(),
+    });
     let mut b = Breakdown {
         batches: 0,
         docs: 0,
@@ -1331,8 +1340,9 @@ async fn breakdown(src_db: &Path, town: &str, root: &Path) -> Result<Breakdown> 
         b.apply += t.elapsed();
         if !outcome.refused_here.is_empty() || !outcome.needs.is_empty() {
             bail!(
-                "breakdown: {} refused, {} needs",
+                "breakdown: {} refused (first: {:?}), {} needs",
                 outcome.refused_here.len(),
+                outcome.refused_here.first(),
                 outcome.needs.len()
             );
         }

@@ -152,6 +152,9 @@ impl Peering {
     /// certificates of every signer their signatures name, except this
     /// node's own (the receiver has it from the TLS handshake).
     pub async fn certificates_for(&self, store: &Store, docs: &[DocUpdate]) -> Option<Extension> {
+        if docs.is_empty() {
+            return None;
+        }
         let own = pki::signer_id(&own_spki(&self.trust.cert_der)?);
         let mut signers = HashSet::new();
         for ext in docs
