@@ -23,6 +23,8 @@ pub struct Node {
     pub accounts: crate::accounts::Accounts,
     pub metrics: Metrics,
     pub node_id: String,
+    /// This node's key as a change signer (the node id's bytes).
+    pub signer: yui_protocol::provenance::SignerId,
     pub token_path: PathBuf,
     /// Federation, once the node has joined a consortium.
     pub peering: Option<Arc<crate::peer::Peering>>,
@@ -162,7 +164,8 @@ impl Node {
         // its key (protocol.md 7).
         let key_pem = std::fs::read_to_string(data_dir.key_path())
             .map_err(|e| crate::fsio::io_error("reading", &data_dir.key_path(), e))?;
-        store.sign_changes_with(crate::pki::change_signing(&key_pem)?.1);
+        let (signer, signing) = crate::pki::change_signing(&key_pem)?;
+        store.sign_changes_with(signing);
         let accounts = crate::accounts::Accounts::open_with_audit_via(
             &data_dir.db_path(),
             token.clone(),
@@ -190,6 +193,7 @@ impl Node {
             accounts,
             metrics: Metrics::default(),
             node_id,
+            signer,
             peering,
             shutdown: OnceLock::new(),
             token,
@@ -425,11 +429,19 @@ impl Node {
             .into_iter()
             .map(|entry| {
                 let by = signed.get(&entry.hash);
-                let verified = by.is_some_and(|b| b.town.as_deref() == Some(entry.town.as_str()));
+                // Its own key this node knows without a certificate (before
+                // it has joined, it holds none).
+                let town_of = |b: &crate::store::SignedBy| {
+                    b.town
+                        .clone()
+                        .or_else(|| (b.signer == self.signer).then(|| self.config.town.clone()))
+                };
+                let verified =
+                    by.is_some_and(|b| town_of(b).as_deref() == Some(entry.town.as_str()));
                 HistoryChange {
                     signed_by: by.map(|b| ChangeSigner {
                         node_id: crate::datadir::node_id_of_digest(&b.signer.0),
-                        town: b.town.clone(),
+                        town: town_of(b),
                     }),
                     verified,
                     entry,

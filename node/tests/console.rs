@@ -238,6 +238,12 @@ async fn a_record_made_in_the_form_is_found_by_a_two_character_search_and_can_be
         page.body.contains("tateshina"),
         "the history names the town"
     );
+    // Signed with this node's key, which it knows before it has joined.
+    assert!(
+        page.body.contains("署名確認済み") && !page.body.contains("署名未確認"),
+        "{}",
+        page.body
+    );
 
     let page = b.get("/search?q=研修").await;
     assert_eq!(page.status, StatusCode::OK);
