@@ -49,6 +49,28 @@ fn new_token() -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The login form again, answered 429 with `Retry-After` and why.
+fn try_later(
+    visitor: &Visitor,
+    next: &str,
+    user: &str,
+    why: String,
+    retry_after_secs: u64,
+) -> Response {
+    let mut response = login_form(
+        visitor,
+        StatusCode::TOO_MANY_REQUESTS,
+        next,
+        user,
+        None,
+        Some(why),
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
+    response
+}
+
 fn login_form(
     visitor: &Visitor,
     status: StatusCode,
@@ -139,20 +161,13 @@ pub async fn login(
             None,
             Some(m.bad_credentials.to_owned()),
         ),
-        Err(LoginError::LockedOut { retry_after_secs }) => {
-            let mut response = login_form(
-                &visitor,
-                StatusCode::TOO_MANY_REQUESTS,
-                &next,
-                user,
-                None,
-                Some((m.locked_out)(retry_after_secs)),
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-            response
-        }
+        Err(LoginError::LockedOut { retry_after_secs }) => try_later(
+            &visitor,
+            &next,
+            user,
+            (m.locked_out)(retry_after_secs),
+            retry_after_secs,
+        ),
         Err(LoginError::Throttled {
             retry_after_secs,
             reason,
@@ -163,18 +178,13 @@ pub async fn login(
                 retry_after_secs,
                 "console: login refused before checking the password: too many logins"
             );
-            let mut response = login_form(
+            try_later(
                 &visitor,
-                StatusCode::TOO_MANY_REQUESTS,
                 &next,
                 user,
-                None,
-                Some((m.login_throttled)(retry_after_secs)),
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, HeaderValue::from(retry_after_secs));
-            response
+                (m.login_throttled)(retry_after_secs),
+                retry_after_secs,
+            )
         }
         Err(LoginError::Internal(e)) => {
             tracing::error!(error = %e, "console: login failed");

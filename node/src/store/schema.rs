@@ -70,16 +70,6 @@ CREATE TABLE peer_heads (
     heads BLOB NOT NULL,
     PRIMARY KEY (peer, record_id)
 ) STRICT, WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS quota_usage (
-    town TEXT NOT NULL,
-    collection TEXT NOT NULL,
-    day TEXT NOT NULL,
-    records_today INTEGER NOT NULL DEFAULT 0,
-    bytes_today INTEGER NOT NULL DEFAULT 0,
-    refused_today INTEGER NOT NULL DEFAULT 0,
-    stored_bytes INTEGER NOT NULL DEFAULT 0,
-    PRIMARY KEY (town, collection)
-) STRICT, WITHOUT ROWID;
 ";
 
 /// Tables added after the first release, created on open where missing.
