@@ -56,7 +56,9 @@
 //! Options (also environment variables `YUI_BENCH_SYNC_<NAME>`): `--n`,
 //! `--quick`, `--runs` (initial-sync repetitions), `--writes` (propagation
 //! samples per path), `--load-clients`, `--idle-window` seconds (0 = skip),
-//! `--no-pouchdb`, `--no-direct`, `--peers-dir`, `--keep`.
+//! `--no-pouchdb`, `--no-direct`, `--peers-dir`, `--peers-node` (where
+//! `peers/run.sh` installed PouchDB: its `PEERS_NODE`, default
+//! `/tmp/peers-node`), `--keep`.
 #![allow(clippy::print_stdout, clippy::print_stderr)]
 
 use std::collections::HashMap;
@@ -112,6 +114,8 @@ struct Opts {
     pouchdb: bool,
     direct: bool,
     peers_dir: PathBuf,
+    /// Where `peers/run.sh` installed its npm packages (`PEERS_NODE`).
+    peers_node: PathBuf,
     keep: bool,
 }
 
@@ -125,10 +129,11 @@ fn parse_opts() -> Result<Opts> {
             "LOAD_CLIENTS",
             "IDLE_WINDOW",
             "PEERS_DIR",
+            "PEERS_NODE",
         ],
         &["QUICK", "NO_POUCHDB", "NO_DIRECT", "KEEP"],
         "options: --n 10000 --quick --runs 3 --writes 200 --load-clients 8 \
-         --idle-window 26 --no-pouchdb --no-direct --peers-dir ../shared/peers --keep",
+         --idle-window 26 --no-pouchdb --no-direct --peers-dir ../shared/peers --peers-node /tmp/peers-node --keep",
     )?;
     let quick = given.flag("quick");
     let mut o = Opts {
@@ -142,6 +147,10 @@ fn parse_opts() -> Result<Opts> {
         direct: !quick && !given.flag("no-direct"),
         // `../shared/peers` beside the checkout (`--peers-dir` to move it).
         peers_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers"),
+        // Where `peers/run.sh` installs PouchDB: its `PEERS_NODE`, by
+        // default /tmp/peers-node (`--peers-node` to point elsewhere).
+        peers_node: std::env::var_os("PEERS_NODE")
+            .map_or_else(|| PathBuf::from("/tmp/peers-node"), PathBuf::from),
         keep: given.flag("keep"),
     };
     for (name, v) in given.values {
@@ -152,6 +161,7 @@ fn parse_opts() -> Result<Opts> {
             "load-clients" => o.load_clients = whole_number(&v)?,
             "idle-window" => o.idle_window = whole_number(&v)? as u64,
             "peers-dir" => o.peers_dir = PathBuf::from(v),
+            "peers-node" => o.peers_node = PathBuf::from(v),
             other => bail!("unknown option --{other}; try --help"),
         }
     }
@@ -972,13 +982,15 @@ fn bare_automerge(fields: &[Fields]) -> Result<BareFig> {
 // ---------------------------------------------------------------- PouchDB
 
 fn run_pouchdb(o: &Opts) -> Result<Value> {
-    let modules = PathBuf::from("/tmp/peers-node/node_modules");
+    let modules = o.peers_node.join("node_modules");
     if !modules.join("pouchdb").exists() {
         bail!(
-            "PouchDB is not installed in {}: install it once with `cd {} && SKIP_INSTALL=0 NS=1000 RUNS=1 ./run.sh` \
-             or copy deps/package*.json to /tmp/peers-node and run `npm install` there",
+            "PouchDB is not installed in {}: install it once with `cd {} && PEERS_NODE={} SKIP_INSTALL=0 NS=1000 RUNS=1 ./run.sh` \
+             or copy deps/package*.json to {} and run `npm install` there (or give --peers-node)",
             modules.display(),
-            o.peers_dir.display()
+            o.peers_dir.display(),
+            o.peers_node.display(),
+            o.peers_node.display()
         );
     }
     let out = Command::new("timeout")

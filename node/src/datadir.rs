@@ -738,7 +738,7 @@ mod tests {
     #[test]
     fn a_non_loopback_api_listen_needs_a_reason() {
         let mut config = default_config();
-        let path = Path::new("/data/config.toml");
+        let path = Path::new("yui-data/config.toml");
         for ok in ["127.0.0.1:7480", "127.0.0.2:0", "[::1]:7480"] {
             assert_eq!(
                 config.check_api_listen(ok.parse().unwrap(), path).unwrap(),
@@ -756,7 +756,7 @@ mod tests {
                 .unwrap_err()
                 .to_string();
             assert!(
-                err.contains("allow_plain_http_api") && err.contains("/data/config.toml"),
+                err.contains("allow_plain_http_api") && err.contains("yui-data/config.toml"),
                 "{err}"
             );
         }

@@ -175,8 +175,12 @@ async fn a_member_over_its_quota_is_refused_and_the_hub_does_not_relay_the_exces
         .await,
         "the stored part of the member's push did not reach the town behind the hub"
     );
-    // Give a relay of the excess every chance, then look.
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // A whole round with the hub ("sync now": push and pull until neither
+    // side has more), so anything the hub would relay has arrived.
+    let rounds = yui_node::peer::Peering::sync_all(&itoigawa.node.federation())
+        .await
+        .expect("sync now");
+    assert!(rounds.iter().all(|r| r.ok), "{rounds:?}");
     let mut relayed = knowledge_of(&itoigawa, "evil").await;
     relayed.sort();
     let mut expected = accepted.clone();

@@ -182,6 +182,7 @@ pub struct SyncResult {
 impl Peering {
     pub fn new(trust: Trust) -> Result<Peering> {
         let trust = Arc::new(trust);
+        let signers = signers::Signers::new(&trust);
         Ok(Peering {
             client: std::sync::RwLock::new(Arc::new(PeerClient::new(&trust)?)),
             trust,
@@ -190,7 +191,7 @@ impl Peering {
             inbound: Mutex::new(HashMap::new()),
             refused_in_answers: Mutex::new(HashMap::new()),
             next_index: AtomicU64::new(1),
-            signers: signers::Signers::default(),
+            signers,
         })
     }
 

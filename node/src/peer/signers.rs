@@ -26,8 +26,10 @@ use crate::store::Store;
 type Verified = (Signer, Vec<u8>);
 
 /// The verified certificates, by their DER bytes.
-#[derive(Default)]
 pub struct Signers {
+    /// This node's own key: its certificate travels in the handshake,
+    /// never in the extension.
+    own: Option<SignerId>,
     known: std::sync::Mutex<HashMap<Vec<u8>, Verified>>,
     /// DER bytes that failed verification, so a peer repeating them costs
     /// one lookup (bounded: cleared when it grows past a limit).
@@ -35,6 +37,16 @@ pub struct Signers {
 }
 
 const MAX_REFUSED: usize = 1_000;
+
+impl Signers {
+    pub fn new(trust: &super::Trust) -> Signers {
+        Signers {
+            own: pki::spki(&trust.cert_der).ok().map(|s| pki::signer_id(&s)),
+            known: Default::default(),
+            refused: Default::default(),
+        }
+    }
+}
 
 impl Peering {
     /// Builds the book from this node's certificate and every certificate
@@ -155,7 +167,7 @@ impl Peering {
         if docs.is_empty() {
             return None;
         }
-        let own = pki::signer_id(&own_spki(&self.trust.cert_der)?);
+        let own = self.signers.own?;
         let mut signers = HashSet::new();
         for ext in docs
             .iter()
@@ -183,8 +195,4 @@ impl Peering {
             }
         }
     }
-}
-
-fn own_spki(cert_der: &[u8]) -> Option<Vec<u8>> {
-    pki::spki(cert_der).ok()
 }

@@ -54,7 +54,6 @@ mod sync;
 mod users;
 mod writer;
 
-use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, OnceLock, mpsc};
 use std::thread;
@@ -132,8 +131,6 @@ struct Inner {
     registry: Mutex<Option<CachedRegistry>>,
     /// What `recent_conflicts` found, and up to which feed position.
     conflicts: Mutex<ConflictScan>,
-    /// The towns of the shared records, and up to which feed position.
-    towns: Mutex<(i64, BTreeSet<String>)>,
     /// The latest integrity check (`integrity`), shared with the writer
     /// thread, which runs the first; writes wait for it to be ok.
     integrity: Arc<Mutex<Integrity>>,
@@ -298,7 +295,6 @@ impl Store {
                 epoch,
                 registry: Mutex::new(None),
                 conflicts: Mutex::new(ConflictScan::default()),
-                towns: Mutex::new((0, BTreeSet::new())),
                 integrity,
                 first_check,
                 quotas: Mutex::new(Arc::default()),

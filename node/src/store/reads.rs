@@ -2,7 +2,7 @@
 //! conflicts, the dashboard's conflict scan, counts, export pages, and the
 //! KPI roll-up's views and towns. All run on the read pool; none writes.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 use rusqlite::{OptionalExtension, params};
 use serde_json::value::RawValue;
@@ -232,31 +232,5 @@ impl Store {
         .await
     }
 
-    /// The towns that made the shared records this node holds: the
-    /// consortium members it knows of through sync.
-    /// Kept up to date from the records changed since the last call (the
-    /// dashboard asks on every view; a full scan took ~100 ms at 100,000).
-    pub async fn shared_record_towns(&self) -> Result<BTreeSet<String>> {
-        let inner = self.inner.clone();
-        self.read(move |conn| {
-            let mut known = lock(&inner.towns);
-            let (seen, towns) = &mut *known;
-            let mut stmt = conn.prepare_cached(
-                "SELECT max(seq), town FROM records WHERE shared = 1 AND seq > ?1 GROUP BY town",
-            )?;
-            let rows = stmt.query_map([*seen], |r| {
-                Ok((r.get::<_, i64>(0)?, r.get::<_, String>(1)?))
-            })?;
-            let mut newest = *seen;
-            for row in rows {
-                let (seq, town) = row?;
-                newest = newest.max(seq);
-                towns.insert(town);
-            }
-            *seen = newest;
-            Ok(towns.clone())
-        })
-        .await
-    }
     // End KPI (issue 6)
 }
