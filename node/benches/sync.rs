@@ -1239,13 +1239,16 @@ async fn breakdown(src_db: &Path, town: &str, root: &Path) -> Result<Breakdown> 
     // The receiver checks every change's signature (protocol.md 7), with
     // the keys of the certificates the source holds, verified against the
     // CA as a node's peer layer would.
-    let ca = yui_node::pki::read_pem_file(&root.join("ca").join("ca.cert.pem"), "CA")?;
+    let ca = yui_node::pki::Anchors::new(vec![yui_node::pki::read_pem_file(
+        &root.join("ca").join("ca.cert.pem"),
+        "CA",
+    )?])?;
     let revocations = yui_node::pki::Revocations::default();
     let signers = src
         .signer_certificates()
         .await?
         .iter()
-        .map(|der| yui_node::pki::signer(der, &ca, &revocations))
+        .map(|der| yui_node::pki::signer(der, &ca, &[], &revocations))
         .collect::<yui_node::Result<Vec<_>>>()?;
     dst.add_signers(signers);
     // And takes them all, as the nodes configured with `BENCH_QUOTAS` do.

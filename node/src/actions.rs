@@ -33,6 +33,11 @@ pub enum Action {
     PeerAdd,
     PeerRemove,
     RevocationsImport,
+    /// Installing a node certificate (joining, renewal, a new key, a CA
+    /// rollover).
+    CertificateInstall,
+    /// Making a new node key and its certificate request.
+    KeyRotate,
     UserAdd,
     UserRemove,
     UserPasswd,
@@ -74,6 +79,8 @@ impl Action {
             Action::PeerAdd => "peer.add",
             Action::PeerRemove => "peer.remove",
             Action::RevocationsImport => "revocations.import",
+            Action::CertificateInstall => "certificate.install",
+            Action::KeyRotate => "key.rotate",
             Action::UserAdd => "user.add",
             Action::UserRemove => "user.remove",
             Action::UserPasswd => "user.passwd",
@@ -95,6 +102,8 @@ impl Action {
             Action::PeerAdd
             | Action::PeerRemove
             | Action::RevocationsImport
+            | Action::CertificateInstall
+            | Action::KeyRotate
             | Action::UserAdd
             | Action::UserRemove
             | Action::UserPasswd
@@ -254,6 +263,30 @@ impl Entry {
         }
     }
 
+    pub fn certificate_installed(done: &crate::membership::CertificateInstalled) -> Entry {
+        let what = match (&done.rotated_from, done.joined) {
+            (Some(old), _) => format!("new key (was node {old})"),
+            (None, true) => "joined the consortium".to_owned(),
+            (None, false) => "renewed".to_owned(),
+        };
+        Entry {
+            action: Action::CertificateInstall,
+            target: format!("node {}", done.node_id),
+            detail: format!(
+                "{what}; valid until {}; {} CA certificate(s) trusted",
+                done.not_after, done.trusted_cas
+            ),
+        }
+    }
+
+    pub fn key_requested(node_id: &str) -> Entry {
+        Entry {
+            action: Action::KeyRotate,
+            target: format!("node {node_id}"),
+            detail: "new key made; waiting for its certificate".to_owned(),
+        }
+    }
+
     pub fn user_added(name: &str, role: Role) -> Entry {
         Entry::user(Action::UserAdd, name, format!("role {role}"))
     }
@@ -356,7 +389,7 @@ pub async fn sync_now(
     only: Option<&str>,
 ) -> Result<Vec<crate::peer::SyncResult>> {
     Action::SyncNow.check(principal)?;
-    if node.peering.is_none() {
+    if node.peering().is_none() {
         return Err(not_joined());
     }
     let results = crate::peer::Peering::sync_peers(&node.federation(), only).await?;
@@ -422,6 +455,47 @@ pub async fn remove_peer(node: &Node, principal: &Principal, key: &str) -> Resul
     Ok(removed)
 }
 
+/// Installs a node certificate and the CA certificate(s) (PEM) and takes
+/// them into use at once (`crate::membership`). A certificate that does
+/// not fit is refused as `invalid_certificate`. Audited as
+/// `certificate.install`.
+pub async fn install_certificate(
+    node: &std::sync::Arc<Node>,
+    principal: &Principal,
+    cert_pem: &[u8],
+    ca_pem: &[u8],
+    revocations_pem: Option<&[u8]>,
+) -> Result<crate::membership::CertificateInstalled> {
+    Action::CertificateInstall.check(principal)?;
+    let done =
+        crate::membership::install_certificate(node, cert_pem, ca_pem, revocations_pem).await?;
+    audit(
+        &node.accounts,
+        principal,
+        &Entry::certificate_installed(&done),
+    )
+    .await;
+    Ok(done)
+}
+
+/// Makes a new node key and its certificate request (the current key stays
+/// in use until the certificate is installed). Audited as `key.rotate`.
+pub async fn rotate_key(
+    node: &Node,
+    principal: &Principal,
+) -> Result<crate::membership::KeyRequested> {
+    Action::KeyRotate.check(principal)?;
+    let made =
+        crate::membership::request_new_key(&node.data_dir, &node.config.town, &node.config.name)?;
+    audit(
+        &node.accounts,
+        principal,
+        &Entry::key_requested(&made.node_id),
+    )
+    .await;
+    Ok(made)
+}
+
 /// What importing a revocation list did.
 pub struct Imported {
     /// Whether it was newer than the installed one (and is installed now).
@@ -440,11 +514,11 @@ pub async fn import_revocations(
     der: &[u8],
 ) -> Result<Imported> {
     Action::RevocationsImport.check(principal)?;
-    let peering = node.peering.as_ref().ok_or_else(not_joined)?;
+    let peering = node.peering().ok_or_else(not_joined)?;
     let newer = peering
         .install_revocations(&node.store, &node.data_dir, der)
         .map_err(|e| Error::bad_request("invalid_revocations", e.to_string()))?;
-    let number = peering.trust.revocation_number();
+    let number = peering.trust().revocation_number();
     audit(
         &node.accounts,
         principal,

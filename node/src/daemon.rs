@@ -56,7 +56,8 @@ pub async fn run(
 }
 
 /// Serves the local API, and on a joined node the peer port (when given a
-/// listener) and outbound sync with every peer, until `shutdown`.
+/// listener) and outbound sync with every peer, until `shutdown`. A node
+/// that joins while serving opens its peer port then.
 pub async fn serve(
     node: Arc<Node>,
     api: TcpListener,
@@ -81,36 +82,27 @@ pub async fn serve(
             }
         }
     }));
-    if let Some(peering) = &node.peering {
-        // The keys incoming change signatures are checked with.
-        peering.load_signers(&node.store).await?;
-        if let Some(listener) = peers {
-            background.push(tokio::spawn(crate::peer::server::serve(
-                node.federation(),
-                listener,
-                shutdown.clone(),
-            )));
-        }
-        crate::peer::Peering::start_all(&node.federation(), &shutdown).await?;
-        // Certificate expiry and revocation warnings: at start, then daily.
-        let (watched, stop) = (node.clone(), shutdown.clone());
-        background.push(tokio::spawn(async move {
-            loop {
-                for w in watched.membership().warnings {
-                    tracing::warn!("{w}");
-                }
-                tokio::select! {
-                    _ = stop.cancelled() => return,
-                    _ = tokio::time::sleep(std::time::Duration::from_secs(24 * 3600)) => {}
-                }
-            }
-        }));
+    if node.peering().is_some() {
+        background.extend(crate::membership::start_federation(&node, peers, &shutdown).await?);
+    } else if let Some(listener) = peers {
+        // Served once the node joins (`crate::membership`).
+        *node
+            .peer_port_on_join
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) =
+            crate::node::PeerPortOnJoin::Listener(listener);
     }
     let app = app(node.clone());
     // Bounded connections and timeouts (`http::listener`), not `axum::serve`.
     http::listener::serve(api, app, shutdown.clone()).await;
     shutdown.cancel();
-    for task in background {
+    let late = std::mem::take(
+        &mut *node
+            .late_tasks
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner),
+    );
+    for task in background.into_iter().chain(late) {
         let _ = task.await;
     }
     // Joining the writer thread blocks: keep it off the async workers.

@@ -316,6 +316,14 @@ impl DataDir {
     pub fn csr_path(&self) -> PathBuf {
         self.path.join("node.csr.pem")
     }
+    /// A new key waiting for its certificate (`yui cert rotate-key`); it
+    /// replaces `node.key.pem` when that certificate is installed.
+    pub fn next_key_path(&self) -> PathBuf {
+        self.path.join("node.next.key.pem")
+    }
+    pub fn next_csr_path(&self) -> PathBuf {
+        self.path.join("node.next.csr.pem")
+    }
     pub fn lock_path(&self) -> PathBuf {
         self.path.join("serve.lock")
     }
@@ -395,25 +403,8 @@ impl DataDir {
         fs::set_permissions(&self.path, fs::Permissions::from_mode(0o700))
             .map_err(|e| io_error("setting permissions of", &self.path, e))?;
 
-        let key = rcgen::KeyPair::generate()
-            .map_err(|e| Error::Config(format!("generating the node key: {e}")))?;
-        write_private(&self.key_path(), key.serialize_pem().as_bytes())?;
-        let node_id = node_id(&rcgen::PublicKeyData::subject_public_key_info(&key));
-        let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
-            .map_err(|e| Error::Config(format!("building the certificate request: {e}")))?;
-        params
-            .distinguished_name
-            .push(rcgen::DnType::CommonName, opts.town.clone());
-        if !opts.name.is_empty() {
-            params
-                .distinguished_name
-                .push(rcgen::DnType::OrganizationName, opts.name.clone());
-        }
-        let csr = params
-            .serialize_request(&key)
-            .and_then(|r| r.pem())
-            .map_err(|e| Error::Config(format!("writing the certificate request: {e}")))?;
-        write_file(&self.csr_path(), csr.as_bytes(), 0o644)?;
+        let node_id =
+            write_key_and_request(&self.key_path(), &self.csr_path(), &opts.town, &opts.name)?;
 
         let mut token = [0u8; 32];
         rand::rng().fill_bytes(&mut token);
@@ -552,14 +543,65 @@ impl DataDir {
 
     /// The node id: a fingerprint of the node's public key.
     pub fn node_id(&self) -> Result<String> {
-        let pem = fs::read_to_string(self.key_path())
-            .map_err(|e| io_error("reading", &self.key_path(), e))?;
-        let key = rcgen::KeyPair::from_pem(&pem)
-            .map_err(|e| Error::Config(format!("{}: {e}", self.key_path().display())))?;
-        Ok(node_id(&rcgen::PublicKeyData::subject_public_key_info(
-            &key,
-        )))
+        key_node_id(&self.key_path())
     }
+
+    /// The node id of the new key waiting for its certificate, if any.
+    pub fn next_node_id(&self) -> Result<Option<String>> {
+        if !self.next_key_path().exists() {
+            return Ok(None);
+        }
+        key_node_id(&self.next_key_path()).map(Some)
+    }
+
+    /// `yui cert rotate-key`: a new key and its certificate request, beside
+    /// the current key, which stays in use until the new certificate is
+    /// installed. Asking again replaces a new key that has no certificate
+    /// yet. Returns the new node id.
+    pub fn make_next_key(&self, town: &str, name: &str) -> Result<String> {
+        write_key_and_request(&self.next_key_path(), &self.next_csr_path(), town, name)
+    }
+}
+
+fn key_node_id(path: &Path) -> Result<String> {
+    let pem = fs::read_to_string(path).map_err(|e| io_error("reading", path, e))?;
+    let key = rcgen::KeyPair::from_pem(&pem)
+        .map_err(|e| Error::Config(format!("{}: {e}", path.display())))?;
+    Ok(node_id(&rcgen::PublicKeyData::subject_public_key_info(
+        &key,
+    )))
+}
+
+/// A new node key (mode 0600) at `key_path` and its certificate request for
+/// `town` at `csr_path`; returns the node id.
+fn write_key_and_request(
+    key_path: &Path,
+    csr_path: &Path,
+    town: &str,
+    name: &str,
+) -> Result<String> {
+    let key = rcgen::KeyPair::generate()
+        .map_err(|e| Error::Config(format!("generating the node key: {e}")))?;
+    let node_id = node_id(&rcgen::PublicKeyData::subject_public_key_info(&key));
+    let mut params = rcgen::CertificateParams::new(Vec::<String>::new())
+        .map_err(|e| Error::Config(format!("building the certificate request: {e}")))?;
+    params
+        .distinguished_name
+        .push(rcgen::DnType::CommonName, town.to_owned());
+    if !name.is_empty() {
+        params
+            .distinguished_name
+            .push(rcgen::DnType::OrganizationName, name.to_owned());
+    }
+    let csr = params
+        .serialize_request(&key)
+        .and_then(|r| r.pem())
+        .map_err(|e| Error::Config(format!("writing the certificate request: {e}")))?;
+    // The request first: a key without one is useless, a request without
+    // its key is caught at install.
+    crate::fsio::replace_file(csr_path, csr.as_bytes(), 0o644)?;
+    crate::fsio::replace_file(key_path, key.serialize_pem().as_bytes(), 0o600)?;
+    Ok(node_id)
 }
 
 /// Held while a node serves (or a restore runs); its content is the URL of

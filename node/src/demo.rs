@@ -155,6 +155,7 @@ async fn start_town(
         &id,
         cert_pem.as_bytes(),
         ca_pem,
+        None,
         now.unix_timestamp(),
     )?;
     let token = data.read_token()?;

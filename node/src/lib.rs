@@ -32,6 +32,7 @@ pub mod fsio;
 pub mod http;
 pub mod kpi;
 pub mod logging;
+pub mod membership;
 pub mod metrics;
 pub mod node;
 pub mod peer;

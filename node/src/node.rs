@@ -22,12 +22,18 @@ pub struct Node {
     /// Local users, sessions, API tokens and the audit log.
     pub accounts: crate::accounts::Accounts,
     pub metrics: Metrics,
-    pub node_id: String,
-    /// This node's key as a change signer (the node id's bytes).
-    pub signer: yui_protocol::provenance::SignerId,
+    /// The node id and this node's key as a change signer (the node id's
+    /// bytes): replaced when the key is rotated (`crate::membership`).
+    own_key: std::sync::RwLock<(String, yui_protocol::provenance::SignerId)>,
     pub token_path: PathBuf,
-    /// Federation, once the node has joined a consortium.
-    pub peering: Option<Arc<crate::peer::Peering>>,
+    /// Federation, once the node has joined a consortium (at open, or when
+    /// a certificate is installed on the running node).
+    peering: OnceLock<Arc<crate::peer::Peering>>,
+    /// How the peer port opens if the node joins while running.
+    pub(crate) peer_port_on_join: std::sync::Mutex<PeerPortOnJoin>,
+    /// The federation tasks started after the node was serving, for
+    /// `serve` to wait for at shutdown.
+    pub(crate) late_tasks: std::sync::Mutex<Vec<tokio::task::JoinHandle<()>>>,
     /// Cancelled when the node shuts down (set by `serve`).
     pub shutdown: OnceLock<CancellationToken>,
     token: String,
@@ -36,6 +42,20 @@ pub struct Node {
     lock: Option<ServeLock>,
     /// The URL the API is served at, once bound.
     api_url: OnceLock<String>,
+    /// The URL of the peer port, once open.
+    peer_url: OnceLock<String>,
+}
+
+/// The peer port of a node that is not a member yet, for when it joins.
+#[derive(Debug, Default)]
+pub enum PeerPortOnJoin {
+    /// No peer port (`--no-peer-port`, or not serving).
+    #[default]
+    None,
+    /// Bind this address.
+    Bind(std::net::SocketAddr),
+    /// Serve this listener, bound in advance.
+    Listener(tokio::net::TcpListener),
 }
 
 #[derive(Serialize)]
@@ -55,6 +75,8 @@ pub struct Status {
     pub serving: bool,
     /// The URL of the running API, when serving.
     pub api: Option<String>,
+    /// The URL of the peer port, when open.
+    pub peer_port: Option<String>,
     pub membership: Membership,
     pub peers: Vec<PeerStatus>,
     /// Nodes that dialled this one since it started.
@@ -101,6 +123,9 @@ pub struct Membership {
     /// Days until the node certificate expires.
     pub certificate_expires_in_days: Option<i64>,
     pub revocation_list_number: Option<u64>,
+    /// How many consortium CA certificates the node trusts: 2 during a CA
+    /// rollover's overlap.
+    pub trusted_cas: Option<usize>,
     /// Problems an administrator should act on.
     pub warnings: Vec<String>,
     pub hint: String,
@@ -172,19 +197,17 @@ impl Node {
             crate::clock::system_clock(),
             Some(store.clone()),
         )?;
-        let peering = match crate::peer::Trust::load(&data_dir)? {
-            Some(trust) => {
-                if trust.own.node_id != node_id {
-                    return Err(Error::Config(format!(
-                        "{} is not this node's certificate (it is for node {}); install the one issued for {node_id}",
-                        data_dir.cert_path().display(),
-                        trust.own.node_id
-                    )));
-                }
-                Some(Arc::new(crate::peer::Peering::new(trust)?))
+        let peering = OnceLock::new();
+        if let Some(trust) = crate::peer::Trust::load(&data_dir)? {
+            if trust.own.node_id != node_id {
+                return Err(Error::Config(format!(
+                    "{} is not this node's certificate (it is for node {}); install the one issued for {node_id}",
+                    data_dir.cert_path().display(),
+                    trust.own.node_id
+                )));
             }
-            None => None,
-        };
+            let _ = peering.set(Arc::new(crate::peer::Peering::new(trust)?));
+        }
         Ok(Node {
             token_path: data_dir.token_path(),
             data_dir,
@@ -192,23 +215,62 @@ impl Node {
             store,
             accounts,
             metrics: Metrics::default(),
-            node_id,
-            signer,
+            own_key: std::sync::RwLock::new((node_id, signer)),
             peering,
+            peer_port_on_join: Default::default(),
+            late_tasks: Default::default(),
             shutdown: OnceLock::new(),
             token,
             started: std::time::Instant::now(),
             lock,
             api_url: OnceLock::new(),
+            peer_url: OnceLock::new(),
         })
     }
 
+    /// Federation, once the node has joined a consortium.
+    pub fn peering(&self) -> Option<&Arc<crate::peer::Peering>> {
+        self.peering.get()
+    }
+
+    /// Sets the federation of a node that has just joined; false if it had
+    /// one already.
+    pub(crate) fn set_peering(&self, peering: Arc<crate::peer::Peering>) -> bool {
+        self.peering.set(peering).is_ok()
+    }
+
+    /// The node id: the fingerprint of its current key.
+    pub fn node_id(&self) -> String {
+        self.own_key
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .0
+            .clone()
+    }
+
+    /// This node's current key as a change signer.
+    pub fn signer(&self) -> yui_protocol::provenance::SignerId {
+        self.own_key
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .1
+    }
+
+    /// After a key rotation: the new node id and signer.
+    pub(crate) fn set_own_key(&self, node_id: String, signer: yui_protocol::provenance::SignerId) {
+        *self
+            .own_key
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = (node_id, signer);
+    }
+
     pub fn membership(&self) -> Membership {
-        let Some(peering) = &self.peering else {
+        let Some(peering) = self.peering() else {
             return Membership {
                 joined: false,
                 certificate_expires_in_days: None,
                 revocation_list_number: None,
+                trusted_cas: None,
                 warnings: Vec::new(),
                 hint: format!(
                     "not a consortium member yet: send {} to the consortium secretariat, then install the certificate it returns with `yui cert install --cert FILE --ca-cert FILE`",
@@ -216,27 +278,40 @@ impl Node {
                 ),
             };
         };
-        let days = (peering.trust.own.not_after - crate::clock::now_ms() / 1000).div_euclid(86_400);
+        let trust = peering.trust();
+        let days = (trust.own.not_after - crate::clock::now_ms() / 1000).div_euclid(86_400);
         let mut warnings = Vec::new();
         if days < 0 {
             warnings.push("the node certificate has expired: peers refuse this node; ask the secretariat for a new one".to_owned());
         } else if days < crate::pki::EXPIRY_WARNING_DAYS {
             warnings.push(format!(
-                "the node certificate expires in {days} days: ask the secretariat for a new one (yui ca issue) and install it (yui cert install)"
+                "the node certificate expires in {days} days: ask the secretariat for a new one (yui ca issue --renew) and install it (yui cert install); the running node takes it at once"
             ));
         }
-        if peering.trust.is_revoked(&peering.trust.own.serial) {
+        if trust.is_revoked(&trust.own.serial) {
             warnings.push("this node's own certificate is revoked: peers refuse it".to_owned());
         }
+        if let Ok(Some(next)) = self.data_dir.next_node_id() {
+            warnings.push(format!(
+                "a new key (node {next}) is waiting for its certificate: send {} to the secretariat (yui ca issue --rotate) and install what it returns (yui cert install)",
+                self.data_dir.next_csr_path().display()
+            ));
+        }
+        let anchors = trust.anchors.certs().len();
         Membership {
             joined: true,
             certificate_expires_in_days: Some(days),
-            revocation_list_number: Some(peering.trust.revocation_number()),
+            revocation_list_number: Some(trust.revocation_number()),
+            trusted_cas: Some(anchors),
             warnings,
-            hint: format!(
-                "member of the consortium as town {}",
-                peering.trust.own.town
-            ),
+            hint: if anchors > 1 {
+                format!(
+                    "member of the consortium as town {}, trusting {anchors} CA certificates (a CA rollover is in its overlap)",
+                    trust.own.town
+                )
+            } else {
+                format!("member of the consortium as town {}", trust.own.town)
+            },
         }
     }
 
@@ -245,7 +320,7 @@ impl Node {
     pub fn federation(&self) -> crate::peer::Federation {
         crate::peer::Federation {
             store: self.store.clone(),
-            peering: self.peering.clone(),
+            peering: self.peering().cloned(),
             data_dir: self.data_dir.clone(),
         }
     }
@@ -257,6 +332,16 @@ impl Node {
             lock.announce(&url);
         }
         let _ = self.api_url.set(url);
+    }
+
+    /// Records that the peer port is open at `url` (`status` shows it).
+    pub fn peer_port_at(&self, url: String) {
+        let _ = self.peer_url.set(url);
+    }
+
+    /// The peer port's URL, once open.
+    pub fn peer_port(&self) -> Option<&str> {
+        self.peer_url.get().map(String::as_str)
     }
 
     /// Compares in constant time, so response timing reveals nothing of the token.
@@ -318,10 +403,11 @@ impl Node {
         Ok(Status {
             town: self.config.town.clone(),
             name: self.config.name.clone(),
-            node_id: self.node_id.clone(),
+            node_id: self.node_id(),
             version: env!("CARGO_PKG_VERSION"),
             serving: self.lock.is_some() || api.is_some(),
             api,
+            peer_port: self.peer_port().map(str::to_owned),
             membership: self.membership(),
             peers: peers
                 .into_iter()
@@ -340,19 +426,19 @@ impl Node {
                     rounds: p.rounds,
                     bytes_in: p.bytes_in,
                     bytes_out: p.bytes_out,
-                    refused_docs: self.peering.as_ref().map_or(0, |f| f.refused_from(&p.url)),
+                    refused_docs: self.peering().map_or(0, |f| f.refused_from(&p.url)),
                     url: p.url,
                 })
                 .collect(),
             inbound: self
-                .peering
-                .iter()
+                .peering()
+                .into_iter()
                 .flat_map(|p| p.inbound())
                 .map(|(node_id, stats)| InboundStatus { node_id, stats })
                 .collect(),
             refused_connections: self
-                .peering
-                .iter()
+                .peering()
+                .into_iter()
                 .flat_map(|p| p.refused_attempts())
                 .collect(),
             collections,
@@ -434,7 +520,7 @@ impl Node {
                 let town_of = |b: &crate::store::SignedBy| {
                     b.town
                         .clone()
-                        .or_else(|| (b.signer == self.signer).then(|| self.config.town.clone()))
+                        .or_else(|| (b.signer == self.signer()).then(|| self.config.town.clone()))
                 };
                 let verified =
                     by.is_some_and(|b| town_of(b).as_deref() == Some(entry.town.as_str()));

@@ -18,6 +18,12 @@
 //!   ca.cert.pem       the CA certificate every node trusts
 //!   ca.json           issued and revoked certificates, CRL number
 //!   revocations.pem   the latest signed revocation list
+//!   previous/         during a CA rollover's overlap: the old CA's key
+//!                     and certificate (it signs the revocation lists)
+//!   cross.cert.pem    during the overlap: the new CA's key certified by
+//!                     the old CA (sent after every node certificate)
+//!   ca-bundle.pem     during the overlap: the new and the old CA
+//!                     certificates, what every member trusts
 //! ```
 
 use std::collections::HashSet;
@@ -161,6 +167,129 @@ fn parse_pem(pem_text: &str, what: &str) -> Result<Vec<u8>> {
     Ok(pem.contents)
 }
 
+/// Every PEM block of `pem_text`, in order: a certificate and the chain
+/// after it, or a bundle of CA certificates.
+pub fn parse_pem_all(pem_text: &str, what: &str) -> Result<Vec<Vec<u8>>> {
+    let mut out = Vec::new();
+    for pem in x509_parser::pem::Pem::iter_from_buffer(pem_text.as_bytes()) {
+        out.push(pem.map_err(|e| pki_err(what, e))?.contents);
+    }
+    if out.is_empty() {
+        return Err(Error::Config(format!("{what}: no PEM block found")));
+    }
+    Ok(out)
+}
+
+/// At most this many CA certificates are trusted at once: the current CA
+/// and, during a rollover's overlap, the one before it (and a spare).
+pub const MAX_ANCHORS: usize = 3;
+
+/// The consortium CA certificates a node trusts (DER), from its
+/// `ca.cert.pem`: one, or during a CA rollover's overlap both the new and
+/// the old (protocol.md 2.5). A certificate is trusted when one of them
+/// signed it, directly or through a cross certificate: the new CA's key
+/// certified by the old CA, which carries members still on the old CA
+/// across the overlap.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Anchors {
+    certs: Vec<Vec<u8>>,
+}
+
+impl Anchors {
+    /// Anchors from CA certificates (DER); each must be a CA certificate.
+    pub fn new(certs: Vec<Vec<u8>>) -> Result<Anchors> {
+        if certs.is_empty() || certs.len() > MAX_ANCHORS {
+            return Err(Error::Config(format!(
+                "a CA file holds 1 to {MAX_ANCHORS} CA certificates, not {}",
+                certs.len()
+            )));
+        }
+        for der in &certs {
+            check_ca_cert(der)?;
+        }
+        Ok(Anchors { certs })
+    }
+
+    /// Anchors from a PEM file's text (`ca.cert.pem`, or a rollover's
+    /// `ca-bundle.pem`).
+    pub fn from_pem(text: &str, what: &str) -> Result<Anchors> {
+        Anchors::new(parse_pem_all(text, what)?)
+    }
+
+    pub fn certs(&self) -> &[Vec<u8>] {
+        &self.certs
+    }
+
+    /// The keys that may sign certificates and revocation lists: every
+    /// anchor's, and those of the CA certificates among `intermediates`
+    /// that an anchor signed, each with the name it signs as.
+    fn issuers<'a>(&'a self, intermediates: &'a [Vec<u8>]) -> Vec<X509Certificate<'a>> {
+        let anchors: Vec<X509Certificate<'a>> = self
+            .certs
+            .iter()
+            .filter_map(|d| X509Certificate::from_der(d).ok().map(|(_, c)| c))
+            .collect();
+        let crossed: Vec<X509Certificate<'a>> = intermediates
+            .iter()
+            .filter_map(|d| X509Certificate::from_der(d).ok().map(|(_, c)| c))
+            .filter(|c| c.is_ca() && signed_by_one_of(c, &anchors))
+            .collect();
+        anchors.into_iter().chain(crossed).collect()
+    }
+
+    /// Checks that `cert` was signed by a trusted CA (see the type's doc).
+    pub fn check_issued(
+        &self,
+        cert: &X509Certificate<'_>,
+        intermediates: &[Vec<u8>],
+    ) -> Result<()> {
+        if signed_by_one_of(cert, &self.issuers(intermediates)) {
+            Ok(())
+        } else {
+            Err(Error::Config(
+                "the certificate is not signed by this consortium's CA".into(),
+            ))
+        }
+    }
+
+    /// Whether `der` is a CA certificate that one of the anchors signed
+    /// and that is not itself an anchor: a rollover's cross certificate.
+    pub fn is_cross_certificate(&self, der: &[u8]) -> bool {
+        if self.certs.iter().any(|c| c == der) {
+            return false;
+        }
+        let Ok((_, cert)) = X509Certificate::from_der(der) else {
+            return false;
+        };
+        cert.is_ca() && signed_by_one_of(&cert, &self.issuers(&[]))
+    }
+
+    /// The anchors as PEM, as `ca.cert.pem` holds them.
+    pub fn pem(&self) -> String {
+        self.certs
+            .iter()
+            .map(|d| pem_block("CERTIFICATE", d))
+            .collect()
+    }
+}
+
+fn signed_by_one_of(cert: &X509Certificate<'_>, issuers: &[X509Certificate<'_>]) -> bool {
+    issuers.iter().any(|ca| {
+        cert.issuer() == ca.subject() && cert.verify_signature(Some(ca.public_key())).is_ok()
+    })
+}
+
+fn pem_block(label: &str, der: &[u8]) -> String {
+    let b64 = base64_encode(der);
+    let mut out = format!("-----BEGIN {label}-----\n");
+    for line in b64.as_bytes().chunks(64) {
+        out.push_str(std::str::from_utf8(line).unwrap_or_default());
+        out.push('\n');
+    }
+    out.push_str(&format!("-----END {label}-----\n"));
+    out
+}
+
 pub fn read_pem_file(path: &Path, what: &str) -> Result<Vec<u8>> {
     let text =
         fs::read_to_string(path).map_err(|e| pki_err(&format!("reading {}", path.display()), e))?;
@@ -172,7 +301,14 @@ pub fn read_pem_file(path: &Path, what: &str) -> Result<Vec<u8>> {
 struct Register {
     name: String,
     crl_number: u64,
+    /// How many CAs this directory has had (1, then one more per rollover).
+    #[serde(default = "first_generation")]
+    generation: u32,
     issued: Vec<Issued>,
+}
+
+fn first_generation() -> u32 {
+    1
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -205,6 +341,20 @@ impl CaDir {
     pub fn crl_path(&self) -> PathBuf {
         self.path.join("revocations.pem")
     }
+    fn previous_dir(&self) -> PathBuf {
+        self.path.join("previous")
+    }
+    pub fn cross_cert_path(&self) -> PathBuf {
+        self.path.join("cross.cert.pem")
+    }
+    /// During a rollover's overlap: what every member trusts.
+    pub fn bundle_path(&self) -> PathBuf {
+        self.path.join("ca-bundle.pem")
+    }
+    /// Whether a rollover is in its overlap (started, not finished).
+    pub fn in_rollover(&self) -> bool {
+        self.previous_dir().join("ca.key.pem").exists()
+    }
 
     /// `yui ca init`: a new CA key and self-signed certificate.
     pub fn init(&self, name: &str, now: OffsetDateTime) -> Result<()> {
@@ -229,25 +379,98 @@ impl CaDir {
         write_public(&self.cert_path(), cert.pem().as_bytes())?;
         self.save_register(&Register {
             name: name.to_owned(),
+            generation: 1,
             ..Register::default()
         })
     }
 
     fn issuer(&self) -> Result<Issuer<'static, KeyPair>> {
-        let key_pem = fs::read_to_string(self.key_path()).map_err(|e| {
-            pki_err(
-                &format!(
-                    "reading {} (is this a CA directory?)",
-                    self.key_path().display()
-                ),
-                e,
-            )
-        })?;
-        let key = KeyPair::from_pem(&key_pem).map_err(|e| pki_err("reading the CA key", e))?;
-        let cert_pem = fs::read_to_string(self.cert_path())
-            .map_err(|e| pki_err("reading the CA certificate", e))?;
-        Issuer::from_ca_cert_pem(&cert_pem, key)
-            .map_err(|e| pki_err("reading the CA certificate", e))
+        issuer_in(&self.key_path(), &self.cert_path())
+    }
+
+    /// The key revocation lists are signed with: during a rollover's
+    /// overlap the old CA's, which every member still trusts.
+    fn crl_issuer(&self) -> Result<Issuer<'static, KeyPair>> {
+        if self.in_rollover() {
+            let previous = self.previous_dir();
+            issuer_in(&previous.join("ca.key.pem"), &previous.join("ca.cert.pem"))
+        } else {
+            self.issuer()
+        }
+    }
+
+    /// `yui ca rollover`: a new CA key and certificate, with an overlap in
+    /// which members trust both CAs. Writes the new CA certificate, a cross
+    /// certificate (the new key certified by the old CA, so members still
+    /// on the old CA accept certificates of the new one) and the bundle of
+    /// both CA certificates to send to every town; the old CA's key and
+    /// certificate move to `previous/` and keep signing revocation lists
+    /// until [`CaDir::finish_rollover`].
+    pub fn rollover(&self, now: OffsetDateTime) -> Result<u32> {
+        if self.in_rollover() {
+            return Err(Error::Config(format!(
+                "a CA rollover is already in its overlap in {}; finish it first with `yui ca rollover --finish` once every town has installed a certificate of the new CA",
+                self.path.display()
+            )));
+        }
+        let mut register = self.register()?;
+        let old_issuer = self.issuer()?;
+        let old_cert = fs::read(self.cert_path())
+            .map_err(|e| pki_err(&format!("reading {}", self.cert_path().display()), e))?;
+        let old_key = fs::read(self.key_path())
+            .map_err(|e| pki_err(&format!("reading {}", self.key_path().display()), e))?;
+        let generation = register.generation + 1;
+        // A new name too: certificate paths are built by names, and the two
+        // CAs must not be mistaken for each other.
+        let params = ca_params(&format!("{} {generation}", register.name), now)?;
+        let key = KeyPair::generate().map_err(|e| pki_err("generating the CA key", e))?;
+        let cert = params
+            .self_signed(&key)
+            .map_err(|e| pki_err("signing the CA certificate", e))?;
+        let cross = params
+            .signed_by(&key, &old_issuer)
+            .map_err(|e| pki_err("signing the cross certificate", e))?;
+        let previous = self.previous_dir();
+        fs::DirBuilder::new()
+            .recursive(true)
+            .mode(0o700)
+            .create(&previous)
+            .map_err(|e| pki_err(&format!("creating {}", previous.display()), e))?;
+        // The old CA first, so a failure half way loses no key.
+        replace_file(&previous.join("ca.cert.pem"), &old_cert, 0o644)?;
+        replace_file(&previous.join("ca.key.pem"), &old_key, 0o600)?;
+        replace_file(&self.cross_cert_path(), cross.pem().as_bytes(), 0o644)?;
+        let bundle = format!("{}{}", cert.pem(), String::from_utf8_lossy(&old_cert));
+        replace_file(&self.bundle_path(), bundle.as_bytes(), 0o644)?;
+        replace_file(&self.cert_path(), cert.pem().as_bytes(), 0o644)?;
+        replace_file(&self.key_path(), key.serialize_pem().as_bytes(), 0o600)?;
+        register.generation = generation;
+        self.save_register(&register)?;
+        Ok(generation)
+    }
+
+    /// `yui ca rollover --finish`: ends the overlap. The old CA's key is
+    /// deleted (its certificate stays in `previous/` for the records), and
+    /// a new revocation list signed by the new CA is written: towns install
+    /// it and the new `ca.cert.pem`, after which certificates of the old CA
+    /// are no longer accepted.
+    pub fn finish_rollover(&self, now: OffsetDateTime) -> Result<()> {
+        if !self.in_rollover() {
+            return Err(Error::Config(format!(
+                "no CA rollover is in its overlap in {}; start one with `yui ca rollover`",
+                self.path.display()
+            )));
+        }
+        let previous = self.previous_dir();
+        let mut register = self.register()?;
+        let retired = previous.join("ca.key.pem");
+        fs::remove_file(&retired)
+            .map_err(|e| pki_err(&format!("deleting {}", retired.display()), e))?;
+        let _ = fs::remove_file(self.cross_cert_path());
+        let _ = fs::remove_file(self.bundle_path());
+        register.crl_number += 1;
+        self.write_crl(&register, now)?;
+        self.save_register(&register)
     }
 
     fn register(&self) -> Result<Register> {
@@ -343,7 +566,16 @@ impl CaDir {
             revoked_at: None,
         });
         self.save_register(&register)?;
-        Ok((cert.pem(), id))
+        // During a rollover's overlap the cross certificate follows, so
+        // members still on the old CA accept this one.
+        let mut pem = cert.pem();
+        if self.in_rollover() {
+            let cross = fs::read_to_string(self.cross_cert_path()).map_err(|e| {
+                pki_err(&format!("reading {}", self.cross_cert_path().display()), e)
+            })?;
+            pem.push_str(&cross);
+        }
+        Ok((pem, id))
     }
 
     /// `yui ca revoke`: revokes every certificate of a town, or one node's,
@@ -384,7 +616,7 @@ impl CaDir {
     }
 
     fn write_crl(&self, register: &Register, now: OffsetDateTime) -> Result<()> {
-        let issuer = self.issuer()?;
+        let issuer = self.crl_issuer()?;
         let revoked_certs = register
             .issued
             .iter()
@@ -415,6 +647,19 @@ impl CaDir {
     }
 }
 
+fn issuer_in(key_path: &Path, cert_path: &Path) -> Result<Issuer<'static, KeyPair>> {
+    let key_pem = fs::read_to_string(key_path).map_err(|e| {
+        pki_err(
+            &format!("reading {} (is this a CA directory?)", key_path.display()),
+            e,
+        )
+    })?;
+    let key = KeyPair::from_pem(&key_pem).map_err(|e| pki_err("reading the CA key", e))?;
+    let cert_pem =
+        fs::read_to_string(cert_path).map_err(|e| pki_err("reading the CA certificate", e))?;
+    Issuer::from_ca_cert_pem(&cert_pem, key).map_err(|e| pki_err("reading the CA certificate", e))
+}
+
 fn ca_params(name: &str, now: OffsetDateTime) -> Result<CertificateParams> {
     let mut params = CertificateParams::default();
     params.distinguished_name.push(DnType::CommonName, name);
@@ -443,18 +688,31 @@ pub struct Revocations {
 }
 
 impl Revocations {
-    /// Checks a revocation list (DER) against the CA certificate (DER).
-    pub fn verify(crl_der: &[u8], ca_der: &[u8]) -> Result<Revocations> {
-        let (_, ca) = X509Certificate::from_der(ca_der)
-            .map_err(|e| pki_err("reading the CA certificate", e))?;
+    /// Checks a revocation list (DER): signed by one of the trusted CAs
+    /// (`anchors`, or a cross certificate among `intermediates`).
+    pub fn verify(
+        crl_der: &[u8],
+        anchors: &Anchors,
+        intermediates: &[Vec<u8>],
+    ) -> Result<Revocations> {
         let (_, crl) = x509_parser::revocation_list::CertificateRevocationList::from_der(crl_der)
             .map_err(|e| pki_err("reading the revocation list", e))?;
-        crl.verify_signature(ca.public_key()).map_err(|_| {
-            Error::Config("the revocation list is not signed by this consortium's CA".into())
-        })?;
-        if crl.issuer() != ca.subject() {
+        let issuers = anchors.issuers(intermediates);
+        let named: Vec<_> = issuers
+            .iter()
+            .filter(|ca| crl.issuer() == ca.subject())
+            .collect();
+        if named.is_empty() {
             return Err(Error::Config(
                 "the revocation list was issued by another CA".into(),
+            ));
+        }
+        if !named
+            .iter()
+            .any(|ca| crl.verify_signature(ca.public_key()).is_ok())
+        {
+            return Err(Error::Config(
+                "the revocation list is not signed by this consortium's CA".into(),
             ));
         }
         let number = crl
@@ -477,14 +735,7 @@ impl Revocations {
     }
 
     pub fn pem(&self) -> String {
-        let b64 = base64_encode(&self.der);
-        let mut out = String::from("-----BEGIN X509 CRL-----\n");
-        for line in b64.as_bytes().chunks(64) {
-            out.push_str(std::str::from_utf8(line).unwrap_or_default());
-            out.push('\n');
-        }
-        out.push_str("-----END X509 CRL-----\n");
-        out
+        pem_block("X509 CRL", &self.der)
     }
 }
 
@@ -539,6 +790,11 @@ pub fn request_identity(csr_pem: &str) -> Result<(String, String)> {
     Ok((town, node_id(info.subject_pki.raw)))
 }
 
+/// Whether `der` reads as a CA certificate (basic constraints `cA`).
+pub fn is_ca_certificate(der: &[u8]) -> bool {
+    X509Certificate::from_der(der).is_ok_and(|(_, c)| c.is_ca())
+}
+
 /// Checks that `der` is a CA certificate.
 pub fn check_ca_cert(der: &[u8]) -> Result<()> {
     let (_, ca) =
@@ -567,21 +823,16 @@ pub fn parse_crl_pem(text: &str) -> Result<Vec<u8>> {
 /// handshake ([`check_usage`]), and is currently valid.
 pub fn check_node_cert(
     cert_der: &[u8],
-    ca_der: &[u8],
+    chain: &[Vec<u8>],
+    anchors: &Anchors,
     node_id_expected: &str,
     town: &str,
     now: i64,
 ) -> Result<PeerIdentity> {
-    let (_, ca) =
-        X509Certificate::from_der(ca_der).map_err(|e| pki_err("reading the CA certificate", e))?;
-    if !ca.is_ca() {
-        return Err(Error::Config(
-            "the CA certificate is not a CA certificate".into(),
-        ));
-    }
     let (_, cert) = X509Certificate::from_der(cert_der)
         .map_err(|e| pki_err("reading the node certificate", e))?;
-    cert.verify_signature(Some(ca.public_key()))
+    anchors
+        .check_issued(&cert, chain)
         .map_err(|_| Error::Config("the node certificate is not signed by this CA".into()))?;
     let id = identity(cert_der)?;
     for usage in [Usage::Server, Usage::Client] {
@@ -629,13 +880,17 @@ pub fn signer_id(spki_der: &[u8]) -> SignerId {
 }
 
 /// A member key for checking change signatures, from a node certificate
-/// (DER) that must chain to the consortium CA (`ca_der`), name a town and
+/// (DER) that must chain to the consortium CA (`anchors`, through a cross
+/// certificate among `intermediates` during a rollover), name a town and
 /// allow `digitalSignature`. Revoked when `revocations` lists it. Validity
 /// dates are not checked: a change made while the certificate was valid
 /// stays valid after it expires (protocol.md 7.5).
-pub fn signer(der: &[u8], ca_der: &[u8], revocations: &Revocations) -> Result<Signer> {
-    let (_, ca) =
-        X509Certificate::from_der(ca_der).map_err(|e| pki_err("reading the CA certificate", e))?;
+pub fn signer(
+    der: &[u8],
+    anchors: &Anchors,
+    intermediates: &[Vec<u8>],
+    revocations: &Revocations,
+) -> Result<Signer> {
     let (rest, cert) =
         X509Certificate::from_der(der).map_err(|e| pki_err("reading a signer certificate", e))?;
     if !rest.is_empty() {
@@ -643,12 +898,12 @@ pub fn signer(der: &[u8], ca_der: &[u8], revocations: &Revocations) -> Result<Si
             "a signer certificate has bytes after its end".into(),
         ));
     }
-    if cert.issuer() != ca.subject() {
+    if cert.is_ca() {
         return Err(Error::Config(
-            "a signer certificate was issued by another CA".into(),
+            "a signer certificate is a CA certificate".into(),
         ));
     }
-    cert.verify_signature(Some(ca.public_key())).map_err(|_| {
+    anchors.check_issued(&cert, intermediates).map_err(|_| {
         Error::Config("a signer certificate is not signed by this consortium's CA".into())
     })?;
     if !cert
@@ -709,22 +964,114 @@ pub fn change_signing(key_pem: &str) -> Result<(SignerId, ChangeSigning)> {
     Ok((id, signing))
 }
 
+/// What installing a certificate did.
+#[derive(Debug, Clone)]
+pub struct Installed {
+    pub id: PeerIdentity,
+    /// The node id before, when the certificate was for the new key of a
+    /// rotation (which is now the node's key).
+    pub rotated_from: Option<String>,
+    /// The certificate it replaced (DER), if any: it still vouches for the
+    /// changes signed before.
+    pub replaced: Option<Vec<u8>>,
+}
+
+/// At most this many CA certificates may follow a node certificate in its
+/// file (a rollover's cross certificate).
+const MAX_CHAIN: usize = 2;
+
 /// `yui cert install`: checks a signed certificate against this node and
-/// installs it with the CA certificate into the data directory.
+/// installs it with the CA certificate(s) — and the revocation list they
+/// sign, when given (the end of a CA rollover) — into the data directory. The
+/// certificate is for the node's key (joining, renewal, a CA rollover) or
+/// for the new key `yui cert rotate-key` made, which then becomes the
+/// node's key (the old one is deleted: the old certificate, kept by every
+/// member, still verifies what it signed).
 pub fn install(
     data_dir: &crate::datadir::DataDir,
     town: &str,
     cert_pem: &[u8],
     ca_pem: &[u8],
+    revocations_pem: Option<&[u8]>,
     now: i64,
-) -> Result<PeerIdentity> {
+) -> Result<Installed> {
     let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
-    let cert_der = parse_pem(&text(cert_pem), "node certificate")?;
-    let ca_der = parse_pem(&text(ca_pem), "CA certificate")?;
-    let id = check_node_cert(&cert_der, &ca_der, &data_dir.node_id()?, town, now)?;
+    let mut chain = parse_pem_all(&text(cert_pem), "node certificate")?;
+    if chain.len() > 1 + MAX_CHAIN {
+        return Err(Error::Config(format!(
+            "the node certificate file holds {} certificates; it should hold the node certificate and at most {MAX_CHAIN} CA certificates after it",
+            chain.len()
+        )));
+    }
+    let leaf = chain.remove(0);
+    let anchors = Anchors::from_pem(&text(ca_pem), "CA certificate")?;
+    let current = data_dir.node_id()?;
+    let next = data_dir.next_node_id()?;
+    let leaf_node = identity(&leaf)
+        .map(|i| i.node_id)
+        .map_err(|e| pki_err("reading the node certificate", e))?;
+    let rotating = next.as_deref() == Some(leaf_node.as_str()) && leaf_node != current;
+    let expected = if rotating {
+        leaf_node.clone()
+    } else {
+        current.clone()
+    };
+    let id =
+        check_node_cert(&leaf, &chain, &anchors, &expected, town, now).map_err(|e| {
+            match (&next, leaf_node == expected) {
+                (Some(n), false) => Error::Config(format!(
+                    "{e}; this node's key is {current} and its new key (yui cert rotate-key) is {n}"
+                )),
+                _ => e,
+            }
+        })?;
+    // A revocation list the new CAs cannot verify would stop the node at
+    // its next start: the one given with them (after a CA rollover), or the
+    // installed one.
+    let given = match revocations_pem {
+        Some(pem) => {
+            let der = parse_crl_pem(&text(pem))?;
+            let list = Revocations::verify(&der, &anchors, &chain)?;
+            Some(list)
+        }
+        None => None,
+    };
+    if given.is_none()
+        && let Ok(crl_text) = fs::read_to_string(data_dir.revocations_path())
+    {
+        let crl = parse_crl_pem(&crl_text)?;
+        Revocations::verify(&crl, &anchors, &chain).map_err(|e| {
+            Error::Config(format!(
+                "the installed revocation list cannot be checked with the new CA certificate ({e}); install the secretariat's newest revocations.pem with it (yui cert install … --revocations revocations.pem)"
+            ))
+        })?;
+    }
+    if let Some(list) = &given {
+        // Never back to an older list the new CAs can check.
+        let installed = fs::read_to_string(data_dir.revocations_path())
+            .ok()
+            .and_then(|t| parse_crl_pem(&t).ok())
+            .and_then(|der| Revocations::verify(&der, &anchors, &chain).ok());
+        if installed.is_none_or(|i| i.number < list.number) {
+            replace_file(&data_dir.revocations_path(), list.pem().as_bytes(), 0o644)?;
+        }
+    }
+    let replaced = read_pem_file(&data_dir.cert_path(), "node certificate").ok();
     replace_file(&data_dir.ca_cert_path(), ca_pem, 0o644)?;
+    if rotating {
+        // The key before the certificate: a crash between the two leaves a
+        // node that says which certificate to install again.
+        fs::rename(data_dir.next_key_path(), data_dir.key_path())
+            .map_err(|e| crate::fsio::io_error("replacing", &data_dir.key_path(), e))?;
+        let _ = fs::rename(data_dir.next_csr_path(), data_dir.csr_path());
+        crate::fsio::sync_parent_dir(&data_dir.key_path());
+    }
     replace_file(&data_dir.cert_path(), cert_pem, 0o644)?;
-    Ok(id)
+    Ok(Installed {
+        id,
+        rotated_from: rotating.then_some(current),
+        replaced,
+    })
 }
 
 fn hex(b: &[u8]) -> String {
@@ -800,7 +1147,8 @@ mod tests {
                 & 0o777,
             0o600
         );
-        let ca_der = read_pem_file(&ca.cert_path(), "CA").expect("ca pem");
+        let ca_der =
+            Anchors::new(vec![read_pem_file(&ca.cert_path(), "CA").expect("ca pem")]).expect("ca");
 
         let node = init_node(tmp.path(), "tateshina");
         let csr = fs::read_to_string(node.csr_path()).expect("csr");
@@ -814,6 +1162,7 @@ mod tests {
         let cert_der = parse_pem(&pem, "cert").expect("pem");
         check_node_cert(
             &cert_der,
+            &[],
             &ca_der,
             &id.node_id,
             "tateshina",
@@ -823,6 +1172,7 @@ mod tests {
         assert!(
             check_node_cert(
                 &cert_der,
+                &[],
                 &ca_der,
                 &id.node_id,
                 "omachi",
@@ -832,17 +1182,19 @@ mod tests {
         );
         let later = now.unix_timestamp() + 31 * 86_400;
         assert!(
-            check_node_cert(&cert_der, &ca_der, &id.node_id, "tateshina", later).is_err(),
+            check_node_cert(&cert_der, &[], &ca_der, &id.node_id, "tateshina", later).is_err(),
             "expired"
         );
 
         // Another CA's certificate does not fit.
         let other = CaDir::new(tmp.path().join("other-ca"));
         other.init("other", now).expect("init");
-        let other_der = read_pem_file(&other.cert_path(), "CA").expect("pem");
+        let other_der =
+            Anchors::new(vec![read_pem_file(&other.cert_path(), "CA").expect("pem")]).expect("ca");
         assert!(
             check_node_cert(
                 &cert_der,
+                &[],
                 &other_der,
                 &id.node_id,
                 "tateshina",
@@ -867,12 +1219,12 @@ mod tests {
         );
         let crl_der =
             parse_crl_pem(&fs::read_to_string(ca.crl_path()).expect("crl")).expect("crl pem");
-        let list = Revocations::verify(&crl_der, &ca_der).expect("verify");
+        let list = Revocations::verify(&crl_der, &ca_der, &[]).expect("verify");
         assert_eq!(list.number, 1);
         assert!(list.is_revoked(&id.serial));
         assert!(!list.is_revoked(&omachi_id.serial));
         assert!(
-            Revocations::verify(&crl_der, &other_der).is_err(),
+            Revocations::verify(&crl_der, &other_der, &[]).is_err(),
             "signed by another CA"
         );
         let round_trip = parse_crl_pem(&list.pem()).expect("pem");
@@ -881,8 +1233,92 @@ mod tests {
             .expect("revoke node");
         let crl2 = parse_crl_pem(&fs::read_to_string(ca.crl_path()).expect("crl")).expect("pem");
         assert_eq!(
-            Revocations::verify(&crl2, &ca_der).expect("verify").number,
+            Revocations::verify(&crl2, &ca_der, &[])
+                .expect("verify")
+                .number,
             2
+        );
+    }
+
+    /// A rollover: the new CA's certificates are trusted by members that
+    /// trust both CAs, and by members still on the old CA through the cross
+    /// certificate; revocation lists are signed by the old key until the
+    /// overlap ends, then by the new one.
+    #[test]
+    fn a_rollover_keeps_both_cas_trusted_until_it_finishes() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let now = OffsetDateTime::now_utc();
+        let ca = CaDir::new(tmp.path().join("ca"));
+        ca.init("信州コンソーシアム", now).expect("ca init");
+        let old =
+            Anchors::from_pem(&fs::read_to_string(ca.cert_path()).expect("ca"), "ca").expect("old");
+        assert!(ca.finish_rollover(now).is_err(), "no rollover to finish");
+        assert_eq!(ca.rollover(now).expect("rollover"), 2);
+        assert!(ca.rollover(now).is_err(), "one overlap at a time");
+        let new =
+            Anchors::from_pem(&fs::read_to_string(ca.cert_path()).expect("ca"), "ca").expect("new");
+        let both = Anchors::from_pem(&fs::read_to_string(ca.bundle_path()).expect("bundle"), "ca")
+            .expect("bundle");
+        assert_eq!(both.certs().len(), 2);
+        assert_ne!(old, new);
+
+        let node = init_node(tmp.path(), "tateshina");
+        let csr = fs::read_to_string(node.csr_path()).expect("csr");
+        let (pem, id) = ca.issue(&csr, 30, now).expect("issue");
+        let mut chain = parse_pem_all(&pem, "cert").expect("chain");
+        assert_eq!(
+            chain.len(),
+            2,
+            "the cross certificate follows during the overlap"
+        );
+        let leaf = chain.remove(0);
+        let at = now.unix_timestamp();
+        for anchors in [&new, &both] {
+            check_node_cert(&leaf, &[], anchors, &id.node_id, "tateshina", at).expect("direct");
+        }
+        check_node_cert(&leaf, &chain, &old, &id.node_id, "tateshina", at)
+            .expect("through the cross certificate");
+        assert!(
+            check_node_cert(&leaf, &[], &old, &id.node_id, "tateshina", at).is_err(),
+            "not without it"
+        );
+        assert!(old.is_cross_certificate(&chain[0]));
+        assert!(!new.is_cross_certificate(&chain[0]), "issued by the old CA");
+        let revocations = Revocations::default();
+        signer(&leaf, &old, &chain, &revocations).expect("a signer through the cross");
+        assert!(signer(&leaf, &old, &[], &revocations).is_err());
+        assert!(
+            signer(&chain[0], &old, &chain, &revocations).is_err(),
+            "a CA is no signer"
+        );
+
+        // During the overlap the old key signs revocation lists: every
+        // member can check them.
+        ca.revoke(None, Some(&id.node_id), now).expect("revoke");
+        let crl = parse_crl_pem(&fs::read_to_string(ca.crl_path()).expect("crl")).expect("pem");
+        for anchors in [&old, &both] {
+            Revocations::verify(&crl, anchors, &[]).expect("old key");
+        }
+        Revocations::verify(&crl, &new, &[]).expect_err("not the new CA's");
+
+        ca.finish_rollover(now).expect("finish");
+        assert!(!ca.in_rollover());
+        let crl = parse_crl_pem(&fs::read_to_string(ca.crl_path()).expect("crl")).expect("pem");
+        let list = Revocations::verify(&crl, &new, &[]).expect("new key");
+        assert_eq!(list.number, 2);
+        assert!(list.is_revoked(&id.serial));
+        Revocations::verify(&crl, &both, &[]).expect("members on the bundle install it first");
+        let (pem, _) = ca
+            .issue(
+                &fs::read_to_string(init_node(tmp.path(), "omachi").csr_path()).expect("csr"),
+                30,
+                now,
+            )
+            .expect("issue");
+        assert_eq!(
+            parse_pem_all(&pem, "cert").expect("pem").len(),
+            1,
+            "no cross after the overlap"
         );
     }
 }

@@ -169,12 +169,7 @@ async fn half_sent_client_hellos_from_anyone_cannot_keep_members_out() {
 
     // The refusals are counted, not listed one by one: the list still has
     // room for the one refusal an administrator needs to see.
-    let refused = victim
-        .node
-        .peering
-        .as_ref()
-        .expect("joined")
-        .refused_attempts();
+    let refused = victim.node.peering().expect("joined").refused_attempts();
     assert!(refused.len() <= 5, "{refused:#?}");
     let flooded: u64 = refused
         .iter()

@@ -85,7 +85,7 @@ async fn the_peer_port_refuses_a_client_certificate_without_client_auth() {
     }
     // The node says why. The client can see its handshake fail before the
     // node has recorded the refusal: give it a moment.
-    let peering = victim.node.peering.as_ref().expect("joined");
+    let peering = victim.node.peering().expect("joined");
     let reasons_now = || -> Vec<String> {
         peering
             .refused_attempts()
@@ -114,7 +114,7 @@ async fn the_peer_port_refuses_a_client_certificate_without_client_auth() {
 async fn a_node_refuses_a_server_certificate_without_server_auth() {
     let consortium = Consortium::new("テスト");
     let dialler = consortium.town("omachi");
-    let trust = dialler.node.peering.as_ref().expect("joined").trust.clone();
+    let trust = dialler.node.peering().expect("joined").trust();
     let config = Arc::new(trust.client_config().expect("client config"));
     let handshake = |addr, config: Arc<rustls::ClientConfig>| async move {
         let tcp = tokio::net::TcpStream::connect(addr).await.expect("connect");
@@ -181,7 +181,7 @@ fn cert_install_refuses_a_certificate_without_both_usages() {
         );
         let ca_pem = std::fs::read(consortium.ca.cert_path()).expect("ca");
         let now = time::OffsetDateTime::now_utc().unix_timestamp();
-        let err = yui_node::pki::install(&data, "omachi", pem.as_bytes(), &ca_pem, now)
+        let err = yui_node::pki::install(&data, "omachi", pem.as_bytes(), &ca_pem, None, now)
             .expect_err("installed a certificate without both usages");
         assert!(err.to_string().contains(missing), "{usages:?}: {err}");
         assert!(

@@ -20,7 +20,15 @@ const FLOORS: &[(&str, &[&str])] = &[
     ),
     (
         "domain",
-        &["node", "actions", "records", "daily", "kpi", "export"],
+        &[
+            "node",
+            "membership",
+            "actions",
+            "records",
+            "daily",
+            "kpi",
+            "export",
+        ],
     ),
     ("adapters", &["http", "console"]),
     ("composition", &["daemon", "demo", "cli"]),
@@ -29,8 +37,22 @@ const FLOORS: &[(&str, &[&str])] = &[
 /// Modules below the adapters speak no HTTP framework: they take and return
 /// plain types. `peer` serves its own port and is exempt.
 const NO_AXUM: &[&str] = &[
-    "error", "clock", "fsio", "logging", "store", "datadir", "accounts", "pki", "metrics", "node",
-    "actions", "records", "daily", "kpi", "export",
+    "error",
+    "clock",
+    "fsio",
+    "logging",
+    "store",
+    "datadir",
+    "accounts",
+    "pki",
+    "metrics",
+    "node",
+    "membership",
+    "actions",
+    "records",
+    "daily",
+    "kpi",
+    "export",
 ];
 
 /// Crates that only some modules may name: SQL stays in the store, TLS in

@@ -218,7 +218,7 @@ async fn signed_changes_are_verified_after_relaying_and_forgeries_are_refused_ev
     assert!(history[0].verified, "{history:?}");
     let signer = history[0].signed_by.as_ref().expect("signed");
     assert_eq!(signer.town.as_deref(), Some("tateshina"));
-    assert_eq!(signer.node_id, a.node.node_id);
+    assert_eq!(signer.node_id, a.node.node_id());
 
     // (1) B crafts records that claim to be A's, or a made-up town's, and
     // pushes them to C itself: refused, and nowhere to be seen at C.
@@ -395,7 +395,7 @@ async fn signed_changes_are_verified_after_relaying_and_forgeries_are_refused_ev
     )
     .expect("crl");
     for node in [&b.node, &c.node] {
-        let peering = node.peering.as_ref().expect("joined");
+        let peering = node.peering().expect("joined");
         assert!(
             peering
                 .install_revocations(&node.store, &node.data_dir, &crl)
@@ -459,18 +459,21 @@ async fn signed_changes_are_verified_after_relaying_and_forgeries_are_refused_ev
 #[test]
 fn hostile_certificate_bytes_never_become_a_signer() {
     let consortium = Consortium::new("テスト");
-    let ca = yui_node::pki::read_pem_file(&consortium.ca.cert_path(), "CA").expect("ca");
+    let ca = yui_node::pki::Anchors::new(vec![
+        yui_node::pki::read_pem_file(&consortium.ca.cert_path(), "CA").expect("ca"),
+    ])
+    .expect("anchors");
     let member = consortium.town("omachi");
     let real =
         yui_node::pki::read_pem_file(&member.node.data_dir.cert_path(), "cert").expect("cert");
     let revocations = yui_node::pki::Revocations::default();
-    let honest = yui_node::pki::signer(&real, &ca, &revocations).expect("the real one");
+    let honest = yui_node::pki::signer(&real, &ca, &[], &revocations).expect("the real one");
     // Another consortium's CA issued the same town's certificate.
     let other = Consortium::new("別のコンソーシアム");
     let stranger = other.town("omachi");
     let foreign =
         yui_node::pki::read_pem_file(&stranger.node.data_dir.cert_path(), "cert").expect("cert");
-    assert!(yui_node::pki::signer(&foreign, &ca, &revocations).is_err());
+    assert!(yui_node::pki::signer(&foreign, &ca, &[], &revocations).is_err());
     let mut runner = proptest::test_runner::TestRunner::default();
     runner
         .run(
@@ -483,10 +486,12 @@ fn hostile_certificate_bytes_never_become_a_signer() {
                 // Random bytes never pass; the real certificate with one byte
                 // changed passes only as itself (a byte outside what the CA
                 // signed, such as the encoding around the signature).
-                proptest::prop_assert!(yui_node::pki::signer(&noise, &ca, &revocations).is_err());
+                proptest::prop_assert!(
+                    yui_node::pki::signer(&noise, &ca, &[], &revocations).is_err()
+                );
                 let mut bent = real.clone();
                 bent[at] = byte;
-                if let Ok(signer) = yui_node::pki::signer(&bent, &ca, &revocations) {
+                if let Ok(signer) = yui_node::pki::signer(&bent, &ca, &[], &revocations) {
                     proptest::prop_assert_eq!(signer.id, honest.id);
                     proptest::prop_assert_eq!(&signer.town, &honest.town);
                 }

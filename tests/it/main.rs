@@ -16,4 +16,5 @@ mod guardrails;
 mod limits;
 mod logins;
 mod logs;
+mod membership;
 mod service;

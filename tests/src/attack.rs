@@ -489,8 +489,7 @@ async fn long_polls(scene: &mut Scene, opts: &Options, docs: &mut AttackerDocs) 
     let refusals = scene
         .victim
         .node
-        .peering
-        .as_ref()
+        .peering()
         .expect("joined")
         .refused_attempts();
     let too_many = refusals

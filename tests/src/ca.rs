@@ -65,6 +65,44 @@ impl Ca {
         out
     }
 
+    /// `yui ca issue --renew` (or `--rotate`) for the request `csr` (a
+    /// data directory's `node.csr.pem`, or `node.next.csr.pem` after `yui
+    /// cert rotate-key`); returns the certificate file.
+    pub fn reissue(&self, csr: &Path, days: u32, how: &str) -> PathBuf {
+        let n = self
+            .issued
+            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let out = self.dir.join(format!("issued-{n}.cert.pem"));
+        self.run(&[
+            "ca",
+            "issue",
+            "--ca-dir",
+            self.arg(),
+            "--csr",
+            csr.to_str().expect("utf8"),
+            "--out",
+            out.to_str().expect("utf8"),
+            "--days",
+            &days.to_string(),
+            how,
+        ]);
+        out
+    }
+
+    /// `yui ca rollover` (`--finish` with `finish`).
+    pub fn rollover(&self, finish: bool) -> String {
+        let mut args = vec!["ca", "rollover", "--ca-dir", self.arg()];
+        if finish {
+            args.push("--finish");
+        }
+        self.run(&args)
+    }
+
+    /// During a rollover's overlap: both CA certificates.
+    pub fn bundle_path(&self) -> PathBuf {
+        self.dir.join("ca-bundle.pem")
+    }
+
     /// Issues and installs a certificate: the node in `data_dir` joins.
     pub fn admit(&self, data_dir: &Path) {
         let cert = self.issue(data_dir, 30);

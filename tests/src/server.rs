@@ -74,6 +74,21 @@ impl Server {
         .unwrap_or_else(|e| panic!("{e}"))
     }
 
+    /// Starts `yui serve --peer-listen 127.0.0.1:0` on a node that has not
+    /// joined yet (no peer port until a certificate is installed), with its
+    /// log in `<data_dir>.log`.
+    pub fn start_unjoined(data_dir: &Path) -> Server {
+        let log = data_dir.with_extension("log");
+        Server::try_spawn(
+            data_dir,
+            &["--peer-listen", "127.0.0.1:0"],
+            Some(&log),
+            false,
+            true,
+        )
+        .unwrap_or_else(|e| panic!("{e}"))
+    }
+
     /// Where [`Server::start_peer`] and [`Server::start_logged`] write the
     /// node's log.
     pub fn log_path(&self) -> PathBuf {

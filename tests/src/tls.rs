@@ -126,10 +126,9 @@ impl Member {
             signing,
             config: Arc::new(
                 town.node
-                    .peering
-                    .as_ref()
+                    .peering()
                     .expect("joined")
-                    .trust
+                    .trust()
                     .client_config()
                     .expect("config"),
             ),

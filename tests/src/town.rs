@@ -72,8 +72,15 @@ pub fn make_town_configured(ca: &CaDir, town: &str, config: &str) -> Town {
     let csr = std::fs::read_to_string(data.csr_path()).expect("csr");
     let (cert, _) = ca.issue(&csr, 30, now).expect("issue");
     let ca_pem = std::fs::read(ca.cert_path()).expect("ca");
-    yui_node::pki::install(&data, town, cert.as_bytes(), &ca_pem, now.unix_timestamp())
-        .expect("install");
+    yui_node::pki::install(
+        &data,
+        town,
+        cert.as_bytes(),
+        &ca_pem,
+        None,
+        now.unix_timestamp(),
+    )
+    .expect("install");
     Town {
         node: Arc::new(Node::open(data, true).expect("open")),
         name: town.to_owned(),
@@ -241,8 +248,13 @@ impl Author {
     /// Makes `node` trust this member's key, as its peer layer would once
     /// the certificate arrived (a node that is not joined has none).
     pub async fn vouch_at(&self, node: &Node) {
-        let signer =
-            yui_node::pki::signer(&self.cert, &self.ca, &Default::default()).expect("signer");
+        let signer = yui_node::pki::signer(
+            &self.cert,
+            &yui_node::pki::Anchors::new(vec![self.ca.clone()]).expect("anchors"),
+            &[],
+            &Default::default(),
+        )
+        .expect("signer");
         node.store
             .remember_signer_certificates(vec![(self.cert.clone(), signer.id, signer.town.clone())])
             .await

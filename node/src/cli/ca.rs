@@ -1,5 +1,6 @@
 //! `yui ca`: the secretariat's consortium certificate authority (init,
-//! issue, revoke). It works on a CA directory, never on a node's data.
+//! issue, revoke, rollover). It works on a CA directory, never on a node's
+//! data.
 
 use std::path::PathBuf;
 
@@ -37,11 +38,23 @@ pub enum CaCommand {
         /// an unrevoked certificate (same key, same node id).
         #[arg(long, conflicts_with = "rotate")]
         renew: bool,
-        /// Key rotation: issue for a new node of a town that already holds
-        /// an unrevoked certificate; then revoke the old node with `yui ca
-        /// revoke --node OLD_NODE_ID` once the new one is installed.
+        /// Key rotation: issue for the new key of a town that already holds
+        /// an unrevoked certificate (`yui cert rotate-key` made the request).
         #[arg(long)]
         rotate: bool,
+    },
+    /// Roll the CA over to a new key: starts an overlap in which members
+    /// trust both CAs (send ca-bundle.pem to every town, then renew each
+    /// town's certificate); `--finish` ends it once every town holds a
+    /// certificate of the new CA.
+    Rollover {
+        /// The CA directory made by `yui ca init`.
+        #[arg(long)]
+        ca_dir: PathBuf,
+        /// End the overlap: delete the old CA's key and write a revocation
+        /// list signed by the new CA.
+        #[arg(long)]
+        finish: bool,
     },
     /// Revoke a member town (all its certificates) or one node, and write a
     /// new signed revocation list (revocations.pem in the CA directory).
@@ -95,11 +108,44 @@ pub(super) fn run(cmd: CaCommand) -> Result<()> {
                 "Issued a certificate for town {} (node {}), valid {days} days.",
                 id.town, id.node_id
             );
+            let trust = if ca.in_rollover() {
+                ca.bundle_path()
+            } else {
+                ca.cert_path()
+            };
             println!(
                 "Send {} and {} to the town.",
                 out.display(),
-                ca.cert_path().display()
+                trust.display()
             );
+        }
+        CaCommand::Rollover { ca_dir, finish } => {
+            let ca = crate::pki::CaDir::new(&ca_dir);
+            if finish {
+                ca.finish_rollover(now)?;
+                println!("The overlap is over: the old CA's key is deleted.");
+                println!(
+                    "Send {} and {} to every town, each with its certificate of the new CA: yui cert install --cert NODE_CERT --ca-cert ca.cert.pem --revocations revocations.pem",
+                    ca.crl_path().display(),
+                    ca.cert_path().display()
+                );
+            } else {
+                let generation = ca.rollover(now)?;
+                println!(
+                    "Made CA number {generation}; the overlap has begun: members trust both CAs."
+                );
+                println!(
+                    "1. Send {} to every town: each installs it with its current certificate (yui cert install --cert node.cert.pem --ca-cert ca-bundle.pem).",
+                    ca.bundle_path().display()
+                );
+                println!(
+                    "2. Renew every town's certificate with the new CA (yui ca issue --renew); send it with {}.",
+                    ca.bundle_path().display()
+                );
+                println!(
+                    "3. When every town runs on a certificate of the new CA: yui ca rollover --finish."
+                );
+            }
         }
         CaCommand::Revoke { ca_dir, town, node } => {
             let ca = crate::pki::CaDir::new(&ca_dir);
@@ -152,7 +198,7 @@ fn check_another(
             println!("{header}");
             if !same_node {
                 println!(
-                    "Once the town has installed the new certificate (node {node}), revoke the old node: yui ca revoke --node OLD_NODE_ID"
+                    "The town's node takes the new key (node {node}) when it installs this certificate, and deletes the old key. Revoke the old node (yui ca revoke --node OLD_NODE_ID) only if its key may have been stolen: see operations.md 15.2."
                 );
             }
             Ok(())
@@ -161,7 +207,7 @@ fn check_another(
             "{header}\nThis request is for node {node} again. Nothing was issued. To renew its certificate, run the command again with --renew."
         ),
         (false, _, false) => anyhow::bail!(
-            "{header}\nThis request is for a new node {node} of {town}. Nothing was issued. If the town is rotating its key, run the command again with --rotate, then revoke the old node once the new certificate is installed; if you did not expect a second node of {town}, ask the town first."
+            "{header}\nThis request is for a new node {node} of {town}. Nothing was issued. If the town is rotating its key (yui cert rotate-key), run the command again with --rotate; if you did not expect a second node of {town}, ask the town first."
         ),
     }
 }

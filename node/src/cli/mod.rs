@@ -196,9 +196,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             town,
         } => serve::serve(data_dir, api_listen, peer_listen, no_peer_port, town).await,
         Command::Ca(cmd) => ca::run(cmd),
-        Command::Cert(CertCommand::Install { cert, ca_cert }) => {
-            cert::install(&data_dir, &cert, &ca_cert)
-        }
+        Command::Cert(CertCommand::Install {
+            cert,
+            ca_cert,
+            revocations,
+        }) => cert::install(data_dir, &cert, &ca_cert, revocations.as_deref()).await,
+        Command::Cert(CertCommand::RotateKey) => cert::rotate_key(data_dir).await,
         Command::Revocations(RevocationsCommand::Import { file }) => {
             revocations::import(data_dir, &file).await
         }

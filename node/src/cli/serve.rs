@@ -65,14 +65,22 @@ pub(super) async fn serve(
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("listening on {addr}"))?;
-    let peer_listener = if node.peering.is_some() && !no_peer_port {
-        let addr = peer_listen.unwrap_or(node.config.peer_listen);
+    let peer_addr = peer_listen.unwrap_or(node.config.peer_listen);
+    let peer_listener = if node.peering().is_some() && !no_peer_port {
         Some(
-            tokio::net::TcpListener::bind(addr)
+            tokio::net::TcpListener::bind(peer_addr)
                 .await
-                .with_context(|| format!("listening for peers on {addr}"))?,
+                .with_context(|| format!("listening for peers on {peer_addr}"))?,
         )
     } else {
+        if !no_peer_port {
+            // Opened when a certificate is installed on the running node.
+            *node
+                .peer_port_on_join
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner) =
+                crate::node::PeerPortOnJoin::Bind(peer_addr);
+        }
         None
     };
     let local = listener.local_addr()?;
@@ -89,15 +97,17 @@ pub(super) async fn serve(
             node.data_dir.path.display()
         );
     }
-    match (&peer_listener, node.peering.is_some()) {
+    match (&peer_listener, node.peering().is_some()) {
         (Some(l), _) => println!("Peers:     https://{}/ (mutual TLS)", l.local_addr()?),
         (None, true) => println!("Peers:     dialling out only (no peer port)"),
         (None, false) => {
-            println!("Peers:     none (not a consortium member yet; see `yui status`)")
+            println!(
+                "Peers:     none (not a consortium member yet; see `yui status`; `yui cert install` opens the peer port)"
+            )
         }
     }
     println!("Stop with Ctrl-C.");
-    tracing::info!(town = %node.config.town, node_id = %node.node_id, api = %local, "serving");
+    tracing::info!(town = %node.config.town, node_id = %node.node_id(), api = %local, "serving");
 
     let shutdown = CancellationToken::new();
     let signal = shutdown.clone();

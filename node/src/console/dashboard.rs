@@ -265,7 +265,7 @@ pub async fn sync_now(
     body: Bytes,
 ) -> Result<Response, PageError> {
     let form = who.posted_form(&body, Action::SyncNow.allows(who.principal().role))?;
-    if node.peering.is_none() {
+    if node.peering().is_none() {
         return Err(who.error(StatusCode::CONFLICT, who.m().sync_needs_membership));
     }
     // A row's button names its peer; the button above the table, none.

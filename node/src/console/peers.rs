@@ -235,7 +235,7 @@ pub async fn import_revocations(
     }
     who.check_csrf(csrf.as_deref())?;
     who.require(Action::RevocationsImport.allows(who.principal().role))?;
-    if node.peering.is_none() {
+    if node.peering().is_none() {
         return error_page(
             &node,
             &who,

@@ -1,6 +1,7 @@
 //! The node's own state and administration over the API: `/status`,
-//! `/sync`, `/peers`, `/revocations`, `/users`, `/audit` and
-//! `/audit/egress`. The actions (sync, peers, revocations) are
+//! `/sync`, `/peers`, `/revocations`, `/certificate`, `/users`, `/audit`
+//! and `/audit/egress`. The actions (sync, peers, revocations, the
+//! certificate and the key) are
 //! `crate::actions`' use cases: they check their role and audit themselves.
 
 use axum::Router;
@@ -25,6 +26,8 @@ pub(super) fn routes() -> Router<AppState> {
         .route("/peers", get(list_peers).post(add_peer))
         .route("/peers/{key}", delete(remove_peer))
         .route("/revocations", post(import_revocations))
+        .route("/certificate", post(install_certificate))
+        .route("/certificate/new-key", post(new_key))
         .route("/users", get(list_users))
         .route("/audit", get(audit_log))
         .route("/audit/egress", get(egress_log))
@@ -88,7 +91,7 @@ async fn import_revocations(
     body: Bytes,
 ) -> Result<Response> {
     Action::RevocationsImport.check(&principal)?;
-    if node.peering.is_none() {
+    if node.peering().is_none() {
         return Err(actions::not_joined());
     }
     let text = std::str::from_utf8(&body).map_err(|_| {
@@ -104,6 +107,43 @@ async fn import_revocations(
         StatusCode::OK,
         &json!({ "installed": imported.newer, "number": imported.number }),
     ))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewCertificate {
+    /// The node certificate (PEM), as `yui ca issue` wrote it.
+    certificate: String,
+    /// The consortium CA certificate(s) (PEM): `ca.cert.pem`, or during a
+    /// CA rollover `ca-bundle.pem`.
+    ca_certificate: String,
+    /// At the end of a CA rollover: the revocation list the new CA signed
+    /// (PEM).
+    #[serde(default)]
+    revocations: Option<String>,
+}
+
+/// Installs a node certificate on the running node: it is in use at once.
+async fn install_certificate(
+    Caller(principal): Caller,
+    State(node): State<AppState>,
+    JsonBody(body): JsonBody<NewCertificate>,
+) -> Result<Response> {
+    let done = actions::install_certificate(
+        &node,
+        &principal,
+        body.certificate.as_bytes(),
+        body.ca_certificate.as_bytes(),
+        body.revocations.as_deref().map(str::as_bytes),
+    )
+    .await?;
+    Ok(json_response(StatusCode::OK, &done))
+}
+
+/// A new key and its certificate request (`yui cert rotate-key`).
+async fn new_key(Caller(principal): Caller, State(node): State<AppState>) -> Result<Response> {
+    let made = actions::rotate_key(&node, &principal).await?;
+    Ok(json_response(StatusCode::CREATED, &made))
 }
 
 async fn list_users(_: AdminAccess, State(node): State<AppState>) -> Result<Response> {

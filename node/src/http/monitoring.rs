@@ -61,7 +61,7 @@ pub async fn metrics(State(node): State<AppState>) -> Result<Response> {
         "reason",
         &refused,
     );
-    if let Some(peering) = &node.peering {
+    if let Some(peering) = node.peering() {
         let peers = node.store.peers().await?;
         crate::metrics::render_peers(
             &mut text,

@@ -143,7 +143,7 @@ pub fn document() -> Value {
                 "responses": {"200": {"description": "entries", "content": {"application/json": {"schema": {
                     "type": "object", "properties": {"entries": {"type": "array", "items": {"type": "object", "properties": {
                         "at": {"type": "string", "format": "date-time"}, "user": {"type": "string"},
-                        "action": {"type": "string", "description": "record.create, record.update, record.delete, peer.add, peer.remove, revocations.import, user.add, user.remove, user.passwd, user.role, token.create, token.revoke, login, login.failed, logout, kpi.publish"},
+                        "action": {"type": "string", "description": "record.create, record.update, record.delete, peer.add, peer.remove, revocations.import, certificate.install, key.rotate, user.add, user.remove, user.passwd, user.role, token.create, token.revoke, login, login.failed, logout, kpi.publish"},
                         "target": {"type": "string"}, "detail": {"type": "string"}}}}}}}}},
                     "400": error("bad limit"), "403": error("needs the admin role")}}});
     let mut doc = json!({
@@ -238,6 +238,15 @@ pub fn document() -> Value {
             "/api/v1/revocations": {"post": {"summary": "Install a revocation list (PEM body), signed by the consortium CA and newer than the one installed (admin)",
                 "requestBody": {"required": true, "content": {"application/x-pem-file": {"schema": {"type": "string"}}}},
                 "responses": {"200": {"description": "installed (bool) and number"}, "400": error("not a valid revocation list"), "403": error("needs the admin role")}}},
+            "/api/v1/certificate": {"post": {"summary": "Install a node certificate on the running node, in use at once: joining (opens the peer port), renewal, the certificate for a rotated key, or a CA rollover (admin)",
+                "requestBody": {"required": true, "content": {"application/json": {"schema": {"type": "object", "additionalProperties": false, "required": ["certificate", "ca_certificate"],
+                    "properties": {"certificate": {"type": "string", "description": "the node certificate (PEM) from yui ca issue, possibly followed by a cross certificate"},
+                        "ca_certificate": {"type": "string", "description": "the consortium CA certificate(s) (PEM): ca.cert.pem, or ca-bundle.pem during a CA rollover"},
+                        "revocations": {"type": ["string", "null"], "description": "at the end of a CA rollover: the revocation list the new CA signed (PEM)"}}}}}},
+                "responses": {"200": {"description": "installed: town, node_id, not_after, rotated_from, joined, peer_port, trusted_cas"},
+                    "400": error("the certificate does not fit this node (invalid_certificate)"), "403": error("needs the admin role")}}},
+            "/api/v1/certificate/new-key": {"post": {"summary": "Make a new node key and its certificate request; the current key stays in use until the certificate for the new one is installed (admin)",
+                "responses": {"201": {"description": "node_id (of the new key), request (PEM), request_path"}, "403": error("needs the admin role")}}},
             "/api/v1/status": {"get": {"summary": "Node, membership, peers and record counts",
                 "responses": {"200": {"description": "status"}}}},
             "/api/v1/openapi.json": {"get": {"summary": "This document", "responses": {"200": {"description": "OpenAPI"}}}},

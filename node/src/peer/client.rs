@@ -145,15 +145,15 @@ pub async fn send(
         .peering
         .as_ref()
         .ok_or_else(|| Error::Config("not joined".into()))?;
-    let own = peering.trust.revocation_number();
+    let own = peering.trust().revocation_number();
     sent.request.revocation_number = own;
     if own > server_revocations {
-        sent.request.revocations = Some(peering.trust.revocations_der());
+        sent.request.revocations = Some(peering.trust().revocations_der());
     }
     // The certificates of the signers of what we push (not our own: the
     // server has it from the handshake).
     if let Some(ext) = peering
-        .certificates_for(&fed.store, &sent.request.push)
+        .certificates_for(&fed.store, &sent.request.push, false)
         .await
     {
         sent.request.extensions.push(ext);

@@ -145,10 +145,19 @@ impl PeerTask {
 
 /// Federation state of a node that has joined the consortium.
 pub struct Peering {
-    pub trust: Arc<Trust>,
-    /// Replaced whenever a newer revocation list arrives, which drops every
-    /// pooled connection: the next handshake checks the new list.
+    /// Replaced when a certificate is installed on the running node
+    /// (renewal, a new key, a CA rollover: `crate::membership`).
+    trust: std::sync::RwLock<Arc<Trust>>,
+    /// The peer port's TLS configuration, built from `trust`: each new
+    /// connection takes the current one.
+    server_config: std::sync::RwLock<Arc<rustls::ServerConfig>>,
+    /// Replaced whenever a newer revocation list arrives or the trust
+    /// changes, which drops every pooled connection: the next handshake
+    /// checks the new list with the new certificate.
     client: std::sync::RwLock<Arc<PeerClient>>,
+    /// Bumped when the trust is replaced: the peer port closes connections
+    /// made with the old one once their request is answered.
+    trust_generation: tokio::sync::watch::Sender<u64>,
     tasks: Mutex<HashMap<String, Arc<PeerTask>>>,
     refused: Mutex<VecDeque<RefusedAttempt>>,
     inbound: Mutex<HashMap<String, InboundStats>>,
@@ -182,10 +191,12 @@ pub struct SyncResult {
 impl Peering {
     pub fn new(trust: Trust) -> Result<Peering> {
         let trust = Arc::new(trust);
-        let signers = signers::Signers::new(&trust);
+        let signers = signers::Signers::default();
         Ok(Peering {
             client: std::sync::RwLock::new(Arc::new(PeerClient::new(&trust)?)),
-            trust,
+            server_config: std::sync::RwLock::new(Arc::new(trust.server_config()?)),
+            trust: std::sync::RwLock::new(trust),
+            trust_generation: tokio::sync::watch::Sender::new(0),
             tasks: Mutex::new(HashMap::new()),
             refused: Mutex::new(VecDeque::new()),
             inbound: Mutex::new(HashMap::new()),
@@ -300,6 +311,50 @@ impl Peering {
         v
     }
 
+    /// What this node holds and trusts now.
+    pub fn trust(&self) -> Arc<Trust> {
+        self.trust
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// The peer port's TLS configuration for a new connection.
+    pub fn server_config(&self) -> Arc<rustls::ServerConfig> {
+        self.server_config
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+
+    /// Takes a new certificate, key or CA into use at once: new
+    /// connections (both ways) present and check it; connections already
+    /// open finish on the old one.
+    pub fn replace_trust(&self, trust: Trust) -> Result<()> {
+        let trust = Arc::new(trust);
+        let server = Arc::new(trust.server_config()?);
+        let client = Arc::new(PeerClient::new(&trust)?);
+        *self
+            .server_config
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = server;
+        *self
+            .client
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = client;
+        *self
+            .trust
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = trust;
+        self.trust_generation.send_modify(|g| *g += 1);
+        Ok(())
+    }
+
+    /// Changes when the trust is replaced.
+    pub fn watch_trust(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.trust_generation.subscribe()
+    }
+
     /// Installs a newer revocation list (verified against the CA), and
     /// with it the revoked keys in the store's signer book.
     pub fn install_revocations(
@@ -308,10 +363,11 @@ impl Peering {
         data_dir: &DataDir,
         der: &[u8],
     ) -> Result<bool> {
-        let newer = self.trust.install_revocations(data_dir, der)?;
+        let trust = self.trust();
+        let newer = trust.install_revocations(data_dir, der)?;
         if newer {
             self.publish_signers(store);
-            match PeerClient::new(&self.trust) {
+            match PeerClient::new(&trust) {
                 Ok(fresh) => {
                     *self
                         .client
@@ -500,6 +556,13 @@ async fn run_exchange(
         .await
     }
     .await;
+    if let Err(e) = &result
+        && tls::is_node_mismatch(e)
+        && let Err(e) = reidentify(fed, url, &task).await
+    {
+        record_failure(fed, url, &e).await?;
+        return Err(e);
+    }
     match &result {
         Ok(x) => {
             task.server_revocations
@@ -562,7 +625,7 @@ async fn node_id_of(
         return Ok(id);
     }
     let id = peer_client.hello(target, task.index).await?;
-    if id.node_id == peering.trust.own.node_id {
+    if id.node_id == peering.trust().own.node_id {
         return Err(Error::Config(format!("{url} is this node itself")));
     }
     fed.store
@@ -570,6 +633,41 @@ async fn node_id_of(
         .await?;
     tracing::info!(%url, town = %id.town, node_id = %id.node_id, "identified peer");
     Ok(id.node_id)
+}
+
+/// The peer at `url` answered with another node than the one identified:
+/// a node of the same town has rotated its key (operations.md 15.2), and
+/// its new node id is taken without the administrator's help; another
+/// town's node is refused, with what to do. The next round uses the new id.
+async fn reidentify(fed: &Federation, url: &str, task: &PeerTask) -> Result<()> {
+    let peering = fed.peering.as_ref().ok_or_else(not_joined)?;
+    let _asking = task.identify.lock().await;
+    let info = peer_info(fed, url).await?;
+    let target = client::parse_peer_url(url)?;
+    let id = peering.client().hello(&target, task.index).await?;
+    if info.node_id.as_deref() == Some(id.node_id.as_str()) {
+        // The other task has followed it already.
+        return Ok(());
+    }
+    let (Some(old), Some(town)) = (&info.node_id, &info.town) else {
+        return Err(Error::Config(format!(
+            "{url} is now node {} of {}, not the node it was added with ({}); if that is right, remove the peer and add it again",
+            id.node_id,
+            id.town,
+            info.node_id.as_deref().unwrap_or("?")
+        )));
+    };
+    if *town != id.town {
+        return Err(Error::Config(format!(
+            "{url} is now node {} of town {}, not node {old} of town {town}; if the address moved to another town, remove the peer and add it again",
+            id.node_id, id.town
+        )));
+    }
+    fed.store
+        .peer_identified(url.to_owned(), id.node_id.clone(), id.town.clone())
+        .await?;
+    tracing::warn!(%url, %town, old = %old, new = %id.node_id, "the peer has a new key (node id); following it");
+    Ok(())
 }
 
 fn not_joined() -> Error {

@@ -48,6 +48,12 @@ pub(super) async fn pull(
     let result = pull_inner(fed, url, task, wait_ms).await;
     if let Err(e) = &result {
         record_failure(fed, url, e).await?;
+        if super::tls::is_node_mismatch(e)
+            && let Err(e) = super::reidentify(fed, url, task).await
+        {
+            record_failure(fed, url, &e).await?;
+            return Err(e);
+        }
     }
     result
 }

@@ -62,13 +62,6 @@ pub async fn serve(fed: Federation, listener: TcpListener, shutdown: Cancellatio
     let Some(peering) = fed.peering.clone() else {
         return;
     };
-    let config = match peering.trust.server_config() {
-        Ok(c) => Arc::new(c),
-        Err(e) => {
-            tracing::error!(error = %e, "the peer port cannot start");
-            return;
-        }
-    };
     let app = router(fed.clone(), shutdown.clone());
     let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
     let hellos = Arc::new(Handshakes::default());
@@ -88,8 +81,12 @@ pub async fn serve(fed: Federation, listener: TcpListener, shutdown: Cancellatio
             },
         };
         let hello = hellos.begin(addr.ip());
-        let (config, handshakes, app, fed, shutdown, slots, members) = (
-            config.clone(),
+        let config = peering.server_config();
+        // Which of this node's keys the handshake presents (a rotation may
+        // replace it while the connection lives).
+        let presented = Presented(peering.trust().signer);
+        let mut trust_changed = peering.watch_trust();
+        let (handshakes, app, fed, shutdown, slots, members) = (
             handshakes.clone(),
             app.clone(),
             fed.clone(),
@@ -153,7 +150,7 @@ pub async fn serve(fed: Federation, listener: TcpListener, shutdown: Cancellatio
                     return;
                 }
             };
-            if peering_of(&fed).trust.is_revoked(&identity.serial) {
+            if peering_of(&fed).trust().is_revoked(&identity.serial) {
                 // Serve it anyway: every request is answered 403 "revoked",
                 // which tells its administrator why, instead of a dropped
                 // connection. The per-request check records the refusal.
@@ -180,7 +177,10 @@ pub async fn serve(fed: Federation, listener: TcpListener, shutdown: Cancellatio
                 },
             };
             let service = match &admitted {
-                Ok(_) => TowerToHyperService::new(app.layer(Extension(Arc::new(identity)))),
+                Ok(_) => TowerToHyperService::new(
+                    app.layer(Extension(Arc::new(identity)))
+                        .layer(Extension(presented)),
+                ),
                 Err((status, reason)) => {
                     peering_of(&fed).refused(member, reason.clone());
                     TowerToHyperService::new(over_budget(*status, reason.clone()))
@@ -194,6 +194,15 @@ pub async fn serve(fed: Federation, listener: TcpListener, shutdown: Cancellatio
             tokio::select! {
                 _ = conn.as_mut() => {}
                 _ = shutdown.cancelled() => conn.as_mut().graceful_shutdown(),
+                // A new certificate or key: the request in flight is
+                // answered, then the peer connects again and sees it.
+                _ = trust_changed.changed() => {
+                    conn.as_mut().graceful_shutdown();
+                    tokio::select! {
+                        _ = conn.as_mut() => {}
+                        _ = shutdown.cancelled() => {}
+                    }
+                }
             }
             drop(admitted);
         });
@@ -369,7 +378,7 @@ async fn check_revocation(
     next: Next,
 ) -> Response {
     let peering = peering_of(&state.fed);
-    if peering.trust.is_revoked(&peer.serial) {
+    if peering.trust().is_revoked(&peer.serial) {
         peering.refused(
             format!("{} ({})", peer.town, peer.node_id),
             "certificate revoked (request on an open connection)".into(),
@@ -387,7 +396,8 @@ async fn hello(
     State(state): State<PeerState>,
     Extension(peer): Extension<Arc<PeerIdentity>>,
 ) -> Response {
-    let own = &peering_of(&state.fed).trust.own;
+    let trust = peering_of(&state.fed).trust();
+    let own = &trust.own;
     tracing::debug!(peer = %peer.town, "hello");
     axum::Json(serde_json::json!({
         "protocol_version": PROTOCOL_VERSION,
@@ -454,14 +464,20 @@ fn refuse(status: StatusCode, message: String) -> Response {
     (status, message).into_response()
 }
 
+/// The signer id of the certificate this node presented in a connection's
+/// handshake.
+#[derive(Clone, Copy)]
+struct Presented(yui_protocol::provenance::SignerId);
+
 /// `POST /yui/v1/sync` from a member whose certificate the handshake checked.
 async fn sync(
     State(state): State<PeerState>,
     Extension(peer): Extension<Arc<PeerIdentity>>,
+    Extension(presented): Extension<Presented>,
     headers: HeaderMap,
     body: Body,
 ) -> Response {
-    match exchange(&state, &peer, &headers, body).await {
+    match exchange(&state, &peer, presented, &headers, body).await {
         Ok(response) | Err(response) => response,
     }
 }
@@ -472,6 +488,7 @@ async fn sync(
 async fn exchange(
     state: &PeerState,
     peer: &PeerIdentity,
+    presented: Presented,
     headers: &HeaderMap,
     body: Body,
 ) -> Result<Response, Response> {
@@ -522,11 +539,17 @@ async fn exchange(
         None
     };
     let mut resp = yui_protocol::session::server_response(fed.store.feed_epoch(), accepted, batch);
-    resp.revocation_number = peering.trust.revocation_number();
+    resp.revocation_number = peering.trust().revocation_number();
     if client_revocations < resp.revocation_number {
-        resp.revocations = Some(peering.trust.revocations_der());
+        resp.revocations = Some(peering.trust().revocations_der());
     }
-    if let Some(ext) = peering.certificates_for(&fed.store, &resp.docs).await {
+    // The peer took this node's certificate from the handshake; one that
+    // predates a new key does not vouch for what the new key signed.
+    let own_too = presented.0 != peering.trust().signer;
+    if let Some(ext) = peering
+        .certificates_for(&fed.store, &resp.docs, own_too)
+        .await
+    {
         resp.extensions.push(ext);
     }
     let docs_out = resp.docs.len() as u64;
@@ -633,7 +656,7 @@ async fn deliver(
     peer: &PeerIdentity,
     batch: Batch,
 ) -> Result<Batch, Response> {
-    if peering.trust.is_revoked(&peer.serial) {
+    if peering.trust().is_revoked(&peer.serial) {
         peering.refused(
             format!("{} ({})", peer.town, peer.node_id),
             "certificate revoked while its long poll waited".into(),

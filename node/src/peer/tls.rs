@@ -27,6 +27,15 @@ use crate::pki::{self, NODE_DNS_NAME, PeerIdentity, Revocations, Usage};
 /// accept any consortium node.
 const SYNTHETIC_SUFFIX: &str = ".yui.invalid";
 
+/// How a handshake with a node other than the one expected fails: the
+/// peer task then asks who it is (a rotated key: `peer::reidentify`).
+const NOT_THE_EXPECTED_NODE: &str = "not the expected node";
+
+/// Whether `e` is a handshake with another node than the expected one.
+pub fn is_node_mismatch(e: &Error) -> bool {
+    e.to_string().contains(NOT_THE_EXPECTED_NODE)
+}
+
 /// Installs ring as the process's rustls crypto provider. Called before any
 /// TLS or HTTP client is built; calling it again is harmless.
 pub fn install_crypto_provider() {
@@ -61,11 +70,19 @@ fn expected_node(server_name: &ServerName<'_>) -> Option<String> {
     Some(label.to_uppercase())
 }
 
-/// What a node that has joined the consortium holds.
+/// What a node that has joined the consortium holds. Immutable but for
+/// the revocation list: installing a certificate (renewal, a new key, a CA
+/// rollover) builds a new one, which `Peering` swaps in.
 pub struct Trust {
-    pub ca_der: Vec<u8>,
+    /// The consortium CA certificate(s) this node trusts.
+    pub anchors: pki::Anchors,
     pub own: PeerIdentity,
     pub cert_der: Vec<u8>,
+    /// The CA certificates after the node certificate in its file (a
+    /// rollover's cross certificate), presented in every handshake.
+    pub intermediates: Vec<Vec<u8>>,
+    /// The id of this node's change signatures (its key's).
+    pub signer: yui_protocol::provenance::SignerId,
     key_der: Vec<u8>,
     pub revocations: RwLock<Revocations>,
 }
@@ -80,12 +97,19 @@ impl Trust {
         // Each file's failure names the file and the way to mend it.
         let reinstall = "install the certificate and ca.cert.pem the secretariat sent again with `yui cert install --cert NODE_CERT --ca-cert CA_CERT`";
         let (cert_path, ca_path) = (data_dir.cert_path(), data_dir.ca_cert_path());
-        let cert_der = pki::read_pem_file(&cert_path, "node certificate")
+        let mut chain = fs::read_to_string(&cert_path)
+            .map_err(|e| Error::Config(format!("reading it: {e}")))
+            .and_then(|text| pki::parse_pem_all(&text, "node certificate"))
             .map_err(|e| damaged(&cert_path, "the node certificate", e, reinstall))?;
+        let cert_der = chain.remove(0);
         let own = pki::identity(&cert_der)
             .map_err(|e| damaged(&cert_path, "the node certificate", e, reinstall))?;
-        let ca_der = pki::read_pem_file(&ca_path, "CA certificate")
-            .and_then(|der| pki::check_ca_cert(&der).map(|()| der))
+        let signer = pki::spki(&cert_der)
+            .map(|s| pki::signer_id(&s))
+            .map_err(|e| damaged(&cert_path, "the node certificate", e, reinstall))?;
+        let anchors = fs::read_to_string(&ca_path)
+            .map_err(|e| Error::Config(format!("reading it: {e}")))
+            .and_then(|text| pki::Anchors::from_pem(&text, "CA certificate"))
             .map_err(|e| damaged(&ca_path, "the consortium CA certificate", e, reinstall))?;
         let key_path = data_dir.key_path();
         let key_der = fs::read_to_string(&key_path)
@@ -105,7 +129,7 @@ impl Trust {
         let crl_path = data_dir.revocations_path();
         let revocations = match fs::read_to_string(&crl_path) {
             Ok(text) => pki::parse_crl_pem(&text)
-                .and_then(|der| Revocations::verify(&der, &ca_der))
+                .and_then(|der| Revocations::verify(&der, &anchors, &chain))
                 .map_err(|e| {
                     damaged(
                         &crl_path,
@@ -121,9 +145,11 @@ impl Trust {
             Err(e) => return Err(crate::fsio::io_error("reading", &crl_path, e)),
         };
         Ok(Some(Trust {
-            ca_der,
+            anchors,
             own,
             cert_der,
+            intermediates: chain,
+            signer,
             key_der,
             revocations: RwLock::new(revocations),
         }))
@@ -131,14 +157,19 @@ impl Trust {
 
     fn roots(&self) -> Result<Arc<RootCertStore>> {
         let mut roots = RootCertStore::empty();
-        roots
-            .add(CertificateDer::from(self.ca_der.clone()))
-            .map_err(|e| Error::Config(format!("the CA certificate is unusable: {e}")))?;
+        for der in self.anchors.certs() {
+            roots
+                .add(CertificateDer::from(der.clone()))
+                .map_err(|e| Error::Config(format!("the CA certificate is unusable: {e}")))?;
+        }
         Ok(Arc::new(roots))
     }
 
     fn chain(&self) -> Vec<CertificateDer<'static>> {
-        vec![CertificateDer::from(self.cert_der.clone())]
+        std::iter::once(&self.cert_der)
+            .chain(&self.intermediates)
+            .map(|d| CertificateDer::from(d.clone()))
+            .collect()
     }
 
     fn key(&self) -> PrivateKeyDer<'static> {
@@ -170,7 +201,7 @@ impl Trust {
     /// Installs a newer revocation list after checking its signature.
     /// Returns whether it was newer.
     pub fn install_revocations(&self, data_dir: &DataDir, der: &[u8]) -> Result<bool> {
-        let list = Revocations::verify(der, &self.ca_der)?;
+        let list = Revocations::verify(der, &self.anchors, &self.intermediates)?;
         let mut current = self
             .revocations
             .write()
@@ -380,7 +411,7 @@ impl ServerCertVerifier for NodeVerifier {
             && expected != id.node_id.replace('-', "")
         {
             return Err(rustls::Error::General(format!(
-                "the server is node {} of {}, not the expected node",
+                "the server is node {} of {}, {NOT_THE_EXPECTED_NODE}",
                 id.node_id, id.town
             )));
         }

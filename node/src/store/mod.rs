@@ -55,7 +55,7 @@ mod users;
 mod writer;
 
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex, OnceLock, mpsc};
+use std::sync::{Arc, Mutex, mpsc};
 use std::thread;
 
 use automerge::ActorId;
@@ -139,7 +139,8 @@ struct Inner {
     /// The quotas on what peers bring in (`quota`).
     quotas: Mutex<Arc<yui_protocol::quota::Quotas>>,
     /// Signs this node's changes to shared records (`provenance`).
-    signing: OnceLock<ChangeSigning>,
+    /// Replaced when the node's key is rotated (`crate::membership`).
+    signing: std::sync::RwLock<Option<ChangeSigning>>,
     /// The member keys incoming changes are checked with; empty (every
     /// change refused) until the peer layer sets it.
     signers: Mutex<Arc<yui_protocol::provenance::SignerBook>>,
@@ -298,7 +299,7 @@ impl Store {
                 integrity,
                 first_check,
                 quotas: Mutex::new(Arc::default()),
-                signing: OnceLock::new(),
+                signing: std::sync::RwLock::new(None),
                 signers: Mutex::new(Arc::default()),
             }),
         })
@@ -389,7 +390,7 @@ fn needs_upgrade(conn: &Connection) -> Result<bool> {
     let found = conn
         .query_row(
             "SELECT (SELECT count(*) FROM sqlite_schema WHERE type = 'table'
-                     AND name IN ('peer_epochs', 'peer_staged', 'egress', 'quota_usage', 'change_signatures', 'signer_certificates')),
+                     AND name IN ('peer_epochs', 'peer_staged', 'egress', 'quota_usage', 'change_signatures', 'signer_certificates', 'ca_certificates')),
                     (SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'search'),
                     (SELECT count(*) FROM meta WHERE key = 'feed_epoch')",
             [],
@@ -397,7 +398,7 @@ fn needs_upgrade(conn: &Connection) -> Result<bool> {
         );
     Ok(match found {
         Ok((tables, search, epochs)) => {
-            tables < 6 || search.as_deref() != Some(SEARCH_TABLE) || epochs == 0
+            tables < 7 || search.as_deref() != Some(SEARCH_TABLE) || epochs == 0
         }
         Err(_) => true,
     })

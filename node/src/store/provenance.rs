@@ -27,6 +27,9 @@ CREATE INDEX IF NOT EXISTS change_signatures_by_record ON change_signatures (rec
 CREATE TABLE IF NOT EXISTS signer_certificates (
     certificate BLOB PRIMARY KEY, signer BLOB NOT NULL, town TEXT NOT NULL, learned_at INTEGER NOT NULL
 ) STRICT;
+CREATE TABLE IF NOT EXISTS ca_certificates (
+    certificate BLOB PRIMARY KEY, learned_at INTEGER NOT NULL
+) STRICT;
 ";
 
 /// Signs one change with this node's key.
@@ -120,12 +123,20 @@ impl Store {
     /// Signs every change this node makes to a shared record from now on.
     /// Set once, when the node opens.
     pub fn sign_changes_with(&self, signing: ChangeSigning) {
-        let _ = self.inner.signing.set(signing);
+        *self
+            .inner
+            .signing
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(signing);
     }
 
     /// This node's signing key, once set (for a write job to take along).
     pub(super) fn signing(&self) -> Option<ChangeSigning> {
-        self.inner.signing.get().cloned()
+        self.inner
+            .signing
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
     }
 
     /// The member keys incoming changes are checked with from now on.
@@ -176,6 +187,33 @@ impl Store {
                 added += insert.execute(params![der, &signer.0[..], town, now])?;
             }
             Ok(added)
+        })
+        .await
+    }
+
+    /// The cross certificates of CA rollovers this node has verified (DER).
+    pub async fn ca_certificates(&self) -> Result<Vec<Vec<u8>>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare("SELECT certificate FROM ca_certificates")?;
+            let ders = stmt
+                .query_map([], |r| r.get::<_, Vec<u8>>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(ders)
+        })
+        .await
+    }
+
+    /// Keeps cross certificates the peer layer verified.
+    pub async fn remember_ca_certificates(&self, certs: Vec<Vec<u8>>) -> Result<()> {
+        self.write(move |conn, _| {
+            let now = crate::clock::now_ms();
+            let mut insert = conn.prepare_cached(
+                "INSERT OR IGNORE INTO ca_certificates (certificate, learned_at) VALUES (?1, ?2)",
+            )?;
+            for der in &certs {
+                insert.execute(params![der, now])?;
+            }
+            Ok(())
         })
         .await
     }
