@@ -45,35 +45,23 @@ impl Ca {
 
     /// `yui ca issue` for the node in `data_dir`; returns the certificate file.
     pub fn issue(&self, data_dir: &Path, days: u32) -> PathBuf {
-        let n = self
-            .issued
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let out = self.dir.join(format!("issued-{n}.cert.pem"));
-        let csr = data_dir.join("node.csr.pem");
-        self.run(&[
-            "ca",
-            "issue",
-            "--ca-dir",
-            self.arg(),
-            "--csr",
-            csr.to_str().expect("utf8"),
-            "--out",
-            out.to_str().expect("utf8"),
-            "--days",
-            &days.to_string(),
-        ]);
-        out
+        self.issue_with(&data_dir.join("node.csr.pem"), days, &[])
     }
 
     /// `yui ca issue --renew` (or `--rotate`) for the request `csr` (a
     /// data directory's `node.csr.pem`, or `node.next.csr.pem` after `yui
     /// cert rotate-key`); returns the certificate file.
     pub fn reissue(&self, csr: &Path, days: u32, how: &str) -> PathBuf {
+        self.issue_with(csr, days, &[how])
+    }
+
+    fn issue_with(&self, csr: &Path, days: u32, extra: &[&str]) -> PathBuf {
         let n = self
             .issued
             .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         let out = self.dir.join(format!("issued-{n}.cert.pem"));
-        self.run(&[
+        let days = days.to_string();
+        let mut args = vec![
             "ca",
             "issue",
             "--ca-dir",
@@ -83,9 +71,10 @@ impl Ca {
             "--out",
             out.to_str().expect("utf8"),
             "--days",
-            &days.to_string(),
-            how,
-        ]);
+            &days,
+        ];
+        args.extend_from_slice(extra);
+        self.run(&args);
         out
     }
 
