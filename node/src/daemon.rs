@@ -81,6 +81,14 @@ pub async fn serve(
             }
         }
     }));
+    // This node's changes made before it signed them, signed once in the
+    // background (protocol.md 7.6); a restart resumes.
+    let (signer, stop) = (node.clone(), shutdown.clone());
+    background.push(tokio::spawn(async move {
+        if let Err(e) = signer.store.sign_own_history(stop).await {
+            tracing::error!(error = %e, "could not sign this node's older changes; the next start tries again");
+        }
+    }));
     if let Some(peering) = &node.peering {
         // The keys incoming change signatures are checked with.
         peering.load_signers(&node.store).await?;

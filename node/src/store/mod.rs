@@ -34,7 +34,8 @@
 //! stored heads), `replica` and `sync` (what sync reads and writes), `peers`,
 //! `egress` (the ledger), `audit` (the audit log), `users` (the accounts'
 //! tables), `backup` (backup, restore and a stopped database's actor id),
-//! `provenance` (change signatures and signer certificates).
+//! `provenance` (change signatures and signer certificates) and
+//! `own_history` (signing this node's changes made before it signed).
 
 mod audit;
 mod backup;
@@ -43,6 +44,7 @@ mod egress;
 mod feed;
 mod guard;
 mod integrity;
+mod own_history;
 mod peers;
 mod provenance;
 mod quota;
