@@ -327,6 +327,45 @@ mod tests {
         store.close();
     }
 
+    #[tokio::test]
+    async fn a_restored_node_still_signs_what_it_made_under_its_former_actor() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let path = dir.path().join("yui.sqlite");
+        Store::create_database(&path, "omachi").expect("create");
+        let store = Store::open(&path, "omachi").expect("open");
+        store
+            .create(
+                Collection::Knowledge,
+                fields(
+                    Collection::Knowledge,
+                    serde_json::json!({"title": "復元前", "body": "本文", "category": "pr"}),
+                ),
+                crate::clock::now_ms(),
+            )
+            .await
+            .expect("create");
+        store.close();
+        drop(store);
+        let before = super::super::stored_actor(&path).expect("actor");
+        let copy = dir.path().join("backups").join("before.sqlite");
+        super::super::backup(&path, &copy).expect("backup");
+        super::super::restore(&path, &copy, "omachi", crate::clock::now_ms()).expect("restore");
+        assert_ne!(super::super::stored_actor(&path).expect("actor"), before);
+
+        let store = Store::open(&path, "omachi").expect("open");
+        let count = Arc::new(AtomicUsize::new(0));
+        store.sign_changes_with(counting(count.clone(), CancellationToken::new()));
+        let signed = store
+            .sign_own_history(CancellationToken::new())
+            .await
+            .expect("sign");
+        assert_eq!(
+            signed, 1,
+            "the change made under the actor before the restore"
+        );
+        store.close();
+    }
+
     #[test]
     fn former_actor_ids_read_back() {
         let actors = parse_actors("0102,zz,,0a0b0c");
