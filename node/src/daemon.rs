@@ -85,8 +85,11 @@ pub async fn serve(
     // background (protocol.md 7.6); a restart resumes.
     let (signer, stop) = (node.clone(), shutdown.clone());
     background.push(tokio::spawn(async move {
-        if let Err(e) = signer.store.sign_own_history(stop).await {
-            tracing::error!(error = %e, "could not sign this node's older changes; the next start tries again");
+        match signer.store.sign_own_history(stop).await {
+            Ok(_) | Err(crate::error::Error::ShuttingDown) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "could not sign this node's older changes; the next start tries again");
+            }
         }
     }));
     if let Some(peering) = &node.peering {

@@ -12,10 +12,10 @@
 //! another town's KPI report or pilot result, which no receiver would take
 //! (write authority, protocol.md 7.4).
 //!
-//! It runs in the background of a serving node, in batches of
-//! [`BATCH`] records: each batch is loaded and signed on a reader, then
-//! stored by one job on the writer, so start-up, reads and other writes go
-//! on meanwhile. The records are taken in rowid order and the last one done
+//! It runs in the background of a serving node, after the first integrity
+//! check, in batches of [`BATCH`] records: each batch is loaded and signed
+//! on a reader, then stored by one job on the writer, so start-up, reads
+//! and other writes go on meanwhile. The records are taken in rowid order and the last one done
 //! is kept in `meta`, so a restart resumes where it stopped; when all are
 //! done, `meta` says so and later starts cost one read.
 
@@ -56,6 +56,11 @@ impl Store {
         let Some(signing) = self.signing() else {
             return Ok(0);
         };
+        // After the first integrity check: it has the disk to itself at
+        // start, and a damaged database is left alone (it takes no write).
+        if !self.first_integrity_check().await.is_ok() {
+            return Ok(0);
+        }
         let (done, mut through, former) = self
             .read(|conn| {
                 Ok((
