@@ -82,6 +82,17 @@ pub async fn serve(
             }
         }
     }));
+    // This node's changes made before it signed them, signed once in the
+    // background (protocol.md 7.6); a restart resumes.
+    let (signer, stop) = (node.clone(), shutdown.clone());
+    background.push(tokio::spawn(async move {
+        match signer.store.sign_own_history(stop).await {
+            Ok(_) | Err(crate::error::Error::ShuttingDown) => {}
+            Err(e) => {
+                tracing::error!(error = %e, "could not sign this node's older changes; the next start tries again");
+            }
+        }
+    }));
     if node.peering().is_some() {
         background.extend(crate::membership::start_federation(&node, peers, &shutdown).await?);
     } else if let Some(listener) = peers {

@@ -500,3 +500,369 @@ fn hostile_certificate_bytes_never_become_a_signer() {
         )
         .expect("no hostile certificate passes");
 }
+
+/// The history of `id` at `node`: per change, its town and whether its
+/// signature was verified.
+async fn provenance_of(node: &Node, c: Collection, id: &str) -> Vec<(String, bool)> {
+    node.history(c, id.to_owned())
+        .await
+        .expect("history")
+        .into_iter()
+        .map(|h| (h.entry.town, h.verified))
+        .collect()
+}
+
+/// Waits until `id`'s history at `node` is `expected`.
+async fn wait_for_provenance(node: &Node, c: Collection, id: &str, expected: &[(&str, bool)]) {
+    let expected: Vec<(String, bool)> = expected
+        .iter()
+        .map(|(t, v)| ((*t).to_owned(), *v))
+        .collect();
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    loop {
+        let found = provenance_of(node, c, id).await;
+        if found == expected {
+            return;
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "{c} {id} at {}: {found:?}, not {expected:?} within {CONVERGE:?}",
+            node.config.town
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The database of a stopped node as a version without signatures left it
+/// (protocol.md 7.6): no signatures, no signer certificates, no late
+/// signatures and no trace of signing its history. Its records and sync
+/// state are what that version wrote: the changes are the same bytes.
+fn as_before_signatures(town: &Town) {
+    let conn = rusqlite::Connection::open(town.node.data_dir.db_path()).expect("open");
+    conn.execute_batch(
+        "DROP TABLE change_signatures; DROP TABLE signer_certificates; DROP TABLE late_signatures;
+         DELETE FROM meta WHERE key LIKE 'own_history%';",
+    )
+    .expect("downgrade");
+}
+
+/// Opens a stopped town's data directory again, as starting the new
+/// binary does (the old node keeps nothing open that matters: its store
+/// was closed when it stopped).
+fn upgrade(town: &mut Town) {
+    let data_dir = town.node.data_dir.clone();
+    town.node = std::sync::Arc::new(Node::open(data_dir, false).expect("reopen"));
+}
+
+/// A signature-only update (protocol.md 7.6) of `id` at `heads`.
+fn signatures_only(
+    id: &str,
+    c: Collection,
+    heads: &[Vec<u8>],
+    sigs: &[yui_protocol::provenance::ChangeSignature],
+) -> DocUpdate {
+    DocUpdate {
+        id: id.to_owned(),
+        collection: c.name().into(),
+        heads: heads.to_vec(),
+        changes: Vec::new(),
+        seq: 1,
+        extensions: vec![Extension {
+            tag: SIGNATURES_EXTENSION,
+            data: encode_signatures(sigs),
+        }],
+    }
+}
+
+/// Records whose history began before nodes signed their changes
+/// (protocol.md 7.6). Tateshina and Omachi sync while neither signs;
+/// Omachi adds to Tateshina's article, and Hakuba gives Omachi a record
+/// and never upgrades. Omachi upgrades and signs its own older change; a
+/// new member, Itoigawa, dials Omachi only and refuses all three records.
+/// Forged signature-only updates are refused. Tateshina upgrades and signs
+/// its own: the signatures reach Omachi without the changes, and Itoigawa
+/// then gets the article and the report with every change verified;
+/// Hakuba's record never reaches it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_history_from_before_signatures_reaches_a_new_member_once_its_authors_upgrade() {
+    let consortium = Consortium::new("信州コンソーシアム");
+    let (mut a, mut b, c) = (
+        consortium.town("tateshina"),
+        consortium.town("omachi"),
+        consortium.town("itoigawa"),
+    );
+    let hakuba = consortium.town("hakuba");
+
+    // Before signatures.
+    let rb = Running::start(b.node.clone(), 2);
+    let b_peer = rb.peer;
+    yui_node::peer::add_peer(&a.node.federation(), &rb.peer_url(), None, None)
+        .await
+        .expect("add peer");
+    let ra = Running::start(a.node.clone(), 2);
+    let article = create(
+        &a.node,
+        Collection::Knowledge,
+        serde_json::json!({"title": "立科の研修の進め方", "body": "本文", "category": "training"}),
+    )
+    .await;
+    let report = create(
+        &a.node,
+        Collection::KpiReports,
+        serde_json::json!({"fiscal_year": 2025, "new_hires": 3}),
+    )
+    .await;
+    wait_until_held(&b.node, Collection::KpiReports, &report, |_| true).await;
+    wait_until_held(&b.node, Collection::Knowledge, &article, |_| true).await;
+    const ADDED: &str = "立科の研修の進め方（大町の追記）";
+    b.node
+        .store
+        .update(
+            Collection::Knowledge,
+            article.clone(),
+            validate_patch(
+                Collection::Knowledge,
+                serde_json::json!({"title": ADDED})
+                    .as_object()
+                    .expect("object"),
+            )
+            .expect("valid"),
+            yui_node::clock::now_ms(),
+        )
+        .await
+        .expect("B adds to A's article");
+    let (mut old, old_id) = record_doc(
+        Collection::Knowledge,
+        "hakuba",
+        0x48,
+        serde_json::json!({"title": "白馬の古い記録", "body": "本文", "category": "training"}),
+    );
+    let old_id = old_id.to_string();
+    let from_hakuba = Member::of(&hakuba, rb.peer);
+    let sent = from_hakuba.signed(vec![update_of(
+        &mut old,
+        &old_id.parse().expect("id"),
+        Collection::Knowledge,
+    )]);
+    let (status, body) = from_hakuba.post("", &push(sent)).await.expect("push");
+    assert_eq!((status, refusal_codes(&body)), (200, Default::default()));
+    wait_until_held(&a.node, Collection::Knowledge, &article, |r| {
+        r["fields"]["title"] == ADDED
+    })
+    .await;
+    wait_until_held(&a.node, Collection::Knowledge, &old_id, |_| true).await;
+    ra.stop();
+    rb.stop();
+    as_before_signatures(&a);
+    as_before_signatures(&b);
+
+    // Omachi upgrades first, where its peers dial it, and signs its own
+    // older change: never Tateshina's, never Hakuba's.
+    upgrade(&mut b);
+    let rb = Running::start_on(b.node.clone(), 2, b_peer);
+    wait_for_provenance(
+        &b.node,
+        Collection::Knowledge,
+        &article,
+        &[("tateshina", false), ("omachi", true)],
+    )
+    .await;
+    assert_eq!(
+        provenance_of(&b.node, Collection::KpiReports, &report).await,
+        [("tateshina".to_owned(), false)]
+    );
+    assert_eq!(
+        provenance_of(&b.node, Collection::Knowledge, &old_id).await,
+        [("hakuba".to_owned(), false)]
+    );
+
+    // Itoigawa joins and refuses all three: each has an unsigned change.
+    yui_node::peer::add_peer(&c.node.federation(), &rb.peer_url(), None, None)
+        .await
+        .expect("add peer");
+    let rc = Running::start(c.node.clone(), 2);
+    let deadline = tokio::time::Instant::now() + CONVERGE;
+    while c.node.status().await.expect("status").peers[0].refused_docs < 3 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "Itoigawa refused nothing"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    for (col, id) in [
+        (Collection::Knowledge, &article),
+        (Collection::KpiReports, &report),
+        (Collection::Knowledge, &old_id),
+    ] {
+        assert!(
+            holds(&c.node, col, id).await.is_none(),
+            "{id} reached Itoigawa"
+        );
+    }
+
+    // A member forges signature-only updates for Tateshina's change:
+    // signed with Omachi's key, and a made-up signature in Tateshina's name
+    // (with Tateshina's real certificate). Refused, and nothing stored.
+    let forger = Member::of(&c, rb.peer);
+    let offered = pull_all(&forger).await;
+    let whole = offered.iter().find(|d| d.id == article).expect("offered");
+    let mut doc = AutoCommit::load(&whole.changes).expect("load");
+    let a_actor = a.node.store.actor_hex();
+    let by_a: Vec<automerge::ChangeHash> = doc
+        .get_changes(&[])
+        .iter()
+        .filter(|ch| ch.actor_id().to_hex_string() == a_actor)
+        .map(|ch| ch.hash())
+        .collect();
+    assert_eq!(by_a.len(), 1);
+    let b_key = Member::of(&b, rb.peer).signing;
+    let as_b: Vec<_> = by_a.iter().filter_map(|h| b_key(*h)).collect();
+    let garbage = vec![yui_protocol::provenance::ChangeSignature {
+        change: by_a[0],
+        signer: a.node.signer(),
+        signature: vec![0x5a; 64],
+    }];
+    let a_cert =
+        yui_node::pki::read_pem_file(&a.node.data_dir.cert_path(), "certificate").expect("cert");
+    let forged = SyncRequest {
+        version: yui_protocol::wire::PROTOCOL_VERSION,
+        push: vec![
+            signatures_only(&article, Collection::Knowledge, &whole.heads, &as_b),
+            signatures_only(&article, Collection::Knowledge, &whole.heads, &garbage),
+        ],
+        extensions: vec![Extension {
+            tag: yui_protocol::provenance::CERTIFICATES_EXTENSION,
+            data: yui_protocol::provenance::encode_certificates(&[a_cert]),
+        }],
+        ..Default::default()
+    };
+    let (status, body) = forger.post("", &forged.to_wire()).await.expect("push");
+    assert_eq!(status, 200);
+    assert_eq!(
+        refusal_codes(&body),
+        [
+            ("bad_signature".to_owned(), 1),
+            ("wrong_town".to_owned(), 1)
+        ]
+        .into()
+    );
+    assert_eq!(
+        provenance_of(&b.node, Collection::Knowledge, &article).await,
+        [("tateshina".to_owned(), false), ("omachi".to_owned(), true)]
+    );
+    assert_eq!(
+        b.node
+            .store
+            .signed_by(article.parse().expect("id"))
+            .await
+            .expect("signed")
+            .len(),
+        1
+    );
+
+    // Tateshina upgrades and signs its own older changes. They reach
+    // Omachi as signatures only: what Tateshina pushed since carried no
+    // change, nor what Omachi answered it.
+    let upgraded_at = yui_protocol::record::format_time(yui_node::clock::now_ms());
+    upgrade(&mut a);
+    let ra = Running::start(a.node.clone(), 2);
+    wait_for_provenance(
+        &b.node,
+        Collection::Knowledge,
+        &article,
+        &[("tateshina", true), ("omachi", true)],
+    )
+    .await;
+    wait_for_provenance(
+        &b.node,
+        Collection::KpiReports,
+        &report,
+        &[("tateshina", true)],
+    )
+    .await;
+    wait_for_provenance(
+        &a.node,
+        Collection::Knowledge,
+        &article,
+        &[("tateshina", true), ("omachi", true)],
+    )
+    .await;
+    let pushed = a
+        .node
+        .store
+        .egress(None, Some(upgraded_at.clone()), 100)
+        .await
+        .expect("ledger");
+    for id in [&article, &report] {
+        assert!(
+            pushed.iter().any(|e| &e.record_id == id),
+            "{id} was not pushed: {pushed:?}"
+        );
+    }
+    let to_a = b
+        .node
+        .store
+        .egress(Some(a.node.node_id()), Some(upgraded_at), 100)
+        .await
+        .expect("ledger");
+    assert!(
+        pushed.iter().chain(&to_a).all(|e| e.bytes == 0),
+        "changes crossed: {pushed:?} {to_a:?}"
+    );
+
+    // Itoigawa, which refused them, now gets both from Omachi, every change
+    // verified, Tateshina's with the certificate Omachi passed on. Hakuba's
+    // record stays out.
+    wait_until_held(&c.node, Collection::Knowledge, &article, |r| {
+        r["fields"]["title"] == ADDED
+    })
+    .await;
+    wait_until_held(&c.node, Collection::KpiReports, &report, |_| true).await;
+    let history = c
+        .node
+        .history(Collection::Knowledge, article.clone())
+        .await
+        .expect("history");
+    let signers: Vec<(&str, Option<&str>, bool)> = history
+        .iter()
+        .map(|h| {
+            let by = h.signed_by.as_ref().expect("signed");
+            (h.entry.town.as_str(), by.town.as_deref(), h.verified)
+        })
+        .collect();
+    assert_eq!(
+        signers,
+        [
+            ("tateshina", Some("tateshina"), true),
+            ("omachi", Some("omachi"), true)
+        ]
+    );
+    assert_eq!(
+        history[0].signed_by.as_ref().expect("signed").node_id,
+        a.node.node_id()
+    );
+    assert_eq!(
+        history[1].signed_by.as_ref().expect("signed").node_id,
+        b.node.node_id()
+    );
+    assert_eq!(
+        provenance_of(&c.node, Collection::KpiReports, &report).await,
+        [("tateshina".to_owned(), true)]
+    );
+    assert!(
+        holds(&c.node, Collection::Knowledge, &old_id)
+            .await
+            .is_none()
+    );
+
+    // And it settles: no node's feed moves any more (signatures re-offered
+    // for ever would).
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let feeds = |nodes: [&Node; 3]| nodes.map(|n| *n.store.watch_seq().borrow());
+    let settled = feeds([&a.node, &b.node, &c.node]);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    assert_eq!(feeds([&a.node, &b.node, &c.node]), settled);
+    for r in [ra, rb, rc] {
+        r.stop();
+    }
+}

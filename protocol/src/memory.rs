@@ -18,6 +18,8 @@ struct MemRecord {
     bytes: Vec<u8>,
     heads: Vec<Hash>,
     seq: u64,
+    /// The feed position of its latest late signatures (0: none).
+    signed_at: u64,
 }
 
 /// One node's records, in memory.
@@ -39,6 +41,8 @@ pub struct MemoryReplica {
     pub admission: crate::gate::Admission,
     /// Change signatures, by change: (record, signature).
     pub signatures: HashMap<ChangeHash, (RecordId, ChangeSignature)>,
+    /// The feed position at which each late signature was stored.
+    late: HashMap<ChangeHash, u64>,
 }
 
 impl MemoryReplica {
@@ -55,6 +59,7 @@ impl MemoryReplica {
             epoch: 1,
             admission: crate::gate::Admission::without_clock(),
             signatures: HashMap::new(),
+            late: HashMap::new(),
         }
     }
 
@@ -70,6 +75,7 @@ impl MemoryReplica {
         self.next_seq += 1;
         let heads = to_hashes(&doc.get_heads());
         self.docs.insert(id.clone(), doc.clone());
+        let signed_at = self.records.get(id).map_or(0, |r| r.signed_at);
         self.records.insert(
             id.clone(),
             MemRecord {
@@ -77,8 +83,61 @@ impl MemoryReplica {
                 bytes: doc.save_nocompress(),
                 heads,
                 seq,
+                signed_at,
             },
         );
+    }
+
+    /// What a node does at upgrade (protocol.md 7.6): signs, with `sign`,
+    /// every change of its shared records that its own actor made and no
+    /// stored signature covers, and stores them as late signatures.
+    /// Answers how many it signed.
+    pub fn sign_own_history(
+        &mut self,
+        sign: &dyn Fn(ChangeHash) -> Option<ChangeSignature>,
+    ) -> usize {
+        let ids: Vec<RecordId> = self
+            .records
+            .iter()
+            .filter(|(_, r)| r.collection.is_shared())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let signed: std::collections::HashSet<ChangeHash> =
+            self.signatures.keys().copied().collect();
+        let mut count = 0;
+        for id in ids {
+            let Some(doc) = self.docs.get_mut(&id) else {
+                continue;
+            };
+            let own = crate::provenance::own_unsigned(
+                doc,
+                std::slice::from_ref(&self.actor),
+                &self.town,
+                &signed,
+            );
+            let sigs: Vec<ChangeSignature> = own.into_iter().filter_map(sign).collect();
+            count += crate::sync::Replica::store_late_signatures(self, &id, &sigs)
+                .unwrap_or_else(|never| match never {});
+        }
+        count
+    }
+
+    /// Signs, with `sign`, the changes of a record after `before` (what a
+    /// signing node does with its own writes), and keeps the signatures.
+    pub fn sign_new(
+        &mut self,
+        id: &RecordId,
+        before: &[ChangeHash],
+        sign: &dyn Fn(ChangeHash) -> Option<ChangeSignature>,
+    ) {
+        let Some(doc) = self.docs.get_mut(id) else {
+            return;
+        };
+        for change in doc.get_changes(before) {
+            if let Some(s) = sign(change.hash()) {
+                self.signatures.insert(s.change, (id.clone(), s));
+            }
+        }
     }
 
     /// A local write: creates a record of any collection.
@@ -168,6 +227,7 @@ impl Replica for MemoryReplica {
                     id: id.clone(),
                     collection: SharedCollection::new(r.collection)?,
                     heads: r.heads.clone(),
+                    signed_at: r.signed_at,
                 })
             })
             .collect();
@@ -224,6 +284,44 @@ impl Replica for MemoryReplica {
                 .map(|(_, s)| s.clone())
                 .collect(),
         })
+    }
+
+    fn late_signatures(
+        &mut self,
+        id: &RecordId,
+        after: u64,
+    ) -> Result<Vec<ChangeSignature>, Self::Error> {
+        Ok(self
+            .late
+            .iter()
+            .filter(|(_, seq)| **seq > after)
+            .filter_map(|(h, _)| self.signatures.get(h))
+            .filter(|(record, _)| record == id)
+            .map(|(_, s)| s.clone())
+            .collect())
+    }
+
+    fn store_late_signatures(
+        &mut self,
+        id: &RecordId,
+        signatures: &[ChangeSignature],
+    ) -> Result<usize, Self::Error> {
+        let new: Vec<&ChangeSignature> = signatures
+            .iter()
+            .filter(|s| !self.signatures.contains_key(&s.change))
+            .collect();
+        let Some(record) = self.records.get_mut(id).filter(|_| !new.is_empty()) else {
+            return Ok(0);
+        };
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        record.seq = seq;
+        record.signed_at = seq;
+        for s in &new {
+            self.signatures.insert(s.change, (id.clone(), (*s).clone()));
+            self.late.insert(s.change, seq);
+        }
+        Ok(new.len())
     }
 
     fn peer_heads(&mut self, peer: &str, id: &RecordId) -> Result<Vec<Hash>, Self::Error> {

@@ -13,10 +13,16 @@
 //!
 //! Signing needs randomness (ECDSA), which this crate never draws: [`sign`]
 //! takes the random source as an argument.
+//!
+//! Changes made before nodes signed (section 7.6) get their signatures
+//! late: each node signs its own at upgrade ([`own_unsigned`] says which),
+//! and a node that already holds a change takes a signature offered for it
+//! later, judged alone ([`check_late_signatures`]); signatures that travel
+//! without changes ride in [`SIGNATURE_UPDATES_EXTENSION`].
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-use automerge::{AutoCommit, Change, ChangeHash, ROOT, ReadDoc};
+use automerge::{ActorId, AutoCommit, Change, ChangeHash, ROOT, ReadDoc};
 use prost::Message;
 use ring::rand::SecureRandom;
 use ring::signature::{self, EcdsaKeyPair, UnparsedPublicKey};
@@ -32,6 +38,12 @@ pub const SIGNATURES_EXTENSION: u32 = 1;
 /// message's signatures name, other than the sending node's own (its TLS
 /// certificate).
 pub const CERTIFICATES_EXTENSION: u32 = 2;
+/// `SyncRequest` / `SyncResponse` extension: signature-only document
+/// updates (empty `changes`, signatures in [`SIGNATURES_EXTENSION`]) for
+/// records the receiver already holds. Outside the `push` and `docs`
+/// fields so that an older node, which would refuse an update without
+/// changes, ignores them.
+pub const SIGNATURE_UPDATES_EXTENSION: u32 = 3;
 /// Most signatures in one document update (one per change).
 pub const MAX_SIGNATURES: usize = 10_000;
 /// Most certificates in one message.
@@ -198,46 +210,7 @@ pub fn check_new_changes(
                 format!("change {hash} carries no signature"),
             ));
         };
-        let Some(signer) = book.get(&sig.signer) else {
-            return Err((
-                "unknown_signer",
-                format!(
-                    "change {hash} is signed by a key no verified consortium certificate holds"
-                ),
-            ));
-        };
-        if !verify(&signer.public_key, sig) {
-            return Err((
-                "bad_signature",
-                format!("the signature of change {hash} does not verify"),
-            ));
-        }
-        let claimed = change.message().and_then(ChangeNote::parse).map(|n| n.town);
-        if claimed.as_deref() != Some(signer.town.as_str()) {
-            return Err((
-                "wrong_town",
-                format!(
-                    "change {hash} says it is from {:?} but is signed by {}'s key",
-                    claimed
-                        .unwrap_or_default()
-                        .chars()
-                        .take(40)
-                        .collect::<String>(),
-                    signer.town
-                ),
-            ));
-        }
-        if Authority::of(collection) == Authority::Origin && signer.town != view.town {
-            return Err((
-                "not_the_owner",
-                format!(
-                    "{} records may be changed only by the town that created them ({}), not by {}",
-                    collection.name(),
-                    view.town,
-                    signer.town
-                ),
-            ));
-        }
+        let signer = check_one(collection, change, view, sig, book)?;
         checked.push((
             Attributed {
                 signature: sig.clone(),
@@ -250,6 +223,58 @@ pub fn check_new_changes(
     check_revoked(&checked)?;
     check_fixed_keys(doc, base, view, new, &checked)?;
     Ok(checked.into_iter().map(|(a, _, _)| a).collect())
+}
+
+/// The checks of 7.3 on one change and its signature (steps 2 to 5): a
+/// known signer, a valid signature, the signer's town named in the
+/// change's note, the collection's write authority. Answers the signer.
+fn check_one<'b>(
+    collection: Collection,
+    change: &Change,
+    view: &RecordView,
+    sig: &ChangeSignature,
+    book: &'b SignerBook,
+) -> Result<&'b Signer, Refused> {
+    let hash = change.hash();
+    let Some(signer) = book.get(&sig.signer) else {
+        return Err((
+            "unknown_signer",
+            format!("change {hash} is signed by a key no verified consortium certificate holds"),
+        ));
+    };
+    if !verify(&signer.public_key, sig) {
+        return Err((
+            "bad_signature",
+            format!("the signature of change {hash} does not verify"),
+        ));
+    }
+    let claimed = change.message().and_then(ChangeNote::parse).map(|n| n.town);
+    if claimed.as_deref() != Some(signer.town.as_str()) {
+        return Err((
+            "wrong_town",
+            format!(
+                "change {hash} says it is from {:?} but is signed by {}'s key",
+                claimed
+                    .unwrap_or_default()
+                    .chars()
+                    .take(40)
+                    .collect::<String>(),
+                signer.town
+            ),
+        ));
+    }
+    if Authority::of(collection) == Authority::Origin && signer.town != view.town {
+        return Err((
+            "not_the_owner",
+            format!(
+                "{} records may be changed only by the town that created them ({}), not by {}",
+                collection.name(),
+                view.town,
+                signer.town
+            ),
+        ));
+    }
+    Ok(signer)
 }
 
 /// A revoked key's change counts only when a change in good standing among
@@ -320,14 +345,11 @@ fn check_fixed_keys(
                 ));
             }
         } else if key == "town" {
-            // Which new change wrote the town: its actor and operation number.
-            let automerge::ObjId::Id(counter, actor, _) = &now[0].1 else {
+            // Which new change wrote the town.
+            let automerge::ObjId::Id(..) = &now[0].1 else {
                 return Err(("fixed_key_changed", "the town is not a value".into()));
             };
-            let writer = new.iter().position(|c| {
-                c.actor_id() == actor
-                    && (c.start_op().get()..c.start_op().get() + c.len() as u64).contains(counter)
-            });
+            let writer = new.iter().position(|c| wrote(c, &now[0].1));
             let signed_by = writer.map(|i| checked[i].0.town.as_str());
             if signed_by != Some(view.town.as_str()) {
                 return Err((
@@ -342,6 +364,111 @@ fn check_fixed_keys(
         }
     }
     Ok(())
+}
+
+/// Whether `change` made the operation `op` (an object id is the id of the
+/// operation that made it: a counter and an actor).
+fn wrote(change: &Change, op: &automerge::ObjId) -> bool {
+    let automerge::ObjId::Id(counter, actor, _) = op else {
+        return false;
+    };
+    change.actor_id() == actor
+        && (change.start_op().get()..change.start_op().get() + change.len() as u64)
+            .contains(counter)
+}
+
+// ------------------------------------------------------- late signatures
+
+/// The changes of `doc` a node signs when it upgrades (section 7.6): those
+/// it made itself, by one of its `actors`, whose note names its own `town`,
+/// and that `signed` (the changes with a stored signature) lacks. A change
+/// by another actor is never signed, whoever holds it.
+pub fn own_unsigned(
+    doc: &mut AutoCommit,
+    actors: &[ActorId],
+    town: &str,
+    signed: &HashSet<ChangeHash>,
+) -> Vec<ChangeHash> {
+    doc.get_changes(&[])
+        .iter()
+        .filter(|c| actors.contains(c.actor_id()))
+        .filter(|c| !signed.contains(&c.hash()))
+        .filter(|c| {
+            c.message()
+                .and_then(ChangeNote::parse)
+                .is_some_and(|n| n.town == town)
+        })
+        .map(Change::hash)
+        .collect()
+}
+
+/// What became of signatures offered late, for changes the receiver
+/// already held without one.
+#[derive(Debug, Default)]
+pub struct Late {
+    /// The signatures that passed, to store.
+    pub signatures: Vec<ChangeSignature>,
+    /// The first that failed (a revoked signer's is not a failure).
+    pub refused: Option<Refused>,
+}
+
+/// Judges late signatures (section 7.6): for each of `changes` (held in
+/// `doc`, no stored signature) that `offered` signs, the checks of 7.3 for
+/// one change: a known signer, a valid signature, the signer's town named
+/// in the change's note, the collection's write authority, and, if the
+/// change wrote the record's `town`, a signer of that town. Each is judged
+/// alone: the good ones are kept whatever the others are. A revoked
+/// signer's is dropped without a refusal: the change is held, and nothing
+/// vouches for the signature now (7.5).
+pub fn check_late_signatures(
+    collection: Collection,
+    doc: &mut AutoCommit,
+    view: &RecordView,
+    changes: &[ChangeHash],
+    offered: &HashMap<ChangeHash, ChangeSignature>,
+    book: &SignerBook,
+) -> Late {
+    let mut late = Late::default();
+    let town_op = doc
+        .get_all(ROOT, "town")
+        .ok()
+        .and_then(|v| (v.len() == 1).then(|| v[0].1.clone()));
+    for hash in changes {
+        let (Some(sig), Some(change)) = (offered.get(hash), doc.get_change_by_hash(hash)) else {
+            continue;
+        };
+        let verdict = judge_late(collection, &change, view, town_op.as_ref(), sig, book);
+        match verdict {
+            Ok(true) => late.signatures.push(sig.clone()),
+            Ok(false) => {}
+            Err(refused) => {
+                late.refused.get_or_insert(refused);
+            }
+        }
+    }
+    late
+}
+
+/// One late signature: Ok(true) to store, Ok(false) to drop (revoked).
+fn judge_late(
+    collection: Collection,
+    change: &Change,
+    view: &RecordView,
+    town_op: Option<&automerge::ObjId>,
+    sig: &ChangeSignature,
+    book: &SignerBook,
+) -> Result<bool, Refused> {
+    let signer = check_one(collection, change, view, sig, book)?;
+    if town_op.is_some_and(|op| wrote(change, op)) && signer.town != view.town {
+        return Err((
+            "wrong_town",
+            format!(
+                "the record says it is from {} but {} created it",
+                view.town, signer.town
+            ),
+        ));
+    }
+    Ok(!signer.revoked)
 }
 
 // ------------------------------------------------------------------ wire
@@ -751,6 +878,181 @@ mod tests {
         assert!(
             decode_certificates(&encode_certificates(&[vec![0; MAX_CERTIFICATE_BYTES + 1]]))
                 .is_err()
+        );
+    }
+
+    #[test]
+    fn at_upgrade_a_node_signs_only_its_own_unsigned_changes() {
+        let (a, b) = (member(1, "tateshina"), member(2, "omachi"));
+        let mut doc = record(Collection::Knowledge, &a);
+        let created = doc.get_heads();
+        edit(&mut doc, Collection::Knowledge, &b, "大町の追記");
+        let by_b = doc.get_heads();
+        edit(&mut doc, Collection::Knowledge, &a, "立科の改訂");
+        let by_a = doc.get_heads();
+        let actors = [a.actor.clone()];
+        let mut own = own_unsigned(&mut doc, &actors, "tateshina", &HashSet::new());
+        own.sort();
+        let mut expected = vec![created[0], by_a[0]];
+        expected.sort();
+        assert_eq!(own, expected, "A's two changes, never B's");
+        // Already signed: nothing to do again.
+        let signed: HashSet<ChangeHash> = [created[0]].into();
+        assert_eq!(
+            own_unsigned(&mut doc, &actors, "tateshina", &signed),
+            [by_a[0]]
+        );
+        // Its actor but another town's note: not a change this node made.
+        assert!(own_unsigned(&mut doc, &actors, "omachi", &HashSet::new()).is_empty());
+        assert!(
+            !own_unsigned(
+                &mut doc,
+                std::slice::from_ref(&b.actor),
+                "omachi",
+                &HashSet::new()
+            )
+            .is_empty()
+        );
+        assert_ne!(by_b, by_a);
+    }
+
+    /// Each of `changes` signed by `by`, as an offer.
+    fn offer(by: &Member, changes: &[ChangeHash]) -> HashMap<ChangeHash, ChangeSignature> {
+        let rng = SystemRandom::new();
+        changes
+            .iter()
+            .map(|h| (*h, sign(&by.key, by.id, *h, &rng).expect("sign")))
+            .collect()
+    }
+
+    fn late(
+        collection: Collection,
+        doc: &mut AutoCommit,
+        changes: &[ChangeHash],
+        offered: &HashMap<ChangeHash, ChangeSignature>,
+        book: &SignerBook,
+    ) -> Late {
+        let view = doc::read(doc).expect("read");
+        check_late_signatures(collection, doc, &view, changes, offered, book)
+    }
+
+    #[test]
+    fn late_signatures_pass_the_checks_of_a_new_change_each_alone() {
+        let (a, b) = (member(1, "tateshina"), member(2, "omachi"));
+        let both = book(&[&a, &b], &[]);
+        let mut doc = record(Collection::Knowledge, &a);
+        let created = doc.get_heads()[0];
+        edit(&mut doc, Collection::Knowledge, &b, "大町の追記");
+        let edited = doc.get_heads()[0];
+
+        // Each by its author: both pass.
+        let mut offered = offer(&a, &[created]);
+        offered.extend(offer(&b, &[edited]));
+        let found = late(
+            Collection::Knowledge,
+            &mut doc,
+            &[created, edited],
+            &offered,
+            &both,
+        );
+        assert_eq!(found.signatures.len(), 2);
+        assert!(found.refused.is_none());
+
+        // B signs A's change (the note says tateshina): refused, and B's
+        // good one for its own change is kept all the same.
+        let mut forged = offer(&b, &[created, edited]);
+        let found = late(
+            Collection::Knowledge,
+            &mut doc,
+            &[created, edited],
+            &forged,
+            &both,
+        );
+        assert_eq!(found.refused.expect("refused").0, "wrong_town");
+        assert_eq!(
+            found
+                .signatures
+                .iter()
+                .map(|s| s.change)
+                .collect::<Vec<_>>(),
+            [edited]
+        );
+        // Garbage, and a key nobody vouched for.
+        for s in forged.values_mut() {
+            s.signature = vec![7; 64];
+            s.signer = a.id;
+        }
+        let found = late(Collection::Knowledge, &mut doc, &[created], &forged, &both);
+        assert_eq!(found.refused.expect("refused").0, "bad_signature");
+        assert!(found.signatures.is_empty());
+        let found = late(
+            Collection::Knowledge,
+            &mut doc,
+            &[created],
+            &offer(&a, &[created]),
+            &book(&[&b], &[]),
+        );
+        assert_eq!(found.refused.expect("refused").0, "unknown_signer");
+
+        // A revoked key's: not stored, and not a failure (the change is held).
+        let found = late(
+            Collection::Knowledge,
+            &mut doc,
+            &[created],
+            &offer(&a, &[created]),
+            &book(&[&a, &b], &["tateshina"]),
+        );
+        assert!(found.signatures.is_empty() && found.refused.is_none());
+
+        // A change the caller did not list is not judged.
+        let found = late(Collection::Knowledge, &mut doc, &[], &offered, &both);
+        assert!(found.signatures.is_empty() && found.refused.is_none());
+    }
+
+    #[test]
+    fn a_late_signature_keeps_write_authority_and_the_creators_town() {
+        let (a, b) = (member(1, "tateshina"), member(2, "omachi"));
+        let both = book(&[&a, &b], &[]);
+        // An old KPI report of A that B changed before anyone signed.
+        let mut report = record(Collection::KpiReports, &a);
+        edit(&mut report, Collection::KpiReports, &b, "二十");
+        let changed = report.get_heads()[0];
+        let found = late(
+            Collection::KpiReports,
+            &mut report,
+            &[changed],
+            &offer(&b, &[changed]),
+            &both,
+        );
+        assert_eq!(found.refused.expect("refused").0, "not_the_owner");
+        // B's node made a record and then, in a change whose note says
+        // omachi, set its town to tateshina: B's signature of that change
+        // is refused (the town is the creator's, proved by its signature),
+        // of the first one is not.
+        let mut doc = record(Collection::Knowledge, &b);
+        let created = doc.get_heads()[0];
+        automerge::transaction::Transactable::put(&mut doc, ROOT, "town", "tateshina")
+            .expect("put");
+        doc.commit_with(
+            automerge::transaction::CommitOptions::default()
+                .with_message(r#"{"town":"omachi","summary":"updated"}"#.to_owned()),
+        );
+        let moved = doc.get_heads()[0];
+        let found = late(
+            Collection::Knowledge,
+            &mut doc,
+            &[created, moved],
+            &offer(&b, &[created, moved]),
+            &both,
+        );
+        assert_eq!(found.refused.expect("refused").0, "wrong_town");
+        assert_eq!(
+            found
+                .signatures
+                .iter()
+                .map(|s| s.change)
+                .collect::<Vec<_>>(),
+            [created]
         );
     }
 

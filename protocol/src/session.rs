@@ -140,6 +140,8 @@ pub struct ClientOutcome {
     /// The server's database was restored (its epoch changed): both cursors
     /// restart at 0 and what it was believed to have is forgotten.
     pub server_restored: bool,
+    /// Records of the answer that took late signatures (protocol.md 7.6).
+    pub signed: usize,
 }
 
 /// The next pull of a pipelined run: asks for what follows `answer` (not
@@ -222,6 +224,7 @@ pub fn client_apply_planned<R: Replica>(
             docs_out: sent.pushed.len(),
             refused_here: outcome.refused,
             stored: outcome.stored,
+            signed: outcome.signed.len(),
             server_restored: true,
             ..ClientOutcome::default()
         });
@@ -253,6 +256,7 @@ pub fn client_apply_planned<R: Replica>(
         refused_by_peer: response.refused,
         refused_here: outcome.refused,
         stored: outcome.stored,
+        signed: outcome.signed.len(),
         ..ClientOutcome::default()
     };
     if sent.push {
@@ -612,5 +616,331 @@ mod tests {
                 .expect("read")
                 .is_empty()
         );
+    }
+
+    /// What a client keeps per server between exchanges.
+    #[derive(Default)]
+    struct Link {
+        cursors: Cursors,
+        needs: Vec<Need>,
+    }
+
+    /// What crossed in one exchange.
+    struct Crossed {
+        outcome: ClientOutcome,
+        request: SyncRequest,
+        response: SyncResponse,
+        /// Bytes of the request and the answer as encoded for the wire.
+        bytes: usize,
+    }
+
+    /// One exchange as the node runs it, through the wire encoding both
+    /// ways, carrying the client's needs to the next.
+    fn wired(client: &mut MemoryReplica, server: &mut MemoryReplica, link: &mut Link) -> Crossed {
+        let (cid, sid) = (client.town.clone(), server.town.clone());
+        let step = client_request(
+            client,
+            &sid,
+            link.cursors,
+            true,
+            true,
+            0,
+            std::mem::take(&mut link.needs),
+            Limits::default(),
+        )
+        .expect("request");
+        let ClientStep::Send(sent) = step else {
+            panic!("a pull always sends")
+        };
+        let wire = sent.request.to_wire();
+        let mut request = SyncRequest::decode_checked(&wire).expect("decode");
+        let received = request.clone();
+        let accepted = server_accept(server, &cid, &mut request).expect("accept");
+        let batch =
+            server_prepare(server, &cid, request.since, Limits::default()).expect("prepare");
+        server_delivered(server, &cid, &batch).expect("delivered");
+        let answer = server_response(server.epoch, accepted, Some(batch)).to_wire();
+        let response = SyncResponse::decode_checked(&answer).expect("decode");
+        let outcome = client_apply(client, &sid, &sent, response.clone()).expect("apply");
+        if let Some(c) = outcome.push_cursor {
+            link.cursors.push = c;
+        }
+        if let Some(c) = outcome.pull_cursor {
+            link.cursors.pull = c;
+        }
+        link.needs = outcome.needs.clone();
+        Crossed {
+            outcome,
+            request: received,
+            response,
+            bytes: wire.len() + answer.len(),
+        }
+    }
+
+    /// Exchanges until neither side has more to send (at most 10).
+    fn settle(
+        client: &mut MemoryReplica,
+        server: &mut MemoryReplica,
+        link: &mut Link,
+    ) -> Vec<Crossed> {
+        let mut rounds = Vec::new();
+        for _ in 0..10 {
+            let crossed = wired(client, server, link);
+            let quiet = crossed.request.push.is_empty()
+                && crossed.response.docs.is_empty()
+                && link.needs.is_empty()
+                && !crossed.outcome.more;
+            rounds.push(crossed);
+            if quiet {
+                return rounds;
+            }
+        }
+        panic!("did not settle in 10 exchanges");
+    }
+
+    mod late {
+        use super::*;
+        use crate::provenance::{self, ChangeSignature, Signer, SignerBook, SignerId};
+        use automerge::ChangeHash;
+        use ring::rand::SystemRandom;
+        use ring::signature::{self as ring_signature, EcdsaKeyPair, KeyPair};
+        use std::sync::Arc;
+
+        /// A member's node key.
+        struct Key {
+            key: EcdsaKeyPair,
+            id: SignerId,
+            town: &'static str,
+        }
+
+        fn key(n: u8, town: &'static str) -> Key {
+            let rng = SystemRandom::new();
+            let alg = &ring_signature::ECDSA_P256_SHA256_FIXED_SIGNING;
+            let pkcs8 = EcdsaKeyPair::generate_pkcs8(alg, &rng).expect("key");
+            Key {
+                key: EcdsaKeyPair::from_pkcs8(alg, pkcs8.as_ref(), &rng).expect("key"),
+                id: SignerId([n; 32]),
+                town,
+            }
+        }
+
+        impl Key {
+            fn sign(&self, change: ChangeHash) -> Option<ChangeSignature> {
+                provenance::sign(&self.key, self.id, change, &SystemRandom::new()).ok()
+            }
+        }
+
+        fn book(keys: &[&Key]) -> Arc<SignerBook> {
+            let mut book = SignerBook::new();
+            for k in keys {
+                book.insert(Signer {
+                    id: k.id,
+                    town: k.town.to_owned(),
+                    public_key: k.key.public_key().as_ref().to_vec(),
+                    revoked: false,
+                });
+            }
+            Arc::new(book)
+        }
+
+        fn node(town: &str, n: u8) -> MemoryReplica {
+            MemoryReplica::new(town, ActorId::from([n; 16].as_slice()))
+        }
+
+        fn signed(r: &MemoryReplica, id: &RecordId) -> Vec<(ChangeHash, SignerId)> {
+            let mut found: Vec<_> = r
+                .signatures
+                .values()
+                .filter(|(record, _)| record == id)
+                .map(|(_, s)| (s.change, s.signer))
+                .collect();
+            found.sort();
+            found
+        }
+
+        /// Every change of `id` held by `r`, sorted.
+        fn changes(r: &MemoryReplica, id: &RecordId) -> Vec<ChangeHash> {
+            let mut all: Vec<ChangeHash> = r
+                .load(id)
+                .expect("held")
+                .get_changes(&[])
+                .iter()
+                .map(automerge::Change::hash)
+                .collect();
+            all.sort();
+            all
+        }
+
+        fn only_signatures(docs: &[crate::wire::DocUpdate]) -> bool {
+            !docs.is_empty() && docs.iter().all(crate::wire::DocUpdate::is_signature_only)
+        }
+
+        #[test]
+        fn a_history_from_before_signatures_reaches_a_new_member_once_its_authors_sign_it() {
+            let (ka, kb, kc) = (key(1, "tateshina"), key(2, "omachi"), key(3, "itoigawa"));
+            let kd = key(4, "hakuba");
+            let members = book(&[&ka, &kb, &kc, &kd]);
+            // Before signatures: nothing is signed or checked. Tateshina
+            // writes an article, Omachi adds to it, Hakuba writes one; all
+            // meet at Omachi.
+            let (mut a, mut b, mut d) =
+                (node("tateshina", 1), node("omachi", 2), node("hakuba", 4));
+            let (mut ab, mut db, mut cb) = (Link::default(), Link::default(), Link::default());
+            let article = knowledge(&mut a, "立科の研修", 1);
+            settle(&mut a, &mut b, &mut ab);
+            let patch = crate::validate::validate_patch(
+                Collection::Knowledge,
+                json!({"title": "立科の研修（大町の追記）"})
+                    .as_object()
+                    .expect("obj"),
+            )
+            .expect("valid");
+            assert!(b.update(&article, &patch, 2));
+            let hakuba = knowledge(&mut d, "白馬の記録", 3);
+            settle(&mut d, &mut b, &mut db);
+            settle(&mut a, &mut b, &mut ab);
+            assert_eq!(a.shared_state(), b.shared_state());
+
+            // Omachi upgrades: it checks signatures from now on and signs
+            // its own older change, never Tateshina's or Hakuba's.
+            b.admission.signers = Some(members.clone());
+            assert_eq!(b.sign_own_history(&|h| kb.sign(h)), 1);
+            assert_eq!(b.sign_own_history(&|h| kb.sign(h)), 0, "once");
+            assert!(signed(&b, &hakuba).is_empty());
+            // Itoigawa joins now: the article is refused (Tateshina's change
+            // is unsigned), and so is Hakuba's.
+            let mut c = node("itoigawa", 3);
+            c.admission.signers = Some(members.clone());
+            let rounds = settle(&mut c, &mut b, &mut cb);
+            let codes: Vec<&str> = rounds
+                .iter()
+                .flat_map(|r| &r.outcome.refused_here)
+                .map(|r| r.code.as_str())
+                .collect();
+            assert_eq!(codes, ["unsigned_change", "unsigned_change"]);
+            assert!(c.view(&article).is_none() && c.view(&hakuba).is_none());
+
+            // Tateshina upgrades and signs its own older change. Only
+            // signatures cross, both ways, and the record's changes do not.
+            a.admission.signers = Some(members.clone());
+            assert_eq!(a.sign_own_history(&|h| ka.sign(h)), 1);
+            let first = wired(&mut a, &mut b, &mut ab);
+            assert!(
+                only_signatures(&first.request.push),
+                "{:?}",
+                first.request.push
+            );
+            assert!(
+                only_signatures(&first.response.docs),
+                "{:?}",
+                first.response.docs
+            );
+            assert_eq!(first.outcome.signed, 1, "Omachi's signature, at Tateshina");
+            settle(&mut a, &mut b, &mut ab);
+            let all = changes(&b, &article);
+            let by: Vec<SignerId> = signed(&b, &article).iter().map(|(_, s)| *s).collect();
+            assert_eq!(
+                signed(&b, &article)
+                    .iter()
+                    .map(|(h, _)| *h)
+                    .collect::<Vec<_>>(),
+                all
+            );
+            assert!(by.contains(&ka.id) && by.contains(&kb.id));
+            assert_eq!(signed(&a, &article), signed(&b, &article));
+
+            // Itoigawa, which refused the article, now gets it from Omachi
+            // whole, every change verified; Hakuba's stays out.
+            settle(&mut c, &mut b, &mut cb);
+            assert!(c.view(&article).is_some(), "the article reached Itoigawa");
+            assert_eq!(signed(&c, &article), signed(&b, &article));
+            assert!(
+                c.view(&hakuba).is_none(),
+                "a never-upgraded author's record"
+            );
+
+            // Nothing loops: idle rounds carry no document either way.
+            for (client, link) in [(&mut a, &mut ab), (&mut c, &mut cb)] {
+                let idle = wired(client, &mut b, link);
+                assert!(idle.request.push.is_empty() && idle.response.docs.is_empty());
+            }
+            let idle = wired(&mut a, &mut b, &mut ab).bytes;
+
+            // One signed edit costs what it did: one update, one signature,
+            // no signature-only update beside it, and nothing echoes back.
+            let before = a.load(&article).expect("held").get_heads();
+            let patch = crate::validate::validate_patch(
+                Collection::Knowledge,
+                json!({"title": "改訂"}).as_object().expect("obj"),
+            )
+            .expect("valid");
+            assert!(a.update(&article, &patch, 5));
+            a.sign_new(&article, &before, &|h| ka.sign(h));
+            let edit = wired(&mut a, &mut b, &mut ab);
+            assert_eq!(edit.request.push.len(), 1);
+            let carried =
+                crate::provenance::decode_signatures(&edit.request.push[0].extensions[0].data)
+                    .expect("signatures");
+            assert_eq!(carried.len(), 1);
+            assert!(edit.response.docs.is_empty());
+            assert_eq!(edit.outcome.refused_by_peer, []);
+            let after = wired(&mut a, &mut b, &mut ab);
+            assert!(after.request.push.is_empty() && after.response.docs.is_empty());
+            assert_eq!(after.bytes, idle);
+        }
+
+        #[test]
+        fn a_forged_signature_only_update_is_refused_and_stores_nothing() {
+            let (ka, kb) = (key(1, "tateshina"), key(2, "omachi"));
+            let (mut a, mut b) = (node("tateshina", 1), node("omachi", 2));
+            let article = knowledge(&mut a, "立科の研修", 1);
+            settle(&mut a, &mut b, &mut Link::default());
+            b.admission.signers = Some(book(&[&ka, &kb]));
+            let created = changes(&b, &article);
+            let heads: Vec<Vec<u8>> = b
+                .heads(&article)
+                .expect("held")
+                .iter()
+                .map(|h| h.to_vec())
+                .collect();
+            let forge = |sigs: Vec<ChangeSignature>| crate::wire::DocUpdate {
+                id: article.to_string(),
+                collection: "knowledge".into(),
+                heads: heads.clone(),
+                changes: Vec::new(),
+                seq: 9,
+                extensions: vec![crate::wire::Extension {
+                    tag: provenance::SIGNATURES_EXTENSION,
+                    data: provenance::encode_signatures(&sigs),
+                }],
+            };
+            // Omachi's key over Tateshina's change; a made-up signature in
+            // Tateshina's name; the same with no heads.
+            let by_b: Vec<_> = created.iter().filter_map(|h| kb.sign(*h)).collect();
+            let mut garbage = created
+                .iter()
+                .filter_map(|h| ka.sign(*h))
+                .collect::<Vec<_>>();
+            garbage[0].signature = vec![0x5a; 64];
+            let mut headless = forge(by_b.clone());
+            headless.heads.clear();
+            let request = SyncRequest {
+                version: crate::wire::PROTOCOL_VERSION,
+                push: vec![forge(by_b), forge(garbage), headless],
+                ..SyncRequest::default()
+            };
+            let mut request = SyncRequest::decode_checked(&request.to_wire()).expect("decode");
+            let out = server_accept(&mut b, "itoigawa", &mut request).expect("accept");
+            let codes: Vec<&str> = out.refused.iter().map(|r| r.code.as_str()).collect();
+            assert_eq!(codes, ["wrong_town", "bad_signature", "invalid_changes"]);
+            assert!(out.signed.is_empty());
+            assert!(signed(&b, &article).is_empty(), "nothing stored");
+            // The genuine one is taken.
+            let genuine = forge(created.iter().filter_map(|h| ka.sign(*h)).collect());
+            let out =
+                crate::sync::accept_updates(&mut b, "tateshina", vec![genuine]).expect("accept");
+            assert_eq!(out.signed, std::slice::from_ref(&article));
+            assert_eq!(signed(&b, &article).len(), 1);
+        }
     }
 }

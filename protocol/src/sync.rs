@@ -39,6 +39,7 @@
 //! Feeds yield [`SharedCollection`]s, which can only be made from shared
 //! collections, and [`Replica::stored`] never returns a local record's bytes.
 
+use std::collections::HashSet;
 use std::panic::AssertUnwindSafe;
 
 use automerge::{AutoCommit, ChangeHash};
@@ -46,7 +47,7 @@ use automerge::{AutoCommit, ChangeHash};
 use crate::collection::Collection;
 use crate::doc;
 use crate::gate::{self, Admission};
-use crate::provenance::{ChangeSignature, SIGNATURES_EXTENSION, encode_signatures};
+use crate::provenance::{self, ChangeSignature, SIGNATURES_EXTENSION, encode_signatures};
 use crate::record::{RecordId, RecordView};
 use crate::wire::{DocUpdate, Extension, Need, Refusal};
 
@@ -76,6 +77,10 @@ pub struct FeedItem {
     pub id: RecordId,
     pub collection: SharedCollection,
     pub heads: Vec<Hash>,
+    /// The feed position at which the record last took late signatures
+    /// (signatures of changes it already held, protocol.md 7.6); 0: never.
+    /// At most `seq`.
+    pub signed_at: u64,
 }
 
 /// What a replica holds under an id.
@@ -124,6 +129,24 @@ pub trait Replica {
         id: &RecordId,
         changes: Option<&[ChangeHash]>,
     ) -> Result<Vec<ChangeSignature>, Self::Error>;
+
+    /// Late signatures of a record (taken for changes it already held,
+    /// protocol.md 7.6) stored at feed positions after `after`.
+    fn late_signatures(
+        &mut self,
+        id: &RecordId,
+        after: u64,
+    ) -> Result<Vec<ChangeSignature>, Self::Error>;
+
+    /// Stores verified signatures of changes the record already holds, as
+    /// late signatures. When any was not stored yet, the record takes a
+    /// new feed position (its [`FeedItem::signed_at`] too), so peers are
+    /// offered them; otherwise nothing changes. Answers how many were new.
+    fn store_late_signatures(
+        &mut self,
+        id: &RecordId,
+        signatures: &[ChangeSignature],
+    ) -> Result<usize, Self::Error>;
 
     /// The heads `peer` is known to have of a record (empty if unknown).
     fn peer_heads(&mut self, peer: &str, id: &RecordId) -> Result<Vec<Hash>, Self::Error>;
@@ -198,8 +221,22 @@ pub struct Batch {
 }
 
 impl Batch {
+    /// The Automerge bytes the batch carries.
     pub fn bytes(&self) -> usize {
         self.docs.iter().map(|d| d.changes.len()).sum()
+    }
+
+    /// What counts against [`Limits::max_bytes`]: the Automerge bytes, and
+    /// the signatures of signature-only updates (which carry no changes).
+    fn weight(&self) -> usize {
+        self.bytes()
+            + self
+                .docs
+                .iter()
+                .filter(|d| d.changes.is_empty())
+                .flat_map(|d| &d.extensions)
+                .map(|e| e.data.len())
+                .sum::<usize>()
     }
 }
 
@@ -255,14 +292,22 @@ pub fn prepare_updates<R: Replica>(
         let items = replica.shared_feed(batch.cursor, PAGE)?;
         let exhausted = items.len() < PAGE;
         for item in items {
-            if batch.docs.len() >= limits.max_docs || batch.bytes() >= limits.max_bytes {
+            if batch.docs.len() >= limits.max_docs || batch.weight() >= limits.max_bytes {
                 batch.more = true;
                 return Ok(batch);
             }
             let known = replica.peer_heads(peer, &item.id)?;
-            if !same_set(&known, &item.heads)
-                && let Some(update) = update_for(replica, &item, &known)?
-            {
+            // Signatures taken late after the peer's cursor: it may hold
+            // the changes without them (protocol.md 7.6).
+            let late = item.signed_at > after;
+            let update = if !same_set(&known, &item.heads) {
+                update_for(replica, &item, &known, late.then_some(after))?
+            } else if late {
+                signatures_only(replica, &item, after)?
+            } else {
+                None
+            };
+            if let Some(update) = update {
                 batch.docs.push(update);
                 batch.seqs.push(item.seq);
             }
@@ -274,10 +319,13 @@ pub fn prepare_updates<R: Replica>(
     }
 }
 
+/// The changes of a record after `known`, with their signatures, and the
+/// late signatures taken after `late_after` when it is set.
 fn update_for<R: Replica>(
     replica: &mut R,
     item: &FeedItem,
     known: &[Hash],
+    late_after: Option<u64>,
 ) -> Result<Option<DocUpdate>, R::Error> {
     let Stored::Shared {
         collection,
@@ -307,7 +355,16 @@ fn update_for<R: Replica>(
     if changes.is_empty() {
         return Ok(None);
     }
-    let signatures = replica.signatures(&item.id, which.as_deref())?;
+    let mut signatures = replica.signatures(&item.id, which.as_deref())?;
+    if let (Some(after), Some(_)) = (late_after, &which) {
+        // The peer holds older changes, perhaps without these.
+        let carried: HashSet<ChangeHash> = signatures.iter().map(|s| s.change).collect();
+        for s in replica.late_signatures(&item.id, after)? {
+            if !carried.contains(&s.change) {
+                signatures.push(s);
+            }
+        }
+    }
     let extensions = if signatures.is_empty() {
         Vec::new()
     } else {
@@ -326,6 +383,30 @@ fn update_for<R: Replica>(
     }))
 }
 
+/// A signature-only update: the late signatures a record took after
+/// `after`, for a peer known to hold its heads (protocol.md 7.6).
+fn signatures_only<R: Replica>(
+    replica: &mut R,
+    item: &FeedItem,
+    after: u64,
+) -> Result<Option<DocUpdate>, R::Error> {
+    let signatures = replica.late_signatures(&item.id, after)?;
+    if signatures.is_empty() {
+        return Ok(None);
+    }
+    Ok(Some(DocUpdate {
+        id: item.id.to_string(),
+        collection: item.collection.get().name().to_owned(),
+        heads: item.heads.iter().map(|h| h.to_vec()).collect(),
+        changes: Vec::new(),
+        seq: item.seq,
+        extensions: vec![Extension {
+            tag: SIGNATURES_EXTENSION,
+            data: encode_signatures(&signatures),
+        }],
+    }))
+}
+
 /// What became of a batch of updates from a peer.
 #[derive(Debug, Default)]
 pub struct Outcome {
@@ -337,6 +418,8 @@ pub struct Outcome {
     pub needs: Vec<Need>,
     /// Documents refused for good.
     pub refused: Vec<Refusal>,
+    /// Records that took late signatures (protocol.md 7.6).
+    pub signed: Vec<RecordId>,
 }
 
 fn refusal(id: &str, code: &str, message: impl Into<String>) -> Refusal {
@@ -353,11 +436,22 @@ fn refusal(id: &str, code: &str, message: impl Into<String>) -> Refusal {
 /// several cores; [`commit_plans`] then writes, after checking that the
 /// record did not change meanwhile.
 pub enum Plan {
-    /// Nothing new: only note what the peer has.
-    Unchanged { id: RecordId, heads: Vec<Hash> },
+    /// No new change: only note what the peer has (and take the late
+    /// signatures the update brought, if any).
+    Unchanged {
+        id: RecordId,
+        heads: Vec<Hash>,
+        late: LateSignatures,
+    },
     /// The changes lack dependencies: ask the sender again from our heads.
-    /// `seq` is the update's position in the sender's feed.
-    Need { need: Need, seq: u64 },
+    /// `seq` is the update's position in the sender's feed. Late signatures
+    /// for changes held here are taken all the same: the changes sent
+    /// again need not carry them.
+    Need {
+        need: Need,
+        seq: u64,
+        late: LateSignatures,
+    },
     /// Refused for good.
     Refuse(Refusal),
     /// Store this merged document.
@@ -382,11 +476,30 @@ pub struct Merged {
     pub verbatim: Option<Vec<u8>>,
     /// The verified signatures of the changes new here.
     pub signatures: Vec<ChangeSignature>,
+    /// Late signatures for changes held here before.
+    pub late: LateSignatures,
+}
+
+/// Signatures an update offered for changes held here without one
+/// (protocol.md 7.6), judged one by one.
+#[derive(Debug, Default)]
+pub struct LateSignatures {
+    /// Verified: to store.
+    pub signatures: Vec<ChangeSignature>,
+    /// For a signature-only update, the first signature that failed: the
+    /// update is refused with it (the good ones are stored all the same).
+    /// An update with changes is judged by its changes.
+    pub refused: Option<Refusal>,
 }
 
 /// Decides what to do with one update: checks it, applies it to a copy of
 /// the stored document (Automerge may panic on crafted input: a copy is all
 /// it can spoil), and validates the result. Reads only.
+///
+/// An update may also offer signatures for changes held here without one
+/// (late signatures, protocol.md 7.6): a signature-only update (no changes)
+/// offers nothing else. They are judged whatever becomes of its changes,
+/// unless the update is refused.
 pub fn plan_update<R: Replica>(replica: &mut R, update: DocUpdate) -> Result<Plan, R::Error> {
     let raw_id = update.id.clone();
     let checked = match update.clone().check() {
@@ -400,7 +513,7 @@ pub fn plan_update<R: Replica>(replica: &mut R, update: DocUpdate) -> Result<Pla
             "a local collection never syncs",
         )));
     };
-    let (mut doc, base) = match replica.stored(&checked.id)? {
+    let (bytes, base) = match replica.stored(&checked.id)? {
         Stored::Local => {
             return Ok(Plan::Refuse(refusal(
                 &raw_id,
@@ -417,18 +530,43 @@ pub fn plan_update<R: Replica>(replica: &mut R, update: DocUpdate) -> Result<Pla
                 format!("record is in {}, not {}", have.get(), collection.get()),
             )));
         }
-        Stored::Shared { heads, .. }
-            if !checked.heads.is_empty() && checked.heads.iter().all(|h| heads.contains(h)) =>
-        {
-            // The sender's heads are ours: nothing new, and no need to load
-            // the document to know it.
-            return Ok(Plan::Unchanged {
-                id: checked.id,
-                heads: checked.heads,
-            });
-        }
-        Stored::Shared { bytes, heads, .. } => match AutoCommit::load(&bytes) {
-            Ok(doc) => (doc, heads),
+        Stored::Shared { bytes, heads, .. } => (Some(bytes), heads),
+        Stored::Missing => (None, Vec::new()),
+    };
+    let admission = replica.admission()?;
+    // Offered signatures of changes that may be held here unsigned: those
+    // without a stored signature. Usually none (an update signs the changes
+    // it carries), and then this costs a lookup per signature.
+    let unsigned_offered: Vec<ChangeHash> =
+        if bytes.is_none() || checked.signatures.is_empty() || admission.signers.is_none() {
+            Vec::new()
+        } else {
+            let offered: Vec<ChangeHash> = checked.signatures.keys().copied().collect();
+            let stored: HashSet<ChangeHash> = replica
+                .signatures(&checked.id, Some(&offered))?
+                .into_iter()
+                .map(|s| s.change)
+                .collect();
+            offered
+                .into_iter()
+                .filter(|h| !stored.contains(h))
+                .collect()
+        };
+    if unsigned_offered.is_empty()
+        && !checked.heads.is_empty()
+        && checked.heads.iter().all(|h| base.contains(h))
+    {
+        // The sender's heads are ours: nothing new, and no need to load
+        // the document to know it.
+        return Ok(Plan::Unchanged {
+            id: checked.id,
+            heads: checked.heads,
+            late: LateSignatures::default(),
+        });
+    }
+    let mut doc = match &bytes {
+        Some(bytes) => match AutoCommit::load(bytes) {
+            Ok(doc) => doc,
             // Our own copy is unreadable: leave it alone, ask for nothing.
             Err(e) => {
                 return Ok(Plan::Refuse(refusal(
@@ -438,16 +576,48 @@ pub fn plan_update<R: Replica>(replica: &mut R, update: DocUpdate) -> Result<Pla
                 )));
             }
         },
-        Stored::Missing => (AutoCommit::new(), Vec::new()),
+        None => AutoCommit::new(),
     };
     let new_here = base.is_empty();
-    let admission = replica.admission()?;
+    let signature_only = checked.changes.is_empty();
     // Everything Automerge does with the peer's bytes runs on our copy and
     // under catch_unwind: crafted changes can make it panic after they were
     // applied (in `get_heads`, `read`, `save`), not only while applying.
     let refused_id = raw_id.clone();
     let merged = std::panic::catch_unwind(AssertUnwindSafe(
         move || -> Result<Plan, std::convert::Infallible> {
+            // Which offered signatures are late: their changes were here
+            // before this update. They are judged on our document as it
+            // was, before the peer's changes could touch it (a crafted
+            // change could, say, give the record a second town).
+            let held_unsigned: Vec<ChangeHash> = unsigned_offered
+                .into_iter()
+                .filter(|h| doc.get_change_by_hash(h).is_some())
+                .collect();
+            let view = match &admission.signers {
+                Some(book) if !held_unsigned.is_empty() => doc::read(&doc).ok().map(|v| (book, v)),
+                _ => None,
+            };
+            let late = match view {
+                Some((book, view)) => {
+                    let judged = provenance::check_late_signatures(
+                        collection.get(),
+                        &mut doc,
+                        &view,
+                        &held_unsigned,
+                        &checked.signatures,
+                        book,
+                    );
+                    LateSignatures {
+                        signatures: judged.signatures,
+                        refused: judged
+                            .refused
+                            .filter(|_| signature_only)
+                            .map(|(code, message)| refusal(&raw_id, code, message)),
+                    }
+                }
+                None => LateSignatures::default(),
+            };
             let sender_heads = from_hashes(&checked.heads);
             if !sender_heads.is_empty()
                 && sender_heads
@@ -457,6 +627,7 @@ pub fn plan_update<R: Replica>(replica: &mut R, update: DocUpdate) -> Result<Pla
                 return Ok(Plan::Unchanged {
                     id: checked.id,
                     heads: checked.heads,
+                    late,
                 });
             }
             // A record new here is loaded the way stored records are read
@@ -465,6 +636,7 @@ pub fn plan_update<R: Replica>(replica: &mut R, update: DocUpdate) -> Result<Pla
             // decides.
             let mut verbatim = None;
             if new_here
+                && !signature_only
                 && let Ok(Ok(loaded)) = std::panic::catch_unwind(AssertUnwindSafe(|| {
                     AutoCommit::load(&checked.changes)
                 }))
@@ -472,7 +644,7 @@ pub fn plan_update<R: Replica>(replica: &mut R, update: DocUpdate) -> Result<Pla
                 doc = loaded;
                 verbatim = Some(checked.changes.clone());
             }
-            let applied = if verbatim.is_some() {
+            let applied = if verbatim.is_some() || signature_only {
                 Ok(Ok(0))
             } else {
                 std::panic::catch_unwind(AssertUnwindSafe(|| {
@@ -505,12 +677,16 @@ pub fn plan_update<R: Replica>(replica: &mut R, update: DocUpdate) -> Result<Pla
                         .iter()
                         .all(|h| doc.get_change_by_hash(h).is_some()));
             if !complete {
+                // A signature-only update for changes we lack (or a record
+                // we do not hold) is answered the same way: the sender then
+                // sends the changes, with their signatures.
                 return Ok(Plan::Need {
                     need: Need {
                         id: checked.id.to_string(),
                         have: base.iter().map(|h| h.to_vec()).collect(),
                     },
                     seq: update.seq,
+                    late,
                 });
             }
             let view = match doc::read(&doc) {
@@ -556,6 +732,7 @@ pub fn plan_update<R: Replica>(replica: &mut R, update: DocUpdate) -> Result<Pla
                 update,
                 verbatim,
                 signatures,
+                late,
             })))
         },
     ));
@@ -600,7 +777,7 @@ impl Plan {
     /// the sender's feed, where the client's pull cursor must go back to.
     pub fn needed_at(&self) -> Option<(&str, u64)> {
         match self {
-            Plan::Need { need, seq } => Some((need.id.as_str(), *seq)),
+            Plan::Need { need, seq, .. } => Some((need.id.as_str(), *seq)),
             _ => None,
         }
     }
@@ -641,11 +818,17 @@ pub fn commit_plans<R: Replica>(
             other => other,
         };
         match plan {
-            Plan::Unchanged { id, heads } => {
+            Plan::Unchanged { id, heads, late } => {
                 outcome.unchanged += 1;
                 replica.set_peer_heads(peer, &id, &heads)?;
+                take_late(replica, &id, late, &mut outcome)?;
             }
-            Plan::Need { need, .. } => outcome.needs.push(need),
+            Plan::Need { need, late, .. } => {
+                if let Ok(id) = need.id.parse::<RecordId>() {
+                    take_late(replica, &id, late, &mut outcome)?;
+                }
+                outcome.needs.push(need);
+            }
             Plan::Refuse(r) => outcome.refused.push(r),
             Plan::Store(mut merged) => {
                 let stored = replica.store_shared(
@@ -659,6 +842,8 @@ pub fn commit_plans<R: Replica>(
                 match stored {
                     Ok(()) => {
                         replica.set_peer_heads(peer, &merged.id, &merged.sender_heads)?;
+                        let late = std::mem::take(&mut merged.late);
+                        take_late(replica, &merged.id, late, &mut outcome)?;
                         outcome.stored.push(merged.id);
                     }
                     // Over its origin town's quota: not stored, so never
@@ -673,6 +858,22 @@ pub fn commit_plans<R: Replica>(
         }
     }
     Ok(outcome)
+}
+
+/// Stores the late signatures an update brought, and notes its refusal.
+fn take_late<R: Replica>(
+    replica: &mut R,
+    id: &RecordId,
+    late: LateSignatures,
+    outcome: &mut Outcome,
+) -> Result<(), R::Error> {
+    if !late.signatures.is_empty() && replica.store_late_signatures(id, &late.signatures)? > 0 {
+        outcome.signed.push(id.clone());
+    }
+    if let Some(r) = late.refused {
+        outcome.refused.push(r);
+    }
+    Ok(())
 }
 
 /// Applies updates from `peer`: each on a copy, stored only if whole and

@@ -22,7 +22,9 @@ use automerge::ChangeHash;
 use prost::Message;
 
 use crate::collection::Collection;
-use crate::provenance::{ChangeSignature, SIGNATURES_EXTENSION, decode_signatures};
+use crate::provenance::{
+    ChangeSignature, SIGNATURE_UPDATES_EXTENSION, SIGNATURES_EXTENSION, decode_signatures,
+};
 use crate::record::RecordId;
 
 /// The protocol version this code speaks. A peer speaking another major
@@ -49,7 +51,10 @@ pub struct Extension {
 }
 
 /// One document's news: the Automerge changes the receiver is believed to
-/// lack, and the sender's heads after them.
+/// lack, and the sender's heads after them. A *signature-only* update
+/// carries no changes, only signatures (protocol.md 7.6); it travels in
+/// the message's [`SIGNATURE_UPDATES_EXTENSION`], not in `push` or `docs`
+/// ([`SyncRequest::to_wire`]).
 #[derive(Clone, PartialEq, Message)]
 pub struct DocUpdate {
     #[prost(string, tag = "1")]
@@ -200,13 +205,79 @@ fn decode<M: Message + Default>(bytes: &[u8]) -> Result<M, WireError> {
     M::decode(bytes).map_err(|e| WireError::Decode(e.to_string()))
 }
 
+/// The extension holding signature-only updates (protocol.md 7.6).
+#[derive(Clone, PartialEq, Message)]
+struct SignatureUpdates {
+    #[prost(message, repeated, tag = "1")]
+    docs: Vec<DocUpdate>,
+}
+
+impl DocUpdate {
+    /// Carries signatures only, for changes the receiver holds (7.6).
+    pub fn is_signature_only(&self) -> bool {
+        self.changes.is_empty()
+    }
+}
+
+/// `docs` without their signature-only updates, which go into an
+/// extension instead: an older node, which would refuse an update without
+/// changes, ignores it. None when there are none (nothing to copy).
+fn split_signature_only(docs: &[DocUpdate]) -> Option<(Vec<DocUpdate>, Extension)> {
+    if !docs.iter().any(DocUpdate::is_signature_only) {
+        return None;
+    }
+    let (late, with_changes): (Vec<DocUpdate>, Vec<DocUpdate>) =
+        docs.iter().cloned().partition(DocUpdate::is_signature_only);
+    let ext = Extension {
+        tag: SIGNATURE_UPDATES_EXTENSION,
+        data: SignatureUpdates { docs: late }.encode_to_vec(),
+    };
+    Some((with_changes, ext))
+}
+
+/// Takes the signature-only updates out of a message's extensions.
+fn take_signature_only(extensions: &mut Vec<Extension>) -> Result<Vec<DocUpdate>, WireError> {
+    let mut docs = Vec::new();
+    let mut rest = Vec::with_capacity(extensions.len());
+    for ext in std::mem::take(extensions) {
+        if ext.tag == SIGNATURE_UPDATES_EXTENSION {
+            let found = SignatureUpdates::decode(ext.data.as_slice())
+                .map_err(|e| WireError::Decode(format!("signature-only updates: {e}")))?;
+            docs.extend(found.docs);
+        } else {
+            rest.push(ext);
+        }
+    }
+    *extensions = rest;
+    Ok(docs)
+}
+
 impl SyncRequest {
-    /// Decodes and checks the message-level limits.
+    /// The message's bytes, its signature-only updates moved from `push`
+    /// into their extension.
+    pub fn to_wire(&self) -> Vec<u8> {
+        match split_signature_only(&self.push) {
+            None => self.encode_to_vec(),
+            Some((push, ext)) => {
+                let mut out = SyncRequest {
+                    push,
+                    ..self.clone()
+                };
+                out.extensions.push(ext);
+                out.encode_to_vec()
+            }
+        }
+    }
+
+    /// Decodes and checks the message-level limits. Signature-only updates
+    /// come back into `push`, after the others.
     pub fn decode_checked(bytes: &[u8]) -> Result<SyncRequest, WireError> {
-        let req: SyncRequest = decode(bytes)?;
+        let mut req: SyncRequest = decode(bytes)?;
         if req.version != PROTOCOL_VERSION {
             return Err(WireError::Version(req.version));
         }
+        let late = take_signature_only(&mut req.extensions)?;
+        req.push.extend(late);
         if req.push.len() > MAX_DOCS_PER_MESSAGE {
             return Err(WireError::TooManyDocs(req.push.len()));
         }
@@ -218,11 +289,31 @@ impl SyncRequest {
 }
 
 impl SyncResponse {
+    /// The message's bytes, its signature-only updates moved from `docs`
+    /// into their extension.
+    pub fn to_wire(&self) -> Vec<u8> {
+        match split_signature_only(&self.docs) {
+            None => self.encode_to_vec(),
+            Some((docs, ext)) => {
+                let mut out = SyncResponse {
+                    docs,
+                    ..self.clone()
+                };
+                out.extensions.push(ext);
+                out.encode_to_vec()
+            }
+        }
+    }
+
+    /// Decodes and checks the message-level limits. Signature-only updates
+    /// come back into `docs`, after the others.
     pub fn decode_checked(bytes: &[u8]) -> Result<SyncResponse, WireError> {
-        let resp: SyncResponse = decode(bytes)?;
+        let mut resp: SyncResponse = decode(bytes)?;
         if resp.version != PROTOCOL_VERSION {
             return Err(WireError::Version(resp.version));
         }
+        let late = take_signature_only(&mut resp.extensions)?;
+        resp.docs.extend(late);
         if resp.docs.len() > MAX_DOCS_PER_MESSAGE {
             return Err(WireError::TooManyDocs(resp.docs.len()));
         }
@@ -300,7 +391,10 @@ impl DocUpdate {
                 self.changes.len()
             )));
         }
-        check_automerge_chunks(&self.changes).map_err(UpdateError::BadChunks)?;
+        let signature_only = self.is_signature_only();
+        if !signature_only {
+            check_automerge_chunks(&self.changes).map_err(UpdateError::BadChunks)?;
+        }
         let mut signatures = HashMap::new();
         for ext in &self.extensions {
             if ext.tag == SIGNATURES_EXTENSION {
@@ -308,6 +402,12 @@ impl DocUpdate {
                     signatures.insert(sig.change, sig);
                 }
             }
+        }
+        // A signature-only update names the heads its signatures are of.
+        if signature_only && (signatures.is_empty() || heads.is_empty()) {
+            return Err(UpdateError::BadChunks(
+                "no changes, and no signatures of held ones".into(),
+            ));
         }
         Ok(CheckedUpdate {
             id,
@@ -531,5 +631,82 @@ mod tests {
             local.check().map(|_| ()),
             Err(UpdateError::LocalCollection(Collection::Workers))
         );
+    }
+
+    #[test]
+    fn signature_only_updates_travel_where_an_older_node_ignores_them() {
+        let with_changes = DocUpdate {
+            id: "a".into(),
+            changes: vec![1, 2, 3],
+            ..DocUpdate::default()
+        };
+        let signatures_only = DocUpdate {
+            id: "b".into(),
+            heads: vec![vec![9; 32]],
+            ..DocUpdate::default()
+        };
+        let plain = SyncResponse {
+            version: PROTOCOL_VERSION,
+            docs: vec![with_changes.clone()],
+            ..SyncResponse::default()
+        };
+        // Nothing signature-only: the very bytes as before.
+        assert_eq!(plain.to_wire(), plain.encode_to_vec());
+        let both = SyncResponse {
+            docs: vec![with_changes.clone(), signatures_only.clone()],
+            ..plain.clone()
+        };
+        let wire = both.to_wire();
+        // An older node decodes the message plainly and skips the extension.
+        let older = SyncResponse::decode(wire.as_slice()).expect("decode");
+        assert_eq!(older.docs, std::slice::from_ref(&with_changes));
+        assert_eq!(older.extensions.len(), 1);
+        // A newer one takes them back, after the others.
+        let newer = SyncResponse::decode_checked(&wire).expect("decode");
+        assert_eq!(newer.docs, both.docs);
+        assert!(newer.extensions.is_empty());
+        let request = SyncRequest {
+            version: PROTOCOL_VERSION,
+            push: vec![signatures_only.clone(), with_changes.clone()],
+            ..SyncRequest::default()
+        };
+        let back = SyncRequest::decode_checked(&request.to_wire()).expect("decode");
+        assert_eq!(back.push, [with_changes, signatures_only]);
+        // An extension that does not decode refuses the message.
+        let broken = SyncRequest {
+            version: PROTOCOL_VERSION,
+            extensions: vec![Extension {
+                tag: SIGNATURE_UPDATES_EXTENSION,
+                data: vec![0xff; 3],
+            }],
+            ..SyncRequest::default()
+        };
+        assert!(SyncRequest::decode_checked(&broken.encode_to_vec()).is_err());
+    }
+
+    #[test]
+    fn a_signature_only_update_needs_heads_and_signatures() {
+        let sig = crate::provenance::ChangeSignature {
+            change: ChangeHash([1; 32]),
+            signer: crate::provenance::SignerId([2; 32]),
+            signature: vec![3; 64],
+        };
+        let update = |heads: Vec<Vec<u8>>, sigs: &[crate::provenance::ChangeSignature]| DocUpdate {
+            id: crate::record::RecordId::generate(1_700_000_000_000, [1; 10]).to_string(),
+            collection: "knowledge".into(),
+            heads,
+            extensions: vec![Extension {
+                tag: SIGNATURES_EXTENSION,
+                data: crate::provenance::encode_signatures(sigs),
+            }],
+            ..DocUpdate::default()
+        };
+        let ok = update(vec![vec![9; 32]], std::slice::from_ref(&sig))
+            .check()
+            .expect("a signature-only update");
+        assert!(ok.changes.is_empty() && ok.signatures.len() == 1);
+        for bad in [update(Vec::new(), &[sig]), update(vec![vec![9; 32]], &[])] {
+            assert_eq!(bad.check().expect_err("refused").code(), "invalid_changes");
+        }
     }
 }

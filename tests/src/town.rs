@@ -98,6 +98,12 @@ pub struct Running {
 
 impl Running {
     pub fn start(node: Arc<Node>, workers: usize) -> Running {
+        Running::start_on(node, workers, "127.0.0.1:0".parse().expect("addr"))
+    }
+
+    /// [`Running::start`] with the peer port on `peer` (a node restarted
+    /// where its peers dial it).
+    pub fn start_on(node: Arc<Node>, workers: usize, peer: SocketAddr) -> Running {
         let shutdown = CancellationToken::new();
         let stop = shutdown.clone();
         let (tx, rx) = std::sync::mpsc::channel();
@@ -113,9 +119,7 @@ impl Running {
                     let api = tokio::net::TcpListener::bind("127.0.0.1:0")
                         .await
                         .expect("bind");
-                    let peers = tokio::net::TcpListener::bind("127.0.0.1:0")
-                        .await
-                        .expect("bind");
+                    let peers = tokio::net::TcpListener::bind(peer).await.expect("bind");
                     tx.send((
                         api.local_addr().expect("addr"),
                         peers.local_addr().expect("addr"),

@@ -13,7 +13,6 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use prost::Message;
 use yui_protocol::session;
 use yui_protocol::wire::{SyncRequest, SyncResponse};
 
@@ -247,7 +246,7 @@ impl PeerClient {
         node_id: &str,
         req: &SyncRequest,
     ) -> Result<(SyncResponse, u64, u64, Option<Vec<u8>>)> {
-        let (body, gzipped) = codec::compress(req.encode_to_vec());
+        let (body, gzipped) = codec::compress(req.to_wire());
         let sent = body.len() as u64;
         let mut request = self
             .http
@@ -332,8 +331,12 @@ fn describe(e: reqwest::Error, url: &PeerUrl) -> Error {
 
 /// Logs the documents each side refused in one exchange with the peer at
 /// `url`, and counts those refused here (status, `/metrics`): refusals are
-/// final, so an administrator must hear of them.
+/// final, so an administrator must hear of them. Also logs the records that
+/// took late signatures (protocol.md 7.6), rare and worth a line.
 pub fn log_refusals(fed: &Federation, url: &str, node_id: &str, outcome: &session::ClientOutcome) {
+    if outcome.signed > 0 {
+        tracing::info!(peer = %node_id, records = outcome.signed, "took signatures of changes held here without one");
+    }
     for r in &outcome.refused_by_peer {
         tracing::warn!(peer = %node_id, id = %r.id, code = %r.code, reason = %r.message, "the peer refused a document");
     }

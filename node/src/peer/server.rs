@@ -27,7 +27,6 @@ use axum::routing::{get, post};
 use axum::{Extension, Router};
 use hyper_util::rt::{TokioIo, TokioTimer};
 use hyper_util::service::TowerToHyperService;
-use prost::Message;
 use tokio::net::TcpListener;
 use tokio::sync::Semaphore;
 use tokio_rustls::LazyConfigAcceptor;
@@ -532,6 +531,9 @@ async fn exchange(
         tracing::warn!(peer = %peer.town, node_id = %peer.node_id, id = %r.id, code = %r.code, reason = %r.message, "refused a document from a peer");
     }
     peering.refused_documents(peer, accepted.refused.len() as u64);
+    if !accepted.signed.is_empty() {
+        tracing::info!(peer = %peer.town, node_id = %peer.node_id, records = accepted.signed.len(), "took signatures of changes held here without one");
+    }
     let batch = if pull {
         let batch = wait_for_news(state, peer, since, wait_ms).await?;
         Some(deliver(fed, peering, peer, batch).await?)
@@ -553,7 +555,7 @@ async fn exchange(
         resp.extensions.push(ext);
     }
     let docs_out = resp.docs.len() as u64;
-    let encoded = resp.encode_to_vec();
+    let encoded = resp.to_wire();
     let (body, gzipped) = codec::encode_body(headers, encoded);
     peering.served(
         peer,

@@ -7,7 +7,8 @@ use std::path::{Path, PathBuf};
 use rusqlite::{Connection, OpenFlags};
 use yui_protocol::Millis;
 
-use super::schema::{corrupt, identify, new_actor_hex, new_epoch, set_meta};
+use super::own_history::FORMER_ACTORS;
+use super::schema::{corrupt, get_meta, identify, new_actor_hex, new_epoch, set_meta};
 use super::writer::open_reader;
 use crate::error::{Error, Result};
 use crate::fsio::{PrivateDir, sync_parent_dir, write_private};
@@ -141,6 +142,15 @@ pub fn restore(db: &Path, src: &Path, town: &str, now: Millis) -> Result<Option<
     {
         let conn = Connection::open(&staged)?;
         conn.pragma_update(None, "journal_mode", "WAL")?;
+        // Changes under the actor ids this node had are its own still: it
+        // signs those made before signatures (`own_history`).
+        let mut former = actors_of(&conn);
+        if let Ok(replaced) = open_reader(db) {
+            former.extend(actors_of(&replaced));
+        }
+        former.sort();
+        former.dedup();
+        set_meta(&conn, FORMER_ACTORS, &former.join(","))?;
         set_meta(&conn, "actor", &new_actor_hex())?;
         set_meta(&conn, "restored_at", &now.to_string())?;
         // Its feed positions will be reused: peers must read it from the start.
@@ -168,6 +178,23 @@ pub fn restore(db: &Path, src: &Path, town: &str, now: Millis) -> Result<Option<
     // Make the renames themselves durable.
     sync_parent_dir(db);
     Ok(kept)
+}
+
+/// A database's actor id and the ones it had before (hex); none if
+/// unreadable.
+fn actors_of(conn: &Connection) -> Vec<String> {
+    let mut actors = Vec::new();
+    for key in ["actor", FORMER_ACTORS] {
+        if let Ok(Some(value)) = get_meta(conn, key) {
+            actors.extend(
+                value
+                    .split(',')
+                    .filter(|a| !a.is_empty())
+                    .map(str::to_owned),
+            );
+        }
+    }
+    actors
 }
 
 /// The actor id stored in a database, hex (for `status` and tests).

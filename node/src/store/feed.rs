@@ -1,5 +1,6 @@
-//! The change feed that sync reads (shared records in `seq` order), and how
-//! heads are stored: sorted 32-byte hashes, so equal sets are equal blobs.
+//! The change feed that sync reads (shared records in `seq` order, each with
+//! the position of its latest late signatures), and how heads are stored:
+//! sorted 32-byte hashes, so equal sets are equal blobs.
 
 use automerge::AutoCommit;
 use rusqlite::{Connection, params};
@@ -49,7 +50,9 @@ pub(super) fn read_shared_feed(
     limit: usize,
 ) -> Result<Vec<FeedItem>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT seq, id, collection, heads FROM records WHERE shared = 1 AND seq > ?1
+        "SELECT seq, id, collection, heads,
+                (SELECT max(l.seq) FROM late_signatures l WHERE l.record = records.id)
+         FROM records WHERE shared = 1 AND seq > ?1
          ORDER BY seq LIMIT ?2",
     )?;
     let rows = stmt.query_map(params![after as i64, limit as i64], |r| {
@@ -58,11 +61,12 @@ pub(super) fn read_shared_feed(
             r.get::<_, String>(1)?,
             r.get::<_, String>(2)?,
             r.get::<_, Vec<u8>>(3)?,
+            r.get::<_, Option<i64>>(4)?,
         ))
     })?;
     let mut out = Vec::new();
     for row in rows {
-        let (seq, id, collection, heads) = row?;
+        let (seq, id, collection, heads, signed_at) = row?;
         let (Ok(id), Some(collection)) = (
             id.parse(),
             collection
@@ -77,6 +81,7 @@ pub(super) fn read_shared_feed(
             id,
             collection,
             heads: unpack_heads(&heads),
+            signed_at: signed_at.unwrap_or(0) as u64,
         });
     }
     Ok(out)

@@ -33,7 +33,9 @@
 //! personal-data guard), `search` (the index), `feed` (the change feed and
 //! stored heads), `replica` and `sync` (what sync reads and writes), `peers`,
 //! `egress` (the ledger), `audit` (the audit log), `users` (the accounts'
-//! tables), `backup` (backup, restore and a stopped database's actor id).
+//! tables), `backup` (backup, restore and a stopped database's actor id),
+//! `provenance` (change signatures and signer certificates) and
+//! `own_history` (signing this node's changes made before it signed).
 
 mod audit;
 mod backup;
@@ -42,6 +44,7 @@ mod egress;
 mod feed;
 mod guard;
 mod integrity;
+mod own_history;
 mod peers;
 mod provenance;
 mod quota;
@@ -390,7 +393,7 @@ fn needs_upgrade(conn: &Connection) -> Result<bool> {
     let found = conn
         .query_row(
             "SELECT (SELECT count(*) FROM sqlite_schema WHERE type = 'table'
-                     AND name IN ('peer_epochs', 'peer_staged', 'egress', 'quota_usage', 'change_signatures', 'signer_certificates', 'ca_certificates')),
+                     AND name IN ('peer_epochs', 'peer_staged', 'egress', 'quota_usage', 'change_signatures', 'signer_certificates', 'ca_certificates', 'late_signatures')),
                     (SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'search'),
                     (SELECT count(*) FROM meta WHERE key = 'feed_epoch')",
             [],
@@ -398,7 +401,7 @@ fn needs_upgrade(conn: &Connection) -> Result<bool> {
         );
     Ok(match found {
         Ok((tables, search, epochs)) => {
-            tables < 7 || search.as_deref() != Some(SEARCH_TABLE) || epochs == 0
+            tables < 8 || search.as_deref() != Some(SEARCH_TABLE) || epochs == 0
         }
         Err(_) => true,
     })

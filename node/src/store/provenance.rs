@@ -6,6 +6,12 @@
 //! and the revocation list, verifies certificates and hands the book over
 //! ([`Store::set_signer_book`]); local writes are signed with the node's
 //! key ([`Store::sign_changes_with`]).
+//!
+//! Late signatures (protocol.md 7.6), those stored for a change the node
+//! already held (its own older changes signed at upgrade, `own_history`,
+//! or a peer's offered afterwards), are noted in `late_signatures` with the
+//! feed position they gave the record, so that peers past the record's
+//! earlier position are offered them, and only them ([`store_late`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -15,6 +21,7 @@ use rusqlite::{Connection, params};
 use yui_protocol::RecordId;
 use yui_protocol::provenance::{ChangeSignature, SignerBook, SignerId};
 
+use super::writer::WriterState;
 use super::{Store, lock};
 use crate::error::Result;
 
@@ -24,6 +31,10 @@ CREATE TABLE IF NOT EXISTS change_signatures (
     change BLOB PRIMARY KEY, record TEXT NOT NULL, signer BLOB NOT NULL, signature BLOB NOT NULL
 ) STRICT;
 CREATE INDEX IF NOT EXISTS change_signatures_by_record ON change_signatures (record);
+CREATE TABLE IF NOT EXISTS late_signatures (
+    change BLOB PRIMARY KEY, record TEXT NOT NULL, seq INTEGER NOT NULL
+) STRICT, WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS late_signatures_by_record ON late_signatures (record, seq);
 CREATE TABLE IF NOT EXISTS signer_certificates (
     certificate BLOB PRIMARY KEY, signer BLOB NOT NULL, town TEXT NOT NULL, learned_at INTEGER NOT NULL
 ) STRICT;
@@ -76,6 +87,77 @@ pub(super) fn insert_signatures(
         ])?;
     }
     Ok(())
+}
+
+/// Stores signatures of changes `record` already holds, as late ones: if
+/// any is new, the record takes the next feed position, noted with them,
+/// so the peers' cursors reach it again. Answers how many were new.
+pub(super) fn store_late(
+    conn: &Connection,
+    state: &mut WriterState,
+    record: &RecordId,
+    signatures: &[ChangeSignature],
+) -> Result<usize> {
+    let seq = state.next_seq;
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO change_signatures (change, record, signer, signature) VALUES (?1, ?2, ?3, ?4)",
+    )?;
+    let mut note = conn.prepare_cached(
+        "INSERT OR REPLACE INTO late_signatures (change, record, seq) VALUES (?1, ?2, ?3)",
+    )?;
+    let mut new = 0;
+    for s in signatures {
+        if insert.execute(params![
+            &s.change.0[..],
+            record.as_str(),
+            &s.signer.0[..],
+            s.signature
+        ])? == 1
+        {
+            note.execute(params![&s.change.0[..], record.as_str(), seq])?;
+            new += 1;
+        }
+    }
+    if new > 0 {
+        conn.prepare_cached("UPDATE records SET seq = ?1 WHERE id = ?2 AND shared = 1")?
+            .execute(params![seq, record.as_str()])?;
+        state.next_seq += 1;
+    }
+    Ok(new)
+}
+
+/// The late signatures of `record` stored after feed position `after`.
+pub(super) fn read_late_signatures(
+    conn: &Connection,
+    record: &RecordId,
+    after: u64,
+) -> Result<Vec<ChangeSignature>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT s.change, s.signer, s.signature FROM late_signatures l
+         JOIN change_signatures s ON s.change = l.change
+         WHERE l.record = ?1 AND l.seq > ?2",
+    )?;
+    let rows = stmt.query_map(params![record.as_str(), after as i64], |r| {
+        Ok((
+            r.get::<_, Vec<u8>>(0)?,
+            r.get::<_, Vec<u8>>(1)?,
+            r.get::<_, Vec<u8>>(2)?,
+        ))
+    })?;
+    let mut found = Vec::new();
+    for row in rows {
+        let (change, signer, signature) = row?;
+        if let (Ok(change), Some(signer)) =
+            (<[u8; 32]>::try_from(change), SignerId::from_slice(&signer))
+        {
+            found.push(ChangeSignature {
+                change: ChangeHash(change),
+                signer,
+                signature,
+            });
+        }
+    }
+    Ok(found)
 }
 
 /// The stored signatures of `changes` of `record` (all: None).

@@ -16,7 +16,7 @@ use yui_protocol::sync::{FeedItem, Hash, SharedCollection, Stored};
 use yui_protocol::{Collection, RecordId, RecordView};
 
 use super::feed::{pack_hashes, pack_heads, read_shared_feed, unpack_heads};
-use super::provenance::{insert_signatures, read_signatures};
+use super::provenance::{insert_signatures, read_late_signatures, read_signatures, store_late};
 use super::quota;
 use super::schema::get_meta;
 use super::search::index_terms;
@@ -279,6 +279,22 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
         changes: Option<&[ChangeHash]>,
     ) -> Result<Vec<ChangeSignature>> {
         read_signatures(self.conn, id, changes)
+    }
+
+    fn late_signatures(&mut self, id: &RecordId, after: u64) -> Result<Vec<ChangeSignature>> {
+        read_late_signatures(self.conn, id, after)
+    }
+
+    fn store_late_signatures(
+        &mut self,
+        id: &RecordId,
+        signatures: &[ChangeSignature],
+    ) -> Result<usize> {
+        let state = self
+            .state
+            .as_deref_mut()
+            .ok_or_else(|| Error::Storage("store_late_signatures outside a write".into()))?;
+        store_late(self.conn, state, id, signatures)
     }
 
     fn feed_epoch(&mut self) -> Result<u64> {
