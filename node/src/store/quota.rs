@@ -3,8 +3,8 @@
 //! (town, collection) in `quota_usage`: the day's counters (the JST day of
 //! `day`; a row of an earlier day counts as zero today) and the bytes
 //! stored in all. The row is read and written in the write that stores the
-//! document it charges, so the count and the document commit together and
-//! a restart does not reset a day.
+//! documents it charges (once per write, [`Ledger`]), so the count and the
+//! documents commit together and a restart does not reset a day.
 
 use std::sync::Arc;
 
@@ -28,18 +28,91 @@ pub struct QuotaUsage {
     pub refused_today: u64,
 }
 
-/// Charges `charge` to `town`'s quota in `collection` on `day` (JST,
-/// `YYYY-MM-DD`), or counts a refusal and returns it when the charge would
-/// exceed the quota. Runs inside the write that stores the document.
-pub(super) fn charge(
+/// The quota usage one write job charges: each (town, collection) row is
+/// read once, charged in memory for every document the job stores, and
+/// written back once at the end ([`Ledger::save`]), in the same
+/// transaction as the documents — one read and one write per origin town
+/// and collection in a message instead of per document.
+#[derive(Default)]
+pub(super) struct Ledger {
+    rows: std::collections::HashMap<(String, Collection), Row>,
+}
+
+struct Row {
+    usage: Usage,
+    refused: u64,
+    changed: bool,
+}
+
+impl Ledger {
+    /// Charges `charge` to `town`'s quota in `collection` on `day` (JST,
+    /// `YYYY-MM-DD`), or counts a refusal and returns it when the charge
+    /// would exceed the quota.
+    pub(super) fn charge(
+        &mut self,
+        conn: &Connection,
+        quotas: &Quotas,
+        town: &str,
+        collection: Collection,
+        day: &str,
+        charge: Charge,
+    ) -> Result<std::result::Result<(), Refused>> {
+        let key = (town.to_owned(), collection);
+        let row = match self.rows.entry(key) {
+            std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
+            std::collections::hash_map::Entry::Vacant(e) => {
+                let (usage, refused) = today(load(conn, town, collection)?, day);
+                e.insert(Row {
+                    usage,
+                    refused,
+                    changed: false,
+                })
+            }
+        };
+        row.changed = true;
+        match quota::check(town, collection, &quotas.of(collection), &row.usage, charge) {
+            Ok(()) => {
+                row.usage = row.usage.after(charge);
+                Ok(Ok(()))
+            }
+            Err(r) => {
+                row.refused += 1;
+                Ok(Err(r))
+            }
+        }
+    }
+
+    /// Writes back every row this job charged.
+    pub(super) fn save(&mut self, conn: &Connection, day: &str) -> Result<()> {
+        let mut upsert = conn.prepare_cached(
+            "INSERT INTO quota_usage (town, collection, day, records_today, bytes_today, refused_today, stored_bytes)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
+             ON CONFLICT (town, collection) DO UPDATE SET day = excluded.day,
+                 records_today = excluded.records_today, bytes_today = excluded.bytes_today,
+                 refused_today = excluded.refused_today, stored_bytes = excluded.stored_bytes",
+        )?;
+        for ((town, collection), row) in self.rows.iter_mut().filter(|(_, r)| r.changed) {
+            upsert.execute(params![
+                town,
+                collection.name(),
+                day,
+                row.usage.records_today as i64,
+                row.usage.bytes_today as i64,
+                row.refused as i64,
+                row.usage.stored_bytes as i64
+            ])?;
+            row.changed = false;
+        }
+        Ok(())
+    }
+}
+
+fn load(
     conn: &Connection,
-    quotas: &Quotas,
     town: &str,
     collection: Collection,
-    day: &str,
-    charge: Charge,
-) -> Result<std::result::Result<(), Refused>> {
-    let row: Option<(String, i64, i64, i64, i64)> = conn
+) -> Result<Option<(String, i64, i64, i64, i64)>> {
+    Ok(conn
         .prepare_cached(
             "SELECT day, records_today, bytes_today, refused_today, stored_bytes
              FROM quota_usage WHERE town = ?1 AND collection = ?2",
@@ -47,30 +120,7 @@ pub(super) fn charge(
         .query_row(params![town, collection.name()], |r| {
             Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
         })
-        .optional()?;
-    let (usage, refused) = today(row, day);
-    let (usage, refused, verdict) =
-        match quota::check(town, collection, &quotas.of(collection), &usage, charge) {
-            Ok(()) => (usage.after(charge), refused, Ok(())),
-            Err(r) => (usage, refused + 1, Err(r)),
-        };
-    conn.prepare_cached(
-        "INSERT INTO quota_usage (town, collection, day, records_today, bytes_today, refused_today, stored_bytes)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)
-         ON CONFLICT (town, collection) DO UPDATE SET day = excluded.day,
-             records_today = excluded.records_today, bytes_today = excluded.bytes_today,
-             refused_today = excluded.refused_today, stored_bytes = excluded.stored_bytes",
-    )?
-    .execute(params![
-        town,
-        collection.name(),
-        day,
-        usage.records_today as i64,
-        usage.bytes_today as i64,
-        refused as i64,
-        usage.stored_bytes as i64
-    ])?;
-    Ok(verdict)
+        .optional()?)
 }
 
 /// A stored row's usage on `day`: its day's counters are today's only if

@@ -37,6 +37,8 @@ pub struct SqlReplica<'c> {
     /// The quotas a document from a peer is charged to (`charging`), and
     /// the JST day of the write.
     quotas: Arc<Quotas>,
+    /// What this write has charged, written back by `save_charges`.
+    charged: quota::Ledger,
     day: String,
     /// Records updated (by their claim) at or after this time are fresh
     /// writes, which the daily quotas count (`protocol::quota::FRESH`).
@@ -64,6 +66,7 @@ impl<'c> SqlReplica<'c> {
             rendered: HashMap::new(),
             registry: Arc::new(Registry::new()),
             quotas: Arc::default(),
+            charged: quota::Ledger::default(),
             day: String::new(),
             fresh_since: String::new(),
             signers: Arc::default(),
@@ -83,6 +86,7 @@ impl<'c> SqlReplica<'c> {
             rendered,
             registry: Arc::new(Registry::new()),
             quotas: Arc::default(),
+            charged: quota::Ledger::default(),
             day: crate::clock::day_jst(crate::clock::now_ms()),
             // Times as the API writes them sort as text.
             fresh_since: yui_protocol::record::format_time(
@@ -107,10 +111,16 @@ impl<'c> SqlReplica<'c> {
     }
 
     /// Charges what it stores from a peer to `quotas` (the defaults
-    /// otherwise).
+    /// otherwise). The write job calls [`SqlReplica::save_charges`] once
+    /// it has stored everything.
     pub(super) fn charging(mut self, quotas: Arc<Quotas>) -> SqlReplica<'c> {
         self.quotas = quotas;
         self
+    }
+
+    /// Writes back the quota usage this write charged (in its transaction).
+    pub(super) fn save_charges(&mut self) -> Result<()> {
+        self.charged.save(self.conn, &self.day)
     }
 }
 
@@ -221,7 +231,7 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
             received,
             stored_delta: bytes.len() as i64 - stored_before,
         };
-        if let Err(refused) = quota::charge(
+        if let Err(refused) = self.charged.charge(
             self.conn,
             &self.quotas,
             origin,

@@ -58,7 +58,9 @@ impl Store {
             let mut replica = SqlReplica::writing(conn, state, rendered)
                 .admitting(registry, signers)
                 .charging(quotas);
-            session::server_accept_planned(&mut replica, &peer, &request, plans)
+            let outcome = session::server_accept_planned(&mut replica, &peer, &request, plans)?;
+            replica.save_charges()?;
+            Ok(outcome)
         })
         .await
     }
@@ -202,6 +204,7 @@ impl Store {
                 .admitting(registry, signers)
                 .charging(quotas);
             let outcome = session::client_apply_planned(&mut replica, &peer, &sent, response, plans)?;
+            replica.save_charges()?;
             conn.execute(
                 "UPDATE peers SET push_cursor = coalesce(?2, push_cursor), pull_cursor = coalesce(?3, pull_cursor)
                  WHERE url = ?1",
