@@ -107,11 +107,11 @@ impl Ledger {
     }
 }
 
-fn load(
-    conn: &Connection,
-    town: &str,
-    collection: Collection,
-) -> Result<Option<(String, i64, i64, i64, i64)>> {
+/// A `quota_usage` row: day, records, bytes and refusals that day, and
+/// bytes stored.
+type StoredRow = (String, i64, i64, i64, i64);
+
+fn load(conn: &Connection, town: &str, collection: Collection) -> Result<Option<StoredRow>> {
     Ok(conn
         .prepare_cached(
             "SELECT day, records_today, bytes_today, refused_today, stored_bytes
@@ -125,7 +125,7 @@ fn load(
 
 /// A stored row's usage on `day`: its day's counters are today's only if
 /// it is of that day.
-fn today(row: Option<(String, i64, i64, i64, i64)>, day: &str) -> (Usage, u64) {
+fn today(row: Option<StoredRow>, day: &str) -> (Usage, u64) {
     let Some((row_day, records, bytes, refused, stored)) = row else {
         return (Usage::default(), 0);
     };
