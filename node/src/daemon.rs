@@ -45,6 +45,9 @@ pub fn app(node: Arc<Node>) -> Router {
         .with_state(node)
 }
 
+/// How often the space on the data directory's disk is looked at.
+const DISK_CHECK_INTERVAL: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Serves the local API on `listener` until `shutdown` is cancelled, then
 /// finishes in-flight requests and queued writes before returning.
 pub async fn run(
@@ -79,6 +82,32 @@ pub async fn serve(
             }
             if let Err(e) = checked.store.check_integrity().await {
                 tracing::error!(error = %e, "database integrity check could not run");
+            }
+        }
+    }));
+    // Space on the disk: a warning in the log when it runs low or writes
+    // fail for lack of it, and when that passes (`status` shows it always).
+    let (watched, stop) = (node.clone(), shutdown.clone());
+    background.push(tokio::spawn(async move {
+        let mut said: Vec<String> = Vec::new();
+        loop {
+            let (_, warnings) = watched.disk();
+            let kinds: Vec<String> = warnings
+                .iter()
+                .map(|w| w.split(':').next().unwrap_or_default().to_owned())
+                .collect();
+            if kinds != said {
+                for w in &warnings {
+                    tracing::warn!("{w}");
+                }
+                if warnings.is_empty() {
+                    tracing::info!("the disk that holds the data directory has room again");
+                }
+                said = kinds;
+            }
+            tokio::select! {
+                _ = stop.cancelled() => return,
+                _ = tokio::time::sleep(DISK_CHECK_INTERVAL) => {}
             }
         }
     }));

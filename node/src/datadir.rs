@@ -60,6 +60,49 @@ pub struct Config {
     /// defaults of `protocol::quota`.
     #[serde(default, skip_serializing_if = "QuotasConfig::is_empty")]
     pub quotas: QuotasConfig,
+    /// When free space on the data directory's file system counts as low
+    /// (`[disk]`; docs/operations.md 10.1).
+    #[serde(default, skip_serializing_if = "DiskConfig::is_empty")]
+    pub disk: DiskConfig,
+}
+
+/// `[disk]` of `config.toml`: free space counts as low when it is under
+/// both `warn_below_percent` of the file system and `warn_below` (so on a
+/// large disk the size decides, on a small one the share).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DiskConfig {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn_below_percent: Option<u8>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub warn_below: Option<Size>,
+}
+
+/// Free space under both of these counts as low, by default.
+pub const LOW_DISK_PERCENT: u8 = 10;
+pub const LOW_DISK_BYTES: u64 = 1 << 30;
+
+impl DiskConfig {
+    fn is_empty(&self) -> bool {
+        *self == DiskConfig::default()
+    }
+
+    /// The low-space threshold in bytes for a file system of `total` bytes.
+    pub fn low_below(&self, total: u64) -> std::result::Result<u64, String> {
+        let percent = self.warn_below_percent.unwrap_or(LOW_DISK_PERCENT);
+        if percent > 100 {
+            return Err(format!(
+                "[disk] warn_below_percent is {percent}; it is a share of the disk, 0 to 100"
+            ));
+        }
+        let bytes = match &self.warn_below {
+            Some(size) => size
+                .bytes()
+                .map_err(|e| format!("[disk] warn_below: {e}"))?,
+            None => LOW_DISK_BYTES,
+        };
+        Ok((total / 100 * u64::from(percent)).min(bytes))
+    }
 }
 
 /// `[quotas]` of `config.toml`: the limits of every shared collection, and
@@ -421,6 +464,7 @@ impl DataDir {
             proxy_hosts: Vec::new(),
             allow_plain_http_api: None,
             quotas: QuotasConfig::default(),
+            disk: DiskConfig::default(),
         };
         let text = format!(
             "# Yui node configuration. See docs/operations.md.\n{}",
@@ -676,7 +720,26 @@ mod tests {
             proxy_hosts: Vec::new(),
             allow_plain_http_api: None,
             quotas: QuotasConfig::default(),
+            disk: DiskConfig::default(),
         }
+    }
+
+    #[test]
+    fn low_disk_is_under_both_the_share_and_the_size() {
+        let default = DiskConfig::default();
+        // A 2 TB disk: 1 GiB decides; a 4 GB one: 10 %.
+        assert_eq!(default.low_below(2_000_000_000_000), Ok(LOW_DISK_BYTES));
+        assert_eq!(default.low_below(4_000_000_000), Ok(400_000_000));
+        let set = DiskConfig {
+            warn_below_percent: Some(5),
+            warn_below: Some(Size::Text("20 GiB".into())),
+        };
+        assert_eq!(set.low_below(100_000_000_000), Ok(5_000_000_000));
+        let wrong = DiskConfig {
+            warn_below_percent: Some(120),
+            warn_below: None,
+        };
+        assert!(wrong.low_below(1).is_err());
     }
 
     #[test]

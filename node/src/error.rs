@@ -50,6 +50,12 @@ pub enum Error {
     DamagedDatabase { tables: String },
     #[error("storage: {0}")]
     Storage(String),
+    /// A write failed for lack of space on the file system that holds the
+    /// data directory: nothing of it was stored.
+    #[error(
+        "the disk that holds the node's data is full, so nothing was written; free space on it (see `yui status`: storage) and try again: the node takes writes again as soon as there is room"
+    )]
+    StorageFull { detail: String },
     #[error("{0}")]
     Config(String),
     #[error("the node is shutting down")]
@@ -100,6 +106,7 @@ impl Error {
             Error::CorruptDatabase { .. } => "corrupt_database",
             Error::DamagedDatabase { .. } => "database_damaged",
             Error::Storage(_) | Error::Config(_) => "storage_error",
+            Error::StorageFull { .. } => "storage_full",
             Error::ShuttingDown => "shutting_down",
             Error::PersonalData(_) => "personal_data",
         }

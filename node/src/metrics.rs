@@ -164,6 +164,13 @@ pub fn render_counter(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = writeln!(out, "{name} {value}");
 }
 
+/// Appends one gauge.
+pub fn render_gauge(out: &mut String, name: &str, help: &str, value: u64) {
+    let _ = writeln!(out, "# HELP {name} {help}");
+    let _ = writeln!(out, "# TYPE {name} gauge");
+    let _ = writeln!(out, "{name} {value}");
+}
+
 /// Appends one counter with one label of fixed values.
 pub fn render_labelled(
     out: &mut String,

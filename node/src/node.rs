@@ -168,6 +168,13 @@ pub struct StorageStatus {
     pub integrity: crate::store::Integrity,
     /// The newest backup `yui backup` verified, if any.
     pub last_verified_backup: Option<crate::datadir::VerifiedBackup>,
+    /// Free and total bytes of the file system that holds the data
+    /// directory.
+    pub disk: Option<crate::store::DiskSpace>,
+    /// Writes fail for lack of space.
+    pub full: bool,
+    /// Space problems an administrator should act on.
+    pub warnings: Vec<String>,
 }
 
 impl Node {
@@ -185,6 +192,7 @@ impl Node {
         let node_id = data_dir.node_id()?;
         let store = Store::open(&data_dir.db_path(), &config.town)?;
         store.set_quotas(config.quotas.resolve().map_err(Error::Config)?);
+        config.disk.low_below(0).map_err(Error::Config)?;
         // Every change this node makes to a shared record is signed with
         // its key (protocol.md 7).
         let key_pem = std::fs::read_to_string(data_dir.key_path())
@@ -388,6 +396,7 @@ impl Node {
                 Vec::new()
             }
         };
+        let (disk, disk_warnings) = self.disk();
         let collections = counts
             .iter()
             .map(|(c, n)| {
@@ -448,10 +457,36 @@ impl Node {
                 actor_id: self.store.actor_hex(),
                 integrity: self.store.integrity(),
                 last_verified_backup: self.data_dir.last_verified_backup(),
+                disk,
+                full: self.store.storage_full(),
+                warnings: disk_warnings,
             },
             quotas: self.quota_status(quotas),
             uptime_seconds: self.started.elapsed().as_secs(),
         })
+    }
+
+    /// The space on the data directory's file system, and the warnings it
+    /// calls for: writes failing for lack of space, or free space under
+    /// the `[disk]` threshold (10 % of the disk and 1 GiB by default).
+    pub fn disk(&self) -> (Option<crate::store::DiskSpace>, Vec<String>) {
+        let space = self.store.disk_space();
+        let mut warnings = Vec::new();
+        if self.store.storage_full() {
+            warnings.push("writes fail: the disk that holds the data directory is full; free space on it (nothing the node acknowledged was lost, and it takes writes again as soon as there is room)".to_owned());
+        }
+        if let Some(space) = space
+            && let Ok(low) = self.config.disk.low_below(space.total_bytes)
+            && space.free_bytes < low
+        {
+            warnings.push(format!(
+                "free space on the disk that holds the data directory is low: {} left of {} (warning below {}); free some, or move the data directory to a larger disk",
+                human_bytes(space.free_bytes),
+                human_bytes(space.total_bytes),
+                human_bytes(low)
+            ));
+        }
+        (space, warnings)
     }
 
     fn quota_status(&self, mut rows: Vec<crate::store::QuotaUsage>) -> QuotaStatus {
@@ -477,6 +512,22 @@ impl Node {
             towns,
             tracked,
         }
+    }
+}
+
+/// Bytes for people: `812 MiB`, `1.5 GiB`.
+pub fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut value = n as f64;
+    let mut unit = 0;
+    while value >= 1024.0 && unit + 1 < UNITS.len() {
+        value /= 1024.0;
+        unit += 1;
+    }
+    if unit == 0 || value >= 10.0 {
+        format!("{value:.0} {}", UNITS[unit])
+    } else {
+        format!("{value:.1} {}", UNITS[unit])
     }
 }
 

@@ -9,6 +9,7 @@ mod cli;
 mod crash;
 mod crash_loop;
 mod demo;
+mod disk_full;
 mod egress;
 mod faults;
 mod federation;

@@ -174,6 +174,22 @@ pub async fn show(
     if !status.refused_connections.is_empty() {
         warnings.push((m.warn_refused)(status.refused_connections.len()));
     }
+    if let Some(disk) = status.storage.disk
+        && let Ok(below) = node.config.disk.low_below(disk.total_bytes)
+        && disk.free_bytes < below
+    {
+        warnings.insert(
+            0,
+            (m.warn_disk_low)(
+                &crate::node::human_bytes(disk.free_bytes),
+                &crate::node::human_bytes(disk.total_bytes),
+                &crate::node::human_bytes(below),
+            ),
+        );
+    }
+    if status.storage.full {
+        warnings.insert(0, m.warn_storage_full.to_owned());
+    }
     if !status.storage.integrity.is_ok() {
         let tables = status.storage.integrity.damaged.join(", ");
         warnings.insert(0, (m.warn_database_damaged)(&tables));

@@ -216,6 +216,11 @@ pub struct Messages {
     pub warn_peer_failing: fn(&str) -> String,
     pub warn_refused: fn(usize) -> String,
     pub warn_database_damaged: fn(&str) -> String,
+    pub warn_storage_full: &'static str,
+    /// Free, total and the threshold, each already in words (`812 MiB`).
+    pub warn_disk_low: fn(&str, &str, &str) -> String,
+    /// A form that could not be saved for lack of disk space (kept as typed).
+    pub err_storage_full: &'static str,
     pub kpi_title: &'static str,
     pub kpi_year: &'static str,
     pub kpi_towns: &'static str,
@@ -595,6 +600,13 @@ pub static JA: Messages = Messages {
             "データベースが壊れています（{tables}）。記録の書き込みを止めています。最新の検証済みバックアップを yui restore で復元し、共有の記録はピアから取り戻してください（運用ガイド17章）。"
         )
     },
+    warn_storage_full: "ディスクがいっぱいで、記録を保存できません。データディレクトリのあるディスクの空きを増やしてください。保存済みの記録は失われておらず、空きができればすぐに保存できるようになります（運用ガイド10.1）。",
+    warn_disk_low: |free, total, below| {
+        format!(
+            "データディレクトリのあるディスクの空きが少なくなっています：残り {free}（全体 {total}、警告は {below} 未満）。不要なファイルを消すか、より大きなディスクに移してください（運用ガイド10.1）。"
+        )
+    },
+    err_storage_full: "ディスクがいっぱいのため保存できませんでした。入力した内容はこのページに残っています。管理者にディスクの空きを増やしてもらってから、もう一度保存してください。",
     kpi_title: "KPI実績（全自治体の合計）",
     kpi_year: "年度",
     kpi_towns: "報告した自治体",
@@ -978,6 +990,13 @@ pub static EN: Messages = Messages {
             "The database is damaged ({tables}): record writes are stopped. Restore the newest verified backup with yui restore, then let the peers refill the shared records (operations guide, chapter 17)."
         )
     },
+    warn_storage_full: "The disk is full: records cannot be saved. Free space on the disk that holds the data directory. Nothing saved was lost, and saving works again as soon as there is room (operations guide, 10.1).",
+    warn_disk_low: |free, total, below| {
+        format!(
+            "Free space on the disk that holds the data directory is low: {free} left of {total} (warning below {below}). Delete what is not needed, or move it to a larger disk (operations guide, 10.1)."
+        )
+    },
+    err_storage_full: "The disk is full, so this was not saved. What you typed is still on this page: ask an administrator to free space on the disk, then save again.",
     kpi_title: "KPI reports (all towns)",
     kpi_year: "Fiscal year",
     kpi_towns: "Towns reporting",

@@ -255,6 +255,10 @@ impl SignedIn {
                 self.error(StatusCode::NOT_FOUND, m.record_not_found)
             }
             crate::Error::RecordDeleted { .. } => self.error(StatusCode::GONE, m.err_deleted),
+            crate::Error::StorageFull { detail } => {
+                tracing::error!(error = %detail, path = %self.visitor.here, "console: not saved: the disk is full");
+                self.error(StatusCode::INSUFFICIENT_STORAGE, m.err_storage_full)
+            }
             crate::Error::Forbidden { message } => {
                 tracing::info!(user = %self.session.principal.user, path = %self.visitor.here, "console: refused: {message}");
                 self.error(StatusCode::FORBIDDEN, m.forbidden)

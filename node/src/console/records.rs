@@ -886,6 +886,11 @@ fn form_problem(
     match e {
         crate::Error::Validation(ValidationErrors(errors)) => Ok((errors, None)),
         crate::Error::Conflict(_) => Ok((Vec::new(), Some(who.m().err_conflict))),
+        // The form stays as typed: nothing is lost while the disk is full.
+        crate::Error::StorageFull { detail } => {
+            tracing::error!(error = %detail, "console: a record was not saved: the disk is full");
+            Ok((Vec::new(), Some(who.m().err_storage_full)))
+        }
         crate::Error::PersonalData(findings) => Ok((personal_data_errors(&findings), None)),
         other => Err(who.failed(other)),
     }

@@ -24,6 +24,7 @@ pub fn status(e: &Error) -> StatusCode {
         Error::WrongHost { .. } => StatusCode::MISDIRECTED_REQUEST,
         Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
         Error::ShuttingDown | Error::DamagedDatabase { .. } => StatusCode::SERVICE_UNAVAILABLE,
+        Error::StorageFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
         Error::CorruptDatabase { .. } | Error::Storage(_) | Error::Config(_) => {
             StatusCode::INTERNAL_SERVER_ERROR
         }
@@ -36,7 +37,9 @@ impl IntoResponse for Error {
         let message = if status.is_server_error() {
             tracing::error!(code = self.code(), error = %self, "request failed");
             match self {
-                Error::ShuttingDown | Error::DamagedDatabase { .. } => self.to_string(),
+                Error::ShuttingDown | Error::DamagedDatabase { .. } | Error::StorageFull { .. } => {
+                    self.to_string()
+                }
                 _ => "the node could not complete the request; see its log for details".to_owned(),
             }
         } else {

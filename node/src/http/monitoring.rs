@@ -19,6 +19,12 @@ pub async fn healthz(State(node): State<AppState>) -> Response {
             &json!({"status": "degraded", "town": node.config.town, "error": {"code": "database_damaged", "message": "the database is damaged and takes no writes; see the node's log and `yui status`"}, "damaged_tables": integrity.damaged}),
         );
     }
+    if node.store.storage_full() {
+        return json_response(
+            StatusCode::SERVICE_UNAVAILABLE,
+            &json!({"status": "degraded", "town": node.config.town, "error": {"code": "storage_full", "message": "writes fail: the disk that holds the data directory is full; reads are served. Free space on it; see `yui status`"}, "disk": node.store.disk_space()}),
+        );
+    }
     match node.store.check_readable().await {
         // While the first integrity check runs (seconds, at start on a
         // large database) the node serves reads and says so.
@@ -45,6 +51,26 @@ pub async fn metrics(State(node): State<AppState>) -> Result<Response> {
         "yui_api_connections_refused_total",
         "API port connections closed because the port was full (the oldest idle one, or a new one when all were busy).",
         super::listener::REFUSED.load(std::sync::atomic::Ordering::Relaxed),
+    );
+    if let Some(space) = node.store.disk_space() {
+        crate::metrics::render_gauge(
+            &mut text,
+            "yui_disk_free_bytes",
+            "Free bytes on the file system that holds the data directory (what the node may use).",
+            space.free_bytes,
+        );
+        crate::metrics::render_gauge(
+            &mut text,
+            "yui_disk_size_bytes",
+            "Size of the file system that holds the data directory.",
+            space.total_bytes,
+        );
+    }
+    crate::metrics::render_gauge(
+        &mut text,
+        "yui_storage_full",
+        "1 while writes fail for lack of space on the disk (the last write that ended did), else 0.",
+        u64::from(node.store.storage_full()),
     );
     let (logins, refused) = node.accounts.login_counts();
     crate::metrics::render_labelled(

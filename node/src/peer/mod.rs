@@ -683,10 +683,29 @@ async fn peer_info(fed: &Federation, url: &str) -> Result<PeerInfo> {
         .ok_or_else(|| Error::NotFound(format!("{url} is not a peer")))
 }
 
+/// While writes fail for lack of space, pulling waits until the disk has
+/// this much free (checked every `DISK_FULL_RECHECK`): what a peer sends
+/// could not be stored anyway.
+const DISK_ROOM_TO_PULL: u64 = 16 << 20;
+const DISK_FULL_RECHECK: Duration = Duration::from_secs(2);
+
 async fn pull_loop(fed: Federation, url: String, task: Arc<PeerTask>) {
     let mut backoff = BACKOFF_MIN;
     let mut more = false;
     loop {
+        if fed.store.storage_full()
+            && fed
+                .store
+                .disk_space()
+                .is_some_and(|d| d.free_bytes < DISK_ROOM_TO_PULL)
+        {
+            tracing::debug!(peer = %url, "not pulling: the disk is full");
+            tokio::select! {
+                _ = task.cancel.cancelled() => return,
+                _ = tokio::time::sleep(DISK_FULL_RECHECK) => {}
+            }
+            continue;
+        }
         let wait = if more { 0 } else { LONG_POLL_MS };
         let result = tokio::select! {
             _ = task.cancel.cancelled() => return,

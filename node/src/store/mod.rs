@@ -144,6 +144,8 @@ struct Inner {
     /// Signs this node's changes to shared records (`provenance`).
     /// Replaced when the node's key is rotated (`crate::membership`).
     signing: std::sync::RwLock<Option<ChangeSigning>>,
+    /// Writes fail for lack of space (the last one that ended did).
+    storage_full: std::sync::atomic::AtomicBool,
     /// The member keys incoming changes are checked with; empty (every
     /// change refused) until the peer layer sets it.
     signers: Mutex<Arc<yui_protocol::provenance::SignerBook>>,
@@ -303,6 +305,7 @@ impl Store {
                 first_check,
                 quotas: Mutex::new(Arc::default()),
                 signing: std::sync::RwLock::new(None),
+                storage_full: std::sync::atomic::AtomicBool::new(false),
                 signers: Mutex::new(Arc::default()),
             }),
         })
@@ -350,6 +353,43 @@ impl Store {
     }
 
     /// Size of the database files in bytes (main file plus WAL).
+    /// Whether writes fail for lack of space on the file system: the last
+    /// write that ended did (`/healthz` says degraded, peers are not
+    /// pulled from). Cleared by the next write that is stored.
+    pub fn storage_full(&self) -> bool {
+        self.inner
+            .storage_full
+            .load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Sets [`Store::storage_full`]; returns what it was.
+    pub(super) fn set_storage_full(&self, full: bool) -> bool {
+        let was = self
+            .inner
+            .storage_full
+            .swap(full, std::sync::atomic::Ordering::Relaxed);
+        if was && !full {
+            tracing::warn!("writes succeed again: the disk holding the database has room");
+        }
+        was
+    }
+
+    /// The free and total bytes of the file system that holds the database
+    /// (free: what an unprivileged process may use), if it can be read.
+    pub fn disk_space(&self) -> Option<DiskSpace> {
+        let dir = self.inner.path.parent()?;
+        let dir = if dir.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            dir
+        };
+        let st = rustix::fs::statvfs(dir).ok()?;
+        Some(DiskSpace {
+            free_bytes: st.f_bavail.saturating_mul(st.f_frsize),
+            total_bytes: st.f_blocks.saturating_mul(st.f_frsize),
+        })
+    }
+
     pub fn disk_bytes(&self) -> u64 {
         let wal = PathBuf::from(format!("{}-wal", self.inner.path.display()));
         [self.inner.path.as_path(), wal.as_path()]
@@ -358,6 +398,13 @@ impl Store {
             .map(|m| m.len())
             .sum()
     }
+}
+
+/// Space on the file system that holds the database.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct DiskSpace {
+    pub free_bytes: u64,
+    pub total_bytes: u64,
 }
 
 impl Drop for Inner {

@@ -105,6 +105,9 @@ impl From<rusqlite::Error> for Error {
                     detail: e.to_string(),
                 }
             }
+            Some(rusqlite::ErrorCode::DiskFull) => Error::StorageFull {
+                detail: e.to_string(),
+            },
             _ => Error::Storage(e.to_string()),
         }
     }

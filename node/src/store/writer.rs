@@ -19,7 +19,15 @@ pub(super) const READERS: usize = 4;
 /// Most writes committed in one transaction.
 const MAX_GROUP: usize = 256;
 
-pub(super) type Done = Box<dyn FnOnce(Result<(), String>) + Send>;
+pub(super) type Done = Box<dyn FnOnce(Result<(), CommitFailed>) + Send>;
+
+/// Why a group's commit failed, told to each of its writes.
+#[derive(Clone, Debug)]
+pub(super) struct CommitFailed {
+    /// For lack of space on the file system.
+    pub(super) disk_full: bool,
+    pub(super) message: String,
+}
 pub(super) type Job = Box<dyn FnOnce(&Connection, &mut WriterState) -> (bool, Done) + Send>;
 
 /// What the writer thread keeps between transactions.
@@ -42,7 +50,11 @@ impl Store {
             let done: Done = Box::new(move |commit| {
                 let _ = reply.send(match commit {
                     Ok(()) => result,
-                    Err(e) => Err(Error::Storage(e)),
+                    Err(CommitFailed {
+                        disk_full: true,
+                        message,
+                    }) => Err(Error::StorageFull { detail: message }),
+                    Err(CommitFailed { message, .. }) => Err(Error::Storage(message)),
                 });
             });
             (ok, done)
@@ -52,9 +64,23 @@ impl Store {
             .ok_or(Error::ShuttingDown)?
             .send(job)
             .map_err(|_| Error::ShuttingDown)?;
-        answer
+        let result = answer
             .await
-            .map_err(|_| Error::Storage("the write was not run; see the log".into()))?
+            .map_err(|_| Error::Storage("the write was not run; see the log".into()))?;
+        // Whether writes fail for lack of space: set by a write that did,
+        // cleared by the next that is stored.
+        match &result {
+            Ok(_) => {
+                self.set_storage_full(false);
+            }
+            Err(Error::StorageFull { detail }) => {
+                if !self.set_storage_full(true) {
+                    tracing::error!(error = %detail, "writes fail: the disk holding the database is full");
+                }
+            }
+            Err(_) => {}
+        }
+        result
     }
 
     pub(super) async fn read<T: Send + 'static>(
@@ -79,6 +105,13 @@ impl Store {
         })
         .await
         .map_err(|e| Error::Storage(format!("read task failed: {e}")))?
+    }
+}
+
+fn commit_failed(e: &rusqlite::Error) -> CommitFailed {
+    CommitFailed {
+        disk_full: e.sqlite_error_code() == Some(rusqlite::ErrorCode::DiskFull),
+        message: format!("commit failed: {e}"),
     }
 }
 
@@ -139,8 +172,9 @@ pub(super) fn run_writer(
             Err(e) => {
                 tracing::error!(error = %e, "commit failed; the writes in this group were not stored");
                 let _ = conn.execute_batch("ROLLBACK");
+                let failed = commit_failed(&e);
                 for d in done {
-                    d(Err(format!("commit failed: {e}")));
+                    d(Err(failed.clone()));
                 }
             }
         }
