@@ -164,6 +164,82 @@ pub fn render_counter(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = writeln!(out, "{name} {value}");
 }
 
+/// Appends the standard process metrics of Prometheus client libraries
+/// (`process_cpu_seconds_total`, `process_resident_memory_bytes`,
+/// `process_virtual_memory_bytes`, `process_open_fds`, `process_max_fds`,
+/// `process_start_time_seconds`), read from `/proc/self` on Linux; those
+/// that cannot be read are left out.
+pub fn render_process(out: &mut String, start_time_seconds: f64) {
+    let ticks = rustix::param::clock_ticks_per_second() as f64;
+    let page = rustix::param::page_size() as u64;
+    if let Ok(stat) = std::fs::read_to_string("/proc/self/stat")
+        // Fields after the command name, which may hold spaces: state is
+        // field 3, utime 14, stime 15, vsize 23, rss 24.
+        && let Some((_, rest)) = stat.rsplit_once(") ")
+    {
+        let fields: Vec<&str> = rest.split_whitespace().collect();
+        let field = |n: usize| fields.get(n - 3).and_then(|f| f.parse::<u64>().ok());
+        if let (Some(utime), Some(stime)) = (field(14), field(15))
+            && ticks > 0.0
+        {
+            let _ = writeln!(
+                out,
+                "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds."
+            );
+            let _ = writeln!(out, "# TYPE process_cpu_seconds_total counter");
+            let _ = writeln!(
+                out,
+                "process_cpu_seconds_total {}",
+                (utime + stime) as f64 / ticks
+            );
+        }
+        if let Some(vsize) = field(23) {
+            render_gauge(
+                out,
+                "process_virtual_memory_bytes",
+                "Virtual memory size in bytes.",
+                vsize,
+            );
+        }
+        if let Some(rss) = field(24) {
+            render_gauge(
+                out,
+                "process_resident_memory_bytes",
+                "Resident memory size in bytes.",
+                rss * page,
+            );
+        }
+    }
+    if let Ok(dir) = std::fs::read_dir("/proc/self/fd") {
+        render_gauge(
+            out,
+            "process_open_fds",
+            "Number of open file descriptors.",
+            dir.count() as u64,
+        );
+    }
+    if let Ok(limits) = std::fs::read_to_string("/proc/self/limits")
+        && let Some(line) = limits.lines().find(|l| l.starts_with("Max open files"))
+        && let Some(soft) = line
+            .split_whitespace()
+            .nth(3)
+            .and_then(|v| v.parse::<u64>().ok())
+    {
+        render_gauge(
+            out,
+            "process_max_fds",
+            "Maximum number of open file descriptors.",
+            soft,
+        );
+    }
+    let _ = writeln!(
+        out,
+        "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds."
+    );
+    let _ = writeln!(out, "# TYPE process_start_time_seconds gauge");
+    let _ = writeln!(out, "process_start_time_seconds {start_time_seconds:.3}");
+}
+
 /// Appends one gauge.
 pub fn render_gauge(out: &mut String, name: &str, help: &str, value: u64) {
     let _ = writeln!(out, "# HELP {name} {help}");

@@ -342,6 +342,11 @@ impl Node {
         let _ = self.api_url.set(url);
     }
 
+    /// When the node started (opened), in seconds since the Unix epoch.
+    pub fn start_time_seconds(&self) -> f64 {
+        crate::clock::now_ms() as f64 / 1000.0 - self.started.elapsed().as_secs_f64()
+    }
+
     /// Records that the peer port is open at `url` (`status` shows it).
     pub fn peer_port_at(&self, url: String) {
         let _ = self.peer_url.set(url);

@@ -18,4 +18,5 @@ mod limits;
 mod logins;
 mod logs;
 mod membership;
+mod monitoring;
 mod service;

@@ -52,6 +52,7 @@ pub async fn metrics(State(node): State<AppState>) -> Result<Response> {
         "API port connections closed because the port was full (the oldest idle one, or a new one when all were busy).",
         super::listener::REFUSED.load(std::sync::atomic::Ordering::Relaxed),
     );
+    crate::metrics::render_process(&mut text, node.start_time_seconds());
     if let Some(space) = node.store.disk_space() {
         crate::metrics::render_gauge(
             &mut text,
@@ -95,6 +96,25 @@ pub async fn metrics(State(node): State<AppState>) -> Result<Response> {
             &peering.inbound(),
             peering.refused_attempts().len(),
             |url| peering.refused_from(url),
+        );
+        crate::metrics::render_counter(
+            &mut text,
+            "yui_peer_port_refused_total",
+            "Connections the peer port refused since the node started (wrong or revoked certificate, garbage, too many).",
+            peering.refused_total(),
+        );
+        let trust = peering.trust();
+        crate::metrics::render_gauge(
+            &mut text,
+            "yui_certificate_expiry_timestamp_seconds",
+            "When this node's consortium certificate expires (Unix time).",
+            u64::try_from(trust.own.not_after).unwrap_or(0),
+        );
+        crate::metrics::render_gauge(
+            &mut text,
+            "yui_revocation_list_number",
+            "The number of the revocation list this node holds (0: none).",
+            trust.revocation_number(),
         );
         let usage = node.store.quota_usage(crate::clock::today_jst()).await?;
         crate::metrics::render_quotas(&mut text, &node.store.quotas(), usage);

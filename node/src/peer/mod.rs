@@ -160,6 +160,9 @@ pub struct Peering {
     trust_generation: tokio::sync::watch::Sender<u64>,
     tasks: Mutex<HashMap<String, Arc<PeerTask>>>,
     refused: Mutex<VecDeque<RefusedAttempt>>,
+    /// Connections the peer port refused since start (every one, repeats
+    /// included).
+    refused_total: AtomicU64,
     inbound: Mutex<HashMap<String, InboundStats>>,
     /// Per dialled peer (its URL): documents in its answers this node
     /// refused, since start.
@@ -199,6 +202,7 @@ impl Peering {
             trust_generation: tokio::sync::watch::Sender::new(0),
             tasks: Mutex::new(HashMap::new()),
             refused: Mutex::new(VecDeque::new()),
+            refused_total: AtomicU64::new(0),
             inbound: Mutex::new(HashMap::new()),
             refused_in_answers: Mutex::new(HashMap::new()),
             next_index: AtomicU64::new(1),
@@ -208,6 +212,7 @@ impl Peering {
 
     /// Logs and remembers a refused connection attempt.
     pub fn refused(&self, from: String, reason: String) {
+        self.refused_total.fetch_add(1, Ordering::Relaxed);
         let mut list = lock(&self.refused);
         let at = now_text();
         if let Some(i) = list
@@ -239,6 +244,11 @@ impl Peering {
     }
 
     /// Refusals, oldest first.
+    /// Connections the peer port refused since start.
+    pub fn refused_total(&self) -> u64 {
+        self.refused_total.load(Ordering::Relaxed)
+    }
+
     pub fn refused_attempts(&self) -> Vec<RefusedAttempt> {
         lock(&self.refused).iter().cloned().collect()
     }
