@@ -205,3 +205,78 @@ fn a_full_disk_answers_507_loses_nothing_and_recovers() {
     );
     drop(node);
 }
+
+/// The exchanges Tateshina served to Omachi (its inbound rounds).
+fn rounds_served_to(node: &Server, town: &str) -> u64 {
+    node.status()["inbound"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter(|i| i["town"] == town)
+        .filter_map(|i| i["rounds"].as_u64())
+        .sum()
+}
+
+#[test]
+fn pulling_waits_while_the_disk_is_full_and_resumes_by_itself() {
+    let disk = SmallDisk::mount("32m");
+    let root = tempfile::tempdir().expect("tmp");
+    let ca = yui_tests::Ca::init(&root.path().join("ca"), "ディスクのテスト");
+    let a = Server::start_peer(
+        &yui_tests::member(root.path(), "tateshina", &ca),
+        "127.0.0.1:0",
+    );
+    let b_dir = yui_tests::member(&disk.at, "omachi", &ca);
+    let b = Server::start_peer(&b_dir, "127.0.0.1:0");
+    b.add_peer(a.peer_url());
+    let first = id_of(&a.create("knowledge", knowledge("満杯の前の記事")));
+    assert!(wait_for(Duration::from_secs(10), || b
+        .record("knowledge", &first)
+        .is_some()));
+
+    // Omachi's disk fills; what it pulls can no longer be stored.
+    let filler = disk.fill("filler");
+    let mut sent = vec![first];
+    let big = |title: String| {
+        let mut fields = knowledge(&title);
+        fields["body"] = Value::String("研修の記録。".repeat(400));
+        fields
+    };
+    for i in 0..200 {
+        sent.push(id_of(
+            &a.create("knowledge", big(format!("満杯のあいだの記事 {i}"))),
+        ));
+        if b.status()["storage"]["full"] == true {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    assert_eq!(b.status()["storage"]["full"], true, "{}", b.status());
+    // It stops pulling: news at Tateshina wakes no exchange (a puller
+    // that kept trying would, with its back-off of 1, 2, 4 s, come back
+    // at least twice in 8 s).
+    std::thread::sleep(Duration::from_secs(1));
+    let before = rounds_served_to(&a, "omachi");
+    sent.push(id_of(
+        &a.create("knowledge", big("満杯のあいだの最後の記事".into())),
+    ));
+    std::thread::sleep(Duration::from_secs(8));
+    assert_eq!(
+        rounds_served_to(&a, "omachi"),
+        before,
+        "Omachi kept pulling with a full disk"
+    );
+
+    // Space comes back: it resumes by itself within seconds (it waits for
+    // room, checked every 2 s, not for a back-off that has grown while the
+    // disk was full) and catches up.
+    std::fs::remove_file(&filler).expect("free the space");
+    assert!(
+        wait_for(Duration::from_secs(6), || sent
+            .iter()
+            .all(|id| b.record("knowledge", id).is_some())),
+        "Omachi did not catch up: {}",
+        b.status()
+    );
+    assert_eq!(b.status()["storage"]["full"], false);
+}

@@ -726,6 +726,9 @@ async fn pull_loop(fed: Federation, url: String, task: Arc<PeerTask>) {
                 backoff = BACKOFF_MIN;
                 more = x;
             }
+            // Nothing could be stored: wait for room (above), not for a
+            // back-off, so pulling resumes as soon as there is space.
+            Err(Error::StorageFull { .. }) => more = false,
             Err(e) => {
                 tracing::info!(peer = %url, error = %e, retry_in = ?backoff, "pull failed");
                 tokio::select! {
