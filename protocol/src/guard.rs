@@ -185,15 +185,20 @@ pub fn scan_text(field: &str, text: &str, registry: &Registry) -> Vec<Finding> {
             }
         })
         .collect();
+    // In start order (the longest first where two start together), a span
+    // lies inside a kept one of its kind exactly when it ends no later than
+    // the furthest end kept for that kind so far: one pass, so a text that
+    // matches at every character (a registered "00" in a run of zeros)
+    // costs linear time, not quadratic.
     found.sort_by_key(|f| (f.start, std::cmp::Reverse(f.end), f.kind));
+    let mut furthest_end: std::collections::HashMap<Kind, usize> = Default::default();
     let mut kept: Vec<Finding> = Vec::new();
     for f in found {
-        if kept
-            .iter()
-            .any(|k| k.kind == f.kind && k.start <= f.start && f.end <= k.end)
-        {
+        let end = furthest_end.entry(f.kind).or_insert(0);
+        if f.end <= *end {
             continue;
         }
+        *end = f.end;
         kept.push(f);
     }
     kept
@@ -494,8 +499,15 @@ fn find_birth_dates(t: &[char], spans: &mut Vec<(Kind, usize, usize)>) {
 /// Dates: 1985年4月1日, 昭和60年4月1日, 1985/4/1, 1985-04-01, 1985.4.1, S60.4.1.
 fn dates(t: &[char]) -> Vec<(usize, usize)> {
     let mut out = Vec::new();
-    let digits_at =
-        |i: usize| -> usize { t[i..].iter().take_while(|c| c.is_ascii_digit()).count() };
+    // How many digits start at i, counted up to 5: enough to tell 1–2 and
+    // exactly 4 from longer, and a run of zeros costs linear time.
+    let digits_at = |i: usize| -> usize {
+        t[i..]
+            .iter()
+            .take(5)
+            .take_while(|c| c.is_ascii_digit())
+            .count()
+    };
     let mut i = 0;
     while i < t.len() {
         let era = ["昭和", "平成", "令和", "大正"]
@@ -696,5 +708,31 @@ mod tests {
         assert_eq!(found.len(), 1);
         assert_eq!(found[0].field, "tags[1]");
         assert_eq!(found[0].kind, Kind::Email);
+    }
+
+    /// A text that matches at every character (a registered "00" in a long
+    /// run of zeros, as a fuzzer sends) is scanned in one pass: every match
+    /// is reported once, none nested in another, and a 20,000-digit run is
+    /// no date. (It took seconds per field when the scan was quadratic.)
+    #[test]
+    fn a_text_matching_everywhere_is_scanned_in_linear_time() {
+        let mut registry = Registry::new();
+        registry.add("00");
+        let text = "0".repeat(20_000);
+        let found = scan_text("body", &text, &registry);
+        assert_eq!(found.len(), 19_999);
+        assert!(
+            found
+                .iter()
+                .all(|f| f.kind == Kind::RegisteredName && f.end == f.start + 2)
+        );
+        assert!(scan_text("body", &text, &Registry::new()).is_empty());
+        // Nested spans of one kind still fold into the longest.
+        let mut registry = Registry::new();
+        registry.add("山田花子");
+        registry.add("花子");
+        let found = scan_text("body", "担当は山田花子さん", &registry);
+        assert_eq!(found.len(), 1, "{found:?}");
+        assert_eq!((found[0].start, found[0].end), (3, 7));
     }
 }
