@@ -37,6 +37,15 @@ pub enum Error {
     WrongHost { host: String },
     #[error("the request body is larger than the limit of {limit} bytes")]
     BodyTooLarge { limit: usize },
+    /// A body sent with a `Content-Type` that is not the one the operation
+    /// reads (JSON for every JSON operation).
+    #[error(
+        "the request body is sent as {found:?}, but this operation reads {expected}; send it with 'Content-Type: {expected}'"
+    )]
+    UnsupportedMediaType {
+        found: String,
+        expected: &'static str,
+    },
     #[error("{0}")]
     NotFound(String),
     #[error(
@@ -102,6 +111,7 @@ impl Error {
             Error::NotTheOwner { .. } => "not_the_owner",
             Error::WrongHost { .. } => "wrong_host",
             Error::BodyTooLarge { .. } => "body_too_large",
+            Error::UnsupportedMediaType { .. } => "unsupported_media_type",
             Error::NotFound(_) => "not_found",
             Error::CorruptDatabase { .. } => "corrupt_database",
             Error::DamagedDatabase { .. } => "database_damaged",

@@ -142,16 +142,25 @@ async fn create_read_update_delete() {
     let (status, body) = n.get(&path).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     assert_eq!(error_code(&body), "record_not_found");
-    let (status, body) = n.get(&format!("{path}?include_deleted=true")).await;
+    // Gone from its path, history and conflicts too; its tombstone is
+    // listed with include_deleted.
+    for sub in ["/history", "/conflicts", "?include_deleted=true"] {
+        let (status, body) = n.get(&format!("{path}{sub}")).await;
+        assert_eq!(status, StatusCode::NOT_FOUND, "{sub}");
+        assert_eq!(error_code(&body), "record_not_found", "{sub}");
+    }
+    let tombstones = "/api/v1/records/knowledge?include_deleted=true";
+    let (status, list) = n.get(tombstones).await;
     assert_eq!(status, StatusCode::OK);
-    assert_eq!(body["deleted"], true);
+    assert_eq!(list["items"][0]["deleted"], true);
 
-    // PATCH of a deleted record is refused, and changes nothing.
+    // PATCH of a deleted record is refused (gone, with its own code), and
+    // changes nothing.
     let (status, body) = n.patch(&path, json!({"fields": {"title": "復活"}})).await;
     assert_eq!(status, StatusCode::GONE);
     assert_eq!(error_code(&body), "record_deleted");
-    let (_, body) = n.get(&format!("{path}?include_deleted=true")).await;
-    assert_eq!(body["fields"]["title"], "ワーカー研修の進め方");
+    let (_, list) = n.get(tombstones).await;
+    assert_eq!(list["items"][0]["fields"]["title"], "ワーカー研修の進め方");
     let (status, _) = n.send(reqwest::Method::DELETE, &path, None).await;
     assert_eq!(status, StatusCode::NOT_FOUND);
     n.stop().await;
@@ -392,7 +401,7 @@ async fn http_manners_bearer_scheme_challenge_location_times_and_peer_checks() {
 
     // The OpenAPI document says so.
     let (_, doc) = n.get("/api/v1/openapi.json").await;
-    let create = &doc["paths"]["/api/v1/records/{collection}"]["post"]["responses"];
+    let create = &doc["paths"]["/api/v1/records/knowledge"]["post"]["responses"];
     assert!(create["201"]["headers"]["Location"].is_object(), "{create}");
     assert_eq!(create["401"]["$ref"], "#/components/responses/Unauthorized");
     assert!(
@@ -587,8 +596,13 @@ async fn bad_bodies_get_clear_errors() {
 
     // A malformed query string gets the same JSON error shape.
     for path in [
-        "/api/v1/records/knowledge/01m7zyx6g1bzpzn2dc2jxvxpdn?include_deleted=yes",
+        "/api/v1/records/knowledge?include_deleted=yes",
         "/api/v1/search?q=a&limit=many",
+        "/api/v1/search?q=a&limit=0",
+        "/api/v1/search?q=a&collection=recipes",
+        "/api/v1/records/workers?status=actve",
+        "/api/v1/records/workers?joined_on=2026-02-30",
+        "/api/v1/records/workers?mentor=nobody",
     ] {
         let (status, body) = n.get(path).await;
         assert_eq!(status, StatusCode::BAD_REQUEST, "{path}");
@@ -598,6 +612,40 @@ async fn bad_bodies_get_clear_errors() {
     // After all of that, nothing was stored and the node still serves.
     let (_, list) = n.get("/api/v1/records/knowledge").await;
     assert_eq!(list["items"], json!([]));
+
+    // A form or text is refused for what it is, before it is read; JSON
+    // with a charset, and a body without a Content-Type, are read as JSON.
+    let valid = json!({"fields": knowledge("種類", "本文")}).to_string();
+    for (content_type, expected) in [
+        (
+            Some("application/x-www-form-urlencoded"),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+        ),
+        (Some("text/plain"), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (Some("application/json; charset=utf-8"), StatusCode::CREATED),
+        (None, StatusCode::CREATED),
+    ] {
+        let mut request = n
+            .client
+            .post(n.url("/api/v1/records/knowledge"))
+            .bearer_auth(&n.token)
+            .body(valid.clone());
+        if let Some(content_type) = content_type {
+            request = request.header("content-type", content_type);
+        }
+        let resp = request.send().await.expect("send");
+        assert_eq!(resp.status(), expected, "{content_type:?}");
+        if expected == StatusCode::UNSUPPORTED_MEDIA_TYPE {
+            let body: Value = resp.json().await.expect("json error body");
+            assert_eq!(error_code(&body), "unsupported_media_type");
+            assert!(
+                body["error"]["message"]
+                    .as_str()
+                    .is_some_and(|m| m.contains("application/json")),
+                "{body}"
+            );
+        }
+    }
     n.create_record("knowledge", knowledge("まだ動く", "本文"))
         .await;
     n.stop().await;
@@ -1032,7 +1080,7 @@ async fn status_metrics_and_openapi() {
     let (status, doc) = n.get("/api/v1/openapi.json").await;
     assert_eq!(status, StatusCode::OK);
     assert_eq!(doc["openapi"], "3.1.0");
-    assert!(doc["paths"]["/api/v1/records/{collection}/{id}"]["patch"].is_object());
+    assert!(doc["paths"]["/api/v1/records/knowledge/{id}"]["patch"].is_object());
     assert_eq!(
         doc["components"]["schemas"]["knowledge_fields"]["required"],
         json!(["title", "body", "category"])

@@ -385,8 +385,10 @@ fn check_kind(name: &str, kind: &FieldKind, v: &Value) -> Result<FieldValue, Vec
             Ok(FieldValue::Str(s.trim().to_owned()))
         }
         FieldKind::Email => {
-            let s = expect_str(name, v, "a string").map_err(one)?.trim();
+            // The limit counts what was sent, as for every string.
+            let s = expect_str(name, v, "a string").map_err(one)?;
             check_len(name, s, 254).map_err(one)?;
+            let s = s.trim();
             check_line(name, s).map_err(one)?;
             let valid = s.split_once('@').is_some_and(|(local, domain)| {
                 !local.is_empty()
@@ -406,8 +408,9 @@ fn check_kind(name: &str, kind: &FieldKind, v: &Value) -> Result<FieldValue, Vec
             Ok(FieldValue::Str(s.to_owned()))
         }
         FieldKind::Phone => {
-            let s = expect_str(name, v, "a string").map_err(one)?.trim();
+            let s = expect_str(name, v, "a string").map_err(one)?;
             check_len(name, s, 32).map_err(one)?;
+            let s = s.trim();
             let digits = s.chars().filter(char::is_ascii_digit).count();
             let allowed = s
                 .chars()
@@ -451,7 +454,13 @@ fn check_kind(name: &str, kind: &FieldKind, v: &Value) -> Result<FieldValue, Vec
             }
         }
         FieldKind::Int { min, max } => {
-            let n = v.as_i64().ok_or_else(|| {
+            // JSON has one kind of number: 3.0 is the whole number 3 (as
+            // JSON Schema's "integer" says), however a client wrote it.
+            let whole = v
+                .as_f64()
+                .filter(|f| f.fract() == 0.0 && f.abs() < 9e15)
+                .map(|f| f as i64);
+            let n = v.as_i64().or(whole).ok_or_else(|| {
                 let what = if v.is_number() {
                     "a whole number".to_owned()
                 } else {

@@ -6,6 +6,7 @@ mod actions;
 mod backup;
 mod browser;
 mod cli;
+mod contract;
 mod crash;
 mod crash_loop;
 mod demo;

@@ -5,7 +5,6 @@
 //! `crate::actions`' use cases: they check their role and audit themselves.
 
 use axum::Router;
-use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -13,7 +12,7 @@ use axum::routing::{delete, get, post};
 use serde::Deserialize;
 use serde_json::json;
 
-use super::extract::{AdminAccess, Caller, JsonBody, QueryParams, ViewerAccess};
+use super::extract::{AdminAccess, Caller, JsonBody, QueryParams, RawBody, ViewerAccess};
 use super::{AppState, DEFAULT_AUDIT_PAGE, MAX_AUDIT_PAGE, json_response};
 use crate::actions::{self, Action};
 use crate::error::{Error, Result};
@@ -88,7 +87,7 @@ async fn remove_peer(
 async fn import_revocations(
     Caller(principal): Caller,
     State(node): State<AppState>,
-    body: Bytes,
+    RawBody(body): RawBody,
 ) -> Result<Response> {
     Action::RevocationsImport.check(&principal)?;
     if node.peering().is_none() {

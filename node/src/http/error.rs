@@ -16,6 +16,9 @@ pub fn status(e: &Error) -> StatusCode {
         Error::UnknownCollection { .. } | Error::RecordNotFound { .. } | Error::NotFound(_) => {
             StatusCode::NOT_FOUND
         }
+        // A change to a deleted record: it was there and is gone for good.
+        // (A read of it is not found: its tombstone shows only in a list
+        // with include_deleted.)
         Error::RecordDeleted { .. } => StatusCode::GONE,
         Error::Conflict(_) => StatusCode::CONFLICT,
         Error::BadRequest { .. } => StatusCode::BAD_REQUEST,
@@ -23,6 +26,7 @@ pub fn status(e: &Error) -> StatusCode {
         Error::Forbidden { .. } | Error::NotTheOwner { .. } => StatusCode::FORBIDDEN,
         Error::WrongHost { .. } => StatusCode::MISDIRECTED_REQUEST,
         Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Error::ShuttingDown | Error::DamagedDatabase { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Error::StorageFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
         Error::CorruptDatabase { .. } | Error::Storage(_) | Error::Config(_) => {

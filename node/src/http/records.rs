@@ -12,7 +12,7 @@ use axum::response::Response;
 use axum::routing::get;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
-use yui_protocol::schema::FieldKind;
+use yui_protocol::schema::{FieldDef, FieldKind};
 use yui_protocol::validate::{validate_create, validate_patch};
 use yui_protocol::{Collection, RecordId};
 
@@ -125,23 +125,16 @@ async fn create(
     Ok(response)
 }
 
-#[derive(Deserialize)]
-struct GetParams {
-    #[serde(default)]
-    include_deleted: bool,
-}
-
+/// A record by its path. A deleted record is gone from its path, for
+/// reads as for writes (404); its tombstone shows in the collection's list
+/// with `include_deleted=true`.
 async fn get_one(
     _: ViewerAccess,
     State(node): State<AppState>,
     Path((name, id)): Path<(String, String)>,
-    QueryParams(params): QueryParams<GetParams>,
 ) -> Result<Response> {
     let (collection, id) = record_path(&name, &id)?;
-    let record = node
-        .store
-        .get(collection, id, params.include_deleted)
-        .await?;
+    let record = node.store.get(collection, id, false).await?;
     Ok(json_response(StatusCode::OK, &record))
 }
 
@@ -197,7 +190,7 @@ async fn list(
                     })?;
             }
             "cursor" => q.cursor = Some(value),
-            "include_deleted" => q.include_deleted = value == "true",
+            "include_deleted" => q.include_deleted = query_bool("include_deleted", &value)?,
             field => {
                 let def = collection
                     .field(field)
@@ -217,16 +210,8 @@ async fn list(
                             ),
                         )
                     })?;
-                let value = match def.kind {
-                    FieldKind::Int { .. } => Value::from(value.parse::<i64>().map_err(|_| {
-                        Error::bad_request(
-                            "invalid_query",
-                            format!("{field} must be a whole number"),
-                        )
-                    })?),
-                    _ => Value::String(value),
-                };
-                q.filters.push((def.name, value));
+                q.filters
+                    .push((def.name, filter_value(collection, def, value)?));
             }
         }
     }
@@ -238,6 +223,46 @@ async fn list(
             next_cursor: Some(page.next_cursor),
         },
     ))
+}
+
+/// A boolean query parameter: `true` or `false`, nothing else.
+fn query_bool(name: &str, value: &str) -> Result<bool> {
+    match value {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(Error::bad_request(
+            "invalid_query",
+            format!("{name} must be true or false"),
+        )),
+    }
+}
+
+/// A list filter's value, checked as the field's own values are (a filter
+/// that no stored value could match is a mistake worth saying), in the form
+/// the stored value has (trimmed, a number for a number).
+fn filter_value(collection: Collection, def: &FieldDef, value: String) -> Result<Value> {
+    let field = def.name;
+    let value = match def.kind {
+        FieldKind::Int { .. } => Value::from(value.parse::<i64>().map_err(|_| {
+            Error::bad_request("invalid_query", format!("{field} must be a whole number"))
+        })?),
+        _ => Value::String(value),
+    };
+    let one = Map::from_iter([(field.to_owned(), value)]);
+    let checked = validate_patch(collection, &one).map_err(|e| {
+        Error::bad_request(
+            "invalid_query",
+            format!("the filter {field} is not a possible value: {e}"),
+        )
+    })?;
+    match checked.get(field) {
+        Some(Some(v)) => Ok(v.to_json()),
+        // `null` is no query value; a required field cannot be null.
+        _ => Err(Error::bad_request(
+            "invalid_query",
+            format!("the filter {field} needs a value"),
+        )),
+    }
 }
 
 #[derive(Deserialize)]
@@ -261,8 +286,20 @@ async fn search(
             "the search text is longer than 200 characters",
         ));
     }
-    let collection = params.collection.as_deref().map(collection).transpose()?;
-    let limit = params.limit.unwrap_or(DEFAULT_PAGE).clamp(1, MAX_PAGE);
+    // A bad parameter of the search is a bad query, not a missing resource.
+    let collection = params
+        .collection
+        .as_deref()
+        .map(collection)
+        .transpose()
+        .map_err(|e| Error::bad_request("invalid_query", e.to_string()))?;
+    let limit = params.limit.unwrap_or(DEFAULT_PAGE);
+    if !(1..=MAX_PAGE).contains(&limit) {
+        return Err(Error::bad_request(
+            "invalid_query",
+            format!("limit must be a whole number from 1 to {MAX_PAGE}"),
+        ));
+    }
     let items = node.store.search(q, collection, limit).await?;
     Ok(json_response(
         StatusCode::OK,
@@ -273,12 +310,20 @@ async fn search(
     ))
 }
 
+/// A deleted record's history and conflicts are gone with it (404), as
+/// the record is.
+async fn check_readable(node: &AppState, collection: Collection, id: &str) -> Result<()> {
+    node.store.get(collection, id.to_owned(), false).await?;
+    Ok(())
+}
+
 async fn history(
     _: ViewerAccess,
     State(node): State<AppState>,
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Response> {
     let (collection, id) = record_path(&name, &id)?;
+    check_readable(&node, collection, &id).await?;
     let changes = node.history(collection, id).await?;
     Ok(json_response(StatusCode::OK, &json!({"changes": changes})))
 }
@@ -289,6 +334,7 @@ async fn conflicts(
     Path((name, id)): Path<(String, String)>,
 ) -> Result<Response> {
     let (collection, id) = record_path(&name, &id)?;
+    check_readable(&node, collection, &id).await?;
     let conflicts = node.store.conflicts(collection, id).await?;
     Ok(json_response(
         StatusCode::OK,

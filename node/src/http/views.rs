@@ -44,6 +44,17 @@ async fn api_skills(
         status: empty_as_none(filter.status),
         skill: empty_as_none(filter.skill),
     };
+    if let Some(status) = &filter.status
+        && !WORKER_ORDER.contains(&status.as_str())
+    {
+        return Err(crate::error::Error::bad_request(
+            "invalid_query",
+            format!(
+                "status must be one of {}, or empty for all",
+                WORKER_ORDER.join(", ")
+            ),
+        ));
+    }
     Ok(json(&skills_view(&node.store, &filter).await?))
 }
 
@@ -73,30 +84,35 @@ async fn api_pr(
 
 /// The views' entries in the OpenAPI document's `paths`.
 pub fn openapi_paths() -> Vec<(&'static str, Value)> {
+    use super::openapi::error;
     use serde_json::json;
-    let error = |d: &str| json!({"description": d, "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}});
     let r#ref = json!({"type": "object", "properties": {"id": {"type": "string"}, "name": {"type": ["string", "null"], "description": "null when the record is deleted or unknown"}}});
-    let fy = json!({"name": "fiscal_year", "in": "query", "schema": {"type": "integer", "minimum": FISCAL_YEAR_MIN, "maximum": FISCAL_YEAR_MAX},
-        "description": "fiscal year (April to March): 2024 is 2024-04-01 to 2025-03-31"});
+    // An empty value (or only white space) means no filter, as the
+    // console's forms send it.
+    let empty =
+        json!({"type": "string", "pattern": format!("^[{}]*$", super::openapi::WHITE_SPACE)});
+    let year = json!({"anyOf": [{"type": "integer", "minimum": FISCAL_YEAR_MIN, "maximum": FISCAL_YEAR_MAX}, empty]});
+    let fy = json!({"name": "fiscal_year", "in": "query", "schema": year,
+        "description": "fiscal year (April to March): 2024 is 2024-04-01 to 2025-03-31; empty: every year"});
     let note = format!(
         "Reads this town's local collections only, at most {MAX_RECORDS} records of each (newest first); truncated is true when a collection had more."
     );
     vec![
         (
             "/api/v1/views/skills",
-            json!({"get": {
+            json!({"get": {"operationId": "views_skills", "tags": ["views"],
             "summary": "スキルの可視化 / Skill matrix: workers × skills with levels",
             "description": format!("Rows: workers, active and in training first, then registered, paused, left. Columns: every distinct skills[].skill, sorted. counts gives, per column, the workers assessed and those at level 3 or higher. {note}"),
             "parameters": [
-                {"name": "status", "in": "query", "schema": {"type": "string", "enum": WORKER_ORDER}, "description": "only workers with this status"},
+                {"name": "status", "in": "query", "schema": {"anyOf": [{"type": "string", "enum": WORKER_ORDER}, empty]}, "description": "only workers with this status (empty: all)"},
                 {"name": "skill", "in": "query", "schema": {"type": "string"}, "description": "only workers assessed in this skill, and only its column"}],
             "responses": {"200": {"description": "skills, all_skills, workers [{id, name, status, skills: {SKILL: {level, assessed_on}}}], counts [{skill, assessed, level3_plus}], truncated",
                 "content": {"application/json": {"schema": {"type": "object"}}}},
-                "400": error("unknown query parameter")}}}),
+                "400": error("an unknown query parameter or status (invalid_query)")}}}),
         ),
         (
             "/api/v1/views/orders",
-            json!({"get": {
+            json!({"get": {"operationId": "views_orders", "tags": ["views"],
             "summary": "受発注 / Order pipeline: orders by status with hours and amounts",
             "description": format!("stages in pipeline order (inquiry, quoted, ordered, in_progress, delivered, invoiced, closed), each with its orders (soonest due first) and totals {{count, estimated_hours, actual_hours, amount_jpy}}; lost orders apart; totals over the pipeline without lost. An order is overdue when due_on is before today (Japan time) and it is not yet delivered. Customer and assignee names are resolved. {note}"),
             "responses": {"200": {"description": "today, stages, lost, totals, overdue, truncated",
@@ -104,29 +120,29 @@ pub fn openapi_paths() -> Vec<(&'static str, Value)> {
                     "stages": {"type": "array", "items": {"type": "object", "properties": {
                         "status": {"type": "string"}, "totals": {"type": "object"},
                         "orders": {"type": "array", "items": {"type": "object", "properties": {
-                            "id": {"type": "string"}, "title": {"type": "string"}, "customer": r#ref, "assignees": {"type": "array", "items": r#ref},
+                            "id": {"type": "string"}, "title": {"type": "string"}, "customer": {"oneOf": [r#ref, {"type": "null"}]}, "assignees": {"type": "array", "items": r#ref},
                             "due_on": {"type": ["string", "null"]}, "overdue": {"type": "boolean"},
                             "estimated_hours": {"type": ["number", "null"]}, "actual_hours": {"type": ["number", "null"]}, "amount_jpy": {"type": ["integer", "null"]}}}}}}}}}}}}}}}),
         ),
         (
             "/api/v1/views/training",
-            json!({"get": {
+            json!({"get": {"operationId": "views_training", "tags": ["views"],
             "summary": "研修・メンタリング / Training and mentoring log, newest first",
             "description": format!("trainings [{{id, held_on, title, audience, attendee_count, attendees}}] and mentoring [{{id, held_on, mentor, mentee}}]; with worker, only that worker's own log (trainings attended, mentoring as mentor or mentee). {note}"),
             "parameters": [fy, {"name": "worker", "in": "query", "schema": {"type": "string"}, "description": "a worker's record id"}],
             "responses": {"200": {"description": "fiscal_year, worker, fiscal_years, trainings, mentoring, truncated",
                 "content": {"application/json": {"schema": {"type": "object"}}}},
-                "400": error("bad fiscal_year"), "404": error("no such worker")}}}),
+                "400": error("an unknown query parameter or a bad fiscal_year (invalid_query)"), "404": error("no such worker (record_not_found)")}}}),
         ),
         (
             "/api/v1/views/pr",
-            json!({"get": {
+            json!({"get": {"operationId": "views_pr", "tags": ["views"],
             "summary": "広報計画 / PR plan by month and audience",
             "description": format!("months: the twelve months of the fiscal year (default: the year under way), each with residents and customers items [{{id, title, status, channel, planned_on}}]; unscheduled: items without planned_on; by_status: the year's items per status. {note}"),
-            "parameters": [{"name": "fiscal_year", "in": "query", "schema": {"type": "integer", "minimum": FISCAL_YEAR_MIN, "maximum": FISCAL_YEAR_MAX}}],
+            "parameters": [{"name": "fiscal_year", "in": "query", "schema": year, "description": "default: the year under way"}],
             "responses": {"200": {"description": "fiscal_year, fiscal_years, months, unscheduled, by_status, truncated",
                 "content": {"application/json": {"schema": {"type": "object"}}}},
-                "400": error("bad fiscal_year")}}}),
+                "400": error("an unknown query parameter or a bad fiscal_year (invalid_query)")}}}),
         ),
     ]
 }

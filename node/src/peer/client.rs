@@ -91,6 +91,20 @@ pub fn parse_peer_url(url: &str) -> Result<PeerUrl> {
         return Err(bad("port 0 is no port a node listens on"));
     }
     let host = parsed.host_str().ok_or_else(|| bad("no host"))?;
+    // The host as written: a URL parser reads `1.2.3`, `%41`, `*` or a
+    // Unicode name as something else, or as a name no DNS can hold.
+    // (An IPv6 address may be written in several ways.)
+    let ipv6 = host.starts_with('[');
+    let written = ipv6
+        || url
+            .get("https://".len()..)
+            .is_some_and(|rest| rest.to_ascii_lowercase().starts_with(host));
+    let is_name = !ipv6 && host.parse::<std::net::Ipv4Addr>().is_err();
+    if !written || (is_name && !is_host_name(host)) {
+        return Err(bad(
+            "the host must be a DNS name or an IP address, written out",
+        ));
+    }
     let host = host
         .trim_start_matches('[')
         .trim_end_matches(']')
@@ -99,6 +113,22 @@ pub fn parse_peer_url(url: &str) -> Result<PeerUrl> {
         host,
         port: parsed.port().unwrap_or(crate::datadir::DEFAULT_PEER_PORT),
     })
+}
+
+/// A DNS name: dot-separated labels of 1 to 63 letters, digits and inner
+/// hyphens, the last starting with a letter.
+fn is_host_name(host: &str) -> bool {
+    let label = |l: &str| {
+        (1..=63).contains(&l.len())
+            && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && !l.starts_with('-')
+            && !l.ends_with('-')
+    };
+    host.split('.').all(label)
+        && host
+            .rsplit('.')
+            .next()
+            .is_some_and(|last| last.starts_with(|c: char| c.is_ascii_alphabetic()))
 }
 
 /// What one exchange did.

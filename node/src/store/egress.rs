@@ -101,14 +101,38 @@ impl Store {
             .await
     }
 
-    /// Whether `since` reads like the date or time [`Store::egress`] compares
-    /// with (`2026-11-21`, `2026-11-21T09:00:00Z`): digits, letters and
-    /// `-:.+` only. Callers reject or drop anything else.
+    /// Whether `since` reads as the UTC date or time [`Store::egress`]
+    /// compares with, as text, the stored times: `2026-11-21`,
+    /// `2026-11-21T09:00`, `2026-11-21T09:00:00`, with seconds' fractions
+    /// and a `Z` optional. Callers reject or drop anything else.
     pub fn is_egress_since(since: &str) -> bool {
-        !since.is_empty()
-            && since
-                .chars()
-                .all(|c| c.is_ascii_alphanumeric() || "-:.+".contains(c))
+        fn digits(s: &[u8], shape: &str) -> bool {
+            s.len() == shape.len()
+                && s.iter().zip(shape.bytes()).all(|(c, want)| match want {
+                    b'9' => c.is_ascii_digit(),
+                    _ => *c == want,
+                })
+        }
+        let s = since.strip_suffix('Z').unwrap_or(since).as_bytes();
+        let (date, rest) = s.split_at(s.len().min(10));
+        if !digits(date, "9999-99-99") || (rest.is_empty() && since.ends_with('Z')) {
+            return false;
+        }
+        let (minutes, rest) = rest.split_at(rest.len().min(6));
+        if minutes.is_empty() {
+            return true;
+        }
+        if !digits(minutes, "T99:99") {
+            return false;
+        }
+        let (seconds, fraction) = rest.split_at(rest.len().min(3));
+        (seconds.is_empty() || digits(seconds, ":99"))
+            && (fraction.is_empty()
+                || (!seconds.is_empty()
+                    && fraction.len() >= 2
+                    && fraction.len() <= 10
+                    && fraction[0] == b'.'
+                    && fraction[1..].iter().all(u8::is_ascii_digit)))
     }
 
     /// The egress ledger, newest first: every document this node sent to a

@@ -165,7 +165,6 @@ impl Store {
         );
         let signing = collection.is_shared().then(|| self.signing()).flatten();
         self.write(move |conn, state| {
-            check_references(conn, &refs)?;
             let mut loaded = load_doc(conn, collection, &id)?;
             check_authority(collection, &loaded, &state.town)?;
             loaded.doc.set_actor(state.actor.clone());
@@ -175,6 +174,23 @@ impl Store {
                     id,
                 });
             }
+            // Only the references the update makes are checked: one the
+            // record already holds stays valid even if its target was
+            // deleted since, so a client (or the console's form) can send
+            // the record back with another field changed.
+            let held: serde_json::Value =
+                serde_json::from_str(&loaded.view_json).unwrap_or_default();
+            let refs: Vec<_> = refs
+                .into_iter()
+                .filter(|(field, _, target)| {
+                    let value = &held["fields"][*field];
+                    value.as_str() != Some(target.as_str())
+                        && !value
+                            .as_array()
+                            .is_some_and(|ids| ids.iter().any(|v| v.as_str() == Some(target)))
+                })
+                .collect();
+            check_references(conn, &refs)?;
             let before = loaded.doc.get_heads();
             let changed = doc::update(&mut loaded.doc, collection, &state.town, now, &patch)?;
             if changed.is_empty() {
