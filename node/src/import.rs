@@ -180,29 +180,33 @@ async fn plan(node: &Node, collection: Collection, parsed: &Parsed) -> Result<Pl
     let mut references: Vec<(usize, Vec<(&'static str, Collection, String)>)> = Vec::new();
     for row in &parsed.rows {
         let at = row.row;
+        let before = plan.problems.len();
         let held = row
             .id
             .as_ref()
             .and_then(|id| stored.get(id.as_str()).map(|s| (id.as_str(), s)));
-        let (write, new_values, refs) = match (&row.id, held) {
+        // The row's write and the values it would write, when the row
+        // passes the schema.
+        let outcome: Option<(BatchWrite, Fields)> = match (&row.id, held) {
             (Some(_), Some((id, record))) => {
                 match update_row(node, collection, at, id, record, &row.fields) {
-                    Ok(Some((patch, new_values))) => {
-                        let refs = validate::references(collection, new_values.iter());
-                        let write = BatchWrite::Update {
+                    Ok(Some((patch, new_values))) => Some((
+                        BatchWrite::Update {
                             row: at,
                             id: id.to_owned(),
                             patch,
-                        };
-                        (write, new_values, refs)
-                    }
+                        },
+                        new_values,
+                    )),
                     Ok(None) => {
-                        plan.unchanged += 1;
-                        continue;
+                        if row.unreadable.is_empty() {
+                            plan.unchanged += 1;
+                        }
+                        None
                     }
                     Err(problems) => {
                         plan.problems.extend(problems);
-                        continue;
+                        None
                     }
                 }
             }
@@ -216,7 +220,7 @@ async fn plan(node: &Node, collection: Collection, parsed: &Parsed) -> Result<Pl
                         "this node has no {collection} record with id {id}; leave the id empty to add a new record (a shared record keeps the id its town gave it)"
                     ),
                 });
-                continue;
+                None
             }
             (id, _) => {
                 let given: Map<String, Value> = row
@@ -226,38 +230,79 @@ async fn plan(node: &Node, collection: Collection, parsed: &Parsed) -> Result<Pl
                     .map(|(k, v)| (k.clone(), v.clone()))
                     .collect();
                 match validate_create(collection, &given) {
-                    Ok(fields) => {
-                        let refs = validate::references(collection, fields.iter());
-                        let write = BatchWrite::Create {
+                    Ok(fields) => Some((
+                        BatchWrite::Create {
                             row: at,
                             id: id.clone(),
                             fields: fields.clone(),
-                        };
-                        (write, fields, refs)
-                    }
+                        },
+                        fields,
+                    )),
                     Err(e) => {
                         plan.problems.extend(Error::from(e).into_problems(at));
-                        continue;
+                        None
                     }
                 }
             }
         };
+        // A required field whose cell could not be read is not missing:
+        // its problem is said already.
+        let mut kept = plan.problems.split_off(before);
+        kept.retain(|p| {
+            !(p.code == "missing_field"
+                && p.field.as_ref().is_some_and(|f| row.unreadable.contains(f)))
+        });
+        plan.problems.extend(kept);
+        // The references and the guard see every value the row would
+        // write, also when another of its cells has a problem, so that
+        // one round of corrections is enough.
+        let values = match &outcome {
+            Some((_, values)) => values.clone(),
+            None => fields_alone(collection, &row.fields, held.map(|(_, r)| r)),
+        };
+        references.push((at, validate::references(collection, values.iter())));
         if let Some(registry) = &registry
-            && let Err(e) =
-                judge_personal_data(collection, &new_values, registry, GuardMode::Refuse)
+            && let Err(e) = judge_personal_data(collection, &values, registry, GuardMode::Refuse)
         {
             plan.problems.extend(e.into_problems(at));
-            continue;
         }
-        match write {
-            BatchWrite::Create { .. } => plan.created += 1,
-            BatchWrite::Update { .. } => plan.updated += 1,
+        match outcome {
+            Some((write, _)) if plan.problems.len() == before && row.unreadable.is_empty() => {
+                match write {
+                    BatchWrite::Create { .. } => plan.created += 1,
+                    BatchWrite::Update { .. } => plan.updated += 1,
+                }
+                plan.writes.push(write);
+            }
+            _ => {}
         }
-        references.push((at, refs));
-        plan.writes.push(write);
     }
     check_references(node, collection, &file_ids, references, &mut plan).await?;
     Ok(plan)
+}
+
+/// The values of a row's cells that pass the schema each on its own (and,
+/// for a stored record, differ from it): what the references and the guard
+/// check in a row that has a problem elsewhere.
+fn fields_alone(
+    collection: Collection,
+    cells: &Map<String, Value>,
+    held: Option<&StoredRecord>,
+) -> Fields {
+    let mut values = Fields::new();
+    for (name, value) in cells.iter().filter(|(_, v)| !v.is_null()) {
+        let one = Map::from_iter([(name.clone(), value.clone())]);
+        if let Ok(patch) = validate_patch(collection, &one) {
+            for (k, v) in patch {
+                let Some(v) = v else { continue };
+                let same = held.is_some_and(|r| r.view.fields.get(k) == Some(&v.to_json()));
+                if !same {
+                    values.insert(k, v);
+                }
+            }
+        }
+    }
+    values
 }
 
 /// A row for a stored record: the fields it changes (`None` when it

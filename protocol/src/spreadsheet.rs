@@ -370,12 +370,16 @@ pub enum Column {
 }
 
 /// One record row of an imported file, its cells turned into the JSON the
-/// API takes: a field whose cell is empty is `null`.
+/// API takes: a field whose cell is empty is `null`. A cell that could not
+/// be read is left out of `fields` and named in `unreadable` (its problem
+/// is in [`Parsed::problems`]); the row is still checked for more.
 #[derive(Debug, Clone)]
 pub struct Row {
     pub row: usize,
     pub id: Option<RecordId>,
     pub fields: Map<String, Value>,
+    /// Fields (or `id`) whose cells could not be read.
+    pub unreadable: Vec<String>,
 }
 
 /// An imported file, read.
@@ -554,9 +558,8 @@ pub fn parse(collection: Collection, bytes: &[u8], max_rows: usize) -> Parsed {
             ));
             break;
         }
-        if let Some(r) = read_row(row, &record, &mut parsed) {
-            parsed.rows.push(r);
-        }
+        let r = read_row(row, &record, &mut parsed);
+        parsed.rows.push(r);
     }
     parsed
 }
@@ -622,10 +625,10 @@ fn read_header(collection: Collection, header: &csv::StringRecord, parsed: &mut 
     }
 }
 
-fn read_row(row: usize, record: &csv::StringRecord, parsed: &mut Parsed) -> Option<Row> {
+fn read_row(row: usize, record: &csv::StringRecord, parsed: &mut Parsed) -> Row {
     let mut id = None;
     let mut fields = Map::new();
-    let mut ok = true;
+    let mut unreadable = Vec::new();
     for (i, cell) in record.iter().enumerate() {
         let Some((heading, column)) = parsed.columns.get(i) else {
             if !cell.trim().is_empty() {
@@ -640,7 +643,6 @@ fn read_row(row: usize, record: &csv::StringRecord, parsed: &mut Parsed) -> Opti
                         parsed.columns.len()
                     ),
                 });
-                ok = false;
             }
             continue;
         };
@@ -659,7 +661,6 @@ fn read_row(row: usize, record: &csv::StringRecord, parsed: &mut Parsed) -> Opti
                         "unnamed_column",
                         format!("cell {} has a value but its column has no heading", i + 1),
                     ));
-                    ok = false;
                 }
             }
             Column::Id => {
@@ -678,7 +679,7 @@ fn read_row(row: usize, record: &csv::StringRecord, parsed: &mut Parsed) -> Opti
                                 text.chars().take(40).collect::<String>()
                             ),
                         ));
-                        ok = false;
+                        unreadable.push("id".to_owned());
                     }
                 }
             }
@@ -688,12 +689,17 @@ fn read_row(row: usize, record: &csv::StringRecord, parsed: &mut Parsed) -> Opti
                 }
                 Err((field, code, message)) => {
                     parsed.problems.push(problem(Some(&field), code, message));
-                    ok = false;
+                    unreadable.push(def.name.to_owned());
                 }
             },
         }
     }
-    ok.then_some(Row { row, id, fields })
+    Row {
+        row,
+        id,
+        fields,
+        unreadable,
+    }
 }
 
 /// Takes off the `'` an export put before a cell that would be a formula.
