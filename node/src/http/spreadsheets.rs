@@ -188,15 +188,39 @@ struct ImportQuery {
     dry_run: Option<String>,
 }
 
+/// The `Content-Type`s an import takes: CSV, text, and what browsers and
+/// scripts send for a `.csv` file; a body without one is taken too.
+const CSV_TYPES: [&str; 4] = [
+    "text/csv",
+    "text/plain",
+    "application/vnd.ms-excel",
+    "application/octet-stream",
+];
+
 /// The file of an import: the body as bytes, up to [`MAX_IMPORT_BYTES`],
-/// whatever its `Content-Type` (`text/csv`, or what a browser or a script
-/// sends for a `.csv` file).
+/// sent as one of [`CSV_TYPES`] or without a `Content-Type` (anything else,
+/// a form or JSON, is 415).
 pub(super) struct CsvBody(Bytes);
 
 impl<S: Send + Sync> FromRequest<S> for CsvBody {
     type Rejection = Error;
 
     async fn from_request(req: Request, state: &S) -> Result<Self> {
+        if let Some(found) = req.headers().get(header::CONTENT_TYPE) {
+            let found = String::from_utf8_lossy(found.as_bytes()).into_owned();
+            let essence = found
+                .split(';')
+                .next()
+                .unwrap_or("")
+                .trim()
+                .to_ascii_lowercase();
+            if !CSV_TYPES.contains(&essence.as_str()) {
+                return Err(Error::UnsupportedMediaType {
+                    found,
+                    expected: "text/csv",
+                });
+            }
+        }
         Bytes::from_request(req, state)
             .await
             .map(CsvBody)
@@ -259,7 +283,7 @@ pub fn openapi_paths() -> Vec<(String, serde_json::Value)> {
             "headers": {"Content-Disposition": {"description": "attachment; filename=\"yui-TOWN-NAME.csv\"", "schema": {"type": "string"}}},
             "content": {"text/csv": {"schema": {"type": "string"}}}})
     };
-    let format = "UTF-8 with a byte order mark, CRLF line ends, a header row, the id column first, dates YYYY-MM-DD, numbers plain, lists one item per line within their cell, a text cell that would start a formula (= + - @ tab CR) prefixed with ' (docs/operations.md 24).";
+    let format = "UTF-8 with a byte order mark, CRLF line ends, a header row, the id column first, dates YYYY-MM-DD, numbers plain, lists one item per line within their cell, a text cell that would start a formula (= + - @ tab CR) prefixed with ' (docs/operations.md 22).";
     let bad_query = error("an unknown query parameter, or a bad lang or filter (invalid_query)");
     let mut paths = Vec::new();
     for c in Collection::ALL {
@@ -292,12 +316,14 @@ pub fn openapi_paths() -> Vec<(String, serde_json::Value)> {
                     if c.is_shared() { "" } else { "; a row with an id this node has no record of creates the record with that id" }),
                 "parameters": [{"name": "dry_run", "in": "query", "schema": {"type": "boolean", "default": false},
                     "description": "check the file and say what it would do, writing nothing"}],
-                "requestBody": {"required": true, "content": {"text/csv": csv_media(c)}},
+                "requestBody": {"required": true, "description": "the file; sent as text/csv, text/plain, application/vnd.ms-excel or application/octet-stream, or without a Content-Type",
+                    "content": {"text/csv": csv_media(c), "text/plain": {"schema": {"type": "string"}}}},
                 "responses": answers(&[
                     ("200", json!({"description": "imported (or, on a dry run, what would be)", "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ImportReport"}}}})),
                     ("400", error("a bad query parameter (invalid_query) or an unreadable body (unreadable_body)")),
                     ("403", error(forbidden)),
                     ("413", error(&format!("the file is larger than {MAX_IMPORT_BYTES} bytes (body_too_large)"))),
+                    ("415", error("the body is sent as something other than a CSV file, such as a form or JSON (unsupported_media_type); send 'Content-Type: text/csv'")),
                     ("422", error("the file has problems; nothing was written (import_rejected, with problems: each with row, column, field, code and message, and problem_count)"))])}}),
         ));
     }
