@@ -60,7 +60,7 @@ pub(super) struct LangQuery {
 
 pub(super) fn lang(value: Option<&str>) -> Result<Lang> {
     match value {
-        None | Some("") => Ok(Lang::Ja),
+        None => Ok(Lang::Ja),
         Some(code) => Lang::from_code(code).ok_or_else(|| {
             Error::bad_request(
                 "invalid_query",
