@@ -324,7 +324,8 @@ struct Link {
 
 struct Shown {
     label: &'static str,
-    /// `line`, `text` (long, keeps line breaks), `links` or `table`.
+    /// `line`, `markdown` (a long text: `text` holds its sanitised HTML),
+    /// `links` or `table`.
     kind: &'static str,
     text: String,
     links: Vec<Link>,
@@ -385,9 +386,11 @@ async fn shown(node: &AppState, lang: Lang, def: &FieldDef, value: &Value) -> Sh
         rows: Vec::new(),
     };
     match (def.kind, value) {
+        // Markdown, rendered and sanitised whoever wrote it
+        // (protocol::markdown): the only HTML the page does not escape.
         (FieldKind::Text { .. }, Value::String(s)) => {
-            out.kind = "text";
-            out.text = s.clone();
+            out.kind = "markdown";
+            out.text = yui_protocol::markdown::to_html(s);
         }
         (FieldKind::Ref(to), Value::String(id)) => {
             out.kind = "links";
@@ -767,7 +770,7 @@ async fn form_fields(
             FieldKind::Str { .. } => ("text", "", ""),
             FieldKind::Email => ("email", "", ""),
             FieldKind::Phone => ("tel", "", ""),
-            FieldKind::Text { .. } => ("textarea", "", ""),
+            FieldKind::Text { .. } => ("textarea", "", m.hint_markdown),
             FieldKind::Enum(_) | FieldKind::Ref(_) => ("select", "", ""),
             FieldKind::Refs { .. } => ("multiselect", "", m.hint_refs),
             FieldKind::Int { .. } => ("number", "1", m.hint_number),
