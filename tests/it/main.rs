@@ -21,3 +21,4 @@ mod logs;
 mod membership;
 mod monitoring;
 mod service;
+mod towns;

@@ -264,6 +264,7 @@ pub async fn list(
         .await
         .map_err(|e| who.failed(e))?;
     let cols = columns(collection);
+    let names = node.town_names().await;
     let rows = parse_views(&page.items)
         .into_iter()
         .map(|view| Row {
@@ -278,7 +279,7 @@ pub async fn list(
                         .unwrap_or_default()
                 })
                 .collect(),
-            town: view.town.clone(),
+            town: names.show(&view.town).to_owned(),
             updated: show_time(&view.updated_at),
             deleted: view.deleted,
         })
@@ -336,6 +337,8 @@ struct Shown {
 struct Change {
     at: String,
     town: String,
+    /// The town by its name (its id when no certificate names it).
+    town_name: String,
     summary: String,
     verified: bool,
     /// The signer's node id, when signed.
@@ -357,6 +360,7 @@ struct RecordPage {
     title: String,
     id: String,
     town: String,
+    town_name: String,
     created: String,
     updated: String,
     deleted: bool,
@@ -477,6 +481,7 @@ pub async fn show(
             fields.push(shown(&node, lang, def, value).await);
         }
     }
+    let names = node.town_names().await;
     let history: Vec<Change> = node
         .history(collection, id.clone())
         .await
@@ -485,6 +490,7 @@ pub async fn show(
         .map(|h| Change {
             at: show_time(&h.entry.at),
             summary: change_summary(lang, collection, &h.entry.summary),
+            town_name: names.show(&h.entry.town).to_owned(),
             town: h.entry.town,
             verified: h.verified,
             signer: h.signed_by.map(|s| s.node_id).unwrap_or_default(),
@@ -522,6 +528,7 @@ pub async fn show(
         title: record_title(collection, &view),
         id: view.id.to_string(),
         town: view.town.clone(),
+        town_name: names.show(&view.town).to_owned(),
         created: show_time(&view.created_at),
         updated: show_time(&view.updated_at),
         deleted: view.deleted,
@@ -1197,13 +1204,14 @@ pub async fn search(
                 .search(q.clone(), within, crate::http::DEFAULT_PAGE)
                 .await
                 .map_err(|e| who.failed(e))?;
+            let names = node.town_names().await;
             for view in parse_views(&found) {
                 let Some(c) = view.collection() else { continue };
                 hits.push(Hit {
                     collection: lang.collection(c),
                     title: record_title(c, &view),
                     href: record_href(c, view.id.as_str()),
-                    town: view.town.clone(),
+                    town: names.show(&view.town).to_owned(),
                     updated: show_time(&view.updated_at),
                 });
             }
