@@ -44,6 +44,9 @@ pub struct Node {
     api_url: OnceLock<String>,
     /// The URL of the peer port, once open.
     peer_url: OnceLock<String>,
+    /// Town names from the signer certificates, with how many there were
+    /// when it was made ([`Node::town_names`]).
+    town_names: std::sync::Mutex<Option<(i64, Arc<crate::pki::TownNames>)>>,
 }
 
 /// The peer port of a node that is not a member yet, for when it joins.
@@ -233,7 +236,40 @@ impl Node {
             lock,
             api_url: OnceLock::new(),
             peer_url: OnceLock::new(),
+            town_names: Default::default(),
         })
+    }
+
+    /// Towns by the names the consortium vouches for, for pages to show.
+    /// Made again only when a signer certificate was learned since.
+    pub async fn town_names(&self) -> Arc<crate::pki::TownNames> {
+        let count = self.store.signer_certificate_count().await.unwrap_or(-1);
+        if let Some((made_at, names)) = self
+            .town_names
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            && *made_at == count
+        {
+            return names.clone();
+        }
+        let certificates = self
+            .store
+            .signer_certificates_with_towns()
+            .await
+            .unwrap_or_default();
+        let mut own_certificate = Vec::new();
+        if let Ok(der) =
+            crate::pki::read_pem_file(&self.data_dir.cert_path(), "the node certificate")
+        {
+            own_certificate.push((der, self.config.town.clone()));
+        }
+        let names = Arc::new(crate::pki::TownNames::from_certificates(
+            certificates.into_iter().chain(own_certificate),
+            (&self.config.town, &self.config.name),
+        ));
+        *self.town_names.lock().unwrap_or_else(|e| e.into_inner()) = Some((count, names.clone()));
+        names
     }
 
     /// Federation, once the node has joined a consortium.

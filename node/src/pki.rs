@@ -120,6 +120,73 @@ impl Usage {
     }
 }
 
+/// The town's name a node certificate states: its subject's organisation
+/// (O), which `yui init --name` asks for and the consortium CA vouches for
+/// by signing (`yui ca issue --name` sets or corrects it). None when the
+/// certificate has none, or one no page should show (empty, longer than 64
+/// characters, with control characters).
+pub fn town_name_of(der: &[u8]) -> Option<String> {
+    let (_, cert) = X509Certificate::from_der(der).ok()?;
+    let name = cert
+        .subject()
+        .iter_organization()
+        .next()?
+        .as_str()
+        .ok()?
+        .trim();
+    let fits =
+        !name.is_empty() && name.chars().count() <= 64 && !name.chars().any(char::is_control);
+    fits.then(|| name.to_owned())
+}
+
+/// Towns by the names the consortium vouches for (see [`town_name_of`]):
+/// what pages show instead of a town id, for towns this node has never
+/// talked to as well, since signer certificates travel with changes.
+#[derive(Debug, Default, Clone)]
+pub struct TownNames {
+    names: std::collections::HashMap<String, String>,
+}
+
+impl TownNames {
+    /// From certificates (DER, town) oldest first, so a renewal's name wins,
+    /// and this node's own town and configured name.
+    pub fn from_certificates(
+        certificates: impl IntoIterator<Item = (Vec<u8>, String)>,
+        own: (&str, &str),
+    ) -> TownNames {
+        let mut names = std::collections::HashMap::new();
+        for (der, town) in certificates {
+            if let Some(name) = town_name_of(&der) {
+                names.insert(town, name);
+            }
+        }
+        let (town, name) = own;
+        let name = name.trim();
+        if !name.is_empty() && !name.chars().any(char::is_control) {
+            names.insert(town.to_owned(), name.to_owned());
+        }
+        TownNames { names }
+    }
+
+    /// The town's name, or its id when no certificate names it.
+    pub fn show<'a>(&'a self, town: &'a str) -> &'a str {
+        self.names.get(town).map_or(town, String::as_str)
+    }
+
+    /// The town's name, if known.
+    pub fn name_of(&self, town: &str) -> Option<&str> {
+        self.names.get(town).map(String::as_str)
+    }
+
+    pub fn len(&self) -> usize {
+        self.names.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.names.is_empty()
+    }
+}
+
 /// Checks that a node certificate (DER) may be used on `usage`'s side of a
 /// handshake: a key usage extension with `digitalSignature` and an extended
 /// key usage extension naming `clientAuth` or `serverAuth`. An absent
@@ -161,7 +228,7 @@ pub fn check_usage(der: &[u8], usage: Usage) -> std::result::Result<(), String> 
     }
 }
 
-fn parse_pem(pem_text: &str, what: &str) -> Result<Vec<u8>> {
+pub fn parse_pem(pem_text: &str, what: &str) -> Result<Vec<u8>> {
     let (_, pem) =
         x509_parser::pem::parse_x509_pem(pem_text.as_bytes()).map_err(|e| pki_err(what, e))?;
     Ok(pem.contents)
@@ -493,6 +560,18 @@ impl CaDir {
         days: i64,
         now: OffsetDateTime,
     ) -> Result<(String, PeerIdentity)> {
+        self.issue_named(csr_pem, days, None, now)
+    }
+
+    /// [`CaDir::issue`], stating `name` as the town's name (its subject's
+    /// O) instead of the one the request asks for.
+    pub fn issue_named(
+        &self,
+        csr_pem: &str,
+        days: i64,
+        name: Option<&str>,
+        now: OffsetDateTime,
+    ) -> Result<(String, PeerIdentity)> {
         if !(1..=3650).contains(&days) {
             return Err(Error::Config("--days must be between 1 and 3650".into()));
         }
@@ -515,11 +594,24 @@ impl CaDir {
             })
             .ok_or_else(|| Error::Config("the certificate request names no town (CN)".into()))?;
         yui_protocol::record::check_town_id(&town).map_err(Error::Config)?;
-        let org = csr
-            .params
-            .distinguished_name
-            .get(&DnType::OrganizationName)
-            .cloned();
+        let org = match name.map(str::trim) {
+            Some(name) => {
+                if name.is_empty()
+                    || name.chars().count() > 64
+                    || name.chars().any(char::is_control)
+                {
+                    return Err(Error::Config(
+                        "--name must be 1 to 64 characters without control characters".into(),
+                    ));
+                }
+                Some(rcgen::DnValue::Utf8String(name.to_owned()))
+            }
+            None => csr
+                .params
+                .distinguished_name
+                .get(&DnType::OrganizationName)
+                .cloned(),
+        };
 
         let mut params = CertificateParams::default();
         params

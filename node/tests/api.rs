@@ -870,6 +870,28 @@ async fn a_search_index_made_with_unicode61_is_rebuilt_once_and_folds_diacritics
     n.stop().await;
 }
 
+/// Long texts are Markdown: search reads their words, not their markup
+/// (issue 16), so a phrase split by emphasis is still found, and a link's
+/// target is not a word of the text.
+#[tokio::test]
+async fn search_reads_markdown_as_its_plain_text() {
+    let n = TestNode::start().await;
+    n.create_record(
+        "knowledge",
+        knowledge(
+            "手順",
+            "研修は**模擬業務**から。[手引き](https://example.jp/zzzguide)",
+        ),
+    )
+    .await;
+    let (status, found) = n.get("/api/v1/search?q=研修は模擬業務").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(found["items"].as_array().map(Vec::len), Some(1), "{found}");
+    let (_, found) = n.get("/api/v1/search?q=zzzguide").await;
+    assert_eq!(found["items"], json!([]), "{found}");
+    n.stop().await;
+}
+
 #[tokio::test]
 async fn japanese_search_finds_two_character_words_and_mixed_text() {
     let n = TestNode::start().await;

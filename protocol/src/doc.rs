@@ -13,7 +13,8 @@
 //! Long texts are Automerge Text objects and an update is applied as a
 //! minimal splice ([`automerge::transaction::Transactable::update_text`]), so
 //! two towns' concurrent edits to different parts of a text both survive a
-//! merge. Lists (tags, references, skills, metrics) are replaced as a whole
+//! merge; a rewrite of more than [`DIFF_LIMIT`] characters is spliced as
+//! one piece instead (see [`update_text`]). Lists (tags, references, skills, metrics) are replaced as a whole
 //! when they change. Every change carries a commit message naming the town
 //! that made it and a short summary, and the time passed in by the caller.
 
@@ -117,6 +118,44 @@ pub fn create(
 
 /// Applies an update. Returns the names of the fields that changed; when none
 /// did, no change is committed.
+/// The longest changed stretch of a text (old and new characters between
+/// the common start and end, together) that an update diffs character by
+/// character. Automerge's diff costs time in the product of the texts'
+/// length and the number of differences: a 20,000-character text replaced
+/// by another took seconds (a fuzzer's PATCH timed out behind it). A longer
+/// stretch is replaced as one splice: the same text results, and concurrent
+/// edits elsewhere in the text still merge; only edits inside the replaced
+/// stretch are superseded, as they would mostly be by a rewrite anyway.
+pub const DIFF_LIMIT: usize = 4_000;
+
+/// Sets a Text object to `new` (see [`DIFF_LIMIT`]).
+fn update_text(doc: &mut AutoCommit, text: &ObjId, new: &str) -> Result<(), DocError> {
+    let old: Vec<char> = doc.text(text)?.chars().collect();
+    let new_chars: Vec<char> = new.chars().collect();
+    let prefix = old
+        .iter()
+        .zip(&new_chars)
+        .take_while(|(a, b)| a == b)
+        .count();
+    let suffix = old[prefix..]
+        .iter()
+        .rev()
+        .zip(new_chars[prefix..].iter().rev())
+        .take_while(|(a, b)| a == b)
+        .count();
+    let (old_middle, new_middle) = (
+        old.len() - prefix - suffix,
+        new_chars.len() - prefix - suffix,
+    );
+    if old_middle + new_middle <= DIFF_LIMIT {
+        doc.update_text(text, new)?;
+    } else {
+        let inserted: String = new_chars[prefix..prefix + new_middle].iter().collect();
+        doc.splice_text(text, prefix, old_middle as isize, &inserted)?;
+    }
+    Ok(())
+}
+
 pub fn update(
     doc: &mut AutoCommit,
     collection: Collection,
@@ -138,7 +177,7 @@ pub fn update(
             Some(new) if current.as_ref() == Some(new) => {}
             Some(FieldValue::Text(new)) => {
                 match doc.get(&obj, name)? {
-                    Some((Value::Object(ObjType::Text), text)) => doc.update_text(&text, new)?,
+                    Some((Value::Object(ObjType::Text), text)) => update_text(doc, &text, new)?,
                     _ => put_value(doc, &obj, name, &FieldValue::Text(new.clone()))?,
                 }
                 changed.push(name);
@@ -507,6 +546,58 @@ mod tests {
         assert!(merged.contains("毎週月曜に確認する"), "{merged}");
         assert!(merged.contains("研修は隔週で行う"), "{merged}");
         assert!(conflicts(&tateshina).expect("conflicts").is_empty());
+    }
+
+    /// A rewrite longer than DIFF_LIMIT is one splice of the changed
+    /// stretch: the text reads as sent, and a concurrent edit at the other
+    /// town outside that stretch still merges in.
+    #[test]
+    fn a_long_rewrite_is_one_splice_and_edits_outside_it_still_merge() {
+        let (mut tateshina, _) = knowledge();
+        let long_old = format!("冒頭。\n{}\n結び。", "0".repeat(19_000));
+        update(
+            &mut tateshina,
+            Collection::Knowledge,
+            "tateshina",
+            1,
+            &patch(Collection::Knowledge, json!({"body": long_old})),
+        )
+        .expect("update");
+        let mut omachi = AutoCommit::load(&tateshina.save()).expect("load");
+        omachi.set_actor(actor(2));
+        let long_new = format!("冒頭。\n{}\n結び。", "内容を改訂した。".repeat(2_300));
+        update(
+            &mut tateshina,
+            Collection::Knowledge,
+            "tateshina",
+            2,
+            &patch(Collection::Knowledge, json!({"body": long_new})),
+        )
+        .expect("update");
+        assert_eq!(
+            read(&tateshina).expect("read").fields["body"],
+            json!(long_new)
+        );
+        update(
+            &mut omachi,
+            Collection::Knowledge,
+            "omachi",
+            3,
+            &patch(
+                Collection::Knowledge,
+                json!({"body": long_old.replace("結び。", "結びの言葉。")}),
+            ),
+        )
+        .expect("update");
+        tateshina.merge(&mut omachi).expect("merge");
+        let merged = read(&tateshina).expect("read").fields["body"].clone();
+        let merged = merged.as_str().expect("text");
+        assert!(
+            merged.ends_with("結びの言葉。"),
+            "{}",
+            &merged[merged.len() - 40..]
+        );
+        assert!(merged.contains("内容を改訂した。") && !merged.contains("00"));
     }
 
     #[test]

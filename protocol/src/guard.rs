@@ -129,7 +129,8 @@ pub fn scan_fields(fields: &Fields, registry: &Registry) -> Vec<Finding> {
 
 fn scan_value(path: &str, value: &FieldValue, registry: &Registry, out: &mut Vec<Finding>) {
     match value {
-        FieldValue::Str(s) | FieldValue::Text(s) => out.extend(scan_text(path, s, registry)),
+        FieldValue::Str(s) => out.extend(scan_text(path, s, registry)),
+        FieldValue::Text(s) => out.extend(scan_markdown(path, s, registry)),
         FieldValue::Int(_) | FieldValue::Number(_) => {}
         FieldValue::StrList(items) => {
             for (i, s) in items.iter().enumerate() {
@@ -168,7 +169,7 @@ pub fn scan_text(field: &str, text: &str, registry: &Registry) -> Vec<Finding> {
     }
     // Normalised positions to original ones, then drop duplicates and
     // spans inside a longer one of the same kind.
-    let mut found: Vec<Finding> = spans
+    let found: Vec<Finding> = spans
         .into_iter()
         .map(|(kind, s, e)| {
             let (start, end) = if kind == Kind::RegisteredName {
@@ -185,6 +186,12 @@ pub fn scan_text(field: &str, text: &str, registry: &Registry) -> Vec<Finding> {
             }
         })
         .collect();
+    fold_nested(found)
+}
+
+/// Findings in start order, without those inside a longer one of the
+/// same kind.
+fn fold_nested(mut found: Vec<Finding>) -> Vec<Finding> {
     // In start order (the longest first where two start together), a span
     // lies inside a kept one of its kind exactly when it ends no later than
     // the furthest end kept for that kind so far: one pass, so a text that
@@ -202,6 +209,35 @@ pub fn scan_text(field: &str, text: &str, registry: &Registry) -> Vec<Finding> {
         kept.push(f);
     }
     kept
+}
+
+/// Scans a Markdown text (every `Text` field is one): its source as
+/// written, so nothing hides in a link's target, and its plain text
+/// (`protocol::markdown`), so markup does not split a name (`山田**花子**`).
+/// Findings are in the source's positions.
+pub fn scan_markdown(field: &str, text: &str, registry: &Registry) -> Vec<Finding> {
+    let found = scan_text(field, text, registry);
+    if !crate::markdown::has_markup(text) {
+        return found;
+    }
+    let plain = crate::markdown::plain_text(text);
+    if plain.text == text {
+        return found;
+    }
+    let original: Vec<char> = text.chars().collect();
+    let mut all = found;
+    for f in scan_text(field, &plain.text, registry) {
+        let (start, end) = plain.source_range(f.start, f.end);
+        if start < end && end <= original.len() {
+            all.push(Finding {
+                excerpt: mask(&original[start..end]),
+                start,
+                end,
+                ..f
+            });
+        }
+    }
+    fold_nested(all)
 }
 
 fn mask(found: &[char]) -> String {
@@ -734,5 +770,28 @@ mod tests {
         let found = scan_text("body", "担当は山田花子さん", &registry);
         assert_eq!(found.len(), 1, "{found:?}");
         assert_eq!((found[0].start, found[0].end), (3, 7));
+    }
+
+    /// A Markdown text is read as written and as plain text: emphasis does
+    /// not hide a registered name, and a link's target does not hide a
+    /// phone number; positions are the source's.
+    #[test]
+    fn markdown_neither_splits_a_name_nor_hides_a_number() {
+        let mut registry = Registry::new();
+        registry.add("山田花子");
+        let text = "担当は山田**花子**さん。[電話](tel:0267-00-0000)";
+        let found = scan_markdown("body", text, &registry);
+        let kinds: Vec<(Kind, usize, usize)> =
+            found.iter().map(|f| (f.kind, f.start, f.end)).collect();
+        assert_eq!(kinds[0], (Kind::RegisteredName, 3, 9), "{found:?}");
+        assert!(found.iter().any(|f| f.kind == Kind::Phone), "{found:?}");
+        let mut fields = crate::validate::Fields::new();
+        fields.insert("body", FieldValue::Text(text.to_owned()));
+        assert_eq!(scan_fields(&fields, &registry), found);
+        // Plain text without markup is scanned once, as before.
+        assert_eq!(
+            scan_markdown("body", "担当は山田花子さん", &registry),
+            scan_text("body", "担当は山田花子さん", &registry)
+        );
     }
 }

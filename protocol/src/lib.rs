@@ -12,6 +12,7 @@ pub mod doc;
 pub mod gate;
 pub mod guard;
 pub mod kpi;
+pub mod markdown;
 pub mod memory;
 pub mod provenance;
 pub mod quota;

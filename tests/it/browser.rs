@@ -72,8 +72,14 @@ fn two_towns() -> TwoTowns {
 
 /// Runs `tests/browser/SCRIPT` against the two towns; returns its output.
 fn run_script(script: &str, towns: &TwoTowns) -> String {
+    run_script_with(script, towns, &[])
+}
+
+/// [`run_script`] with more environment variables for the script.
+fn run_script_with(script: &str, towns: &TwoTowns, env: &[(&str, &str)]) -> String {
     let (chromium, dir_of_script) = (chromium(), browser_dir());
     let out = Command::new("node")
+        .envs(env.iter().copied())
         .arg(dir_of_script.join(script))
         .current_dir(&dir_of_script)
         .env("YUI_A", &towns.a.base)
@@ -133,4 +139,34 @@ fn the_programme_pages_in_chromium_guard_daily_views_and_kpi() {
         "{body}"
     );
     assert_eq!(towns.b.count("workers"), 0);
+}
+
+/// Issue 16's articles that read well: a knowledge article written in
+/// Markdown through the API on Tateshina renders with its heading, list,
+/// link and table on both towns' consoles, while its script, onerror image,
+/// javascript: link and external image neither run, load nor link — on the
+/// receiving town too, whose copy came by sync.
+#[test]
+fn markdown_articles_render_sanitised_on_both_towns() {
+    let towns = two_towns();
+    let body = "# 研修の手順\n\n- 模擬業務\n- 振り返り\n\n\
+        詳しくは[手引き](https://example.jp/guide)を。\n\n\
+        | 週 | 内容 |\n| --- | --- |\n| 1 | 模擬業務 |\n\n\
+        <script>window.__pwned = 1</script>\n\n\
+        <img src=\"x\" onerror=\"window.__pwned = 2\">\n\n\
+        [押して](javascript:window.__pwned=3) ![外の画像](https://evil.example/x.png)";
+    let record = towns.a.create(
+        "knowledge",
+        serde_json::json!({"title": "Markdown の記事", "body": body, "category": "training"}),
+    );
+    let id = record["id"].as_str().expect("id").to_owned();
+    let path = format!("/records/knowledge/{id}");
+    run_script_with("markdown.mjs", &towns, &[("YUI_RECORD", &path)]);
+    // The stored text is the Markdown as written: rendering is the
+    // console's, on every town.
+    let on_b = towns
+        .b
+        .record("knowledge", &id)
+        .expect("the record on town B");
+    assert_eq!(on_b["fields"]["body"], body);
 }

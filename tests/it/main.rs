@@ -22,3 +22,4 @@ mod membership;
 mod monitoring;
 mod service;
 mod spreadsheets;
+mod towns;

@@ -108,6 +108,23 @@ impl Ca {
         );
     }
 
+    /// [`Ca::admit`] with `yui ca issue --name NAME`: the CA states the
+    /// town's name, whatever the request asked for.
+    pub fn admit_named(&self, data_dir: &Path, name: &str) {
+        let cert = self.issue_with(&data_dir.join("node.csr.pem"), 30, &["--name", name]);
+        yui_ok(
+            data_dir,
+            &[
+                "cert",
+                "install",
+                "--cert",
+                cert.to_str().expect("utf8"),
+                "--ca-cert",
+                self.cert_path().to_str().expect("utf8"),
+            ],
+        );
+    }
+
     /// `yui ca revoke --town TOWN`; returns the new revocation list file.
     pub fn revoke_town(&self, town: &str) -> PathBuf {
         self.run(&["ca", "revoke", "--ca-dir", self.arg(), "--town", town]);

@@ -42,6 +42,11 @@ pub enum CaCommand {
         /// an unrevoked certificate (`yui cert rotate-key` made the request).
         #[arg(long)]
         rotate: bool,
+        /// The town's name as people write it (e.g. 立科町), which every
+        /// member's pages show for this town. Default: the name in the
+        /// request (`yui init --name`).
+        #[arg(long)]
+        name: Option<String>,
     },
     /// Roll the CA over to a new key: starts an overlap in which members
     /// trust both CAs (send ca-bundle.pem to every town, then renew each
@@ -91,6 +96,7 @@ pub(super) fn run(cmd: CaCommand) -> Result<()> {
             days,
             renew,
             rotate,
+            name,
         } => {
             let ca = crate::pki::CaDir::new(&ca_dir);
             if out.exists() {
@@ -102,11 +108,16 @@ pub(super) fn run(cmd: CaCommand) -> Result<()> {
                 .with_context(|| format!("reading {}", csr.display()))?;
             let held = ca.outstanding(&town, now)?;
             check_another(&town, &node, &held, renew, rotate)?;
-            let (pem, id) = ca.issue(&request, days, now)?;
-            std::fs::write(&out, pem).with_context(|| format!("writing {}", out.display()))?;
+            let (pem, id) = ca.issue_named(&request, days, name.as_deref(), now)?;
+            std::fs::write(&out, &pem).with_context(|| format!("writing {}", out.display()))?;
+            let named = crate::pki::parse_pem(&pem, "the issued certificate")
+                .ok()
+                .and_then(|der| crate::pki::town_name_of(&der));
             println!(
-                "Issued a certificate for town {} (node {}), valid {days} days.",
-                id.town, id.node_id
+                "Issued a certificate for town {}{} (node {}), valid {days} days.",
+                id.town,
+                named.map(|n| format!(" ({n})")).unwrap_or_default(),
+                id.node_id
             );
             let trust = if ca.in_rollover() {
                 ca.bundle_path()

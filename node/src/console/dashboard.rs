@@ -154,12 +154,17 @@ pub async fn show(
         .iter()
         .map(|w| translate_warning(m, w, days))
         .collect();
+    let names = node.town_names().await;
     let peers: Vec<PeerRow> = status
         .peers
         .iter()
         .map(|p| PeerRow {
             url: p.url.clone(),
-            town: p.town.clone().unwrap_or_default(),
+            town: p
+                .town
+                .as_deref()
+                .map(|t| names.show(t).to_owned())
+                .unwrap_or_default(),
             state: p.state,
             state_label: peers::state_label(m, p.state),
             last_sync: peers::last_sync_shown(m, p.last_sync_at.as_deref()),

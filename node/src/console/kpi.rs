@@ -241,6 +241,7 @@ pub async fn show(
     let r = crate::kpi::rollup(&node, fy)
         .await
         .map_err(|e| who.failed(e))?;
+    let r = by_name(r, &*node.town_names().await);
     let current = crate::kpi::current_fiscal_year();
     let years = (fy.min(2024)..=fy.max(current + 1)).rev().collect();
     let towns = r
@@ -297,6 +298,21 @@ pub async fn show(
 
 /// The roll-up as CSV, for the console's download link (session auth; the
 /// API's `/api/v1/kpi.csv` answers the same to a token).
+/// The roll-up with its towns by their names, for a page (the CSV keeps
+/// the ids, which the evaluation's tables join on).
+fn by_name(
+    mut r: yui_protocol::kpi::Rollup,
+    names: &crate::pki::TownNames,
+) -> yui_protocol::kpi::Rollup {
+    for line in &mut r.towns {
+        line.town = names.show(&line.town).to_owned();
+    }
+    for town in r.missing.iter_mut().chain(r.stale.iter_mut()) {
+        *town = names.show(town).to_owned();
+    }
+    r
+}
+
 pub async fn csv(
     State(node): State<AppState>,
     who: SignedIn,
@@ -543,6 +559,7 @@ pub async fn summary(node: &AppState, who: &SignedIn) -> Result<Summary, PageErr
     let r = crate::kpi::rollup(node, fy)
         .await
         .map_err(|e| who.failed(e))?;
+    let r = by_name(r, &*node.town_names().await);
     let comma = if lang == Lang::Ja { "、" } else { ", " };
     Ok(Summary {
         fiscal_year: fy,

@@ -98,12 +98,20 @@ async fn page(
         Some(d) if d < 0 => (m.cert_expired_days_ago)(-d),
         Some(d) => (m.cert_expires_in)(d),
     };
+    let names = node.town_names().await;
     let peers = s
         .peers
         .iter()
         .map(|p| PeerRow {
             url: p.url.clone(),
-            town: p.town.clone().unwrap_or_default(),
+            town: p
+                .town
+                .as_deref()
+                .map(|t| match names.name_of(t) {
+                    Some(name) => format!("{name} ({t})"),
+                    None => t.to_owned(),
+                })
+                .unwrap_or_default(),
             node_id: p.node_id.clone().unwrap_or_default(),
             state: p.state,
             state_label: state_label(m, p.state),

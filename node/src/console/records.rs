@@ -264,6 +264,7 @@ pub async fn list(
         .await
         .map_err(|e| who.failed(e))?;
     let cols = columns(collection);
+    let names = node.town_names().await;
     let rows = parse_views(&page.items)
         .into_iter()
         .map(|view| Row {
@@ -278,7 +279,7 @@ pub async fn list(
                         .unwrap_or_default()
                 })
                 .collect(),
-            town: view.town.clone(),
+            town: names.show(&view.town).to_owned(),
             updated: show_time(&view.updated_at),
             deleted: view.deleted,
         })
@@ -324,7 +325,8 @@ struct Link {
 
 struct Shown {
     label: &'static str,
-    /// `line`, `text` (long, keeps line breaks), `links` or `table`.
+    /// `line`, `markdown` (a long text: `text` holds its sanitised HTML),
+    /// `links` or `table`.
     kind: &'static str,
     text: String,
     links: Vec<Link>,
@@ -335,6 +337,8 @@ struct Shown {
 struct Change {
     at: String,
     town: String,
+    /// The town by its name (its id when no certificate names it).
+    town_name: String,
     summary: String,
     verified: bool,
     /// The signer's node id, when signed.
@@ -356,6 +360,7 @@ struct RecordPage {
     title: String,
     id: String,
     town: String,
+    town_name: String,
     created: String,
     updated: String,
     deleted: bool,
@@ -385,9 +390,11 @@ async fn shown(node: &AppState, lang: Lang, def: &FieldDef, value: &Value) -> Sh
         rows: Vec::new(),
     };
     match (def.kind, value) {
+        // Markdown, rendered and sanitised whoever wrote it
+        // (protocol::markdown): the only HTML the page does not escape.
         (FieldKind::Text { .. }, Value::String(s)) => {
-            out.kind = "text";
-            out.text = s.clone();
+            out.kind = "markdown";
+            out.text = yui_protocol::markdown::to_html(s);
         }
         (FieldKind::Ref(to), Value::String(id)) => {
             out.kind = "links";
@@ -474,6 +481,7 @@ pub async fn show(
             fields.push(shown(&node, lang, def, value).await);
         }
     }
+    let names = node.town_names().await;
     let history: Vec<Change> = node
         .history(collection, id.clone())
         .await
@@ -482,6 +490,7 @@ pub async fn show(
         .map(|h| Change {
             at: show_time(&h.entry.at),
             summary: change_summary(lang, collection, &h.entry.summary),
+            town_name: names.show(&h.entry.town).to_owned(),
             town: h.entry.town,
             verified: h.verified,
             signer: h.signed_by.map(|s| s.node_id).unwrap_or_default(),
@@ -519,6 +528,7 @@ pub async fn show(
         title: record_title(collection, &view),
         id: view.id.to_string(),
         town: view.town.clone(),
+        town_name: names.show(&view.town).to_owned(),
         created: show_time(&view.created_at),
         updated: show_time(&view.updated_at),
         deleted: view.deleted,
@@ -767,7 +777,7 @@ async fn form_fields(
             FieldKind::Str { .. } => ("text", "", ""),
             FieldKind::Email => ("email", "", ""),
             FieldKind::Phone => ("tel", "", ""),
-            FieldKind::Text { .. } => ("textarea", "", ""),
+            FieldKind::Text { .. } => ("textarea", "", m.hint_markdown),
             FieldKind::Enum(_) | FieldKind::Ref(_) => ("select", "", ""),
             FieldKind::Refs { .. } => ("multiselect", "", m.hint_refs),
             FieldKind::Int { .. } => ("number", "1", m.hint_number),
@@ -1194,13 +1204,14 @@ pub async fn search(
                 .search(q.clone(), within, crate::http::DEFAULT_PAGE)
                 .await
                 .map_err(|e| who.failed(e))?;
+            let names = node.town_names().await;
             for view in parse_views(&found) {
                 let Some(c) = view.collection() else { continue };
                 hits.push(Hit {
                     collection: lang.collection(c),
                     title: record_title(c, &view),
                     href: record_href(c, view.id.as_str()),
-                    town: view.town.clone(),
+                    town: names.show(&view.town).to_owned(),
                     updated: show_time(&view.updated_at),
                 });
             }

@@ -253,6 +253,31 @@ impl Store {
         .await
     }
 
+    /// Every signer certificate with its town, oldest learned first, and
+    /// (for a cache to know it is current) how many there are.
+    pub async fn signer_certificates_with_towns(&self) -> Result<Vec<(Vec<u8>, String)>> {
+        self.read(|conn| {
+            let mut stmt = conn.prepare(
+                "SELECT certificate, town FROM signer_certificates ORDER BY learned_at, rowid",
+            )?;
+            let rows = stmt
+                .query_map([], |r| {
+                    Ok((r.get::<_, Vec<u8>>(0)?, r.get::<_, String>(1)?))
+                })?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    /// How many signer certificates this node holds (they are only added).
+    pub async fn signer_certificate_count(&self) -> Result<i64> {
+        self.read(|conn| {
+            Ok(conn.query_row("SELECT count(*) FROM signer_certificates", [], |r| r.get(0))?)
+        })
+        .await
+    }
+
     /// Keeps certificates the peer layer verified: (DER, signer, town).
     /// Returns how many were new.
     pub async fn remember_signer_certificates(

@@ -6,7 +6,7 @@ use rusqlite::{Connection, params};
 use serde_json::Value;
 use serde_json::value::RawValue;
 use yui_protocol::schema::FieldKind;
-use yui_protocol::{Collection, RecordView, search};
+use yui_protocol::{Collection, RecordView, markdown, search};
 
 use super::{Store, raw};
 use crate::error::{Error, Result};
@@ -97,12 +97,20 @@ pub(super) fn index_terms(view: &RecordView) -> String {
             continue;
         };
         match def.kind {
-            FieldKind::Str { .. }
-            | FieldKind::Text { .. }
-            | FieldKind::Email
-            | FieldKind::Phone => {
+            FieldKind::Str { .. } | FieldKind::Email | FieldKind::Phone => {
                 if let Some(s) = value.as_str() {
                     search::index_terms(s, &mut terms);
+                }
+            }
+            // Markdown: its words, not its markup (`山田*花子*` is found as
+            // 山田花子) and not its links' targets.
+            FieldKind::Text { .. } => {
+                if let Some(s) = value.as_str() {
+                    if markdown::has_markup(s) {
+                        search::index_terms(&markdown::plain_text(s).text, &mut terms);
+                    } else {
+                        search::index_terms(s, &mut terms);
+                    }
                 }
             }
             FieldKind::Tags { .. } => {
