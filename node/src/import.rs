@@ -39,6 +39,10 @@ use crate::actions::{self, Action, Entry};
 use crate::clock::now_ms;
 use crate::error::{Error, Result};
 use crate::node::Node;
+
+/// A row's number and the references it makes: (field, target
+/// collection, target id).
+type RowReferences = (usize, Vec<(&'static str, Collection, String)>);
 use crate::store::{BatchDone, BatchWrite, GuardMode, StoredRecord, judge_personal_data};
 
 /// The largest file an import takes (the API's body limit for it).
@@ -177,7 +181,7 @@ async fn plan(node: &Node, collection: Collection, parsed: &Parsed) -> Result<Pl
         .iter()
         .filter_map(|r| r.id.as_ref().map(|id| id.as_str()))
         .collect();
-    let mut references: Vec<(usize, Vec<(&'static str, Collection, String)>)> = Vec::new();
+    let mut references: Vec<RowReferences> = Vec::new();
     for row in &parsed.rows {
         let at = row.row;
         let before = plan.problems.len();
@@ -385,7 +389,7 @@ async fn check_references(
     node: &Node,
     collection: Collection,
     file_ids: &HashSet<&str>,
-    references: Vec<(usize, Vec<(&'static str, Collection, String)>)>,
+    references: Vec<RowReferences>,
     plan: &mut Plan,
 ) -> Result<()> {
     let outside: Vec<String> = references

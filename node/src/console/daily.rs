@@ -550,27 +550,6 @@ pub async fn pr(
     Ok(render(StatusCode::OK, &page))
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn yen_has_thousands_separators() {
-        assert_eq!(yen(0), "¥0");
-        assert_eq!(yen(999), "¥999");
-        assert_eq!(yen(1_000), "¥1,000");
-        assert_eq!(yen(1_234_567), "¥1,234,567");
-        assert_eq!(yen(-60_000), "-¥60,000");
-    }
-
-    #[test]
-    fn hours_drop_a_needless_decimal() {
-        assert_eq!(hours(20.0), "20");
-        assert_eq!(hours(12.5), "12.5");
-        assert_eq!(hours(0.0), "0");
-    }
-}
-
 // ------------------------------------------------------- CSV downloads
 
 /// The CSV download of the page at `path`, with the page's own query.
@@ -659,4 +638,25 @@ pub async fn pr_csv(
         "pr",
         crate::export::pr_csv(&plan, csv_lang(&who)),
     ))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn yen_has_thousands_separators() {
+        assert_eq!(yen(0), "¥0");
+        assert_eq!(yen(999), "¥999");
+        assert_eq!(yen(1_000), "¥1,000");
+        assert_eq!(yen(1_234_567), "¥1,234,567");
+        assert_eq!(yen(-60_000), "-¥60,000");
+    }
+
+    #[test]
+    fn hours_drop_a_needless_decimal() {
+        assert_eq!(hours(20.0), "20");
+        assert_eq!(hours(12.5), "12.5");
+        assert_eq!(hours(0.0), "0");
+    }
 }
