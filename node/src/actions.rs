@@ -28,6 +28,9 @@ pub enum Action {
     Update(Collection),
     /// Marking a record deleted.
     Delete(Collection),
+    /// Importing a CSV file into a collection: its rows created or
+    /// updated, all or none (`crate::import`).
+    Import(Collection),
     /// Syncing with the peers now instead of waiting for the next round.
     SyncNow,
     PeerAdd,
@@ -75,6 +78,7 @@ impl Action {
             Action::Create(_) => "record.create",
             Action::Update(_) => "record.update",
             Action::Delete(_) => "record.delete",
+            Action::Import(_) => "record.import",
             Action::SyncNow => "sync.now",
             Action::PeerAdd => "peer.add",
             Action::PeerRemove => "peer.remove",
@@ -93,7 +97,9 @@ impl Action {
     /// The least role that may take it.
     pub fn role(self) -> Role {
         match self {
-            Action::Create(c) | Action::Update(c) | Action::Delete(c) => role_to_write(c),
+            Action::Create(c) | Action::Update(c) | Action::Delete(c) | Action::Import(c) => {
+                role_to_write(c)
+            }
             // Sync now changes nothing the node would not do by itself
             // within seconds: it cuts waiting retries short. Staff who just
             // wrote a record are the ones who want it sent before a
@@ -125,7 +131,7 @@ impl Action {
             return Ok(());
         }
         let what = match self {
-            Action::Create(c) | Action::Update(c) | Action::Delete(c) => {
+            Action::Create(c) | Action::Update(c) | Action::Delete(c) | Action::Import(c) => {
                 let why = match c {
                     Collection::KpiReports => {
                         " (publishing the town's KPI report is for administrators)"
@@ -220,6 +226,25 @@ impl Entry {
             action: Action::Delete(collection),
             target: format!("{collection}/{id}"),
             detail: String::new(),
+        }
+    }
+
+    /// A CSV file imported into `collection`: how many rows it had and
+    /// what they did (the records' own histories hold the changes; the
+    /// entry names no value).
+    pub fn imported(
+        collection: Collection,
+        rows: usize,
+        encoding: &str,
+        done: crate::store::BatchDone,
+    ) -> Entry {
+        Entry {
+            action: Action::Import(collection),
+            target: collection.name().to_owned(),
+            detail: format!(
+                "{rows} rows ({encoding}): {} created, {} updated, {} unchanged",
+                done.created, done.updated, done.unchanged
+            ),
         }
     }
 

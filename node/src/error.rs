@@ -5,6 +5,7 @@
 //! and what of it is sent) is the HTTP layer's business: `crate::http::error`.
 
 use yui_protocol::ValidationErrors;
+use yui_protocol::spreadsheet::Problem;
 
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
@@ -71,6 +72,31 @@ pub enum Error {
     ShuttingDown,
     #[error("{}", personal_data_message(.0))]
     PersonalData(Vec<yui_protocol::guard::Finding>),
+    /// An import refused: nothing of it was written. Every problem found,
+    /// each with its row (and column); `total` counts them when the list
+    /// is cut short.
+    #[error("{}", import_message(.problems, *.total))]
+    ImportRejected {
+        problems: Vec<Problem>,
+        total: usize,
+    },
+}
+
+fn import_message(problems: &[Problem], total: usize) -> String {
+    let rows: std::collections::BTreeSet<usize> = problems.iter().map(|p| p.row).collect();
+    let first = problems.first().map_or_else(String::new, |p| {
+        let at = match (&p.column, p.row) {
+            (Some(c), row) if row > 0 => format!("row {row}, {c}"),
+            (None, row) if row > 0 => format!("row {row}"),
+            (Some(c), _) => c.clone(),
+            (None, _) => "the file".to_owned(),
+        };
+        format!("; first: {at}: {}", p.message)
+    });
+    format!(
+        "nothing was imported: {total} problem(s) in {} row(s){first}",
+        rows.len()
+    )
 }
 
 fn personal_data_message(findings: &[yui_protocol::guard::Finding]) -> String {
@@ -119,6 +145,44 @@ impl Error {
             Error::StorageFull { .. } => "storage_full",
             Error::ShuttingDown => "shutting_down",
             Error::PersonalData(_) => "personal_data",
+            Error::ImportRejected { .. } => "import_rejected",
+        }
+    }
+
+    /// This error as the problems of one row of an import: each field a
+    /// validation or the guard named, or the error itself.
+    pub fn into_problems(self, row: usize) -> Vec<Problem> {
+        let one = |field: Option<String>, code: &'static str, message: String| Problem {
+            row,
+            column: None,
+            field,
+            code,
+            message,
+        };
+        match self {
+            Error::Validation(ValidationErrors(fields)) => fields
+                .into_iter()
+                .map(|f| one(Some(f.field), f.code, f.message))
+                .collect(),
+            Error::PersonalData(findings) => findings
+                .into_iter()
+                .map(|f| {
+                    let message = format!(
+                        "personal data ({}) at characters {}..{}: {}; a shared record must not hold it",
+                        f.kind, f.start, f.end, f.excerpt
+                    );
+                    one(Some(f.field), "personal_data", message)
+                })
+                .collect(),
+            Error::ImportRejected { problems, .. } => problems,
+            Error::RecordNotFound { .. } | Error::RecordDeleted { .. } => {
+                let code = self.code();
+                vec![one(Some("id".into()), code, self.to_string())]
+            }
+            other => {
+                let code = other.code();
+                vec![one(None, code, other.to_string())]
+            }
         }
     }
 

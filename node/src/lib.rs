@@ -13,7 +13,8 @@
 //! - domain, plain types in and out: [`node`] (a node's state and status),
 //!   [`actions`] (the one table of actions: role, audit entry; and the
 //!   administration actions), [`records`] (record writes with the guard),
-//!   [`daily`], [`kpi`], [`export`];
+//!   [`daily`], [`kpi`], [`export`] (JSON, Markdown and CSV), [`import`]
+//!   (CSV files into a collection, all rows or none);
 //! - adapters: [`http`] (the JSON API) and [`console`] (the web console);
 //! - composition: [`daemon`] (serving a node), [`demo`], [`cli`].
 
@@ -30,6 +31,7 @@ pub mod error;
 pub mod export;
 pub mod fsio;
 pub mod http;
+pub mod import;
 pub mod kpi;
 pub mod logging;
 pub mod membership;

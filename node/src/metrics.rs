@@ -67,6 +67,11 @@ impl Metrics {
         self.writes.fetch_add(1, Ordering::Relaxed);
     }
 
+    /// Many record writes at once (an import).
+    pub fn record_writes(&self, n: usize) {
+        self.writes.fetch_add(n as u64, Ordering::Relaxed);
+    }
+
     pub fn render(&self, counts: &BTreeMap<Collection, u64>, disk_bytes: u64) -> String {
         let mut out = String::new();
         let _ = writeln!(

@@ -28,6 +28,7 @@ const FLOORS: &[(&str, &[&str])] = &[
             "daily",
             "kpi",
             "export",
+            "import",
         ],
     ),
     ("adapters", &["http", "console"]),
@@ -53,6 +54,7 @@ const NO_AXUM: &[&str] = &[
     "daily",
     "kpi",
     "export",
+    "import",
 ];
 
 /// Crates that only some modules may name: SQL stays in the store, TLS in

@@ -20,6 +20,7 @@ pub mod record;
 pub mod schema;
 pub mod search;
 pub mod session;
+pub mod spreadsheet;
 pub mod sync;
 pub mod validate;
 pub mod wire;

@@ -170,3 +170,23 @@ fn markdown_articles_render_sanitised_on_both_towns() {
         .expect("the record on town B");
     assert_eq!(on_b["fields"]["body"], body);
 }
+
+/// Issue 16's CSV in and out in Chromium: the import page with a file the
+/// browser uploads (a bad row refused with every problem by row and
+/// column, a dry run, the import), and the list's download as Excel
+/// reads it.
+#[test]
+fn csv_import_and_download_in_chromium() {
+    let towns = two_towns();
+    run_script("spreadsheets.mjs", &towns);
+    let (status, body) = towns.a.get("/api/v1/records/workers?limit=50");
+    assert_eq!(status, 200, "{body}");
+    let names: Vec<&str> = body["items"]
+        .as_array()
+        .expect("items")
+        .iter()
+        .filter_map(|w| w["fields"]["name"].as_str())
+        .collect();
+    assert!(names.contains(&"石井 花子") && names.contains(&"青木 一郎"), "{names:?}");
+    assert_eq!(towns.b.count("workers"), 0, "workers never leave the town");
+}

@@ -21,4 +21,5 @@ mod logs;
 mod membership;
 mod monitoring;
 mod service;
+mod spreadsheets;
 mod towns;

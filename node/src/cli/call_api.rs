@@ -15,12 +15,33 @@ pub(super) fn running_api(data_dir: &DataDir) -> Result<Option<(String, String)>
 }
 
 pub(super) async fn call_api(
-    (base, token): &(String, String),
+    api: &(String, String),
     method: reqwest::Method,
     path: &str,
     body: Option<reqwest::Body>,
     json: bool,
 ) -> Result<serde_json::Value> {
+    let content_type = json.then_some("application/json");
+    let (status, value) = call_api_answer(api, method, path, body, content_type).await?;
+    if !(200..300).contains(&status) {
+        let message = value["error"]["message"]
+            .as_str()
+            .map(str::to_owned)
+            .unwrap_or_else(|| value.to_string());
+        anyhow::bail!("{message}");
+    }
+    Ok(value)
+}
+
+/// One call to the running node's API, answering its status and its body
+/// (JSON, or the text as a JSON string), whatever the status.
+pub(super) async fn call_api_answer(
+    (base, token): &(String, String),
+    method: reqwest::Method,
+    path: &str,
+    body: Option<reqwest::Body>,
+    content_type: Option<&'static str>,
+) -> Result<(u16, serde_json::Value)> {
     crate::peer::tls::install_crypto_provider();
     let client = reqwest::Client::builder().no_proxy().build()?;
     let mut req = client
@@ -29,8 +50,8 @@ pub(super) async fn call_api(
         .timeout(std::time::Duration::from_secs(600));
     if let Some(body) = body {
         req = req.body(body);
-        if json {
-            req = req.header(reqwest::header::CONTENT_TYPE, "application/json");
+        if let Some(content_type) = content_type {
+            req = req.header(reqwest::header::CONTENT_TYPE, content_type);
         }
     }
     let resp = req
@@ -44,12 +65,5 @@ pub(super) async fn call_api(
     } else {
         serde_json::from_str(&text).unwrap_or(serde_json::Value::String(text))
     };
-    if !status.is_success() {
-        let message = value["error"]["message"]
-            .as_str()
-            .map(str::to_owned)
-            .unwrap_or_else(|| value.to_string());
-        anyhow::bail!("{message}");
-    }
-    Ok(value)
+    Ok((status.as_u16(), value))
 }

@@ -11,6 +11,7 @@ mod ca;
 mod call_api;
 mod cert;
 mod export;
+mod import;
 mod peer;
 mod revocations;
 mod serve;
@@ -158,10 +159,30 @@ pub enum Command {
         /// A file written by `yui backup`.
         file: PathBuf,
     },
-    /// Export every live record to DIR, one JSON file per collection or one
-    /// Markdown file per record.
+    /// Import a CSV file into a collection, as Excel saves it (UTF-8 or
+    /// Shift_JIS). Columns are named by the fields' Japanese or English
+    /// labels; a row with an id updates that record, a row without one adds
+    /// a record. Every row is checked first: if any has a problem, each
+    /// problem is listed with its row and column and nothing is written.
+    /// Importing the same file again changes nothing. Works whether or not
+    /// the node is running.
+    Import {
+        /// The collection: knowledge, failure_cases, pilot_results,
+        /// kpi_reports, workers, trainings, mentoring, customers, orders,
+        /// pr_items.
+        collection: String,
+        /// The CSV file.
+        file: PathBuf,
+        /// Check the file and say what it would do, writing nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+    /// Export every live record to DIR, one JSON or CSV file per collection
+    /// or one Markdown file per record.
     Export {
-        /// json: one file per collection; markdown: one file per record and an index.
+        /// json: one file per collection; markdown: one file per record and
+        /// an index; csv: one file per collection, as Excel opens it (and
+        /// `yui import` reads back).
         #[arg(long, value_enum, default_value = "json")]
         format: ExportFormat,
         /// Also export deleted records.
@@ -213,6 +234,11 @@ pub async fn run(cli: Cli) -> Result<()> {
         Command::Status { json } => status::run(data_dir, json).await,
         Command::Backup { file } => backup::backup(&data_dir, &file),
         Command::Restore { file } => backup::restore(data_dir, &file),
+        Command::Import {
+            collection,
+            file,
+            dry_run,
+        } => import::run(data_dir, &collection, &file, dry_run).await,
         Command::Export {
             format,
             include_deleted,

@@ -158,6 +158,8 @@ struct CountCell {
 #[derive(Template)]
 #[template(path = "work_skills.html")]
 struct SkillsPage {
+    /// The page's CSV download, with the same filters.
+    csv_href: String,
     chrome: Chrome,
     new: Option<NewLink>,
     statuses: Vec<Choice>,
@@ -218,6 +220,7 @@ pub async fn skills(
         })
         .collect();
     let page = SkillsPage {
+        csv_href: csv_href(&who, "/work/skills"),
         chrome: who.chrome(m.work_skills_title, "work-skills"),
         new: new_link(&who, Collection::Workers),
         statuses: enum_choices(
@@ -281,6 +284,8 @@ struct StageBlock {
 #[derive(Template)]
 #[template(path = "work_orders.html")]
 struct OrdersPage {
+    /// The page's CSV download, with the same filters.
+    csv_href: String,
     chrome: Chrome,
     new: Option<NewLink>,
     overdue: Option<String>,
@@ -335,6 +340,7 @@ pub async fn orders(who: SignedIn, State(node): State<AppState>) -> Result<Respo
         .await
         .map_err(|e| who.failed(e))?;
     let page = OrdersPage {
+        csv_href: csv_href(&who, "/work/orders"),
         chrome: who.chrome(m.work_orders_title, "work-orders"),
         new: new_link(&who, Collection::Orders),
         overdue: (pipeline.overdue > 0).then(|| (m.work_overdue_count)(pipeline.overdue)),
@@ -371,6 +377,8 @@ struct MentoringLine {
 #[derive(Template)]
 #[template(path = "work_training.html")]
 struct TrainingPage {
+    /// The page's CSV download, with the same filters.
+    csv_href: String,
     chrome: Chrome,
     new_training: Option<NewLink>,
     new_mentoring: Option<NewLink>,
@@ -408,6 +416,7 @@ pub async fn training(
         .collect();
     worker_choices.sort_by(|a, b| a.label.cmp(&b.label));
     let page = TrainingPage {
+        csv_href: csv_href(&who, "/work/training"),
         chrome: who.chrome(m.work_training_title, "work-training"),
         new_training: new_link(&who, Collection::Trainings),
         new_mentoring: new_link(&who, Collection::Mentoring),
@@ -467,6 +476,8 @@ struct MonthRow {
 #[derive(Template)]
 #[template(path = "work_pr.html")]
 struct PrPage {
+    /// The page's CSV download, with the same filters.
+    csv_href: String,
     chrome: Chrome,
     new: Option<NewLink>,
     heading: String,
@@ -504,6 +515,7 @@ pub async fn pr(
         years.sort_unstable_by(|a, b| b.cmp(a));
     }
     let page = PrPage {
+        csv_href: csv_href(&who, "/work/pr"),
         chrome: who.chrome(m.work_pr_title, "work-pr"),
         new: new_link(&who, Collection::PrItems),
         heading: format!("{} — {}", m.work_pr_title, (m.work_fy)(plan.fiscal_year)),
@@ -536,6 +548,96 @@ pub async fn pr(
         truncated: truncated_note(m, plan.truncated),
     };
     Ok(render(StatusCode::OK, &page))
+}
+
+// ------------------------------------------------------- CSV downloads
+
+/// The CSV download of the page at `path`, with the page's own query.
+fn csv_href(who: &SignedIn, path: &str) -> String {
+    let here = &who.visitor.here;
+    match here.strip_prefix(path) {
+        Some(query) if query.is_empty() || query.starts_with('?') => format!("{path}.csv{query}"),
+        _ => format!("{path}.csv"),
+    }
+}
+
+fn csv_lang(who: &SignedIn) -> yui_protocol::spreadsheet::Lang {
+    super::spreadsheets::csv_lang(who.lang())
+}
+
+fn download(node: &AppState, what: &str, csv: String) -> Response {
+    crate::http::csv_response(&crate::export::csv_file_name(&node.config.town, what), csv)
+}
+
+/// `/work/skills.csv`: the skill matrix as shown, for Excel.
+pub async fn skills_csv(
+    who: SignedIn,
+    State(node): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, PageError> {
+    let get = |k: &str| q.get(k).map(|v| v.trim()).filter(|v| !v.is_empty());
+    let filter = SkillFilter {
+        status: get("status").map(str::to_owned),
+        skill: get("skill").map(str::to_owned),
+    };
+    let matrix = daily::skills_view(&node.store, &filter)
+        .await
+        .map_err(|e| who.failed(e))?;
+    Ok(download(
+        &node,
+        "skills",
+        crate::export::skills_csv(&matrix, csv_lang(&who)),
+    ))
+}
+
+/// `/work/orders.csv`.
+pub async fn orders_csv(
+    who: SignedIn,
+    State(node): State<AppState>,
+) -> Result<Response, PageError> {
+    let pipeline = daily::orders_view(&node.store)
+        .await
+        .map_err(|e| who.failed(e))?;
+    Ok(download(
+        &node,
+        "orders",
+        crate::export::orders_csv(&pipeline, csv_lang(&who)),
+    ))
+}
+
+/// `/work/training.csv`.
+pub async fn training_csv(
+    who: SignedIn,
+    State(node): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, PageError> {
+    let fy = fiscal_year_asked(&q);
+    let worker = q.get("worker").map(|w| w.trim()).filter(|w| !w.is_empty());
+    let (log, _) = daily::training_view(&node.store, fy, worker)
+        .await
+        .map_err(|e| who.failed(e))?;
+    Ok(download(
+        &node,
+        "training",
+        crate::export::training_csv(&log, csv_lang(&who)),
+    ))
+}
+
+/// `/work/pr.csv`.
+pub async fn pr_csv(
+    who: SignedIn,
+    State(node): State<AppState>,
+    Query(q): Query<HashMap<String, String>>,
+) -> Result<Response, PageError> {
+    let fy = fiscal_year_asked(&q);
+    let plan = daily::pr_view(&node.store, fy)
+        .await
+        .map_err(|e| who.failed(e))?;
+    Ok(download(
+        &node,
+        "pr",
+        crate::export::pr_csv(&plan, csv_lang(&who)),
+    ))
 }
 
 #[cfg(test)]

@@ -467,6 +467,30 @@ pub struct Messages {
     pub refused_from: &'static str,
     pub refused_reason: &'static str,
     pub no_refused: &'static str,
+    // CSV in and out (issue 16).
+    pub csv_download: &'static str,
+    pub csv_import: &'static str,
+    pub import_title: fn(&str) -> String,
+    pub import_intro: &'static str,
+    pub import_problems: &'static str,
+    pub import_row: &'static str,
+    pub import_column: &'static str,
+    pub import_problem: &'static str,
+    pub import_upload: &'static str,
+    pub import_file: &'static str,
+    pub import_dry_run: &'static str,
+    pub import_submit: &'static str,
+    pub import_columns: &'static str,
+    pub import_rules: &'static str,
+    pub import_limit: fn(usize) -> String,
+    pub import_done: fn(usize, usize, usize, usize) -> String,
+    pub import_checked: fn(usize, usize, usize, usize) -> String,
+    pub import_refused: fn(usize) -> String,
+    pub import_more: fn(usize) -> String,
+    pub import_whole_file: &'static str,
+    pub import_no_file: &'static str,
+    pub import_unreadable: &'static str,
+    pub import_too_large: &'static str,
     // API documentation.
     pub api_docs_title: &'static str,
     pub api_docs_intro: &'static str,
@@ -864,6 +888,39 @@ pub static JA: Messages = Messages {
     refused_from: "接続元",
     refused_reason: "理由",
     no_refused: "拒否した接続はありません。",
+    csv_download: "CSVでダウンロード",
+    csv_import: "CSVを取り込む",
+    import_title: |label| format!("{label}にCSVを取り込む"),
+    import_intro: "Excelで作ったCSVファイルから記録をまとめて登録・更新します。すべての行を確認してから書き込み、問題が1つでもあれば何も書き込まずに、行と列ごとに問題を表示します。",
+    import_problems: "問題の一覧（何も書き込んでいません）",
+    import_row: "行",
+    import_column: "列",
+    import_problem: "問題",
+    import_upload: "ファイルを選ぶ",
+    import_file: "CSVファイル（UTF-8 または Shift_JIS）",
+    import_dry_run: "確認だけする（書き込まない）",
+    import_submit: "取り込む",
+    import_columns: "使える列名（日本語・英語の項目名、またはAPIの名前）:",
+    import_rules: "ID列に既存の記録のIDがある行はその記録を更新し（変わった項目だけ）、IDのない行は新しい記録になります。同じファイルを2回取り込んでも重複しません。日付は 2025-04-01 または 2025/4/1、リストはセル内で1行に1つ（Alt+Enter）です。",
+    import_limit: |n| format!("1回に取り込めるのは {n} 行までです。"),
+    import_done: |rows, c, u, same| {
+        format!("{rows} 行を取り込みました: 新規 {c} 件、更新 {u} 件、変更なし {same} 件。")
+    },
+    import_checked: |rows, c, u, same| {
+        format!(
+            "確認しました（書き込んでいません）: {rows} 行に問題はありません。取り込むと新規 {c} 件、更新 {u} 件、変更なし {same} 件になります。"
+        )
+    },
+    import_refused: |n| {
+        format!(
+            "{n} 件の問題があるため、何も取り込んでいません。ファイルを直してからもう一度取り込んでください。"
+        )
+    },
+    import_more: |n| format!("ほかに {n} 件の問題があります。"),
+    import_whole_file: "ファイル全体",
+    import_no_file: "ファイルを選んでください。",
+    import_unreadable: "送られたファイルを読み取れませんでした。もう一度選んでください。",
+    import_too_large: "ファイルが大きすぎます。分けて取り込んでください。",
     api_docs_title: "ローカルAPI仕様",
     api_docs_intro: "このノードのローカルHTTP API（/api/v1/...）の仕様です。各リクエストには Authorization: Bearer ヘッダーで、データディレクトリの api-token ファイルの内容を付けます。",
     api_docs_json: "OpenAPI文書（JSON）",
@@ -1269,6 +1326,39 @@ pub static EN: Messages = Messages {
     refused_from: "From",
     refused_reason: "Reason",
     no_refused: "No refused connections.",
+    csv_download: "Download CSV",
+    csv_import: "Import CSV",
+    import_title: |label| format!("Import a CSV file into {label}"),
+    import_intro: "Add and update records from a CSV file made in Excel. Every row is checked first: if any has a problem, nothing is written and each problem is shown with its row and column.",
+    import_problems: "Problems (nothing was written)",
+    import_row: "Row",
+    import_column: "Column",
+    import_problem: "Problem",
+    import_upload: "Choose a file",
+    import_file: "CSV file (UTF-8 or Shift_JIS)",
+    import_dry_run: "Only check (write nothing)",
+    import_submit: "Import",
+    import_columns: "Columns (Japanese or English field labels, or API names):",
+    import_rules: "A row whose ID column holds an existing record's id updates that record (only what changed); a row without an id adds a record. Importing the same file twice creates no duplicates. Dates as 2025-04-01 or 2025/4/1; lists one item per line within the cell (Alt+Enter).",
+    import_limit: |n| format!("At most {n} rows per file."),
+    import_done: |rows, c, u, same| {
+        format!("Imported {rows} rows: {c} created, {u} updated, {same} unchanged.")
+    },
+    import_checked: |rows, c, u, same| {
+        format!(
+            "Checked (nothing written): the {rows} rows have no problem. Importing would create {c}, update {u} and leave {same} unchanged."
+        )
+    },
+    import_refused: |n| {
+        format!(
+            "Nothing was imported: the file has {n} problem(s). Correct the file and import it again."
+        )
+    },
+    import_more: |n| format!("{n} more problem(s) are not shown."),
+    import_whole_file: "whole file",
+    import_no_file: "Choose a file.",
+    import_unreadable: "The uploaded file could not be read. Choose it again.",
+    import_too_large: "The file is too large. Split it and import the parts.",
     api_docs_title: "Local API reference",
     api_docs_intro: "The local HTTP API of this node (/api/v1/...). Every request carries the header Authorization: Bearer with the contents of the api-token file in the data directory.",
     api_docs_json: "OpenAPI document (JSON)",

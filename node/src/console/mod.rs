@@ -23,10 +23,12 @@ pub mod i18n;
 mod kpi; // KPI (issue 6)
 mod peers;
 mod records;
+// CSV in and out (issue 16)
+mod spreadsheets;
 
 use askama::Template;
 use axum::Router;
-use axum::extract::{FromRequestParts, OriginalUri};
+use axum::extract::{DefaultBodyLimit, FromRequestParts, OriginalUri};
 use axum::http::request::Parts;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
@@ -52,6 +54,16 @@ pub fn routes() -> Router<AppState> {
             get(records::list).post(records::create),
         )
         .route("/records/{collection}/new", get(records::new_form))
+        .route(
+            "/records/{collection}/export.csv",
+            get(spreadsheets::export),
+        )
+        .route(
+            "/records/{collection}/import",
+            get(spreadsheets::form)
+                .post(spreadsheets::upload)
+                .layer(DefaultBodyLimit::max(crate::import::MAX_IMPORT_BYTES)),
+        )
         .route("/records/{collection}/{id}", get(records::show))
         .route(
             "/records/{collection}/{id}/edit",
@@ -71,6 +83,10 @@ pub fn routes() -> Router<AppState> {
         .route("/work/orders", get(daily::orders))
         .route("/work/training", get(daily::training))
         .route("/work/pr", get(daily::pr))
+        .route("/work/skills.csv", get(daily::skills_csv))
+        .route("/work/orders.csv", get(daily::orders_csv))
+        .route("/work/training.csv", get(daily::training_csv))
+        .route("/work/pr.csv", get(daily::pr_csv))
         // KPI (issue 6)
         .route("/kpi", get(kpi::show))
         .route("/kpi.csv", get(kpi::csv))

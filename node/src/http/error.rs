@@ -12,7 +12,9 @@ use crate::error::Error;
 /// The HTTP status an error answers with.
 pub fn status(e: &Error) -> StatusCode {
     match e {
-        Error::Validation(_) | Error::PersonalData(_) => StatusCode::UNPROCESSABLE_ENTITY,
+        Error::Validation(_) | Error::PersonalData(_) | Error::ImportRejected { .. } => {
+            StatusCode::UNPROCESSABLE_ENTITY
+        }
         Error::UnknownCollection { .. } | Error::RecordNotFound { .. } | Error::NotFound(_) => {
             StatusCode::NOT_FOUND
         }
@@ -68,6 +70,10 @@ impl IntoResponse for Error {
                     v
                 })
                 .collect();
+        }
+        if let Error::ImportRejected { problems, total } = &self {
+            error["problems"] = serde_json::to_value(problems).unwrap_or_default();
+            error["problem_count"] = (*total).into();
         }
         let mut response =
             (status, axum::Json(serde_json::json!({ "error": error }))).into_response();

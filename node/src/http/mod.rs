@@ -1,5 +1,6 @@
 //! The local HTTP API (SPEC §8): records, search, history, status, the daily
-//! views, KPI, health, metrics and the OpenAPI document.
+//! views, KPI, CSV export and import, health, metrics and the OpenAPI
+//! document.
 //!
 //! [`routes`] builds the API's routes; the daemon merges the web console's
 //! beside them and adds [`observe`] and the body limit around both (see
@@ -23,6 +24,7 @@ pub mod listener;
 mod monitoring;
 pub mod openapi;
 mod records;
+mod spreadsheets;
 mod views;
 
 use std::sync::Arc;
@@ -37,6 +39,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 pub use extract::{AdminAccess, Caller, EditorAccess, JsonBody, QueryParams, ViewerAccess};
+pub use spreadsheets::csv_response;
 
 use crate::error::Error;
 use crate::node::Node;
@@ -60,6 +63,7 @@ pub fn routes(node: &AppState) -> Router<AppState> {
         .merge(admin::routes())
         .merge(views::routes())
         .merge(kpi::routes())
+        .merge(spreadsheets::routes())
         .fallback(extract::unknown_route)
         .layer(middleware::from_fn_with_state(
             node.clone(),

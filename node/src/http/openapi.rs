@@ -12,7 +12,7 @@
 
 mod records;
 
-pub(crate) use records::WHITE_SPACE;
+pub(crate) use records::{WHITE_SPACE, executable_example};
 
 use axum::http::StatusCode;
 use axum::response::Response;
@@ -50,7 +50,7 @@ fn json_answer(description: &str, schema: Value) -> Value {
 /// The operations that write to the data directory, and so can answer 507
 /// `storage_full` when its disk is full.
 fn writes(operation_id: &str) -> bool {
-    let records = ["create_", "update_", "delete_"];
+    let records = ["create_", "update_", "delete_", "import_"];
     records.iter().any(|p| operation_id.starts_with(p))
         || matches!(
             operation_id,
@@ -64,6 +64,22 @@ fn writes(operation_id: &str) -> bool {
 }
 
 fn error_schemas(schemas: &mut Map<String, Value>) {
+    schemas.insert("ImportProblem".into(), json!({"type": "object", "required": ["row", "column", "field", "code", "message"],
+        "description": "one problem of an imported CSV file",
+        "properties": {
+            "row": {"type": "integer", "minimum": 0, "description": "Excel's row number: the header is row 1, the first record row 2; 0 for the file as a whole"},
+            "column": {"type": ["string", "null"], "description": "the column's heading as the file has it"},
+            "field": {"type": ["string", "null"], "description": "the field's API name (skills[0].level inside a list), or id"},
+            "code": {"type": "string", "description": "unreadable_file, empty_file, too_many_rows, unknown_column, duplicate_column, unnamed_column, extra_cells, invalid_id, duplicate_id, record_not_found, record_deleted, not_the_owner, personal_data, conflict, or a field code (missing_field, invalid_type, invalid_enum, invalid_date, invalid_reference, …)"},
+            "message": {"type": "string"}}}));
+    schemas.insert("ImportReport".into(), json!({"type": "object", "additionalProperties": false,
+        "required": ["collection", "dry_run", "encoding", "rows", "created", "updated", "unchanged"],
+        "properties": {
+            "collection": {"type": "string"}, "dry_run": {"type": "boolean"},
+            "encoding": {"type": "string", "enum": ["UTF-8", "Shift_JIS", "UTF-16LE", "UTF-16BE"], "description": "how the file was read"},
+            "rows": {"type": "integer", "minimum": 0, "description": "record rows in the file (empty rows are skipped)"},
+            "created": {"type": "integer", "minimum": 0}, "updated": {"type": "integer", "minimum": 0},
+            "unchanged": {"type": "integer", "minimum": 0, "description": "rows whose record already holds every value of the row"}}}));
     schemas.insert("FieldError".into(), json!({"type": "object", "required": ["field", "code", "message"], "properties": {
         "field": {"type": "string", "description": "the field's path: title, tags[2], metrics[0].name, or * for the whole record"},
         "code": {"type": "string", "enum": ["unknown_field", "missing_field", "invalid_type", "invalid_enum", "too_long", "too_many_items", "out_of_range", "invalid_date", "invalid_format", "invalid_character", "invalid_reference", "record_too_large", "invalid_order"]},
@@ -83,7 +99,9 @@ fn error_schemas(schemas: &mut Map<String, Value>) {
             "code": {"type": "string", "description": "stable snake_case reason; each answer's description lists the codes it carries"},
             "message": {"type": "string", "description": "for people, in English"},
             "fields": {"type": "array", "items": {"$ref": "#/components/schemas/FieldError"}, "description": "with validation_failed: every problem"},
-            "findings": {"type": "array", "items": {"$ref": "#/components/schemas/Finding"}, "description": "with personal_data"}
+            "findings": {"type": "array", "items": {"$ref": "#/components/schemas/Finding"}, "description": "with personal_data"},
+            "problems": {"type": "array", "items": {"$ref": "#/components/schemas/ImportProblem"}, "description": format!("with import_rejected: every problem of the file, in row order (at most {})", crate::import::MAX_REPORTED_PROBLEMS)},
+            "problem_count": {"type": "integer", "minimum": 1, "description": "with import_rejected: how many problems there are in all"}
         }}},
         "example": {"error": {"code": "validation_failed", "message": "title: is required",
             "fields": [{"field": "title", "code": "missing_field", "message": "is required"}]}}
@@ -342,6 +360,9 @@ pub fn document() -> Value {
     doc["paths"]["/api/v1/search"] = records::search();
     admin_paths(&mut doc);
     for (path, item) in super::views::openapi_paths() {
+        doc["paths"][path] = item;
+    }
+    for (path, item) in super::spreadsheets::openapi_paths() {
         doc["paths"][path] = item;
     }
     kpi_paths(&mut doc);

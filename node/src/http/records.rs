@@ -83,7 +83,7 @@ fn guarding(principal: &Principal, body: &RecordBody) -> Result<Guarding> {
     })
 }
 
-fn collection(name: &str) -> Result<Collection> {
+pub(super) fn collection(name: &str) -> Result<Collection> {
     name.parse().map_err(|_| Error::UnknownCollection {
         name: name.chars().take(40).collect(),
         known: Collection::ALL.map(|c| c.name()).join(", "),

@@ -35,14 +35,11 @@ fn empty_as_none(v: Option<String>) -> Option<String> {
     v.filter(|s| !s.trim().is_empty())
 }
 
-async fn api_skills(
-    _: ViewerAccess,
-    State(node): State<AppState>,
-    QueryParams(filter): QueryParams<SkillFilter>,
-) -> Result<Response> {
+/// The skill matrix's filter from its query values: empty means no filter.
+pub(super) fn skill_filter(status: Option<String>, skill: Option<String>) -> Result<SkillFilter> {
     let filter = SkillFilter {
-        status: empty_as_none(filter.status),
-        skill: empty_as_none(filter.skill),
+        status: empty_as_none(status),
+        skill: empty_as_none(skill),
     };
     if let Some(status) = &filter.status
         && !WORKER_ORDER.contains(&status.as_str())
@@ -55,6 +52,31 @@ async fn api_skills(
             ),
         ));
     }
+    Ok(filter)
+}
+
+/// The training log's fiscal year and worker from their query values.
+pub(super) fn training_query(
+    fiscal_year: Option<String>,
+    worker: Option<String>,
+) -> Result<(Option<i64>, Option<String>)> {
+    Ok((
+        parse_fiscal_year(fiscal_year.as_deref())?,
+        empty_as_none(worker),
+    ))
+}
+
+/// The PR plan's fiscal year from its query value.
+pub(super) fn pr_query(fiscal_year: Option<String>) -> Result<Option<i64>> {
+    parse_fiscal_year(fiscal_year.as_deref())
+}
+
+async fn api_skills(
+    _: ViewerAccess,
+    State(node): State<AppState>,
+    QueryParams(filter): QueryParams<SkillFilter>,
+) -> Result<Response> {
+    let filter = skill_filter(filter.status, filter.skill)?;
     Ok(json(&skills_view(&node.store, &filter).await?))
 }
 
@@ -67,8 +89,7 @@ async fn api_training(
     State(node): State<AppState>,
     QueryParams(filter): QueryParams<TrainingFilter>,
 ) -> Result<Response> {
-    let fy = parse_fiscal_year(filter.fiscal_year.as_deref())?;
-    let worker = empty_as_none(filter.worker);
+    let (fy, worker) = training_query(filter.fiscal_year, filter.worker)?;
     let (log, _) = training_view(&node.store, fy, worker.as_deref()).await?;
     Ok(json(&log))
 }
@@ -78,7 +99,7 @@ async fn api_pr(
     State(node): State<AppState>,
     QueryParams(filter): QueryParams<PrFilter>,
 ) -> Result<Response> {
-    let fy = parse_fiscal_year(filter.fiscal_year.as_deref())?;
+    let fy = pr_query(filter.fiscal_year)?;
     Ok(json(&pr_view(&node.store, fy).await?))
 }
 

@@ -76,14 +76,30 @@ impl Store {
             return Ok(Vec::new());
         }
         let registry = self.registry().await?;
-        let findings = guard::scan_fields(fields, &registry);
-        let refused = match mode {
-            GuardMode::Refuse => !findings.is_empty(),
-            GuardMode::AcceptOverridable => findings.iter().any(|f| !f.kind.may_override()),
-        };
-        if refused {
-            return Err(Error::PersonalData(findings));
-        }
-        Ok(findings)
+        judge_personal_data(collection, fields, &registry, mode)
     }
+}
+
+/// The guard's verdict on a write's new values, with the town's registry
+/// in hand (an import reads it once for all its rows): refuses (422
+/// `personal_data`) what `mode` does not let through, and returns the
+/// findings it let through. A local collection is not scanned.
+pub fn judge_personal_data(
+    collection: Collection,
+    fields: &Fields,
+    registry: &guard::Registry,
+    mode: GuardMode,
+) -> Result<Vec<guard::Finding>> {
+    if !collection.is_shared() {
+        return Ok(Vec::new());
+    }
+    let findings = guard::scan_fields(fields, registry);
+    let refused = match mode {
+        GuardMode::Refuse => !findings.is_empty(),
+        GuardMode::AcceptOverridable => findings.iter().any(|f| !f.kind.may_override()),
+    };
+    if refused {
+        return Err(Error::PersonalData(findings));
+    }
+    Ok(findings)
 }

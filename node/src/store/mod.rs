@@ -32,6 +32,7 @@
 //! and reads), `constraints` (checks across records), `guard` (the
 //! personal-data guard), `search` (the index), `feed` (the change feed and
 //! stored heads), `replica` and `sync` (what sync reads and writes), `peers`,
+//! `batch` (many writes in one transaction, all or none: an import),
 //! `egress` (the ledger), `audit` (the audit log), `users` (the accounts'
 //! tables), `backup` (backup, restore and a stopped database's actor id),
 //! `provenance` (change signatures and signer certificates) and
@@ -39,6 +40,7 @@
 
 mod audit;
 mod backup;
+mod batch;
 mod constraints;
 mod egress;
 mod feed;
@@ -69,8 +71,9 @@ use yui_protocol::{Collection, RecordId};
 
 pub use self::audit::AuditEntry;
 pub use self::backup::{backup, restore, stored_actor};
+pub use self::batch::{BatchDone, BatchWrite, StoredRecord};
 pub use self::egress::EgressEntry;
-pub use self::guard::GuardMode;
+pub use self::guard::{GuardMode, judge_personal_data};
 pub use self::integrity::Integrity;
 pub use self::peers::{PeerInfo, PeerRound};
 pub use self::provenance::{ChangeSigning, SignedBy};

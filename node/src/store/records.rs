@@ -59,61 +59,33 @@ impl Store {
         fields: Fields,
         now: Millis,
     ) -> Result<Box<RawValue>> {
-        let mut random = [0u8; 10];
-        rand::rng().fill_bytes(&mut random);
-        let id = {
-            let mut last = lock(&self.inner.last_id);
-            let id = RecordId::generate_after(now, random, last.as_ref());
-            *last = Some(id.clone());
-            id
-        };
+        let id = self.next_id(now);
         let (actor, town) = (self.inner.actor.clone(), self.inner.town.clone());
         let signing = collection.is_shared().then(|| self.signing()).flatten();
         // The Automerge work runs in parallel on the blocking pool; only the
         // inserts queue for the writer.
-        let prepared = tokio::task::spawn_blocking(move || -> Result<_> {
-            let mut d = doc::create(actor, collection, &id, &town, now, &fields)?;
-            let signatures = sign_new_changes(signing.as_ref(), &mut d, &[]);
-            let view = doc::read(&d)?;
-            let terms = index_terms(&view);
-            let bytes = d.save_nocompress();
-            let heads = pack_heads(&d.get_heads());
-            let refs = validate::references(collection, fields.iter());
-            Ok((id, bytes, heads, view, terms, refs, signatures))
+        let prepared = tokio::task::spawn_blocking(move || {
+            prepare_create(actor, &town, signing.as_ref(), collection, id, &fields, now)
         })
         .await
         .map_err(|e| Error::Storage(format!("create task failed: {e}")))??;
-        let (id, bytes, heads, view, terms, refs, signatures) = prepared;
-        let json = serde_json::to_string(&view).map_err(|e| Error::Storage(e.to_string()))?;
         self.write(move |conn, state| {
-            check_references(conn, &refs)?;
-            if collection == Collection::KpiReports {
-                check_one_kpi_report_per_year(conn, &state.town, &view, None)?;
-            }
-            let seq = state.next_seq;
-            conn.execute(
-                "INSERT INTO records (id, collection, shared, town, deleted, seq, heads, doc, chunks, view)
-                 VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, 0, ?8)",
-                params![
-                    id.as_str(),
-                    collection.name(),
-                    collection.is_shared(),
-                    view.town,
-                    seq,
-                    heads,
-                    bytes,
-                    json
-                ],
-            )?;
-            conn.execute(
-                "INSERT INTO search (rowid, terms) VALUES (last_insert_rowid(), ?1)",
-                [&terms],
-            )?;
-            insert_signatures(conn, &id, &signatures)?;
-            state.next_seq += 1;
-            raw(json)
+            check_references(conn, &prepared.refs)?;
+            insert_prepared(conn, state, collection, &prepared)?;
+            raw(prepared.json)
         })
         .await
+    }
+
+    /// A new record id, after the last this process made, so ids sort in
+    /// creation order.
+    pub(super) fn next_id(&self, now: Millis) -> RecordId {
+        let mut random = [0u8; 10];
+        rand::rng().fill_bytes(&mut random);
+        let mut last = lock(&self.inner.last_id);
+        let id = RecordId::generate_after(now, random, last.as_ref());
+        *last = Some(id.clone());
+        id
     }
 
     /// Applies a partial update and returns the record after it. New values
@@ -159,51 +131,12 @@ impl Store {
         patch: Patch,
         now: Millis,
     ) -> Result<Box<RawValue>> {
-        let refs = validate::references(
-            collection,
-            patch.iter().filter_map(|(k, v)| Some((k, v.as_ref()?))),
-        );
         let signing = collection.is_shared().then(|| self.signing()).flatten();
         self.write(move |conn, state| {
-            let mut loaded = load_doc(conn, collection, &id)?;
-            check_authority(collection, &loaded, &state.town)?;
-            loaded.doc.set_actor(state.actor.clone());
-            if loaded.deleted {
-                return Err(Error::RecordDeleted {
-                    collection: collection.name().to_owned(),
-                    id,
-                });
-            }
-            // Only the references the update makes are checked: one the
-            // record already holds stays valid even if its target was
-            // deleted since, so a client (or the console's form) can send
-            // the record back with another field changed.
-            let held: serde_json::Value =
-                serde_json::from_str(&loaded.view_json).unwrap_or_default();
-            let refs: Vec<_> = refs
-                .into_iter()
-                .filter(|(field, _, target)| {
-                    let value = &held["fields"][*field];
-                    value.as_str() != Some(target.as_str())
-                        && !value
-                            .as_array()
-                            .is_some_and(|ids| ids.iter().any(|v| v.as_str() == Some(target)))
-                })
-                .collect();
-            check_references(conn, &refs)?;
-            let before = loaded.doc.get_heads();
-            let changed = doc::update(&mut loaded.doc, collection, &state.town, now, &patch)?;
-            if changed.is_empty() {
-                return raw(loaded.view_json);
-            }
-            let view = doc::read(&loaded.doc)?;
-            validate::check_merged(collection, &view.fields)?;
-            if collection == Collection::KpiReports && patch.contains_key("fiscal_year") {
-                check_one_kpi_report_per_year(conn, &view.town, &view, Some(&id))?;
-            }
-            let signatures = sign_new_changes(signing.as_ref(), &mut loaded.doc, &before);
-            insert_signatures(conn, &record_id(&id)?, &signatures)?;
-            store_change(conn, state, &mut loaded, &before, &view)
+            let updated =
+                apply_update(conn, state, collection, &id, &patch, now, signing.as_ref())?;
+            check_references(conn, &updated.refs)?;
+            Ok(updated.record)
         })
         .await
     }
@@ -228,6 +161,158 @@ impl Store {
         })
         .await
     }
+}
+
+/// A new record's document and everything stored with it, made before the
+/// insert is queued (the Automerge work is the expensive part).
+pub(super) struct PreparedCreate {
+    pub(super) id: RecordId,
+    bytes: Vec<u8>,
+    heads: Vec<u8>,
+    pub(super) view: RecordView,
+    terms: String,
+    /// The ids the record points at, to check in the write.
+    pub(super) refs: Vec<(&'static str, Collection, String)>,
+    signatures: Vec<yui_protocol::provenance::ChangeSignature>,
+    /// The record as the API shows it.
+    pub(super) json: String,
+}
+
+pub(super) fn prepare_create(
+    actor: automerge::ActorId,
+    town: &str,
+    signing: Option<&super::provenance::ChangeSigning>,
+    collection: Collection,
+    id: RecordId,
+    fields: &Fields,
+    now: Millis,
+) -> Result<PreparedCreate> {
+    let mut d = doc::create(actor, collection, &id, town, now, fields)?;
+    let signatures = sign_new_changes(signing, &mut d, &[]);
+    let view = doc::read(&d)?;
+    let terms = index_terms(&view);
+    let bytes = d.save_nocompress();
+    let heads = pack_heads(&d.get_heads());
+    let refs = validate::references(collection, fields.iter());
+    let json = serde_json::to_string(&view).map_err(|e| Error::Storage(e.to_string()))?;
+    Ok(PreparedCreate {
+        id,
+        bytes,
+        heads,
+        view,
+        terms,
+        refs,
+        signatures,
+        json,
+    })
+}
+
+/// Inserts a prepared record in the writer's transaction, with its search
+/// terms and signatures, after the checks a new record passes here (one
+/// KPI report per town and year). References are the caller's to check.
+pub(super) fn insert_prepared(
+    conn: &Connection,
+    state: &mut WriterState,
+    collection: Collection,
+    p: &PreparedCreate,
+) -> Result<()> {
+    if collection == Collection::KpiReports {
+        check_one_kpi_report_per_year(conn, &state.town, &p.view, None)?;
+    }
+    let seq = state.next_seq;
+    conn.execute(
+        "INSERT INTO records (id, collection, shared, town, deleted, seq, heads, doc, chunks, view)
+         VALUES (?1, ?2, ?3, ?4, 0, ?5, ?6, ?7, 0, ?8)",
+        params![
+            p.id.as_str(),
+            collection.name(),
+            collection.is_shared(),
+            p.view.town,
+            seq,
+            p.heads,
+            p.bytes,
+            p.json
+        ],
+    )?;
+    conn.execute(
+        "INSERT INTO search (rowid, terms) VALUES (last_insert_rowid(), ?1)",
+        [&p.terms],
+    )?;
+    insert_signatures(conn, &p.id, &p.signatures)?;
+    state.next_seq += 1;
+    Ok(())
+}
+
+/// An update applied in the writer's transaction.
+pub(super) struct Updated {
+    pub(super) record: Box<RawValue>,
+    /// Whether any field changed (else nothing was written).
+    pub(super) changed: bool,
+    /// The references the update makes, to check in the same write.
+    pub(super) refs: Vec<(&'static str, Collection, String)>,
+}
+
+/// Loads a record, applies `patch` and stores the change (nothing when no
+/// field changes), checking the write authority, the merged record and
+/// one KPI report per year. The references it makes are returned for the
+/// caller to check: only those the record did not already hold, so one it
+/// holds stays valid even if its target was deleted since, and a client
+/// (or the console's form) can send the record back with another field
+/// changed.
+pub(super) fn apply_update(
+    conn: &Connection,
+    state: &mut WriterState,
+    collection: Collection,
+    id: &str,
+    patch: &Patch,
+    now: Millis,
+    signing: Option<&super::provenance::ChangeSigning>,
+) -> Result<Updated> {
+    let mut loaded = load_doc(conn, collection, id)?;
+    check_authority(collection, &loaded, &state.town)?;
+    loaded.doc.set_actor(state.actor.clone());
+    if loaded.deleted {
+        return Err(Error::RecordDeleted {
+            collection: collection.name().to_owned(),
+            id: id.to_owned(),
+        });
+    }
+    let held: serde_json::Value = serde_json::from_str(&loaded.view_json).unwrap_or_default();
+    let refs: Vec<_> = validate::references(
+        collection,
+        patch.iter().filter_map(|(k, v)| Some((k, v.as_ref()?))),
+    )
+    .into_iter()
+    .filter(|(field, _, target)| {
+        let value = &held["fields"][*field];
+        value.as_str() != Some(target.as_str())
+            && !value
+                .as_array()
+                .is_some_and(|ids| ids.iter().any(|v| v.as_str() == Some(target)))
+    })
+    .collect();
+    let before = loaded.doc.get_heads();
+    let changed = doc::update(&mut loaded.doc, collection, &state.town, now, patch)?;
+    if changed.is_empty() {
+        return Ok(Updated {
+            record: raw(loaded.view_json)?,
+            changed: false,
+            refs,
+        });
+    }
+    let view = doc::read(&loaded.doc)?;
+    validate::check_merged(collection, &view.fields)?;
+    if collection == Collection::KpiReports && patch.contains_key("fiscal_year") {
+        check_one_kpi_report_per_year(conn, &view.town, &view, Some(id))?;
+    }
+    let signatures = sign_new_changes(signing, &mut loaded.doc, &before);
+    insert_signatures(conn, &record_id(id)?, &signatures)?;
+    let record = store_change(conn, state, &mut loaded, &before, &view)?;
+    Ok(Updated {
+        record,
+        changed: true,
+        refs,
+    })
 }
 
 pub(super) struct LoadedDoc {

@@ -184,7 +184,7 @@ pub(super) fn example(c: Collection) -> Value {
 /// The example of a collection, if a client can send it as it is: an
 /// example that names other records (a mentoring session's workers) is
 /// only shown, as their ids differ on every node.
-fn executable_example(c: Collection) -> Option<Value> {
+pub(crate) fn executable_example(c: Collection) -> Option<Value> {
     let example = example(c);
     let refers = c.fields().iter().any(|f| {
         matches!(f.kind, FieldKind::Ref(_) | FieldKind::Refs { .. })
