@@ -187,6 +187,9 @@ fn csv_import_and_download_in_chromium() {
         .iter()
         .filter_map(|w| w["fields"]["name"].as_str())
         .collect();
-    assert!(names.contains(&"石井 花子") && names.contains(&"青木 一郎"), "{names:?}");
+    assert!(
+        names.contains(&"石井 花子") && names.contains(&"青木 一郎"),
+        "{names:?}"
+    );
     assert_eq!(towns.b.count("workers"), 0, "workers never leave the town");
 }
