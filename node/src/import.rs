@@ -226,28 +226,20 @@ async fn plan(node: &Node, collection: Collection, parsed: &Parsed) -> Result<Pl
                 });
                 None
             }
-            (id, _) => {
-                let given: Map<String, Value> = row
-                    .fields
-                    .iter()
-                    .filter(|(_, v)| !v.is_null())
-                    .map(|(k, v)| (k.clone(), v.clone()))
-                    .collect();
-                match validate_create(collection, &given) {
-                    Ok(fields) => Some((
-                        BatchWrite::Create {
-                            row: at,
-                            id: id.clone(),
-                            fields: fields.clone(),
-                        },
-                        fields,
-                    )),
-                    Err(e) => {
-                        plan.problems.extend(Error::from(e).into_problems(at));
-                        None
-                    }
+            (id, _) => match validate_create(collection, &row.given()) {
+                Ok(fields) => Some((
+                    BatchWrite::Create {
+                        row: at,
+                        id: id.clone(),
+                        fields: fields.clone(),
+                    },
+                    fields,
+                )),
+                Err(e) => {
+                    plan.problems.extend(Error::from(e).into_problems(at));
+                    None
                 }
-            }
+            },
         };
         // A required field whose cell could not be read is not missing:
         // its problem is said already.

@@ -382,6 +382,18 @@ pub struct Row {
     pub unreadable: Vec<String>,
 }
 
+impl Row {
+    /// The fields the row gives a value (an empty cell gives none): what a
+    /// new record is made of.
+    pub fn given(&self) -> Map<String, Value> {
+        self.fields
+            .iter()
+            .filter(|(_, v)| !v.is_null())
+            .map(|(k, v)| (k.clone(), v.clone()))
+            .collect()
+    }
+}
+
 /// An imported file, read.
 #[derive(Debug, Clone)]
 pub struct Parsed {
@@ -1059,13 +1071,7 @@ mod tests {
                 row.id.as_ref().map(RecordId::as_str),
                 Some(worker.id.as_str())
             );
-            let given: Map<String, Value> = row
-                .fields
-                .iter()
-                .filter(|(_, v)| !v.is_null())
-                .map(|(k, v)| (k.clone(), v.clone()))
-                .collect();
-            assert_eq!(Value::Object(given), fields, "{lang:?}");
+            assert_eq!(Value::Object(row.given()), fields, "{lang:?}");
         }
     }
 

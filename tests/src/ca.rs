@@ -95,6 +95,11 @@ impl Ca {
     /// Issues and installs a certificate: the node in `data_dir` joins.
     pub fn admit(&self, data_dir: &Path) {
         let cert = self.issue(data_dir, 30);
+        self.install(data_dir, &cert);
+    }
+
+    /// `yui cert install` of `cert` with this CA's certificate.
+    fn install(&self, data_dir: &Path, cert: &Path) {
         yui_ok(
             data_dir,
             &[
@@ -112,17 +117,7 @@ impl Ca {
     /// town's name, whatever the request asked for.
     pub fn admit_named(&self, data_dir: &Path, name: &str) {
         let cert = self.issue_with(&data_dir.join("node.csr.pem"), 30, &["--name", name]);
-        yui_ok(
-            data_dir,
-            &[
-                "cert",
-                "install",
-                "--cert",
-                cert.to_str().expect("utf8"),
-                "--ca-cert",
-                self.cert_path().to_str().expect("utf8"),
-            ],
-        );
+        self.install(data_dir, &cert);
     }
 
     /// `yui ca revoke --town TOWN`; returns the new revocation list file.
