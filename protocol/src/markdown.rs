@@ -59,6 +59,11 @@ pub fn is_safe_link(url: &str) -> bool {
     if url.chars().any(|c| c.is_control() || c.is_whitespace()) {
         return false;
     }
+    // A browser reads `\` as `/` in a path, so `/\evil.example` would
+    // leave the node like `//evil.example`.
+    if url.contains('\\') {
+        return false;
+    }
     if url.starts_with('#') || (url.starts_with('/') && !url.starts_with("//")) {
         return true;
     }
@@ -428,6 +433,7 @@ mod tests {
                 match attr.as_str() {
                     "href" => {
                         let url = value.to_ascii_lowercase();
+                        assert!(!url.contains('\\'), "href {url:?} in {html:?} from {src:?}");
                         assert!(
                             url.starts_with("http://")
                                 || url.starts_with("https://")
@@ -502,6 +508,8 @@ mod tests {
             "<style>body{display:none}</style>",
             "[![x](https://e.example/i.png)](javascript:alert(1))",
             "https://example.jp/\"onmouseover=alert(1)",
+            "[外へ](/\\evil.example/)",
+            "[外へ](//evil.example/)",
         ] {
             assert_safe(src);
         }
@@ -512,6 +520,13 @@ mod tests {
         );
         let html = to_html("![図](https://evil.example/x.png)");
         assert!(html.contains("class=\"image\">図</a>"), "{html}");
+        for src in ["[外へ](/\\evil.example/)", "[外へ](//evil.example/)"] {
+            assert!(!to_html(src).contains("<a"), "{src}: {}", to_html(src));
+        }
+        assert!(
+            to_html("[記録](/records/knowledge/01m8)")
+                .contains("<a href=\"/records/knowledge/01m8\"")
+        );
         let html = to_html("[押して](javascript:alert(1))");
         assert!(!html.contains("<a"), "{html}");
         assert!(html.contains("押して"), "{html}");
