@@ -139,6 +139,19 @@ pub fn town_name_of(der: &[u8]) -> Option<String> {
     fits.then(|| name.to_owned())
 }
 
+/// The text of a name in a distinguished name, as `town_name_of` would
+/// read it back from the certificate.
+fn town_name_of_dn(value: Option<&rcgen::DnValue>) -> Option<String> {
+    let text = match value? {
+        rcgen::DnValue::Utf8String(s) => s.clone(),
+        rcgen::DnValue::PrintableString(s) => s.as_str().to_owned(),
+        rcgen::DnValue::Ia5String(s) => s.as_str().to_owned(),
+        _ => return None,
+    };
+    let text = text.trim();
+    (!text.is_empty()).then(|| text.to_owned())
+}
+
 /// Towns by the names the consortium vouches for (see [`town_name_of`]):
 /// what pages show instead of a town id, for towns this node has never
 /// talked to as well, since signer certificates travel with changes.
@@ -385,6 +398,10 @@ struct Issued {
     node_id: String,
     not_after: String,
     revoked_at: Option<String>,
+    /// The town's name the certificate states (registers written before
+    /// names were recorded have none).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    town_name: Option<String>,
 }
 
 /// A consortium CA directory.
@@ -613,6 +630,7 @@ impl CaDir {
                 .cloned(),
         };
 
+        let town_name = town_name_of_dn(org.as_ref());
         let mut params = CertificateParams::default();
         params
             .distinguished_name
@@ -645,17 +663,30 @@ impl CaDir {
         params.serial_number = Some(SerialNumber::from_slice(&serial));
         params.use_authority_key_identifier_extension = true;
         params.key_identifier_method = KeyIdMethod::Sha256;
+        // Pages show towns by these names: two towns may not share one, or
+        // a member could pass for another.
+        let mut register = self.register()?;
+        if let Some(name) = &town_name
+            && let Some(other) = register.issued.iter().find(|i| {
+                i.revoked_at.is_none() && i.town != town && i.town_name.as_ref() == Some(name)
+            })
+        {
+            return Err(Error::Config(format!(
+                "{name} is already the name of town {} (node {}); nothing was issued. Give this town its own name with --name",
+                other.town, other.node_id
+            )));
+        }
         let cert = params
             .signed_by(&csr.public_key, &issuer)
             .map_err(|e| pki_err("signing the node certificate", e))?;
         let id = identity(cert.der())?;
-        let mut register = self.register()?;
         register.issued.push(Issued {
             serial_hex: hex(&id.serial),
             town: id.town.clone(),
             node_id: id.node_id.clone(),
             not_after: yui_protocol::record::format_time(id.not_after * 1000),
             revoked_at: None,
+            town_name,
         });
         self.save_register(&register)?;
         // During a rollover's overlap the cross certificate follows, so
@@ -1222,6 +1253,59 @@ mod tests {
         })
         .expect("init");
         data
+    }
+
+    /// The name a town's certificate states is the one `yui init --name`
+    /// asked for, or the CA's `--name`; no two towns may hold one name,
+    /// while a town's own renewal keeps it.
+    #[test]
+    fn a_certificate_states_the_town_name_and_no_two_towns_share_one() {
+        let tmp = tempfile::tempdir().expect("tmp");
+        let now = OffsetDateTime::now_utc();
+        let ca = CaDir::new(tmp.path().join("ca"));
+        ca.init("信州コンソーシアム", now).expect("ca init");
+        let named = |dir: &str, town: &str, name: &str| {
+            let data = DataDir::new(tmp.path().join(dir));
+            data.init(&InitOptions {
+                town: town.into(),
+                name: name.into(),
+                api_listen: "127.0.0.1:0".parse().expect("addr"),
+                peer_listen: "127.0.0.1:0".parse().expect("addr"),
+            })
+            .expect("init");
+            fs::read_to_string(data.csr_path()).expect("csr")
+        };
+        let tateshina = named("a", "tateshina", "立科町");
+        let (pem, _) = ca.issue(&tateshina, 30, now).expect("issue");
+        let der = parse_pem(&pem, "cert").expect("pem");
+        assert_eq!(town_name_of(&der).as_deref(), Some("立科町"));
+        // The CA states another name, or corrects a missing one.
+        let omachi = named("b", "omachi", "");
+        let (pem, _) = ca
+            .issue_named(&omachi, 30, Some("大町市"), now)
+            .expect("issue");
+        assert_eq!(
+            town_name_of(&parse_pem(&pem, "cert").expect("pem")).as_deref(),
+            Some("大町市")
+        );
+        // A third town asking for 立科町 is refused, by name and town.
+        let impostor = named("c", "itoigawa", "立科町");
+        let err = ca.issue(&impostor, 30, now).expect_err("a taken name");
+        assert!(
+            err.to_string()
+                .contains("立科町 is already the name of town tateshina"),
+            "{err}"
+        );
+        let err = ca
+            .issue_named(&impostor, 30, Some(" 大町市 "), now)
+            .expect_err("a taken name");
+        assert!(err.to_string().contains("town omachi"), "{err}");
+        assert!(ca.issue_named(&impostor, 30, Some("糸魚川市"), now).is_ok());
+        // Tateshina's renewal keeps its own name.
+        assert!(ca.issue(&tateshina, 30, now).is_ok());
+        let names = TownNames::from_certificates([(der, "tateshina".to_owned())], ("omachi", ""));
+        assert_eq!(names.show("tateshina"), "立科町");
+        assert_eq!(names.show("omachi"), "omachi");
     }
 
     #[test]
