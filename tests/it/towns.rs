@@ -49,11 +49,18 @@ fn a_town_never_connected_to_is_shown_by_the_name_its_certificate_states() {
         serde_json::json!({"title": "名前で見える記事", "body": "本文", "category": "training"}),
     );
     let id = article["id"].as_str().expect("id").to_owned();
+    let report = a.create(
+        "kpi_reports",
+        serde_json::json!({"fiscal_year": 2025, "new_hires": 3, "pilot_projects": 1,
+            "dx_certified_businesses": 0, "member_municipalities": 3}),
+    );
+    let report = report["id"].as_str().expect("id").to_owned();
     assert!(
         wait_for(Duration::from_secs(30), || c
             .record("knowledge", &id)
-            .is_some()),
-        "the article did not reach Itoigawa through Omachi"
+            .is_some()
+            && c.record("kpi_reports", &report).is_some()),
+        "the article and the KPI report did not reach Itoigawa through Omachi"
     );
     assert!(
         c.status()["peers"]
@@ -105,6 +112,9 @@ fn a_town_never_connected_to_is_shown_by_the_name_its_certificate_states() {
             "{}",
             record.body
         );
+        // A KPI report is titled by its year and its town's name.
+        let reports = console.get("/records/kpi_reports").await;
+        assert!(reports.body.contains("2025 / 立科町"), "{}", reports.body);
         let found = console.get("/search?q=名前で見える").await;
         assert!(found.body.contains("<td>立科町</td>"), "{}", found.body);
         // The peers page names the relay by name and id; the CA's --name

@@ -36,8 +36,22 @@ pub fn record_href(collection: Collection, id: &str) -> String {
 }
 
 /// A short name for a record: its first single-line or long text field,
-/// else its fiscal year (KPI reports), else its id.
+/// else its fiscal year and town id (KPI reports), else its id.
 pub fn record_title(collection: Collection, view: &RecordView) -> String {
+    title_naming(collection, view, &view.town)
+}
+
+/// [`record_title`] with a KPI report's town by its name, for pages that
+/// have the names at hand.
+pub fn record_title_named(
+    collection: Collection,
+    view: &RecordView,
+    names: &crate::pki::TownNames,
+) -> String {
+    title_naming(collection, view, names.show(&view.town))
+}
+
+fn title_naming(collection: Collection, view: &RecordView, town: &str) -> String {
     for def in collection.fields() {
         if let Some(Value::String(s)) = view.fields.get(def.name)
             && matches!(def.kind, FieldKind::Str { .. } | FieldKind::Text { .. })
@@ -47,7 +61,7 @@ pub fn record_title(collection: Collection, view: &RecordView) -> String {
         }
     }
     if let Some(year) = view.fields.get("fiscal_year") {
-        return format!("{year} / {}", view.town);
+        return format!("{year} / {town}");
     }
     view.id.to_string()
 }
@@ -269,7 +283,7 @@ pub async fn list(
         .into_iter()
         .map(|view| Row {
             href: record_href(collection, view.id.as_str()),
-            title: record_title(collection, &view),
+            title: record_title_named(collection, &view, &names),
             cells: cols
                 .iter()
                 .map(|d| {
@@ -521,11 +535,11 @@ pub async fn show(
         })
         .collect();
     let page = RecordPage {
-        chrome: who.chrome(record_title(collection, &view), "records"),
+        chrome: who.chrome(record_title_named(collection, &view, &names), "records"),
         notice: notice(&who, q.done.as_deref()),
         collection: collection.name(),
         collection_label: lang.collection(collection),
-        title: record_title(collection, &view),
+        title: record_title_named(collection, &view, &names),
         id: view.id.to_string(),
         town: view.town.clone(),
         town_name: names.show(&view.town).to_owned(),
@@ -1209,7 +1223,7 @@ pub async fn search(
                 let Some(c) = view.collection() else { continue };
                 hits.push(Hit {
                     collection: lang.collection(c),
-                    title: record_title(c, &view),
+                    title: record_title_named(c, &view, &names),
                     href: record_href(c, view.id.as_str()),
                     town: names.show(&view.town).to_owned(),
                     updated: show_time(&view.updated_at),
