@@ -148,9 +148,10 @@ fn parse_opts() -> Result<Opts> {
         // `../shared/peers` beside the checkout (`--peers-dir` to move it).
         peers_dir: Path::new(env!("CARGO_MANIFEST_DIR")).join("../../shared/peers"),
         // Where `peers/run.sh` installs PouchDB: its `PEERS_NODE`, by
-        // default /tmp/peers-node (`--peers-node` to point elsewhere).
+        // default `peers-node` in the temporary directory, as run.sh's
+        // own default (`--peers-node` to point elsewhere).
         peers_node: std::env::var_os("PEERS_NODE")
-            .map_or_else(|| PathBuf::from("/tmp/peers-node"), PathBuf::from),
+            .map_or_else(|| std::env::temp_dir().join("peers-node"), PathBuf::from),
         keep: given.flag("keep"),
     };
     for (name, v) in given.values {

@@ -227,13 +227,7 @@ fn every_action_needs_one_role_and_leaves_one_entry_whatever_the_entry_point() {
         .expect("runtime");
     let web_id = rt.block_on(async {
         let browser = || {
-            Browser::new(
-                server.base.clone(),
-                reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .expect("client"),
-            )
+            Browser::of_console(server.base.clone())
         };
         let signed_in = |name: &'static str| async move {
             let mut b = browser();

@@ -461,15 +461,7 @@ fn the_console_imports_an_uploaded_file_and_offers_downloads() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let browser = || {
-            Browser::new(
-                server.base.clone(),
-                reqwest::Client::builder()
-                    .redirect(reqwest::redirect::Policy::none())
-                    .build()
-                    .expect("client"),
-            )
-        };
+        let browser = || Browser::of_console(server.base.clone());
         let mut editor = browser();
         assert_eq!(
             editor.login("sato", PASSWORD, "/").await.status,

@@ -81,13 +81,7 @@ fn a_town_never_connected_to_is_shown_by_the_name_its_certificate_states() {
         .build()
         .expect("runtime");
     rt.block_on(async {
-        let mut console = Browser::new(
-            c.base.clone(),
-            reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
-        );
+        let mut console = Browser::of_console(c.base.clone());
         let page = console.login(ADMIN.0, ADMIN.1, "/").await;
         assert_eq!(page.status, StatusCode::SEE_OTHER, "{}", page.body);
         // The list, the record page (origin and history) and search show the

@@ -42,6 +42,18 @@ impl Browser {
         }
     }
 
+    /// A browser of the console at `base` without a session, with a client
+    /// that does not follow redirects (so each test sees them).
+    pub fn of_console(base: String) -> Browser {
+        Browser::new(
+            base,
+            reqwest::Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .expect("client"),
+        )
+    }
+
     pub fn cookie_header(&self) -> String {
         self.cookies
             .iter()

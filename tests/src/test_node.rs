@@ -259,13 +259,7 @@ impl TestNode {
 
     /// A browser without a session, Japanese by default.
     pub fn browser(&self) -> Browser {
-        Browser::new(
-            self.base.clone(),
-            reqwest::Client::builder()
-                .redirect(reqwest::redirect::Policy::none())
-                .build()
-                .expect("client"),
-        )
+        Browser::of_console(self.base.clone())
     }
 
     /// A browser logged in as `user` (made by the builder), on the dashboard.
