@@ -221,6 +221,27 @@ impl Entry {
         }
     }
 
+    /// A file attached to or removed from a record: an update of it,
+    /// naming the file's hash and size (never its name, which may say more
+    /// than a field name does).
+    pub fn attachment_changed(
+        collection: Collection,
+        id: &str,
+        added: bool,
+        sha256: &str,
+        size: u64,
+    ) -> Entry {
+        let what = if added { "attached" } else { "removed" };
+        Entry {
+            action: Action::Update(collection),
+            target: format!("{collection}/{id}"),
+            detail: format!(
+                "{what} file sha256:{} ({size} bytes)",
+                &sha256[..16.min(sha256.len())]
+            ),
+        }
+    }
+
     pub fn record_deleted(collection: Collection, id: &str) -> Entry {
         Entry {
             action: Action::Delete(collection),

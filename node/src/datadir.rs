@@ -64,6 +64,87 @@ pub struct Config {
     /// (`[disk]`; docs/operations.md 10.1).
     #[serde(default, skip_serializing_if = "DiskConfig::is_empty")]
     pub disk: DiskConfig,
+    /// Limits on attached files (`[attachments]`; docs/operations.md 23).
+    #[serde(default, skip_serializing_if = "AttachmentsConfig::is_empty")]
+    pub attachments: AttachmentsConfig,
+}
+
+/// `[attachments]` of `config.toml`.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AttachmentsConfig {
+    /// The largest file one upload may be (default 50 MiB).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_file: Option<Size>,
+    /// Bytes of attached files kept per origin town (this town's uploads
+    /// count against its own); default 2 GiB.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub town_quota: Option<Size>,
+    /// Bytes per second this node fetches files from its peers at, at most
+    /// (a town on a slow line keeps room for its sync); unset: no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fetch_rate: Option<Size>,
+}
+
+/// The default of `[attachments] max_file`.
+pub const DEFAULT_MAX_FILE: u64 = 50 << 20;
+/// The default of `[attachments] town_quota`.
+pub const DEFAULT_TOWN_QUOTA: u64 = 2 << 30;
+
+/// The attachment limits in bytes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+pub struct AttachmentLimits {
+    pub max_file_bytes: u64,
+    pub town_quota_bytes: u64,
+    /// Bytes per second, at most, when fetching from peers.
+    pub fetch_rate_bytes: Option<u64>,
+}
+
+impl AttachmentsConfig {
+    fn is_empty(&self) -> bool {
+        *self == AttachmentsConfig::default()
+    }
+
+    /// The limits this configuration sets, or what is wrong with it.
+    pub fn resolve(&self) -> std::result::Result<AttachmentLimits, String> {
+        let max_file_bytes = match &self.max_file {
+            Some(s) => s
+                .bytes()
+                .map_err(|e| format!("[attachments] max_file: {e}"))?,
+            None => DEFAULT_MAX_FILE,
+        };
+        if max_file_bytes == 0 || max_file_bytes > yui_protocol::attachment::MAX_FILE_BYTES {
+            return Err(format!(
+                "[attachments] max_file must be from 1 byte to {} bytes (1 GiB)",
+                yui_protocol::attachment::MAX_FILE_BYTES
+            ));
+        }
+        let town_quota_bytes = match &self.town_quota {
+            Some(s) => s
+                .bytes()
+                .map_err(|e| format!("[attachments] town_quota: {e}"))?,
+            None => DEFAULT_TOWN_QUOTA,
+        };
+        let fetch_rate_bytes = match &self.fetch_rate {
+            Some(s) => {
+                let n = s
+                    .bytes()
+                    .map_err(|e| format!("[attachments] fetch_rate: {e}"))?;
+                if n < 1024 {
+                    return Err(
+                        "[attachments] fetch_rate must be at least 1 KiB (per second)".into(),
+                    );
+                }
+                Some(n)
+            }
+            None => None,
+        };
+        Ok(AttachmentLimits {
+            max_file_bytes,
+            town_quota_bytes,
+            fetch_rate_bytes,
+        })
+    }
 }
 
 /// `[disk]` of `config.toml`: free space counts as low when it is under
@@ -465,6 +546,7 @@ impl DataDir {
             allow_plain_http_api: None,
             quotas: QuotasConfig::default(),
             disk: DiskConfig::default(),
+            attachments: AttachmentsConfig::default(),
         };
         let text = format!(
             "# Yui node configuration. See docs/operations.md.\n{}",
@@ -499,6 +581,10 @@ impl DataDir {
             .map_err(|e| Error::Config(format!("{}: {e}", self.config_path().display())))?;
         config
             .quotas
+            .resolve()
+            .map_err(|e| Error::Config(format!("{}: {e}", self.config_path().display())))?;
+        config
+            .attachments
             .resolve()
             .map_err(|e| Error::Config(format!("{}: {e}", self.config_path().display())))?;
         Ok(config)
@@ -721,6 +807,7 @@ mod tests {
             allow_plain_http_api: None,
             quotas: QuotasConfig::default(),
             disk: DiskConfig::default(),
+            attachments: AttachmentsConfig::default(),
         }
     }
 

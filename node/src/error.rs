@@ -49,6 +49,10 @@ pub enum Error {
     },
     #[error("{0}")]
     NotFound(String),
+    /// An attached file refused: too large, over the town's quota, or of a
+    /// type that is not allowed (`code` says which).
+    #[error("{message}")]
+    AttachmentRefused { code: &'static str, message: String },
     #[error(
         "the database {path} is damaged or is not a Yui database ({detail}); nothing was changed. Restore it with `yui restore BACKUP_FILE`"
     )]
@@ -139,6 +143,7 @@ impl Error {
             Error::BodyTooLarge { .. } => "body_too_large",
             Error::UnsupportedMediaType { .. } => "unsupported_media_type",
             Error::NotFound(_) => "not_found",
+            Error::AttachmentRefused { code, .. } => code,
             Error::CorruptDatabase { .. } => "corrupt_database",
             Error::DamagedDatabase { .. } => "database_damaged",
             Error::Storage(_) | Error::Config(_) => "storage_error",

@@ -8,11 +8,12 @@
 //!
 //! - base: [`error`], [`clock`], [`fsio`], [`logging`];
 //! - resources, one kind of I/O each: [`store`] (SQLite), [`datadir`],
-//!   [`accounts`] (users, roles, sessions, tokens, audit), [`pki`],
+//!   [`blobs`] (attachment files), [`accounts`] (users, roles, sessions, tokens, audit), [`pki`],
 //!   [`peer`] (the peer port and peer tasks), [`metrics`];
 //! - domain, plain types in and out: [`node`] (a node's state and status),
 //!   [`actions`] (the one table of actions: role, audit entry; and the
 //!   administration actions), [`records`] (record writes with the guard),
+//!   [`attachments`] (files attached to records: limits, types, quota),
 //!   [`daily`], [`kpi`], [`export`] (JSON, Markdown and CSV), [`import`]
 //!   (CSV files into a collection, all rows or none);
 //! - adapters: [`http`] (the JSON API) and [`console`] (the web console);
@@ -20,6 +21,8 @@
 
 pub mod accounts;
 pub mod actions;
+pub mod attachments;
+pub mod blobs;
 pub mod cli;
 pub mod clock;
 pub mod console;

@@ -47,6 +47,8 @@ pub struct Node {
     /// Town names from the signer certificates, with how many there were
     /// when it was made ([`Node::town_names`]).
     town_names: std::sync::Mutex<Option<(i64, Arc<crate::pki::TownNames>)>>,
+    /// Attached files (`crate::blobs`).
+    blobs: crate::blobs::Blobs,
 }
 
 /// The peer port of a node that is not a member yet, for when it joins.
@@ -90,7 +92,17 @@ pub struct Status {
     pub storage: StorageStatus,
     /// Quotas on what peers bring in, and the origin towns near them.
     pub quotas: QuotaStatus,
+    /// Attached files: the limits, and the transfers since start.
+    pub attachments: AttachmentStatus,
     pub uptime_seconds: u64,
+}
+
+/// Attached files in `status`.
+#[derive(Serialize)]
+pub struct AttachmentStatus {
+    pub limits: crate::datadir::AttachmentLimits,
+    /// File transfers with peers since start (absent before joining).
+    pub transfers: Option<crate::peer::files::FileStatus>,
 }
 
 /// Origin towns listed in `status` at most.
@@ -220,6 +232,7 @@ impl Node {
             let _ = peering.set(Arc::new(crate::peer::Peering::new(trust)?));
         }
         Ok(Node {
+            blobs: crate::blobs::Blobs::new(&data_dir.path),
             token_path: data_dir.token_path(),
             data_dir,
             config,
@@ -359,6 +372,23 @@ impl Node {
         }
     }
 
+    /// The attachment limits of config.toml (checked when it was read).
+    pub fn attachment_limits(&self) -> crate::datadir::AttachmentLimits {
+        self.config
+            .attachments
+            .resolve()
+            .unwrap_or(crate::datadir::AttachmentLimits {
+                max_file_bytes: crate::datadir::DEFAULT_MAX_FILE,
+                town_quota_bytes: crate::datadir::DEFAULT_TOWN_QUOTA,
+                fetch_rate_bytes: None,
+            })
+    }
+
+    /// The attachment files of this node (clones share their state).
+    pub fn blobs(&self) -> crate::blobs::Blobs {
+        self.blobs.clone()
+    }
+
     /// Federation's view of this node: the store, the peering and the data
     /// directory, for the peer tasks and the peer port.
     pub fn federation(&self) -> crate::peer::Federation {
@@ -366,6 +396,8 @@ impl Node {
             store: self.store.clone(),
             peering: self.peering().cloned(),
             data_dir: self.data_dir.clone(),
+            blobs: self.blobs.clone(),
+            attachment_limits: self.attachment_limits(),
         }
     }
 
@@ -503,6 +535,10 @@ impl Node {
                 warnings: disk_warnings,
             },
             quotas: self.quota_status(quotas),
+            attachments: AttachmentStatus {
+                limits: self.attachment_limits(),
+                transfers: self.peering().map(|p| p.files.status()),
+            },
             uptime_seconds: self.started.elapsed().as_secs(),
         })
     }

@@ -16,7 +16,9 @@ const FLOORS: &[(&str, &[&str])] = &[
     ("base", &["error", "clock", "fsio", "logging"]),
     (
         "resources",
-        &["store", "datadir", "accounts", "pki", "peer", "metrics"],
+        &[
+            "store", "datadir", "blobs", "accounts", "pki", "peer", "metrics",
+        ],
     ),
     (
         "domain",
@@ -25,6 +27,7 @@ const FLOORS: &[(&str, &[&str])] = &[
             "membership",
             "actions",
             "records",
+            "attachments",
             "daily",
             "kpi",
             "export",
@@ -44,6 +47,7 @@ const NO_AXUM: &[&str] = &[
     "logging",
     "store",
     "datadir",
+    "blobs",
     "accounts",
     "pki",
     "metrics",
@@ -51,6 +55,7 @@ const NO_AXUM: &[&str] = &[
     "membership",
     "actions",
     "records",
+    "attachments",
     "daily",
     "kpi",
     "export",

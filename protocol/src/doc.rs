@@ -9,6 +9,7 @@
 //! | `created_at`, `updated_at` | timestamp, milliseconds since the epoch |
 //! | `deleted` | bool; the tombstone |
 //! | `fields` | map of the schema's fields |
+//! | `attachments` | map from SHA-256 (hex) to `{name, size, content_type, town, added_at}`; absent until a file is attached |
 //!
 //! Long texts are Automerge Text objects and an update is applied as a
 //! minimal splice ([`automerge::transaction::Transactable::update_text`]), so
@@ -25,6 +26,7 @@ use automerge::{ActorId, AutoCommit, ObjId, ObjType, ROOT, ReadDoc, ScalarValue,
 use serde::{Deserialize, Serialize};
 use serde_json::Map;
 
+use crate::attachment::Attachment;
 use crate::collection::Collection;
 use crate::record::{Millis, RecordId, RecordView, format_time};
 use crate::schema::FieldKind;
@@ -257,7 +259,121 @@ pub fn read(doc: &AutoCommit) -> Result<RecordView, DocError> {
         updated_at: format_time(updated_at),
         deleted,
         fields,
+        attachments: attachments(doc),
     })
+}
+
+/// The files a document names (protocol.md 5.4), sorted by name; entries
+/// without the expected shape are left out (the gate refuses them).
+pub fn attachments(doc: &AutoCommit) -> Vec<Attachment> {
+    let Ok(Some((Value::Object(ObjType::Map), map))) = doc.get(ROOT, "attachments") else {
+        return Vec::new();
+    };
+    let mut out: Vec<Attachment> = doc
+        .keys(&map)
+        .filter_map(|key| {
+            let (value, entry) = doc.get(&map, key.as_str()).ok()??;
+            if !matches!(value, Value::Object(ObjType::Map)) {
+                return None;
+            }
+            let text = |k: &str| match doc.get(&entry, k).ok()?? {
+                (Value::Scalar(s), _) => match s.as_ref() {
+                    ScalarValue::Str(s) => Some(s.to_string()),
+                    _ => None,
+                },
+                _ => None,
+            };
+            let size = match doc.get(&entry, "size").ok()?? {
+                (Value::Scalar(s), _) => match s.as_ref() {
+                    ScalarValue::Uint(n) => *n,
+                    ScalarValue::Int(n) => u64::try_from(*n).ok()?,
+                    _ => return None,
+                },
+                _ => return None,
+            };
+            let added_at = match doc.get(&entry, "added_at").ok()?? {
+                (Value::Scalar(s), _) => match s.as_ref() {
+                    ScalarValue::Timestamp(t) => format_time(*t),
+                    _ => return None,
+                },
+                _ => return None,
+            };
+            Some(Attachment {
+                sha256: key,
+                name: text("name")?,
+                size,
+                content_type: text("content_type")?,
+                town: text("town")?,
+                added_at,
+            })
+        })
+        .collect();
+    out.sort_by(|a, b| a.name.cmp(&b.name).then(a.sha256.cmp(&b.sha256)));
+    out
+}
+
+/// Names a file in the record (one change). Naming a file the record
+/// already names (by hash) changes nothing and answers false.
+pub fn add_attachment(
+    doc: &mut AutoCommit,
+    town: &str,
+    now: Millis,
+    a: &Attachment,
+) -> Result<bool, DocError> {
+    let map = match doc.get(ROOT, "attachments")? {
+        Some((Value::Object(ObjType::Map), id)) => id,
+        _ => doc.put_object(ROOT, "attachments", ObjType::Map)?,
+    };
+    if doc.get(&map, a.sha256.as_str())?.is_some() {
+        return Ok(false);
+    }
+    let entry = doc.put_object(&map, a.sha256.as_str(), ObjType::Map)?;
+    doc.put(&entry, "name", a.name.as_str())?;
+    doc.put(&entry, "size", ScalarValue::Uint(a.size))?;
+    doc.put(&entry, "content_type", a.content_type.as_str())?;
+    doc.put(&entry, "town", town)?;
+    doc.put(&entry, "added_at", ScalarValue::Timestamp(now))?;
+    doc.put(ROOT, "updated_at", ScalarValue::Timestamp(now))?;
+    doc.commit_with(
+        CommitOptions::default()
+            .with_message(ChangeNote::message(town, format!("attached: {}", a.name)))
+            .with_time(now),
+    );
+    Ok(true)
+}
+
+/// Removes a file from the record (one change); false when the record does
+/// not name it.
+pub fn remove_attachment(
+    doc: &mut AutoCommit,
+    town: &str,
+    now: Millis,
+    sha256: &str,
+) -> Result<bool, DocError> {
+    let Some((Value::Object(ObjType::Map), map)) = doc.get(ROOT, "attachments")? else {
+        return Ok(false);
+    };
+    let name = attachments(doc)
+        .into_iter()
+        .find(|a| a.sha256 == sha256)
+        .map(|a| a.name);
+    if doc.get(&map, sha256)?.is_none() {
+        return Ok(false);
+    }
+    doc.delete(&map, sha256)?;
+    doc.put(ROOT, "updated_at", ScalarValue::Timestamp(now))?;
+    doc.commit_with(
+        CommitOptions::default()
+            .with_message(ChangeNote::message(
+                town,
+                format!(
+                    "removed attachment: {}",
+                    name.unwrap_or_else(|| sha256.to_owned())
+                ),
+            ))
+            .with_time(now),
+    );
+    Ok(true)
 }
 
 /// The change history, oldest first, with the town and summary of each change.
@@ -680,6 +796,65 @@ mod tests {
         let view = read(&doc).expect("read");
         assert!(view.deleted);
         assert!(!view.fields.contains_key("tags"));
+    }
+
+    #[test]
+    fn attachments_are_added_removed_and_pass_the_gate() {
+        let (mut doc, _) = knowledge();
+        let a = Attachment {
+            sha256: "ab".repeat(32),
+            name: "報告書.pdf".into(),
+            size: 1234,
+            content_type: "application/pdf".into(),
+            town: "tateshina".into(),
+            added_at: "2023-11-14T22:13:20.000Z".into(),
+        };
+        assert!(add_attachment(&mut doc, "tateshina", 1_700_000_000_000, &a).expect("add"));
+        assert!(!add_attachment(&mut doc, "tateshina", 1_700_000_000_001, &a).expect("again"));
+        let view = read(&doc).expect("read");
+        assert_eq!(view.attachments, [a.clone()]);
+        let mut loaded = AutoCommit::load(&doc.save()).expect("load");
+        let admission = crate::gate::Admission::without_clock();
+        crate::gate::admit(
+            Collection::Knowledge,
+            &mut loaded,
+            &[],
+            &view,
+            &Default::default(),
+            &admission,
+        )
+        .expect("a well-formed attachment passes the gate");
+        // A hash that does not match its key is refused.
+        let map = match doc.get(ROOT, "attachments").expect("get") {
+            Some((_, id)) => id,
+            None => panic!("attachments"),
+        };
+        let entry = match doc.get(&map, a.sha256.as_str()).expect("get") {
+            Some((_, id)) => id,
+            None => panic!("entry"),
+        };
+        doc.put(&entry, "content_type", "text/html").expect("put");
+        let bad = read(&doc).expect("read");
+        assert!(
+            crate::gate::admit(
+                Collection::Knowledge,
+                &mut doc,
+                &[],
+                &bad,
+                &Default::default(),
+                &admission
+            )
+            .is_err()
+        );
+        doc.put(&entry, "content_type", "application/pdf")
+            .expect("put");
+        assert!(remove_attachment(&mut doc, "omachi", 1_700_000_000_002, &a.sha256).expect("rm"));
+        assert!(read(&doc).expect("read").attachments.is_empty());
+        let h = history(&mut doc);
+        assert_eq!(
+            h.last().map(|e| e.summary.as_str()),
+            Some("removed attachment: 報告書.pdf")
+        );
     }
 
     #[test]

@@ -27,7 +27,7 @@ pub const CONSORTIUM_START: Millis = 1_577_836_800_000;
 pub const CLOCK_SKEW: Millis = 24 * 60 * 60 * 1000;
 
 /// The keys of a record document's root map (protocol.md 5.2).
-pub const ROOT_KEYS: [&str; 8] = [
+pub const ROOT_KEYS: [&str; 9] = [
     "format",
     "id",
     "collection",
@@ -36,6 +36,7 @@ pub const ROOT_KEYS: [&str; 8] = [
     "updated_at",
     "deleted",
     "fields",
+    "attachments",
 ];
 
 /// What the gate checks a document against besides its collection: the
@@ -127,6 +128,7 @@ pub fn admit(
             }
         }
     }
+    check_attachments(doc, view)?;
     // Tombstones too: a deleted record still travels with its fields.
     let typed = validate_create(collection, &view.fields)
         .map_err(|e| ("schema_violation", e.to_string()))?;
@@ -190,6 +192,36 @@ pub fn admit(
         .collect()),
         None => Ok(Vec::new()),
     }
+}
+
+/// The `attachments` map (protocol.md 5.4): every entry has the shape
+/// `doc::attachments` reads, and passes `attachment::check_entry`.
+fn check_attachments(doc: &AutoCommit, view: &RecordView) -> Result<(), Refused> {
+    let Some((kind, map)) = doc.get(ROOT, "attachments").ok().flatten() else {
+        return Ok(());
+    };
+    let bad = |m: String| Err(("schema_violation", m));
+    if !matches!(kind, Value::Object(ObjType::Map)) {
+        return bad("attachments is not a map".into());
+    }
+    let keys: Vec<String> = doc.keys(&map).collect();
+    if keys.len() > crate::attachment::MAX_PER_RECORD {
+        return bad(format!(
+            "{} attachments; a record names at most {}",
+            keys.len(),
+            crate::attachment::MAX_PER_RECORD
+        ));
+    }
+    if keys.len() != view.attachments.len() {
+        return bad("an attachment entry has the wrong shape".into());
+    }
+    for a in &view.attachments {
+        crate::attachment::check_entry(&a.sha256, a).map_err(|m| ("schema_violation", m))?;
+        if check_town_id(&a.town).is_err() {
+            return bad("an attachment names no town".into());
+        }
+    }
+    Ok(())
 }
 
 fn root_ms(doc: &AutoCommit, key: &str) -> Option<Millis> {

@@ -334,6 +334,7 @@ mod tests {
             updated_at: updated.into(),
             deleted: false,
             fields: fields.as_object().cloned().unwrap_or_default(),
+            attachments: Vec::new(),
         }
     }
 

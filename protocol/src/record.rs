@@ -182,6 +182,10 @@ pub struct RecordView {
     pub updated_at: String,
     pub deleted: bool,
     pub fields: serde_json::Map<String, serde_json::Value>,
+    /// The files the record names (protocol.md 5.4), by name; absent when
+    /// none.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub attachments: Vec<crate::attachment::Attachment>,
 }
 
 impl RecordView {

@@ -997,6 +997,7 @@ mod tests {
             updated_at: "2025-04-02T15:00:00.000Z".into(),
             deleted: false,
             fields: fields.as_object().cloned().unwrap_or_default(),
+            attachments: Vec::new(),
         }
     }
 

@@ -3,6 +3,7 @@
 
 mod accounts;
 mod actions;
+mod attachments;
 mod backup;
 mod browser;
 mod cli;

@@ -28,6 +28,13 @@ pub fn status(e: &Error) -> StatusCode {
         Error::Forbidden { .. } | Error::NotTheOwner { .. } => StatusCode::FORBIDDEN,
         Error::WrongHost { .. } => StatusCode::MISDIRECTED_REQUEST,
         Error::BodyTooLarge { .. } => StatusCode::PAYLOAD_TOO_LARGE,
+        Error::AttachmentRefused { code, .. } => {
+            if *code == "file_type_not_allowed" {
+                StatusCode::UNSUPPORTED_MEDIA_TYPE
+            } else {
+                StatusCode::PAYLOAD_TOO_LARGE
+            }
+        }
         Error::UnsupportedMediaType { .. } => StatusCode::UNSUPPORTED_MEDIA_TYPE,
         Error::ShuttingDown | Error::DamagedDatabase { .. } => StatusCode::SERVICE_UNAVAILABLE,
         Error::StorageFull { .. } => StatusCode::INSUFFICIENT_STORAGE,

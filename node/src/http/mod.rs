@@ -17,6 +17,7 @@
 //! ([`error`]).
 
 mod admin;
+pub mod attachments;
 pub mod error;
 pub mod extract;
 pub mod kpi;
@@ -60,6 +61,7 @@ pub fn routes(node: &AppState) -> Router<AppState> {
     let api = Router::new()
         .route("/openapi.json", get(openapi::serve))
         .merge(records::routes())
+        .merge(attachments::routes())
         .merge(admin::routes())
         .merge(views::routes())
         .merge(kpi::routes())

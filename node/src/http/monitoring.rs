@@ -97,6 +97,48 @@ pub async fn metrics(State(node): State<AppState>) -> Result<Response> {
             peering.refused_attempts().len(),
             |url| peering.refused_from(url),
         );
+        let files = peering.files.status();
+        for (name, help, value) in [
+            (
+                "yui_attachment_files_fetched_total",
+                "Attached files received from peers and verified since start.",
+                files.fetched,
+            ),
+            (
+                "yui_attachment_bytes_fetched_total",
+                "Bytes of attached files received from peers since start (a resumed transfer counts only its remainder).",
+                files.fetched_bytes,
+            ),
+            (
+                "yui_attachment_transfers_resumed_total",
+                "File transfers that went on from bytes already on disk since start.",
+                files.resumed,
+            ),
+            (
+                "yui_attachment_files_served_total",
+                "Attached files sent to peers since start (each in the egress ledger).",
+                files.served,
+            ),
+            (
+                "yui_attachment_bytes_served_total",
+                "Bytes of attached files sent to peers since start.",
+                files.served_bytes,
+            ),
+        ] {
+            crate::metrics::render_counter(&mut text, name, help, value);
+        }
+        crate::metrics::render_gauge(
+            &mut text,
+            "yui_attachment_files_missing",
+            "Files of shared records not yet received (after the fetcher's last round).",
+            files.missing,
+        );
+        crate::metrics::render_gauge(
+            &mut text,
+            "yui_attachment_files_over_quota",
+            "Files of shared records not fetched because their town's [attachments] town_quota is full.",
+            files.over_quota,
+        );
         crate::metrics::render_counter(
             &mut text,
             "yui_peer_port_refused_total",

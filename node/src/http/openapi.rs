@@ -50,7 +50,7 @@ fn json_answer(description: &str, schema: Value) -> Value {
 /// The operations that write to the data directory, and so can answer 507
 /// `storage_full` when its disk is full.
 fn writes(operation_id: &str) -> bool {
-    let records = ["create_", "update_", "delete_", "import_"];
+    let records = ["create_", "update_", "delete_", "import_", "upload_"];
     records.iter().any(|p| operation_id.starts_with(p))
         || matches!(
             operation_id,

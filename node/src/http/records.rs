@@ -92,7 +92,7 @@ pub(super) fn collection(name: &str) -> Result<Collection> {
 
 /// The collection and record id of a record's path; a malformed id cannot
 /// name any record.
-fn record_path(name: &str, id: &str) -> Result<(Collection, String)> {
+pub(super) fn record_path(name: &str, id: &str) -> Result<(Collection, String)> {
     let collection = collection(name)?;
     let id = id
         .parse::<RecordId>()

@@ -268,6 +268,50 @@ impl PeerClient {
         crate::pki::identity(&cert)
     }
 
+    /// Asks a peer for a file from byte `offset` on (protocol.md 3.3):
+    /// the answer, whose body the caller reads, or None when the peer does
+    /// not have it (404).
+    pub async fn get_file(
+        &self,
+        url: &PeerUrl,
+        node_id: &str,
+        sha256: &str,
+        offset: u64,
+    ) -> Result<Option<reqwest::Response>> {
+        let mut request = self.http.get(format!(
+            "{}/yui/v1/attachments/{sha256}",
+            self.base(url, Some(node_id), 0)
+        ));
+        if offset > 0 {
+            request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
+        }
+        let resp = request.send().await.map_err(|e| describe(e, url))?;
+        if let Some(cert) = resp
+            .extensions()
+            .get::<reqwest::tls::TlsInfo>()
+            .and_then(|t| t.peer_certificate())
+        {
+            let id = crate::pki::identity(cert)?;
+            if self.trust.is_revoked(&id.serial) {
+                return Err(Error::Config(format!(
+                    "https://{}:{}: the peer's certificate is revoked",
+                    url.host, url.port
+                )));
+            }
+        }
+        match resp.status() {
+            reqwest::StatusCode::OK | reqwest::StatusCode::PARTIAL_CONTENT => Ok(Some(resp)),
+            reqwest::StatusCode::NOT_FOUND => Ok(None),
+            status => {
+                let text = resp.text().await.unwrap_or_default();
+                Err(Error::Config(format!(
+                    "the peer refused the file ({status}): {}",
+                    text.chars().take(200).collect::<String>()
+                )))
+            }
+        }
+    }
+
     /// Sends one sync request and returns the decoded answer and the bytes
     /// that crossed (request body, response body).
     pub async fn sync(

@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod codec;
+pub mod files;
 mod pipeline;
 pub mod server;
 mod signers;
@@ -42,6 +43,9 @@ pub struct Federation {
     pub store: Store,
     pub peering: Option<Arc<Peering>>,
     pub data_dir: DataDir,
+    /// Attached files: served to peers, fetched from them.
+    pub blobs: crate::blobs::Blobs,
+    pub attachment_limits: crate::datadir::AttachmentLimits,
 }
 
 /// Longest a pull waits at the peer for news.
@@ -170,6 +174,8 @@ pub struct Peering {
     next_index: AtomicU64,
     /// The member keys change signatures are checked with.
     signers: signers::Signers,
+    /// File transfers since start (`files`).
+    pub files: files::FileStats,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -207,6 +213,7 @@ impl Peering {
             refused_in_answers: Mutex::new(HashMap::new()),
             next_index: AtomicU64::new(1),
             signers,
+            files: Default::default(),
         })
     }
 
@@ -402,6 +409,7 @@ impl Peering {
         for peer in fed.store.peers().await? {
             Peering::start(fed, &peer.url, shutdown);
         }
+        tokio::spawn(files::fetch_loop(fed.clone(), shutdown.child_token()));
         Ok(())
     }
 

@@ -359,6 +359,7 @@ fn router(fed: Federation, shutdown: CancellationToken) -> Router {
     Router::new()
         .route("/yui/v1/hello", get(hello))
         .route("/yui/v1/sync", post(sync))
+        .route("/yui/v1/attachments/{sha256}", get(attachment))
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such peer endpoint") })
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
         .layer(middleware::from_fn_with_state(
@@ -389,6 +390,16 @@ async fn check_revocation(
         return resp;
     }
     next.run(req).await
+}
+
+/// `GET /yui/v1/attachments/{sha256}` (protocol.md 3.3).
+async fn attachment(
+    State(state): State<PeerState>,
+    Extension(peer): Extension<Arc<PeerIdentity>>,
+    axum::extract::Path(sha): axum::extract::Path<String>,
+    headers: HeaderMap,
+) -> Response {
+    super::files::serve_file(&state.fed, &peer, sha, &headers).await
 }
 
 async fn hello(

@@ -82,6 +82,44 @@ pub(super) fn record_egress(
     Ok(())
 }
 
+/// The ledger row of a file sent to a peer: `way` is `file`, `heads` the
+/// file's SHA-256, `bytes` what was sent (the remainder, on a resumed
+/// transfer), the record one live shared record that names it.
+pub(super) fn record_file(
+    conn: &Connection,
+    peer: &str,
+    peer_town: &str,
+    shared: &super::attachments::SharedRef,
+    sha256: &str,
+    bytes: u64,
+) -> Result<()> {
+    if !shared
+        .collection
+        .parse::<Collection>()
+        .is_ok_and(|c| c.is_shared())
+    {
+        return Err(Error::Storage(format!(
+            "refused to send a file of {} ({:?}) to a peer: not a shared collection",
+            shared.record_id, shared.collection
+        )));
+    }
+    let at = yui_protocol::record::format_time(crate::clock::now_ms());
+    conn.prepare_cached(
+        "INSERT INTO egress (at, peer, peer_town, way, record_id, collection, heads, bytes)
+         VALUES (?1, ?2, ?3, 'file', ?4, ?5, ?6, ?7)",
+    )?
+    .execute(params![
+        at,
+        peer,
+        peer_town,
+        shared.record_id,
+        shared.collection,
+        sha256,
+        bytes as i64
+    ])?;
+    Ok(())
+}
+
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -35,9 +35,11 @@
 //! `batch` (many writes in one transaction, all or none: an import),
 //! `egress` (the ledger), `audit` (the audit log), `users` (the accounts'
 //! tables), `backup` (backup, restore and a stopped database's actor id),
-//! `provenance` (change signatures and signer certificates) and
+//! `provenance` (change signatures and signer certificates),
+//! `attachments` (files named by records, and which records name them) and
 //! `own_history` (signing this node's changes made before it signed).
 
+mod attachments;
 mod audit;
 mod backup;
 mod batch;
@@ -69,6 +71,7 @@ use serde_json::value::RawValue;
 use tokio::sync::{Semaphore, watch};
 use yui_protocol::{Collection, RecordId};
 
+pub use self::attachments::{SharedRef, WantedFile};
 pub use self::audit::AuditEntry;
 pub use self::backup::{backup, restore, stored_actor};
 pub use self::batch::{BatchDone, BatchWrite, StoredRecord};
@@ -169,6 +172,7 @@ impl Store {
         conn.execute(SEARCH_TABLE, [])?;
         conn.execute_batch(ADDED_TABLES)?;
         conn.execute_batch(provenance::TABLES)?;
+        conn.execute_batch(attachments::TABLES)?;
         set_meta(&conn, "town", town)?;
         set_meta(&conn, "actor", &new_actor_hex())?;
         set_meta(&conn, "feed_epoch", &new_epoch().to_string())?;
@@ -224,6 +228,7 @@ impl Store {
                     quota::seed(&conn, &town)?;
                 }
                 conn.execute_batch(provenance::TABLES)?;
+                conn.execute_batch(attachments::TABLES)?;
                 if get_meta(&conn, "feed_epoch")?.is_none() {
                     set_meta(&conn, "feed_epoch", &new_epoch().to_string())?;
                 }
@@ -443,7 +448,7 @@ fn needs_upgrade(conn: &Connection) -> Result<bool> {
     let found = conn
         .query_row(
             "SELECT (SELECT count(*) FROM sqlite_schema WHERE type = 'table'
-                     AND name IN ('peer_epochs', 'peer_staged', 'egress', 'quota_usage', 'change_signatures', 'signer_certificates', 'ca_certificates', 'late_signatures')),
+                     AND name IN ('peer_epochs', 'peer_staged', 'egress', 'quota_usage', 'change_signatures', 'signer_certificates', 'ca_certificates', 'late_signatures', 'attachment_refs')),
                     (SELECT sql FROM sqlite_schema WHERE type = 'table' AND name = 'search'),
                     (SELECT count(*) FROM meta WHERE key = 'feed_epoch')",
             [],
@@ -451,7 +456,7 @@ fn needs_upgrade(conn: &Connection) -> Result<bool> {
         );
     Ok(match found {
         Ok((tables, search, epochs)) => {
-            tables < 8 || search.as_deref() != Some(SEARCH_TABLE) || epochs == 0
+            tables < 9 || search.as_deref() != Some(SEARCH_TABLE) || epochs == 0
         }
         Err(_) => true,
     })

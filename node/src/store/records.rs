@@ -359,7 +359,7 @@ pub(super) fn load_doc(conn: &Connection, collection: Collection, id: &str) -> R
 
 /// Persists a change to a loaded document: an appended chunk, or a fresh
 /// compacted save once enough chunks have gathered. Returns the new view.
-fn store_change(
+pub(super) fn store_change(
     conn: &Connection,
     state: &mut WriterState,
     loaded: &mut LoadedDoc,
@@ -406,6 +406,8 @@ fn store_change(
             params![seq, json, view.deleted, heads, loaded.rowid],
         )?;
     }
+    let shared = view.collection().is_some_and(Collection::is_shared);
+    super::attachments::index_refs(conn, loaded.rowid, shared, view)?;
     conn.execute("DELETE FROM search WHERE rowid = ?1", [loaded.rowid])?;
     if !view.deleted {
         conn.execute(
@@ -418,7 +420,7 @@ fn store_change(
 }
 
 /// A stored record's id (it was checked when it was made).
-fn record_id(id: &str) -> Result<RecordId> {
+pub(super) fn record_id(id: &str) -> Result<RecordId> {
     id.parse()
         .map_err(|_| Error::Storage(format!("{id:?} is not a record id")))
 }
@@ -426,7 +428,11 @@ fn record_id(id: &str) -> Result<RecordId> {
 /// The collection's write authority (protocol.md 7.4), as every receiver
 /// will check it: a KPI report or a pilot result is changed only by the
 /// town that created it.
-fn check_authority(collection: Collection, loaded: &LoadedDoc, town: &str) -> Result<()> {
+pub(super) fn check_authority(
+    collection: Collection,
+    loaded: &LoadedDoc,
+    town: &str,
+) -> Result<()> {
     if Authority::of(collection) == Authority::Origin && loaded.town != town {
         return Err(Error::NotTheOwner {
             message: format!(

@@ -274,6 +274,7 @@ impl yui_protocol::sync::Replica for SqlReplica<'_> {
                 self.conn.last_insert_rowid()
             }
         };
+        super::attachments::index_refs(self.conn, rowid, true, view)?;
         if !view.deleted {
             self.conn
                 .prepare_cached("INSERT INTO search (rowid, terms) VALUES (?1, ?2)")?

@@ -247,7 +247,9 @@ pub(super) fn schemas(c: Collection, schemas: &mut Map<String, Value>) {
                 "created_at": {"type": "string", "format": "date-time"},
                 "updated_at": {"type": "string", "format": "date-time"},
                 "deleted": {"type": "boolean"},
-                "fields": {"$ref": format!("#/components/schemas/{name}_stored")}}}),
+                "fields": {"$ref": format!("#/components/schemas/{name}_stored")},
+                "attachments": {"type": "array", "description": "the files attached to the record, by name (absent when none)",
+                    "items": {"$ref": "#/components/schemas/Attachment"}}}}),
     );
     schemas.insert(
         format!("{name}_page"),
@@ -283,6 +285,30 @@ pub(super) fn common_schemas(schemas: &mut Map<String, Value>) {
         "Record".into(),
         json!({"oneOf": records, "discriminator": {"propertyName": "collection", "mapping": mapping}}),
     );
+    let attachment = json!({"type": "object", "required": ["sha256", "name", "size", "content_type", "town", "added_at"],
+        "properties": {
+            "sha256": {"type": "string", "pattern": "^[0-9a-f]{64}$", "description": "SHA-256 of the bytes: the file's identity"},
+            "name": {"type": "string", "description": "file name offered on download"},
+            "size": {"type": "integer", "minimum": 1},
+            "content_type": {"type": "string", "enum": yui_protocol::attachment::ALLOWED_TYPES.iter().map(|(t, _)| *t).collect::<Vec<_>>()},
+            "town": {"type": "string", "description": "the town that attached it"},
+            "added_at": {"type": "string", "format": "date-time"}}});
+    schemas.insert("Attachment".into(), attachment.clone());
+    let mut listed = attachment;
+    listed["properties"]["state"] = json!({"type": "string", "enum": ["stored", "fetching"],
+        "description": "stored: the bytes are on this node; fetching: a shared record's file not yet arrived from the other towns"});
+    listed["properties"]["url"] = json!({"type": "string", "description": "where to download it"});
+    listed["required"] = json!([
+        "sha256",
+        "name",
+        "size",
+        "content_type",
+        "town",
+        "added_at",
+        "state",
+        "url"
+    ]);
+    schemas.insert("AttachmentListed".into(), listed);
     schemas.insert(
         "PersonalDataOverride".into(),
         json!({"type": "object", "additionalProperties": false, "required": ["reason"],
@@ -472,6 +498,45 @@ pub(super) fn paths(c: Collection) -> Vec<(String, Value)> {
                     ("404", not_found())])}}),
         ),
         (
+            format!("/api/v1/records/{name}/{{id}}/attachments"),
+            json!({"parameters": [id],
+                "get": {"operationId": format!("list_attachments_{name}"), "tags": tags,
+                    "summary": format!("{label}の添付ファイル / The files attached to a {name} record"),
+                    "responses": answers(&[("200", json!({"description": "the files", "content": {"application/json": {"schema": {
+                        "type": "object", "additionalProperties": false, "required": ["items"],
+                        "properties": {"items": {"type": "array", "items": {"$ref": "#/components/schemas/AttachmentListed"}}}}}}})),
+                        ("404", not_found())])},
+                "post": {"operationId": format!("upload_attachment_{name}"), "tags": tags,
+                    "summary": format!("{label}にファイルを添付 / Attach a file to a {name} record (editor): the raw bytes as the body, the file's type as Content-Type, its name as ?name="),
+                    "parameters": [{"name": "name", "in": "query", "required": true, "description": "the file name (a path is cut to its last part)",
+                        "schema": {"type": "string", "minLength": 1, "maxLength": 200}, "example": "報告書.pdf"}],
+                    "requestBody": upload_body(),
+                    "responses": answers(&[
+                        ("201", json!({"description": "attached (or already attached: the same file)",
+                            "headers": {"Location": {"required": true, "description": "where to download it", "schema": {"type": "string"}}},
+                            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/AttachmentListed"}}}})),
+                        ("400", error("no file name, an empty file, or a query parameter that is not name (invalid_file_name, empty_file, invalid_query)")),
+                        ("403", error(if shared { "the role is too low (forbidden: needs editor), or the record is another town's (not_the_owner)" } else { "the role is too low (forbidden: needs editor)" })),
+                        ("404", not_found()),
+                        ("410", error("the record is deleted (record_deleted)")),
+                        ("413", error("the file is larger than [attachments] max_file (attachment_too_large, default 50 MiB), or the town's files would pass [attachments] town_quota (attachment_quota_exceeded)")),
+                        ("415", error("the type is not allowed, or the bytes do not match it (file_type_not_allowed)"))])}}),
+        ),
+        (
+            format!("/api/v1/records/{name}/{{id}}/attachments/{{sha256}}"),
+            json!({"parameters": [id, {"name": "sha256", "in": "path", "required": true, "description": "the file's SHA-256",
+                    "schema": {"type": "string", "pattern": "^[0-9a-f]{64}$"}}],
+                "get": {"operationId": format!("download_attachment_{name}"), "tags": tags,
+                    "summary": format!("{label}の添付ファイルを取得 / Download a file of a {name} record (as an attachment, never shown inline by the node)"),
+                    "responses": answers(&[("200", download_answer()),
+                        ("404", error("no such record, the record names no such file, or the file has not arrived from the other towns yet (record_not_found, not_found)"))])},
+                "delete": {"operationId": format!("delete_attachment_{name}"), "tags": tags,
+                    "summary": format!("{label}の添付ファイルを削除 / Remove a file from a {name} record (editor); its bytes are deleted on every node once no record names it"),
+                    "responses": answers(&[("204", json!({"description": "removed"})),
+                        ("403", error(if shared { "the role is too low (forbidden: needs editor), or the record is another town's (not_the_owner)" } else { "the role is too low (forbidden: needs editor)" })),
+                        ("404", error("no such record, or it names no such file (record_not_found, not_found)"))])}}),
+        ),
+        (
             format!("/api/v1/records/{name}/{{id}}/conflicts"),
             json!({"parameters": [id], "get": {"operationId": format!("conflicts_{name}"), "tags": tags,
                 "summary": format!("{label}の競合 / Fields of a {name} record with concurrent competing values"),
@@ -479,6 +544,36 @@ pub(super) fn paths(c: Collection) -> Vec<(String, Value)> {
                     ("404", not_found())])}}),
         ),
     ]
+}
+
+/// The body of an upload: the raw bytes in one of the allowed types.
+fn upload_body() -> Value {
+    let content: Map<String, Value> = yui_protocol::attachment::ALLOWED_TYPES
+        .iter()
+        .map(|(t, _)| {
+            (
+                (*t).to_owned(),
+                json!({"schema": {"type": "string", "format": "binary"}}),
+            )
+        })
+        .collect();
+    json!({"required": true, "description": "the file's bytes; its type is checked against its first bytes", "content": content})
+}
+
+/// A download: the bytes in their stored type.
+fn download_answer() -> Value {
+    let content: Map<String, Value> = yui_protocol::attachment::ALLOWED_TYPES
+        .iter()
+        .map(|(t, _)| {
+            (
+                (*t).to_owned(),
+                json!({"schema": {"type": "string", "format": "binary"}}),
+            )
+        })
+        .collect();
+    json!({"description": "the file, with Content-Disposition: attachment and X-Content-Type-Options: nosniff",
+        "headers": {"Content-Disposition": {"required": true, "schema": {"type": "string"}}},
+        "content": content})
 }
 
 /// `GET /api/v1/search`.
