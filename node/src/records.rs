@@ -147,6 +147,11 @@ pub async fn delete(
     let entry = Entry::record_deleted(collection, &id);
     node.store.delete(collection, id, now_ms()).await?;
     actions::record_written(node, principal, &entry, "", &[]).await;
+    // Its files go with it, unless another record names them (the peer
+    // fetcher does the same for deletions that arrive from other towns).
+    if let Err(e) = crate::blobs::collect_unnamed(&node.store, &node.blobs()).await {
+        tracing::warn!(error = %e, "deleting the files of a deleted record failed");
+    }
     Ok(())
 }
 

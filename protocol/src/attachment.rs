@@ -131,6 +131,12 @@ pub fn sniff(declared: &str, head: &[u8]) -> Result<&'static str, FileRefused> {
 /// A file name as stored: trimmed, without a path, control characters or
 /// quotes; 1 to [`MAX_NAME_CHARS`] characters.
 pub fn clean_name(name: &str) -> Result<String, FileRefused> {
+    // The name as given is held to the limit too, path and all.
+    if name.chars().count() > MAX_NAME_CHARS {
+        return Err(FileRefused::BadName(format!(
+            "the file name is longer than {MAX_NAME_CHARS} characters"
+        )));
+    }
     let last = name.rsplit(['/', '\\']).next().unwrap_or("");
     let cleaned: String = last
         .chars()

@@ -812,7 +812,7 @@ mod tests {
         assert!(add_attachment(&mut doc, "tateshina", 1_700_000_000_000, &a).expect("add"));
         assert!(!add_attachment(&mut doc, "tateshina", 1_700_000_000_001, &a).expect("again"));
         let view = read(&doc).expect("read");
-        assert_eq!(view.attachments, [a.clone()]);
+        assert_eq!(view.attachments, std::slice::from_ref(&a));
         let mut loaded = AutoCommit::load(&doc.save()).expect("load");
         let admission = crate::gate::Admission::without_clock();
         crate::gate::admit(

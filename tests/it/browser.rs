@@ -193,3 +193,24 @@ fn csv_import_and_download_in_chromium() {
     );
     assert_eq!(towns.b.count("workers"), 0, "workers never leave the town");
 }
+
+/// Attached files on a record's page in Chromium (issue 16): the upload
+/// form, the image preview under the strict CSP, the download, and a
+/// disguised file refused.
+#[test]
+fn attachments_upload_preview_and_download_in_chromium() {
+    let towns = two_towns();
+    let rec = towns
+        .a
+        .create("knowledge", yui_tests::knowledge("写真付きの事例"));
+    let id = yui_tests::id_of(&rec);
+    let path = format!("/records/knowledge/{id}");
+    run_script_with("attachments.mjs", &towns, &[("YUI_RECORD", &path)]);
+    let (status, body) = towns
+        .a
+        .get(&format!("/api/v1/records/knowledge/{id}/attachments"));
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["items"][0]["name"], "現場写真.png", "{body}");
+    assert_eq!(body["items"][0]["content_type"], "image/png");
+    assert_eq!(body["items"].as_array().map(Vec::len), Some(1));
+}

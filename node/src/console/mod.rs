@@ -14,6 +14,8 @@
 mod apidocs;
 
 mod assets;
+// Attached files (issue 16)
+mod attachments;
 mod audit;
 mod auth;
 // Daily work (issue 6)
@@ -65,6 +67,20 @@ pub fn routes() -> Router<AppState> {
                 .layer(DefaultBodyLimit::max(crate::import::MAX_IMPORT_BYTES)),
         )
         .route("/records/{collection}/{id}", get(records::show))
+        .route(
+            "/records/{collection}/{id}/attachments",
+            post(attachments::upload).layer(DefaultBodyLimit::max(
+                yui_protocol::attachment::MAX_FILE_BYTES as usize + (1 << 20),
+            )),
+        )
+        .route(
+            "/records/{collection}/{id}/attachments/{sha256}",
+            get(attachments::download),
+        )
+        .route(
+            "/records/{collection}/{id}/attachments/{sha256}/delete",
+            get(attachments::confirm_remove).post(attachments::remove),
+        )
         .route(
             "/records/{collection}/{id}/edit",
             get(records::edit_form).post(records::update),

@@ -207,6 +207,8 @@ fn notice(who: &SignedIn, done: Option<&str>) -> Option<&'static str> {
         "created" => Some(m.notice_created),
         "updated" => Some(m.notice_updated),
         "deleted" => Some(m.notice_deleted),
+        "attached" => Some(m.notice_attached),
+        "detached" => Some(m.notice_detached),
         _ => None,
     }
 }
@@ -384,6 +386,7 @@ struct RecordPage {
     /// The origin town's signature on the record's first change verified.
     origin_verified: bool,
     conflicts: Vec<ConflictShown>,
+    attachments: Vec<super::attachments::FileShown>,
 }
 
 async fn ref_title(node: &AppState, to: Collection, id: &str) -> String {
@@ -551,6 +554,11 @@ pub async fn show(
         history,
         origin_verified,
         conflicts,
+        attachments: if view.deleted {
+            Vec::new()
+        } else {
+            super::attachments::shown(&node, lang, collection, &id).await
+        },
     };
     Ok(render(StatusCode::OK, &page))
 }
