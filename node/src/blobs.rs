@@ -233,8 +233,11 @@ impl Blobs {
     }
 }
 
-/// Deletes the files (and partial transfers) no live record names any
-/// more: a file removed from its last record, or whose records were all
+/// How long a partial transfer no record names is kept.
+pub const PARTIAL_KEPT: std::time::Duration = std::time::Duration::from_secs(3600);
+
+/// Deletes the files (and, after [`PARTIAL_KEPT`], partial transfers) no
+/// live record names any more: a file removed from its last record, or whose records were all
 /// deleted, here or at their origin. Answers how many were deleted.
 pub async fn collect_unnamed(store: &crate::store::Store, blobs: &Blobs) -> Result<usize> {
     let named: std::collections::HashSet<String> = store
@@ -257,10 +260,20 @@ pub async fn collect_unnamed(store: &crate::store::Store, blobs: &Blobs) -> Resu
                 removed += 1;
             }
         }
+        // A partial transfer waits a while for the record that names it
+        // (a node restored from a backup, or seeded by hand, may hold
+        // the bytes before the record arrives again).
         if let Ok(partials) = fs::read_dir(blobs.root.join("partial")) {
             for p in partials.flatten() {
+                let stale = p
+                    .metadata()
+                    .and_then(|m| m.modified())
+                    .ok()
+                    .and_then(|t| t.elapsed().ok())
+                    .is_some_and(|age| age >= PARTIAL_KEPT);
                 if let Some(name) = p.file_name().to_str()
                     && !named.contains(name)
+                    && stale
                 {
                     let _ = fs::remove_file(p.path());
                 }

@@ -125,9 +125,13 @@ async fn upload(
 }
 
 /// The body of an upload, up to the node's file limit: refused by its
-/// `Content-Length` before a byte is read, or as soon as it passes the
-/// limit.
+/// `Content-Length` before a byte is read when the client waits for `100
+/// Continue` (curl does), and otherwise once the body has been read and
+/// dropped (at most [`attachment::MAX_FILE_BYTES`]), so that a client that
+/// sends its whole body before reading the answer gets the answer rather
+/// than a broken connection.
 pub async fn read_upload(node: &AppState, headers: &HeaderMap, body: Body) -> Result<Vec<u8>> {
+    use http_body_util::BodyExt;
     let limit = node.attachment_limits().max_file_bytes;
     let too_large = |size: String| Error::AttachmentRefused {
         code: "attachment_too_large",
@@ -135,25 +139,46 @@ pub async fn read_upload(node: &AppState, headers: &HeaderMap, body: Body) -> Re
             "the file is {size} bytes; files attached to records may be at most {limit} bytes ([attachments] max_file in config.toml)"
         ),
     };
-    if let Some(declared) = headers
+    let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let expects_continue = headers
+        .get(header::EXPECT)
+        .is_some_and(|v| v.as_bytes().eq_ignore_ascii_case(b"100-continue"));
+    if let Some(declared) = declared
         && declared > limit
+        && (expects_continue || declared > attachment::MAX_FILE_BYTES)
     {
         return Err(too_large(declared.to_string()));
     }
-    match axum::body::to_bytes(body, limit as usize).await {
-        Ok(bytes) => Ok(bytes.to_vec()),
-        Err(e) => {
-            let text = e.to_string();
-            if text.contains("length limit") {
-                Err(too_large(format!("more than {limit}")))
-            } else {
-                Err(Error::bad_request("unreadable_body", text))
+    let mut body = body;
+    let mut received: Vec<u8> = Vec::with_capacity(declared.unwrap_or(0).min(limit) as usize);
+    let mut dropped: u64 = 0;
+    while let Some(frame) = body.frame().await {
+        let frame = frame.map_err(|e| Error::bad_request("unreadable_body", e.to_string()))?;
+        let Ok(data) = frame.into_data() else {
+            continue;
+        };
+        if dropped > 0 || (received.len() + data.len()) as u64 > limit {
+            // Over the limit: read on and drop, up to the largest file any
+            // node takes, then answer.
+            dropped += (received.len() + data.len()) as u64;
+            received = Vec::new();
+            if dropped > attachment::MAX_FILE_BYTES {
+                break;
             }
+        } else {
+            received.extend_from_slice(&data);
         }
     }
+    if dropped > 0 {
+        return Err(too_large(match declared {
+            Some(n) => n.to_string(),
+            None => format!("more than {limit}"),
+        }));
+    }
+    Ok(received)
 }
 
 async fn list(

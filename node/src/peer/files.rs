@@ -217,7 +217,7 @@ pub async fn fetch_loop(fed: Federation, cancel: CancellationToken) {
             r = seq.changed() => {
                 if r.is_err() { return; }
                 // A burst of writes is one wake-up.
-                tokio::time::sleep(Duration::from_millis(50)).await;
+                tokio::time::sleep(super::PUSH_DEBOUNCE).await;
                 seq.borrow_and_update();
             }
             _ = tokio::time::sleep(wait) => {}
