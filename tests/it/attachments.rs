@@ -330,7 +330,12 @@ fn a_large_pdf_crosses_a_chain_through_a_relay_killed_halfway_and_local_files_st
         ask_peer_for_file(&ca, &b_dir, a.peer_url(), &secret_sha),
         404
     );
+    assert_eq!(
+        ask_peer_for_file(&ca, &c_dir, b.peer_url(), &secret_sha),
+        404
+    );
     assert_eq!(ask_peer_for_file(&ca, &b_dir, a.peer_url(), &sha), 200);
+    assert_eq!(ask_peer_for_file(&ca, &c_dir, b.peer_url(), &sha), 200);
 
     // Removed at its origin: gone everywhere.
     let r = a
