@@ -46,6 +46,7 @@ pub async fn upload(node: &Node, principal: &Principal, up: Upload<'_>) -> Resul
     }
     let name = attachment::clean_name(up.name)
         .map_err(|e| Error::bad_request("invalid_file_name", e.to_string()))?;
+    node.store.check_file_name(up.collection, &name).await?;
     let content_type = attachment::sniff(up.declared_type, &up.bytes[..up.bytes.len().min(512)])
         .map_err(|e| Error::AttachmentRefused {
             code: "file_type_not_allowed",

@@ -128,7 +128,7 @@ pub fn admit(
             }
         }
     }
-    check_attachments(doc, view)?;
+    check_attachments(doc, view, &admission.registry)?;
     // Tombstones too: a deleted record still travels with its fields.
     let typed = validate_create(collection, &view.fields)
         .map_err(|e| ("schema_violation", e.to_string()))?;
@@ -196,7 +196,11 @@ pub fn admit(
 
 /// The `attachments` map (protocol.md 5.4): every entry has the shape
 /// `doc::attachments` reads, and passes `attachment::check_entry`.
-fn check_attachments(doc: &AutoCommit, view: &RecordView) -> Result<(), Refused> {
+fn check_attachments(
+    doc: &AutoCommit,
+    view: &RecordView,
+    registry: &guard::Registry,
+) -> Result<(), Refused> {
     let Some((kind, map)) = doc.get(ROOT, "attachments").ok().flatten() else {
         return Ok(());
     };
@@ -219,6 +223,14 @@ fn check_attachments(doc: &AutoCommit, view: &RecordView) -> Result<(), Refused>
         crate::attachment::check_entry(&a.sha256, a).map_err(|m| ("schema_violation", m))?;
         if check_town_id(&a.town).is_err() {
             return bad("an attachment names no town".into());
+        }
+        // The name travels with the record, like a field.
+        let findings = guard::scan_text("attachment", &a.name, registry);
+        if let Some(f) = findings.first() {
+            return Err((
+                "personal_data",
+                format!("personal data: {} in an attachment's name", f.kind.as_str()),
+            ));
         }
     }
     Ok(())

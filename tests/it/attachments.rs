@@ -250,6 +250,16 @@ fn a_large_pdf_crosses_a_chain_through_a_relay_killed_halfway_and_local_files_st
         &a,
         "knowledge",
         &kid,
+        "連絡先 090-1234-5678.pdf",
+        "application/pdf",
+        pdf(1000, 4),
+    );
+    assert_eq!(status, 422, "{body}");
+    assert_eq!(body["error"]["code"], "personal_data");
+    let (status, body) = upload(
+        &a,
+        "knowledge",
+        &kid,
         "fake.png",
         "image/png",
         b"<svg onload=alert(1)>".to_vec(),
@@ -337,6 +347,20 @@ fn a_large_pdf_crosses_a_chain_through_a_relay_killed_halfway_and_local_files_st
     assert_eq!(ask_peer_for_file(&ca, &b_dir, a.peer_url(), &sha), 200);
     assert_eq!(ask_peer_for_file(&ca, &c_dir, b.peer_url(), &sha), 200);
 
+    // `yui attach` through the running node: a small text file.
+    let note = dir.path().join("メモ.txt");
+    std::fs::write(&note, "現地の連絡先は事務局まで。\n").expect("write");
+    let out = yui_tests::yui_ok(
+        &a_dir,
+        &["attach", "knowledge", &kid, note.to_str().expect("utf8")],
+    );
+    assert!(
+        out.contains("Attached") && out.contains("text/plain"),
+        "{out}"
+    );
+    let (_, list) = a.get(&format!("/api/v1/records/knowledge/{kid}/attachments"));
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(2), "{list}");
+
     // Removed at its origin: gone everywhere.
     let r = a
         .client
@@ -353,7 +377,8 @@ fn a_large_pdf_crosses_a_chain_through_a_relay_killed_halfway_and_local_files_st
         "the file stayed at the other towns"
     );
     let (_, list) = c.get(&format!("/api/v1/records/knowledge/{kid}/attachments"));
-    assert_eq!(list["items"], json!([]), "{list}");
+    assert_eq!(list["items"].as_array().map(Vec::len), Some(1), "{list}");
+    assert_eq!(list["items"][0]["name"], "メモ.txt", "{list}");
     // The local record's file is still at home.
     assert!(blob_path(&a_dir, &secret_sha).exists());
 }

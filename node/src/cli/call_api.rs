@@ -40,7 +40,7 @@ pub(super) async fn call_api_answer(
     method: reqwest::Method,
     path: &str,
     body: Option<reqwest::Body>,
-    content_type: Option<&'static str>,
+    content_type: Option<&str>,
 ) -> Result<(u16, serde_json::Value)> {
     crate::peer::tls::install_crypto_provider();
     let client = reqwest::Client::builder().no_proxy().build()?;

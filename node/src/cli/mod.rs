@@ -5,6 +5,7 @@
 //! Every failure ends with exit code 1 and one line saying what went wrong.
 #![allow(clippy::print_stdout)]
 
+mod attach;
 mod audit;
 mod backup;
 mod ca;
@@ -177,6 +178,20 @@ pub enum Command {
         #[arg(long)]
         dry_run: bool,
     },
+    /// Attach a file (PDF, image, Office document, text, CSV) to a record.
+    /// A file of a shared record reaches the other towns with it. Works
+    /// whether or not the node is running.
+    Attach {
+        /// The record's collection.
+        collection: String,
+        /// The record's id.
+        id: String,
+        /// The file.
+        file: PathBuf,
+        /// Its type, when the extension does not say (e.g. application/pdf).
+        #[arg(long = "type")]
+        content_type: Option<String>,
+    },
     /// Export every live record to DIR, one JSON or CSV file per collection
     /// or one Markdown file per record.
     Export {
@@ -244,6 +259,12 @@ pub async fn run(cli: Cli) -> Result<()> {
             include_deleted,
             dir,
         } => export::run(data_dir, format, include_deleted, &dir).await,
+        Command::Attach {
+            collection,
+            id,
+            file,
+            content_type,
+        } => attach::run(data_dir, &collection, &id, &file, content_type.as_deref()).await,
     }
 }
 

@@ -95,6 +95,10 @@ fn refused(who: &SignedIn, e: crate::Error) -> PageError {
         },
         crate::Error::BadRequest { .. } => who.error(StatusCode::BAD_REQUEST, m.attachment_no_file),
         crate::Error::NotTheOwner { .. } => who.error(StatusCode::FORBIDDEN, m.forbidden),
+        crate::Error::PersonalData(_) => who.error(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            m.attachment_name_personal_data,
+        ),
         crate::Error::NotFound(_) => who.error(StatusCode::NOT_FOUND, m.record_not_found),
         other => who.failed(other),
     }

@@ -80,6 +80,24 @@ impl Store {
     }
 }
 
+impl Store {
+    /// The guard on the name of a file attached to a shared record (the
+    /// name travels with the record): personal data in it is refused (422
+    /// `personal_data`; no override, a name is easily changed).
+    pub async fn check_file_name(&self, collection: Collection, name: &str) -> Result<()> {
+        if !collection.is_shared() {
+            return Ok(());
+        }
+        let registry = self.registry().await?;
+        let findings = guard::scan_text("attachment", name, &registry);
+        if findings.is_empty() {
+            Ok(())
+        } else {
+            Err(Error::PersonalData(findings))
+        }
+    }
+}
+
 /// The guard's verdict on a write's new values, with the town's registry
 /// in hand (an import reads it once for all its rows): refuses (422
 /// `personal_data`) what `mode` does not let through, and returns the

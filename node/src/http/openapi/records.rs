@@ -520,7 +520,8 @@ pub(super) fn paths(c: Collection) -> Vec<(String, Value)> {
                         ("404", not_found()),
                         ("410", error("the record is deleted (record_deleted)")),
                         ("413", error("the file is larger than [attachments] max_file (attachment_too_large, default 50 MiB), or the town's files would pass [attachments] town_quota (attachment_quota_exceeded)")),
-                        ("415", error("the type is not allowed, or the bytes do not match it (file_type_not_allowed)"))])}}),
+                        ("415", error("the type is not allowed, or the bytes do not match it (file_type_not_allowed)")),
+                        ("422", error("the name of a shared record's file contains personal data (personal_data; the name travels with the record)"))])}}),
         ),
         (
             format!("/api/v1/records/{name}/{{id}}/attachments/{{sha256}}"),
