@@ -2,7 +2,8 @@
 //! sync over mutual TLS. An article written in Tateshina reaches Omachi's
 //! Atom feed of knowledge and Omachi's dashboard list "new from other
 //! towns since your last visit", by Tateshina's name; Omachi's own article
-//! is in neither. The feed validates against RFC 4287's RELAX NG schema
+//! is in neither, and a change made in Tateshina arrives as a new entry
+//! (an id per version) in place of the old. The feed validates against RFC 4287's RELAX NG schema
 //! (`tests/atom/rfc4287.rng`, checked by libxml2's `xmllint`, which
 //! `scripts/test` installs), needs the user's feed token, which opens
 //! nothing else (not the API, not the console), and stops working when the
@@ -205,6 +206,28 @@ fn another_towns_article_reaches_the_feed_and_the_dashboard_and_the_token_opens_
     let workers = url.replace("/knowledge.atom", "/workers.atom");
     assert_eq!(rt.block_on(fetch(workers)).0, StatusCode::NOT_FOUND);
 
+    // A change made in Tateshina arrives as a new entry (a new id per
+    // version) in place of the old one.
+    let first_id = entry_id(&xml);
+    let (status, body) = a
+        .patch(
+            &format!("/api/v1/records/knowledge/{id}"),
+            &serde_json::json!({"fields": {"body": "# 手順\n\n改訂しました。"}}),
+        )
+        .expect("patch");
+    assert_eq!(status, 200, "{body}");
+    let mut changed = String::new();
+    assert!(
+        wait_for(Duration::from_secs(30), || {
+            changed = rt.block_on(fetch(url.clone())).2;
+            changed.contains("改訂しました")
+        }),
+        "the change did not reach Omachi's feed"
+    );
+    assert_valid_atom(&changed);
+    assert_eq!(changed.matches("<entry>").count(), 1, "{changed}");
+    assert_ne!(entry_id(&changed), first_id, "{changed}");
+
     // The dashboard lists the article by its town's name, once.
     let home = rt.block_on(staff.get("/"));
     assert_eq!(home.status, StatusCode::OK);
@@ -292,4 +315,11 @@ fn section<'a>(body: &'a str, id: &str) -> &'a str {
         .unwrap_or_else(|| panic!("no {id} in {body}"));
     let rest = &body[start..];
     &rest[..rest.find("</table>").unwrap_or(rest.len())]
+}
+
+/// The id of a feed's first entry.
+fn entry_id(xml: &str) -> String {
+    let entry = &xml[xml.find("<entry>").expect("an entry")..];
+    let start = entry.find("<id>").expect("an id") + "<id>".len();
+    entry[start..entry.find("</id>").expect("an id's end")].to_owned()
 }
