@@ -1,5 +1,7 @@
 //! Local user accounts: users and their roles, password login with lock-out,
-//! console sessions, per-user API tokens, and the local audit log.
+//! console sessions, per-user API tokens, per-user feed tokens (which open
+//! that user's Atom feeds and nothing else), each user's last dashboard
+//! visit, and the local audit log.
 //!
 //! Everything here stays in the town. The tables live in the node's SQLite
 //! file (so `yui backup` and `yui restore` carry them) but are written
@@ -10,8 +12,8 @@
 //! entries go through the store's writer (given at open).
 //!
 //! Secrets are stored only as hashes: passwords as Argon2id PHC strings,
-//! session ids and API tokens as SHA-256 (they are 32 random bytes, so a
-//! fast hash is enough). A session's CSRF token is derived from its id, so
+//! session ids, API tokens and feed tokens as SHA-256 (they are 32 random
+//! bytes, so a fast hash is enough). A session's CSRF token is derived from its id, so
 //! a copy of the database (a backup) holds nothing that opens a session.
 //!
 //! SQLite work runs in `spawn_blocking`; password hashes run on
@@ -636,6 +638,8 @@ impl Accounts {
                 }
                 tx.delete_sessions_of(&name)?;
                 tx.delete_tokens_of(&name)?;
+                tx.delete_feed_token(&name)?;
+                tx.delete_visits_of(&name)?;
                 tx.clear_failures(&name)?;
                 tx.delete_user(&name)
             })
@@ -730,6 +734,92 @@ impl Accounts {
                 tokens.push((label, role.parse()?, yui_protocol::record::format_time(at)));
             }
             Ok(tokens)
+        })
+        .await
+    }
+
+    // Following other towns (issue 16)
+    /// Makes `user` a new feed token, replacing (and so invalidating) the
+    /// one they had, and returns it; only its hash is kept, so it cannot be
+    /// shown again. Audited as `feed_token.create` or `feed_token.rotate`.
+    pub async fn create_feed_token(&self, user: &str) -> Result<String> {
+        let user = user.to_owned();
+        self.with_conn(move |conn, now| {
+            user_role(conn, &user)?;
+            let secret = random_hex();
+            conn.transaction(|tx| {
+                let action = if tx.set_feed_token(&user, &feed_token_hash(&secret), now)? {
+                    "feed_token.rotate"
+                } else {
+                    "feed_token.create"
+                };
+                tx.insert_audit(now, &user, action, &user, "")
+            })?;
+            Ok(secret)
+        })
+        .await
+    }
+
+    /// Removes `user`'s feed token (audited as `feed_token.revoke`); its
+    /// URLs stop working at once. `false` if there was none.
+    pub async fn revoke_feed_token(&self, user: &str) -> Result<bool> {
+        let user = user.to_owned();
+        self.with_conn(move |conn, now| {
+            conn.transaction(|tx| {
+                let removed = tx.delete_feed_token(&user)?;
+                if removed {
+                    tx.insert_audit(now, &user, "feed_token.revoke", &user, "")?;
+                }
+                Ok(removed)
+            })
+        })
+        .await
+    }
+
+    /// When `user`'s feed token was made (RFC 3339), if they have one.
+    pub async fn feed_token_created(&self, user: &str) -> Result<Option<String>> {
+        let user = user.to_owned();
+        self.with_conn(move |conn, _| {
+            Ok(conn
+                .feed_token_created(&user)?
+                .map(yui_protocol::record::format_time))
+        })
+        .await
+    }
+
+    /// The user a feed token belongs to, if it is one and the user still
+    /// exists. A feed token opens that user's feeds and nothing else: it is
+    /// no session and no API token, and [`Accounts::principal_for_token`]
+    /// does not know it.
+    pub async fn feed_token_user(&self, token: &str) -> Option<String> {
+        if token.len() != 64 || !token.bytes().all(|b| b.is_ascii_hexdigit()) {
+            return None;
+        }
+        let token_hash = feed_token_hash(token);
+        let found = self
+            .with_conn(move |conn, _| conn.feed_token_user(&token_hash))
+            .await;
+        found.unwrap_or_else(|e| {
+            tracing::error!(error = %e, "looking up a feed token");
+            None
+        })
+    }
+
+    /// Marks `user`'s dashboard visit at feed position (`epoch`, `seq`) and
+    /// returns the previous visit's position and time (RFC 3339), if it was
+    /// made in the same feed epoch (a restored database starts another).
+    pub async fn swap_visit(
+        &self,
+        user: &str,
+        epoch: u64,
+        seq: i64,
+    ) -> Result<Option<(i64, String)>> {
+        let user = user.to_owned();
+        self.with_conn(move |conn, now| {
+            let previous = conn.swap_visit(&user, epoch as i64, seq, now)?;
+            Ok(previous
+                .filter(|&(e, _, _)| e == epoch as i64)
+                .map(|(_, seq, at)| (seq, yui_protocol::record::format_time(at))))
         })
         .await
     }
@@ -970,6 +1060,12 @@ fn sha256(data: &[u8]) -> Vec<u8> {
     ring::digest::digest(&ring::digest::SHA256, data)
         .as_ref()
         .to_vec()
+}
+
+/// How a feed token is stored: SHA-256 with a label of its own, so no
+/// stored hash of one kind of secret is ever that of another kind.
+fn feed_token_hash(token: &str) -> Vec<u8> {
+    sha256(format!("yui-feed:{token}").as_bytes())
 }
 
 /// A session's CSRF token: derived from its secret id (with a label, so it

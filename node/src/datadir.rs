@@ -64,7 +64,7 @@ pub struct Config {
     /// (`[disk]`; docs/operations.md 10.1).
     #[serde(default, skip_serializing_if = "DiskConfig::is_empty")]
     pub disk: DiskConfig,
-    /// Limits on attached files (`[attachments]`; docs/operations.md 23).
+    /// Limits on attached files (`[attachments]`; docs/operations.md 24).
     #[serde(default, skip_serializing_if = "AttachmentsConfig::is_empty")]
     pub attachments: AttachmentsConfig,
 }

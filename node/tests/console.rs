@@ -908,6 +908,7 @@ async fn every_page_answers_with_records_dated_at_the_ends_of_time() {
         "/work/training",
         "/peers",
         "/audit",
+        "/feeds",
     ]
     .map(str::to_owned)
     .to_vec();

@@ -378,16 +378,18 @@ pub fn remove_attachment(
 
 /// The change history, oldest first, with the town and summary of each change.
 pub fn history(doc: &mut AutoCommit) -> Vec<HistoryEntry> {
-    doc.get_changes(&[])
+    crate::provenance::changes_after(doc, &[])
         .iter()
         .map(|c| {
-            let note = c.message().and_then(ChangeNote::parse);
+            let note = c.message.as_deref().and_then(ChangeNote::parse);
             HistoryEntry {
                 town: note.as_ref().map_or_else(String::new, |n| n.town.clone()),
-                at: format_time(c.timestamp()),
-                hash: c.hash().to_string(),
-                summary: note
-                    .map_or_else(|| c.message().unwrap_or_default().to_owned(), |n| n.summary),
+                at: format_time(c.timestamp),
+                hash: c.hash.to_string(),
+                summary: note.map_or_else(
+                    || c.message.as_deref().unwrap_or_default().to_owned(),
+                    |n| n.summary,
+                ),
             }
         })
         .collect()

@@ -161,12 +161,12 @@ pub fn admit(
         let ms = ms.unwrap_or(Millis::MIN);
         window(what, &format_time(ms), ms)?;
     }
-    let new = doc.get_changes(base);
+    let new = provenance::changes_after(doc, base);
     for change in &new {
-        let ms = change.timestamp();
+        let ms = change.timestamp;
         window(
             "the commit time of change",
-            &format!("{} ({})", change.hash(), format_time(ms)),
+            &format!("{} ({})", change.hash, format_time(ms)),
             ms,
         )?;
     }

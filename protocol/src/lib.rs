@@ -6,6 +6,7 @@
 //! arguments, so the same code runs in the node and in a deterministic
 //! simulation.
 
+pub mod atom;
 pub mod attachment;
 pub mod collection;
 pub mod daily;

@@ -296,8 +296,17 @@ impl PlainText {
 pub fn plain_text(src: &str) -> PlainText {
     let mut text = String::with_capacity(src.len());
     let mut spans = Vec::with_capacity(src.len());
-    // Byte offset to character offset in `src`, for the parser's ranges.
-    let char_at = |byte: usize| src[..byte].chars().count();
+    // Byte offset to character offset in `src`, for the parser's ranges:
+    // a table made once, since counting from the start at every event is
+    // quadratic in the length of the text.
+    let mut char_of_byte = vec![0usize; src.len() + 1];
+    let mut chars = 0;
+    for (byte, c) in src.char_indices() {
+        char_of_byte[byte..byte + c.len_utf8()].fill(chars);
+        chars += 1;
+    }
+    char_of_byte[src.len()] = chars;
+    let char_at = |byte: usize| char_of_byte[byte];
     let mut last_char = 0usize;
     let newline = |text: &mut String, spans: &mut Vec<(usize, usize)>, at: usize| {
         if !text.is_empty() && !text.ends_with('\n') {

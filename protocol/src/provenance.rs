@@ -22,7 +22,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use automerge::{ActorId, AutoCommit, Change, ChangeHash, ROOT, ReadDoc};
+use automerge::{ActorId, AutoCommit, ChangeHash, ChangeMetadata, ROOT, ReadDoc};
 use prost::Message;
 use ring::rand::SecureRandom;
 use ring::signature::{self, EcdsaKeyPair, UnparsedPublicKey};
@@ -50,6 +50,20 @@ pub const MAX_SIGNATURES: usize = 10_000;
 pub const MAX_CERTIFICATES: usize = 2_000;
 /// Most bytes of one certificate.
 pub const MAX_CERTIFICATE_BYTES: usize = 16 * 1024;
+
+/// What the checks read of a change: its hash, actor, op range, time,
+/// note and dependencies, without its operations. Automerge builds a whole
+/// [`automerge::Change`] from the document's op columns, which costs more
+/// than verifying its signature; the metadata comes from the change graph.
+pub type ChangeMeta = ChangeMetadata<'static>;
+
+/// The changes of `doc` that are not in `base` (empty: all), as metadata.
+pub fn changes_after(doc: &mut AutoCommit, base: &[ChangeHash]) -> Vec<ChangeMeta> {
+    doc.get_changes_meta(base)
+        .into_iter()
+        .map(ChangeMetadata::into_owned)
+        .collect()
+}
 
 /// What a signature covers, before the change hash: a fixed context, so a
 /// node key's signature over anything else can never pass for one.
@@ -186,7 +200,7 @@ pub fn check_changes(
     signatures: &HashMap<ChangeHash, ChangeSignature>,
     book: &SignerBook,
 ) -> Result<Vec<Attributed>, Refused> {
-    let new: Vec<Change> = doc.get_changes(base);
+    let new = changes_after(doc, base);
     check_new_changes(collection, doc, base, &new, view, signatures, book)
 }
 
@@ -196,14 +210,14 @@ pub fn check_new_changes(
     collection: Collection,
     doc: &AutoCommit,
     base: &[ChangeHash],
-    new: &[Change],
+    new: &[ChangeMeta],
     view: &RecordView,
     signatures: &HashMap<ChangeHash, ChangeSignature>,
     book: &SignerBook,
 ) -> Result<Vec<Attributed>, Refused> {
     let mut checked: Vec<(Attributed, bool, Vec<ChangeHash>)> = Vec::with_capacity(new.len());
     for change in new {
-        let hash = change.hash();
+        let hash = change.hash;
         let Some(sig) = signatures.get(&hash) else {
             return Err((
                 "unsigned_change",
@@ -217,7 +231,7 @@ pub fn check_new_changes(
                 town: signer.town.clone(),
             },
             signer.revoked,
-            change.deps().to_vec(),
+            change.deps.clone(),
         ));
     }
     check_revoked(&checked)?;
@@ -230,12 +244,12 @@ pub fn check_new_changes(
 /// change's note, the collection's write authority. Answers the signer.
 fn check_one<'b>(
     collection: Collection,
-    change: &Change,
+    change: &ChangeMeta,
     view: &RecordView,
     sig: &ChangeSignature,
     book: &'b SignerBook,
 ) -> Result<&'b Signer, Refused> {
-    let hash = change.hash();
+    let hash = change.hash;
     let Some(signer) = book.get(&sig.signer) else {
         return Err((
             "unknown_signer",
@@ -248,7 +262,11 @@ fn check_one<'b>(
             format!("the signature of change {hash} does not verify"),
         ));
     }
-    let claimed = change.message().and_then(ChangeNote::parse).map(|n| n.town);
+    let claimed = change
+        .message
+        .as_deref()
+        .and_then(ChangeNote::parse)
+        .map(|n| n.town);
     if claimed.as_deref() != Some(signer.town.as_str()) {
         return Err((
             "wrong_town",
@@ -325,7 +343,7 @@ fn check_fixed_keys(
     doc: &AutoCommit,
     base: &[ChangeHash],
     view: &RecordView,
-    new: &[Change],
+    new: &[ChangeMeta],
     checked: &[(Attributed, bool, Vec<ChangeHash>)],
 ) -> Result<(), Refused> {
     for key in FIXED_KEYS {
@@ -368,13 +386,12 @@ fn check_fixed_keys(
 
 /// Whether `change` made the operation `op` (an object id is the id of the
 /// operation that made it: a counter and an actor).
-fn wrote(change: &Change, op: &automerge::ObjId) -> bool {
+fn wrote(change: &ChangeMeta, op: &automerge::ObjId) -> bool {
     let automerge::ObjId::Id(counter, actor, _) = op else {
         return false;
     };
-    change.actor_id() == actor
-        && (change.start_op().get()..change.start_op().get() + change.len() as u64)
-            .contains(counter)
+    // `max_op` is the last op's counter (start_op - 1 for a change of none).
+    change.actor.as_ref() == actor && (change.start_op..=change.max_op).contains(counter)
 }
 
 // ------------------------------------------------------- late signatures
@@ -389,16 +406,17 @@ pub fn own_unsigned(
     town: &str,
     signed: &HashSet<ChangeHash>,
 ) -> Vec<ChangeHash> {
-    doc.get_changes(&[])
+    changes_after(doc, &[])
         .iter()
-        .filter(|c| actors.contains(c.actor_id()))
-        .filter(|c| !signed.contains(&c.hash()))
+        .filter(|c| actors.contains(&c.actor))
+        .filter(|c| !signed.contains(&c.hash))
         .filter(|c| {
-            c.message()
+            c.message
+                .as_deref()
                 .and_then(ChangeNote::parse)
                 .is_some_and(|n| n.town == town)
         })
-        .map(Change::hash)
+        .map(|c| c.hash)
         .collect()
 }
 
@@ -434,7 +452,10 @@ pub fn check_late_signatures(
         .ok()
         .and_then(|v| (v.len() == 1).then(|| v[0].1.clone()));
     for hash in changes {
-        let (Some(sig), Some(change)) = (offered.get(hash), doc.get_change_by_hash(hash)) else {
+        let change = doc
+            .get_change_meta_by_hash(hash)
+            .map(ChangeMetadata::into_owned);
+        let (Some(sig), Some(change)) = (offered.get(hash), change) else {
             continue;
         };
         let verdict = judge_late(collection, &change, view, town_op.as_ref(), sig, book);
@@ -452,7 +473,7 @@ pub fn check_late_signatures(
 /// One late signature: Ok(true) to store, Ok(false) to drop (revoked).
 fn judge_late(
     collection: Collection,
-    change: &Change,
+    change: &ChangeMeta,
     view: &RecordView,
     town_op: Option<&automerge::ObjId>,
     sig: &ChangeSignature,

@@ -348,7 +348,10 @@ fn update_for<R: Replica>(
         if known.is_empty() {
             (bytes, None)
         } else {
-            let which: Vec<ChangeHash> = doc.get_changes(&known).iter().map(|c| c.hash()).collect();
+            let which: Vec<ChangeHash> = provenance::changes_after(&mut doc, &known)
+                .iter()
+                .map(|c| c.hash)
+                .collect();
             (changes_after(&mut doc, &known), Some(which))
         }
     };

@@ -163,9 +163,9 @@ fn a_large_pdf_crosses_a_chain_through_a_relay_killed_halfway_and_local_files_st
     let b_dir = member(dir.path(), "omachi", &ca);
     let c_dir = member(dir.path(), "itoigawa", &ca);
     // Tateshina keeps 64 MiB of its own files at most; Omachi fetches at
-    // 16 MiB/s, so the test can kill it halfway through 40 MiB.
+    // 8 MiB/s, so the test can kill it partway through 40 MiB even on a busy machine.
     append_config(&a_dir, "\n[attachments]\ntown_quota = \"64 MiB\"\n");
-    append_config(&b_dir, "\n[attachments]\nfetch_rate = \"16 MiB\"\n");
+    append_config(&b_dir, "\n[attachments]\nfetch_rate = \"8 MiB\"\n");
     let a = Server::start_peer(&a_dir, "127.0.0.1:0");
     let b = Server::start_peer(&b_dir, "127.0.0.1:0");
     let c = Server::start_peer(&c_dir, "127.0.0.1:0");
@@ -270,7 +270,7 @@ fn a_large_pdf_crosses_a_chain_through_a_relay_killed_halfway_and_local_files_st
     let partial = partial_path(&b_dir, &sha);
     assert!(
         wait_for(Duration::from_secs(30), || std::fs::metadata(&partial)
-            .is_ok_and(|m| m.len() >= 12 * MIB as u64)),
+            .is_ok_and(|m| m.len() >= 8 * MIB as u64)),
         "Omachi never started fetching the file"
     );
     let b_url = b.peer_url().to_owned();

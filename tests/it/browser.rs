@@ -10,7 +10,7 @@
 use std::path::{Path, PathBuf};
 use std::process::Command;
 
-use yui_tests::{Ca, Server, member, yui_with_stdin};
+use yui_tests::{Ca, Server, member, yui_ok, yui_with_stdin};
 
 fn chromium() -> PathBuf {
     let found = ["/usr/bin/chromium", "/usr/bin/chromium-browser"]
@@ -66,6 +66,25 @@ fn two_towns() -> TwoTowns {
     add_user(&a_dir, VIEWER.0, "viewer", VIEWER.1);
     let a = Server::start_peer(&a_dir, "127.0.0.1:0");
     let b = Server::start_peer(&b_dir, "127.0.0.1:0");
+    a.add_peer(b.peer_url());
+    TwoTowns { _dir: dir, a, b }
+}
+
+/// [`two_towns`] with their names given at init (立科町, 大町市), as
+/// pages that show towns by name need.
+fn two_named_towns() -> TwoTowns {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::init(&dir.path().join("ca"), "信州テレワーク・コンソーシアム");
+    let mut data = Vec::new();
+    for (town, name) in [("tateshina", "立科町"), ("omachi", "大町市")] {
+        let d = dir.path().join(town);
+        yui_ok(&d, &["init", "--town", town, "--name", name]);
+        ca.admit(&d);
+        add_user(&d, ADMIN.0, "admin", ADMIN.1);
+        data.push(d);
+    }
+    let a = Server::start_peer(&data[0], "127.0.0.1:0");
+    let b = Server::start_peer(&data[1], "127.0.0.1:0");
     a.add_peer(b.peer_url());
     TwoTowns { _dir: dir, a, b }
 }
@@ -213,4 +232,18 @@ fn attachments_upload_preview_and_download_in_chromium() {
     assert_eq!(body["items"][0]["name"], "現場写真.png", "{body}");
     assert_eq!(body["items"][0]["content_type"], "image/png");
     assert_eq!(body["items"].as_array().map(Vec::len), Some(1));
+}
+
+/// Issue 16's following other towns in Chromium: a feed token made on
+/// Omachi's フィード page gives URLs that a cookie-less reader opens; an
+/// article written on Tateshina's console reaches the feed and Omachi's
+/// dashboard list "new from other towns" by 立科町, and is gone from the
+/// list on the next visit.
+#[test]
+fn feeds_and_news_from_other_towns_in_chromium() {
+    let towns = two_named_towns();
+    run_script("feeds.mjs", &towns);
+    let TwoTowns { a, b, .. } = towns;
+    assert_eq!(a.stop().code(), Some(0));
+    assert_eq!(b.stop().code(), Some(0));
 }

@@ -15,6 +15,7 @@ mod disk_full;
 mod egress;
 mod faults;
 mod federation;
+mod feeds;
 mod guardrails;
 mod limits;
 mod logins;

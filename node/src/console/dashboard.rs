@@ -1,6 +1,15 @@
 //! The dashboard: this node, its peers and their sync health, record counts,
-//! records with conflicts, KPI totals, and the warnings an administrator
-//! should act on, each in plain words.
+//! records with conflicts, KPI totals, the warnings an administrator
+//! should act on, each in plain words, and what other towns wrote since
+//! the user's previous visit.
+//!
+//! "New from other towns since your last visit": each user's visit is
+//! marked (`accounts`) at the position of the node's change feed when the
+//! dashboard is shown, and the next showing lists the live shared records
+//! of other towns that arrived or changed between the two marks. So the
+//! list shows what came since the *previous* visit and is empty on a
+//! reload; arrival here counts, not a record's own times, so a record a
+//! town wrote offline last week and synced today is new today.
 
 use askama::Template;
 use axum::body::Bytes;
@@ -12,12 +21,14 @@ use yui_protocol::Collection;
 
 use super::i18n::{Lang, Messages};
 use super::peers;
-use super::records::{record_href, record_title};
+use super::records::{record_href, record_title, record_title_named};
 use super::{AppState, Chrome, PageError, SignedIn, render, show_bytes};
 use crate::actions::{self, Action};
 
 /// How many recently changed shared records the conflict list looks at.
 const CONFLICT_SCAN: usize = 200;
+/// How many records from other towns the dashboard lists.
+const NEWS_SHOWN: usize = 20;
 
 struct NodeFacts {
     town: String,
@@ -56,6 +67,23 @@ struct ConflictRow {
     fields: String,
 }
 
+struct NewsRow {
+    town: String,
+    collection: &'static str,
+    title: String,
+    href: String,
+    updated: String,
+}
+
+/// What other towns wrote since the user's previous visit.
+struct NewsList {
+    rows: Vec<NewsRow>,
+    /// The sentence above the list (since when).
+    intro: String,
+    /// More arrived than are shown.
+    more: bool,
+}
+
 #[derive(Template)]
 #[template(path = "dashboard.html")]
 struct DashboardPage {
@@ -69,6 +97,8 @@ struct DashboardPage {
     conflicts: Vec<ConflictRow>,
     // KPI (issue 6)
     kpi: super::kpi::Summary,
+    // Following other towns (issue 16)
+    news: NewsList,
 }
 
 #[derive(Deserialize)]
@@ -250,6 +280,18 @@ pub async fn show(
         },
         Err(e) => return Err(e),
     };
+    let news = match news_since_last_visit(&node, &who, &names).await {
+        Ok(news) => news,
+        Err(e) if damaged => {
+            tracing::warn!(error = %e, "dashboard: news unreadable (the database is damaged)");
+            NewsList {
+                rows: Vec::new(),
+                intro: String::new(),
+                more: false,
+            }
+        }
+        Err(e) => return Err(who.failed(e)),
+    };
     let notice = q.synced.as_deref().and_then(|s| {
         let (ok, failed) = s.split_once('-')?;
         Some((m.sync_done)(ok.parse().ok()?, failed.parse().ok()?))
@@ -275,8 +317,50 @@ pub async fn show(
         counts,
         conflicts,
         kpi,
+        news,
     };
     Ok(render(StatusCode::OK, &page))
+}
+
+/// Marks this visit and lists the shared records of other towns that
+/// arrived or changed since the user's previous one (all of them, newest
+/// first, on a first visit).
+async fn news_since_last_visit(
+    node: &AppState,
+    who: &SignedIn,
+    names: &crate::pki::TownNames,
+) -> crate::Result<NewsList> {
+    let (m, lang) = (who.m(), who.lang());
+    let up_to = node.store.feed_position();
+    let previous = node
+        .accounts
+        .swap_visit(&who.principal().user, node.store.feed_epoch(), up_to)
+        .await?;
+    let after = previous.as_ref().map_or(0, |(seq, _)| *seq);
+    let mut found = node
+        .store
+        .news_from_other_towns(None, after, up_to, NEWS_SHOWN + 1)
+        .await?;
+    let more = found.len() > NEWS_SHOWN;
+    found.truncate(NEWS_SHOWN);
+    let rows = found
+        .into_iter()
+        .filter_map(|n| {
+            let collection = n.view.collection()?;
+            Some(NewsRow {
+                town: names.show(&n.view.town).to_owned(),
+                collection: lang.collection(collection),
+                title: record_title_named(collection, &n.view, names),
+                href: record_href(collection, n.view.id.as_str()),
+                updated: super::show_time(&n.view.updated_at),
+            })
+        })
+        .collect();
+    let intro = match &previous {
+        Some((_, at)) => (m.news_since)(&super::show_time(at)),
+        None => m.news_first_visit.to_owned(),
+    };
+    Ok(NewsList { rows, intro, more })
 }
 
 /// "Sync now": one round with every peer, then back to the dashboard.

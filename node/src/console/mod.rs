@@ -21,6 +21,8 @@ mod auth;
 // Daily work (issue 6)
 mod daily;
 mod dashboard;
+// Following other towns (issue 16)
+mod feeds;
 pub mod i18n;
 mod kpi; // KPI (issue 6)
 mod peers;
@@ -107,6 +109,9 @@ pub fn routes() -> Router<AppState> {
         .route("/kpi", get(kpi::show))
         .route("/kpi.csv", get(kpi::csv))
         .route("/kpi/draft", get(kpi::draft_form).post(kpi::publish))
+        // Following other towns (issue 16)
+        .route("/feeds", get(feeds::show).post(feeds::change))
+        .route("/feeds/{file}", get(feeds::atom_feed))
 }
 
 /// Answers requests no route matched: JSON for API paths, a page otherwise.

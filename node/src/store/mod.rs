@@ -33,7 +33,8 @@
 //! personal-data guard), `search` (the index), `feed` (the change feed and
 //! stored heads), `replica` and `sync` (what sync reads and writes), `peers`,
 //! `batch` (many writes in one transaction, all or none: an import),
-//! `egress` (the ledger), `audit` (the audit log), `users` (the accounts'
+//! `egress` (the ledger), `audit` (the audit log), `news` (what other
+//! towns wrote, for the feeds and the dashboard), `users` (the accounts'
 //! tables), `backup` (backup, restore and a stopped database's actor id),
 //! `provenance` (change signatures and signer certificates),
 //! `attachments` (files named by records, and which records name them) and
@@ -48,6 +49,7 @@ mod egress;
 mod feed;
 mod guard;
 mod integrity;
+mod news;
 mod own_history;
 mod peers;
 mod provenance;
@@ -78,6 +80,7 @@ pub use self::batch::{BatchDone, BatchWrite, StoredRecord};
 pub use self::egress::EgressEntry;
 pub use self::guard::{GuardMode, judge_personal_data};
 pub use self::integrity::Integrity;
+pub use self::news::News;
 pub use self::peers::{PeerInfo, PeerRound};
 pub use self::provenance::{ChangeSigning, SignedBy};
 pub use self::quota::QuotaUsage;

@@ -64,9 +64,9 @@ pub(super) fn sign_new_changes(
     let Some(sign) = signing else {
         return Vec::new();
     };
-    doc.get_changes(before)
+    yui_protocol::provenance::changes_after(doc, before)
         .iter()
-        .filter_map(|c| sign(c.hash()))
+        .filter_map(|c| sign(c.hash))
         .collect()
 }
 

@@ -1,4 +1,5 @@
-//! The accounts' SQL: users, login failures, sessions and API tokens, over
+//! The accounts' SQL: users, login failures, sessions, API tokens, feed
+//! tokens and each user's last dashboard visit, over
 //! the accounts' own connection (so `yui user …` runs beside `yui serve`).
 //! Methods take and return plain values; roles are their names, and every
 //! rule (lock-out, expiry, who may do what) is `accounts`' to apply.
@@ -39,6 +40,17 @@ CREATE TABLE IF NOT EXISTS api_tokens (
     label TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     UNIQUE (user, label)
+) STRICT;
+CREATE TABLE IF NOT EXISTS feed_tokens (
+    token_hash BLOB PRIMARY KEY,
+    user TEXT NOT NULL UNIQUE,
+    created_at INTEGER NOT NULL
+) STRICT;
+CREATE TABLE IF NOT EXISTS console_visits (
+    user TEXT PRIMARY KEY,
+    feed_epoch INTEGER NOT NULL,
+    seq INTEGER NOT NULL,
+    at INTEGER NOT NULL
 ) STRICT;
 ";
 
@@ -366,6 +378,86 @@ impl UsersConn<'_> {
     }
 }
 
+// Following other towns (issue 16): feed tokens and dashboard visits.
+impl UsersConn<'_> {
+    /// The user a feed token (by its hash) belongs to; none once the user
+    /// is gone.
+    pub fn feed_token_user(&self, token_hash: &[u8]) -> Result<Option<String>> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT t.user FROM feed_tokens t JOIN users u ON u.name = t.user
+                 WHERE t.token_hash = ?1",
+                [token_hash],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Gives `user` this feed token, replacing the one they had; returns
+    /// whether they had one.
+    pub fn set_feed_token(&self, user: &str, token_hash: &[u8], now: i64) -> Result<bool> {
+        let had = self.delete_feed_token(user)?;
+        self.0.execute(
+            "INSERT INTO feed_tokens (token_hash, user, created_at) VALUES (?1, ?2, ?3)",
+            params![token_hash, user, now],
+        )?;
+        Ok(had)
+    }
+
+    /// Removes `user`'s feed token; `false` if there was none.
+    pub fn delete_feed_token(&self, user: &str) -> Result<bool> {
+        let removed = self
+            .0
+            .execute("DELETE FROM feed_tokens WHERE user = ?1", [user])?;
+        Ok(removed > 0)
+    }
+
+    /// When `user`'s feed token was made, if they have one.
+    pub fn feed_token_created(&self, user: &str) -> Result<Option<i64>> {
+        Ok(self
+            .0
+            .query_row(
+                "SELECT created_at FROM feed_tokens WHERE user = ?1",
+                [user],
+                |r| r.get(0),
+            )
+            .optional()?)
+    }
+
+    /// Stores `user`'s dashboard visit at feed position (`epoch`, `seq`)
+    /// and returns the previous one's (epoch, seq, at), if any.
+    pub fn swap_visit(
+        &self,
+        user: &str,
+        epoch: i64,
+        seq: i64,
+        now: i64,
+    ) -> Result<Option<(i64, i64, i64)>> {
+        let previous = self
+            .0
+            .query_row(
+                "SELECT feed_epoch, seq, at FROM console_visits WHERE user = ?1",
+                [user],
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+            )
+            .optional()?;
+        self.0.execute(
+            "INSERT INTO console_visits (user, feed_epoch, seq, at) VALUES (?1, ?2, ?3, ?4)
+             ON CONFLICT (user) DO UPDATE SET
+                 feed_epoch = excluded.feed_epoch, seq = excluded.seq, at = excluded.at",
+            params![user, epoch, seq, now],
+        )?;
+        Ok(previous)
+    }
+
+    pub fn delete_visits_of(&self, user: &str) -> Result<()> {
+        self.0
+            .execute("DELETE FROM console_visits WHERE user = ?1", [user])?;
+        Ok(())
+    }
+}
+
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
     // A panic elsewhere leaves the connection usable: SQLite rolled back.
     m.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
@@ -415,6 +507,39 @@ mod tests {
             Ok(())
         })
         .expect("counted");
+    }
+
+    #[test]
+    fn a_feed_token_is_one_per_user_and_dies_with_its_user() {
+        let (_dir, db) = users_db();
+        db.with(|conn| {
+            conn.add_user("sato", "viewer", "hash", 1)?;
+            assert!(!conn.set_feed_token("sato", b"first", 2)?);
+            assert_eq!(conn.feed_token_user(b"first")?.as_deref(), Some("sato"));
+            // A new token replaces the old one.
+            assert!(conn.set_feed_token("sato", b"second", 3)?);
+            assert_eq!(conn.feed_token_user(b"first")?, None);
+            assert_eq!(conn.feed_token_created("sato")?, Some(3));
+            // A token whose user is gone opens nothing, even left behind.
+            conn.delete_user("sato")?;
+            assert_eq!(conn.feed_token_user(b"second")?, None);
+            Ok(())
+        })
+        .expect("feed tokens");
+    }
+
+    #[test]
+    fn a_visit_returns_the_previous_one() {
+        let (_dir, db) = users_db();
+        db.with(|conn| {
+            assert_eq!(conn.swap_visit("sato", 7, 10, 100)?, None);
+            assert_eq!(conn.swap_visit("sato", 7, 15, 200)?, Some((7, 10, 100)));
+            assert_eq!(conn.swap_visit("sato", 7, 15, 300)?, Some((7, 15, 200)));
+            conn.delete_visits_of("sato")?;
+            assert_eq!(conn.swap_visit("sato", 7, 20, 400)?, None);
+            Ok(())
+        })
+        .expect("visits");
     }
 
     #[test]
