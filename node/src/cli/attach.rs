@@ -35,19 +35,6 @@ fn type_of(file: &Path) -> Option<&'static str> {
     })
 }
 
-/// Percent-encodes a query value.
-fn encode(text: &str) -> String {
-    text.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
 pub(super) async fn run(
     data_dir: DataDir,
     name: &str,
@@ -79,8 +66,8 @@ pub(super) async fn run(
         let path = format!(
             "/api/v1/records/{}/{}/attachments?name={}",
             collection.name(),
-            encode(id),
-            encode(&file_name)
+            super::percent_encode(id),
+            super::percent_encode(&file_name)
         );
         let (status, value) = call_api_answer(
             &api,

@@ -277,3 +277,17 @@ fn cli_principal() -> Principal {
         role: Role::Admin,
     }
 }
+
+/// Percent-encodes a path segment or query value of an API URL (RFC 3986
+/// unreserved characters stay).
+fn percent_encode(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}

@@ -61,7 +61,7 @@ async fn via_api(api: &(String, String), cmd: PeerCommand) -> Result<()> {
             println!("Added peer {url}; the running node is syncing with it.");
         }
         PeerCommand::Remove { peer } => {
-            let path = format!("/api/v1/peers/{}", percent_encode(&peer));
+            let path = format!("/api/v1/peers/{}", super::percent_encode(&peer));
             call_api(api, reqwest::Method::DELETE, &path, None, false).await?;
             println!("Removed peer {peer}.");
         }
@@ -120,18 +120,6 @@ fn print_peers(peers: &serde_json::Value, json: bool) -> Result<()> {
         }
     }
     Ok(())
-}
-
-fn percent_encode(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
 }
 
 pub(super) async fn sync(data_dir: DataDir) -> Result<()> {

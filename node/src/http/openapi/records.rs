@@ -547,9 +547,9 @@ pub(super) fn paths(c: Collection) -> Vec<(String, Value)> {
     ]
 }
 
-/// The body of an upload: the raw bytes in one of the allowed types.
-fn upload_body() -> Value {
-    let content: Map<String, Value> = yui_protocol::attachment::ALLOWED_TYPES
+/// Raw bytes in each of the allowed file types.
+fn binary_content() -> Map<String, Value> {
+    yui_protocol::attachment::ALLOWED_TYPES
         .iter()
         .map(|(t, _)| {
             (
@@ -557,21 +557,18 @@ fn upload_body() -> Value {
                 json!({"schema": {"type": "string", "format": "binary"}}),
             )
         })
-        .collect();
+        .collect()
+}
+
+/// The body of an upload: the raw bytes in one of the allowed types.
+fn upload_body() -> Value {
+    let content = binary_content();
     json!({"required": true, "description": "the file's bytes; its type is checked against its first bytes", "content": content})
 }
 
 /// A download: the bytes in their stored type.
 fn download_answer() -> Value {
-    let content: Map<String, Value> = yui_protocol::attachment::ALLOWED_TYPES
-        .iter()
-        .map(|(t, _)| {
-            (
-                (*t).to_owned(),
-                json!({"schema": {"type": "string", "format": "binary"}}),
-            )
-        })
-        .collect();
+    let content = binary_content();
     json!({"description": "the file, with Content-Disposition: attachment and X-Content-Type-Options: nosniff",
         "headers": {"Content-Disposition": {"required": true, "schema": {"type": "string"}}},
         "content": content})
