@@ -27,6 +27,26 @@ pub struct Blobs {
     /// Files stored by an upload whose record does not name them yet:
     /// never collected. [`Blobs::settled`] takes one out.
     pending: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+    /// Files whose partial transfer is being written right now (by the
+    /// fetcher or by a peer's push): one writer per partial file.
+    receiving: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+/// The right to write one file's partial transfer; dropping it gives the
+/// right back ([`Blobs::begin_receiving`]).
+#[derive(Debug)]
+pub struct Receiving {
+    sha256: String,
+    set: std::sync::Arc<std::sync::Mutex<std::collections::HashSet<String>>>,
+}
+
+impl Drop for Receiving {
+    fn drop(&mut self) {
+        self.set
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&self.sha256);
+    }
 }
 
 /// The hex SHA-256 of `data`.
@@ -52,7 +72,19 @@ impl Blobs {
         Blobs {
             root: data_dir.join("attachments"),
             pending: Default::default(),
+            receiving: Default::default(),
         }
+    }
+
+    /// Claims the partial transfer of `sha256`, or None while another
+    /// transfer of the same file is being written (a fetch from one peer
+    /// and a push from another must not interleave their bytes).
+    pub fn begin_receiving(&self, sha256: &str) -> Option<Receiving> {
+        let mut set = self.receiving.lock().unwrap_or_else(|e| e.into_inner());
+        set.insert(sha256.to_owned()).then(|| Receiving {
+            sha256: sha256.to_owned(),
+            set: self.receiving.clone(),
+        })
     }
 
     /// The directory that holds everything (for backups and `du`).

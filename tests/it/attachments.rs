@@ -103,6 +103,19 @@ fn metric(server: &Server, name: &str) -> u64 {
 /// Asks `peer_url`'s peer port for a file by hash, as the member whose
 /// data directory is `as_member`: the status.
 fn ask_peer_for_file(ca: &Ca, as_member: &Path, peer_url: &str, sha: &str) -> u16 {
+    peer_file_request(ca, as_member, peer_url, "GET", sha, b"")
+}
+
+/// Sends `method /yui/v1/attachments/{sha}` with `body` to `peer_url`'s
+/// peer port as the member whose data directory is `as_member`: the status.
+fn peer_file_request(
+    ca: &Ca,
+    as_member: &Path,
+    peer_url: &str,
+    method: &str,
+    sha: &str,
+    body: &[u8],
+) -> u16 {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -120,6 +133,8 @@ fn ask_peer_for_file(ca: &Ca, as_member: &Path, peer_url: &str, sha: &str) -> u1
         .with_client_auth_cert(vec![cert], key)
         .expect("client certificate");
     let addr = peer_url.trim_start_matches("https://").to_owned();
+    let body = body.to_vec();
+    let method = method.to_owned();
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
@@ -130,14 +145,21 @@ fn ask_peer_for_file(ca: &Ca, as_member: &Path, peer_url: &str, sha: &str) -> u1
             .connect(yui_tests::tls::node_name(), tcp)
             .await
             .expect("handshake");
-        tls.write_all(
-            format!(
-                "GET /yui/v1/attachments/{sha} HTTP/1.1\r\nHost: node.yui.invalid\r\nConnection: close\r\n\r\n"
-            )
-            .as_bytes(),
-        )
-        .await
-        .expect("write");
+        let mut request = format!(
+            "{method} /yui/v1/attachments/{sha} HTTP/1.1\r\nHost: node.yui.invalid\r\nConnection: close\r\n"
+        );
+        if method != "GET" {
+            request.push_str(&format!(
+                "Content-Length: {}\r\nContent-Range: bytes 0-{}/{}\r\n",
+                body.len(),
+                body.len().saturating_sub(1),
+                body.len()
+            ));
+        }
+        request.push_str("\r\n");
+        let mut bytes = request.into_bytes();
+        bytes.extend_from_slice(&body);
+        tls.write_all(&bytes).await.expect("write");
         let mut answer = Vec::new();
         let _ = tls.read_to_end(&mut answer).await;
         let text = String::from_utf8_lossy(&answer[..answer.len().min(100)]).into_owned();
@@ -381,4 +403,96 @@ fn a_large_pdf_crosses_a_chain_through_a_relay_killed_halfway_and_local_files_st
     assert_eq!(list["items"][0]["name"], "メモ.txt", "{list}");
     // The local record's file is still at home.
     assert!(blob_path(&a_dir, &secret_sha).exists());
+}
+
+/// A town whose node only accepts connections (nobody it dials) still gets
+/// the files of the records pushed to it: the dialling node pushes them,
+/// resuming after the receiver is killed halfway, and never a local
+/// record's file; the receiver refuses a pushed file no shared record of
+/// its own names.
+#[test]
+fn files_are_pushed_to_a_node_that_only_accepts_and_the_push_resumes() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let ca = Ca::init(&dir.path().join("ca"), "添付");
+    let a_dir = member(dir.path(), "tateshina", &ca);
+    let b_dir = member(dir.path(), "omachi", &ca);
+    // Omachi takes files at 4 MiB/s, so the test can kill it partway.
+    append_config(&b_dir, "\n[attachments]\nfetch_rate = \"4 MiB\"\n");
+    let a = Server::start_peer(&a_dir, "127.0.0.1:0");
+    let b = Server::start_peer(&b_dir, "127.0.0.1:0");
+    // Only Tateshina dials: Omachi has no peer of its own to fetch from.
+    a.add_peer(b.peer_url());
+
+    let worker = a.create("workers", json!({"name": "添付 太郎", "status": "active"}));
+    let secret = {
+        let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+        png.extend_from_slice(&pdf(2048, 7));
+        png
+    };
+    let secret_sha = sha256_hex(&secret);
+    let (status, body) = upload(
+        &a,
+        "workers",
+        &id_of(&worker),
+        "写真.png",
+        "image/png",
+        secret.clone(),
+    );
+    assert_eq!(status, 201, "{body}");
+
+    let rec = a.create("knowledge", knowledge("受け身のノードへ届く添付"));
+    let kid = id_of(&rec);
+    let big = pdf(16 * MIB, 5);
+    let sha = sha256_hex(&big);
+    let (status, body) = upload(&a, "knowledge", &kid, "報告.pdf", "application/pdf", big);
+    assert_eq!(status, 201, "{body}");
+
+    let partial = partial_path(&b_dir, &sha);
+    assert!(
+        wait_for(Duration::from_secs(30), || std::fs::metadata(&partial)
+            .is_ok_and(|m| m.len() >= 4 * MIB as u64)),
+        "Tateshina never pushed the file to Omachi"
+    );
+    let b_url = b.peer_url().to_owned();
+    b.kill_9();
+    let had = std::fs::metadata(&partial).map_or(0, |m| m.len());
+    assert!(had > 0 && had < 16 * MIB as u64, "killed with {had} bytes");
+    let b = Server::restart_peer(&b_dir, &b_url);
+    let at_b = blob_path(&b_dir, &sha);
+    assert!(
+        wait_for(Duration::from_secs(60), || at_b.exists()),
+        "Omachi never got the whole file"
+    );
+    assert_eq!(sha256_hex(&std::fs::read(&at_b).expect("read")), sha);
+    // The push went on from the bytes Omachi had kept.
+    assert!(metric(&b, "yui_attachment_transfers_resumed_total") >= 1);
+    let received = metric(&b, "yui_attachment_bytes_fetched_total");
+    assert!(
+        received > 0 && received <= 16 * MIB as u64 - had + MIB as u64,
+        "received {received} bytes after the restart, having {had}"
+    );
+    let (_, list) = b.get(&format!("/api/v1/records/knowledge/{kid}/attachments"));
+    assert_eq!(list["items"][0]["state"], "stored", "{list}");
+    // Tateshina's egress ledger names the file it pushed.
+    let ledger = yui_tests::yui_ok(&a_dir, &["audit", "egress", "--json"]);
+    assert!(
+        ledger.contains(&sha) && ledger.contains("omachi"),
+        "{ledger}"
+    );
+
+    // The local record's file never went, and Omachi refuses it pushed by
+    // hand: no shared record of its own names it.
+    assert!(!blob_path(&b_dir, &secret_sha).exists());
+    assert!(!partial_path(&b_dir, &secret_sha).exists());
+    assert_eq!(
+        peer_file_request(&ca, &a_dir, b.peer_url(), "PUT", &secret_sha, &secret),
+        404
+    );
+    assert!(!blob_path(&b_dir, &secret_sha).exists());
+    // A file it has already is not taken again.
+    assert_eq!(
+        peer_file_request(&ca, &a_dir, b.peer_url(), "PUT", &sha, b"not the file"),
+        200
+    );
+    assert_eq!(sha256_hex(&std::fs::read(&at_b).expect("read")), sha);
 }

@@ -101,7 +101,7 @@ pub async fn metrics(State(node): State<AppState>) -> Result<Response> {
         for (name, help, value) in [
             (
                 "yui_attachment_files_fetched_total",
-                "Attached files received from peers and verified since start.",
+                "Attached files received from peers (fetched or pushed to this node) and verified since start.",
                 files.fetched,
             ),
             (
@@ -116,7 +116,7 @@ pub async fn metrics(State(node): State<AppState>) -> Result<Response> {
             ),
             (
                 "yui_attachment_files_served_total",
-                "Attached files sent to peers since start (each in the egress ledger).",
+                "Attached files sent to peers (served or pushed) since start (each in the egress ledger).",
                 files.served,
             ),
             (

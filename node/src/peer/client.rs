@@ -286,6 +286,23 @@ impl PeerClient {
             request = request.header(reqwest::header::RANGE, format!("bytes={offset}-"));
         }
         let resp = request.send().await.map_err(|e| describe(e, url))?;
+        self.check_not_revoked(&resp, url)?;
+        match resp.status() {
+            reqwest::StatusCode::OK | reqwest::StatusCode::PARTIAL_CONTENT => Ok(Some(resp)),
+            reqwest::StatusCode::NOT_FOUND => Ok(None),
+            status => {
+                let text = resp.text().await.unwrap_or_default();
+                Err(Error::Config(format!(
+                    "the peer refused the file ({status}): {}",
+                    text.chars().take(200).collect::<String>()
+                )))
+            }
+        }
+    }
+
+    /// Refuses an answer from a peer whose certificate is revoked (a pooled
+    /// connection may predate the revocation).
+    fn check_not_revoked(&self, resp: &reqwest::Response, url: &PeerUrl) -> Result<()> {
         if let Some(cert) = resp
             .extensions()
             .get::<reqwest::tls::TlsInfo>()
@@ -299,17 +316,70 @@ impl PeerClient {
                 )));
             }
         }
+        Ok(())
+    }
+
+    /// Asks a peer which files of its shared records it lacks and would
+    /// take (protocol.md 3.3, `GET /yui/v1/attachments`). A peer from
+    /// before file pushes answers 404: it wants nothing pushed.
+    pub async fn wanted_files(&self, url: &PeerUrl, node_id: &str) -> Result<Vec<WantedByPeer>> {
+        let resp = self
+            .http
+            .get(format!(
+                "{}/yui/v1/attachments",
+                self.base(url, Some(node_id), 0)
+            ))
+            .timeout(Duration::from_secs(30))
+            .send()
+            .await
+            .map_err(|e| describe(e, url))?;
+        self.check_not_revoked(&resp, url)?;
         match resp.status() {
-            reqwest::StatusCode::OK | reqwest::StatusCode::PARTIAL_CONTENT => Ok(Some(resp)),
-            reqwest::StatusCode::NOT_FOUND => Ok(None),
+            reqwest::StatusCode::OK => {}
+            reqwest::StatusCode::NOT_FOUND => return Ok(Vec::new()),
             status => {
-                let text = resp.text().await.unwrap_or_default();
-                Err(Error::Config(format!(
-                    "the peer refused the file ({status}): {}",
-                    text.chars().take(200).collect::<String>()
-                )))
+                return Err(Error::Config(format!(
+                    "the peer refused to list the files it wants ({status})"
+                )));
             }
         }
+        let bytes = resp.bytes().await.map_err(|e| describe(e, url))?;
+        let list: WantedList = serde_json::from_slice(&bytes)
+            .map_err(|e| Error::Config(format!("the peer's list of wanted files: {e}")))?;
+        Ok(list.files)
+    }
+
+    /// Sends a peer the bytes of a file from `offset` on
+    /// (`PUT /yui/v1/attachments/{sha256}`); the peer checks them against
+    /// the hash its record names. Answers the peer's status and text.
+    pub async fn put_file(
+        &self,
+        url: &PeerUrl,
+        node_id: &str,
+        sha256: &str,
+        offset: u64,
+        size: u64,
+        body: reqwest::Body,
+    ) -> Result<(reqwest::StatusCode, String)> {
+        let resp = self
+            .http
+            .put(format!(
+                "{}/yui/v1/attachments/{sha256}",
+                self.base(url, Some(node_id), 0)
+            ))
+            .header(reqwest::header::CONTENT_TYPE, "application/octet-stream")
+            .header(
+                reqwest::header::CONTENT_RANGE,
+                format!("bytes {offset}-{}/{size}", size.saturating_sub(1)),
+            )
+            .body(body)
+            .send()
+            .await
+            .map_err(|e| describe(e, url))?;
+        self.check_not_revoked(&resp, url)?;
+        let status = resp.status();
+        let text = resp.text().await.unwrap_or_default();
+        Ok((status, text.chars().take(300).collect()))
     }
 
     /// Sends one sync request and returns the decoded answer and the bytes
@@ -369,6 +439,23 @@ impl PeerClient {
             .map_err(|e| Error::Config(format!("the peer's answer: {e}")))?;
         Ok((answer, sent, bytes.len() as u64, server_cert))
     }
+}
+
+/// One file a peer lacks (`GET /yui/v1/attachments`).
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct WantedByPeer {
+    pub sha256: String,
+    /// The size its record names.
+    pub size: u64,
+    /// Bytes of it the peer already holds from an interrupted transfer:
+    /// a push goes on from there.
+    pub have: u64,
+}
+
+/// The answer of `GET /yui/v1/attachments`.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct WantedList {
+    pub files: Vec<WantedByPeer>,
 }
 
 /// An error of the HTTPS layer, in words an administrator can act on, naming

@@ -176,6 +176,9 @@ pub struct Peering {
     signers: signers::Signers,
     /// File transfers since start (`files`).
     pub files: files::FileStats,
+    /// Woken when a sync round sent records: the files task asks the peer
+    /// which of their files it lacks.
+    wake_files: Notify,
 }
 
 fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
@@ -214,6 +217,7 @@ impl Peering {
             next_index: AtomicU64::new(1),
             signers,
             files: Default::default(),
+            wake_files: Notify::new(),
         })
     }
 
@@ -586,6 +590,9 @@ async fn run_exchange(
             task.server_revocations
                 .store(x.server_revocations, Ordering::Relaxed);
             task.carry_over(url, &x.needs, x.server_restored);
+            if x.docs_out > 0 {
+                peering.wake_files.notify_one();
+            }
             if x.sent || x.push_cursor.is_some() {
                 fed.store
                     .peer_round(

@@ -359,7 +359,11 @@ fn router(fed: Federation, shutdown: CancellationToken) -> Router {
     Router::new()
         .route("/yui/v1/hello", get(hello))
         .route("/yui/v1/sync", post(sync))
-        .route("/yui/v1/attachments/{sha256}", get(attachment))
+        .route("/yui/v1/attachments", get(wanted_files))
+        .route(
+            "/yui/v1/attachments/{sha256}",
+            get(attachment).put(pushed_file),
+        )
         .fallback(|| async { (StatusCode::NOT_FOUND, "no such peer endpoint") })
         .layer(DefaultBodyLimit::max(MAX_MESSAGE_BYTES))
         .layer(middleware::from_fn_with_state(
@@ -400,6 +404,27 @@ async fn attachment(
     headers: HeaderMap,
 ) -> Response {
     super::files::serve_file(&state.fed, &peer, sha, &headers).await
+}
+
+/// `GET /yui/v1/attachments` (protocol.md 3.3): the files this node lacks.
+async fn wanted_files(
+    State(state): State<PeerState>,
+    Extension(peer): Extension<Arc<PeerIdentity>>,
+) -> Response {
+    super::files::list_wanted(&state.fed, &peer).await
+}
+
+/// `PUT /yui/v1/attachments/{sha256}` (protocol.md 3.3): a file pushed by
+/// a peer that dials this node. The body is read as a stream and bounded
+/// by the size the record names, not by the sync message limit.
+async fn pushed_file(
+    State(state): State<PeerState>,
+    Extension(peer): Extension<Arc<PeerIdentity>>,
+    axum::extract::Path(sha): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Body,
+) -> Response {
+    super::files::receive_file(&state.fed, &peer, sha, &headers, body, &state.shutdown).await
 }
 
 async fn hello(
